@@ -1,0 +1,49 @@
+"""Every ttc-gym environment, registered with Gymnasium by string entry points.
+
+Registration happens on `import ttc_gym` and loads nothing heavy: the env modules are imported by
+`gym.make` only when an env is made. `gym.make("ttc_gym:TTC-Sim-v0")` imports ttc_gym first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    id: str
+    entry_point: str
+    summary: str
+    vector_entry_point: str | None = None
+    nondeterministic: bool = False
+    kwargs: dict = field(default_factory=dict)
+
+
+ENVS: tuple[EnvEntry, ...] = (
+    EnvEntry(
+        id="TTC-Sim-v0",
+        entry_point="envs.sim:TTCSimEnv",
+        vector_entry_point="envs.sim_vector:TTCSimVectorEnv",
+        summary="Simulated reasoner: discrete meta-actions over episodes, exact prover, DP oracle.",
+    ),
+)
+
+
+def register_envs() -> None:
+    """Register every env in ENVS (idempotent)."""
+    for entry in ENVS:
+        if entry.id in gym.registry:
+            continue
+        gym.register(
+            id=entry.id,
+            entry_point=entry.entry_point,
+            vector_entry_point=entry.vector_entry_point,
+            nondeterministic=entry.nondeterministic,
+            kwargs=dict(entry.kwargs),
+        )
+
+
+def env_ids() -> list[str]:
+    return [entry.id for entry in ENVS]

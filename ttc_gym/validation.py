@@ -1,0 +1,67 @@
+"""Argument checks shared by every env and agent: each error says what was expected and what came."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from typing import Any, Iterable
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """A ' Did you mean X?' suffix when `name` is close to one of `choices`, else ''."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_name_error(kind: str, name: Any, choices: Iterable[str]) -> ValueError:
+    choices = sorted(choices)
+    return ValueError(
+        f"Unknown {kind} {name!r}.{did_you_mean(name, choices)} Expected one of: {', '.join(choices)}."
+    )
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (bool excluded) within [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}.")
+    return value
+
+
+def check_float(
+    name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    """A finite real number (bool excluded) within [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}.")
+    return value
+
+
+def check_probability(name: str, value: Any) -> float:
+    return check_float(name, value, minimum=0.0, maximum=1.0)
+
+
+def check_distribution(name: str, values: Any, length: int | None = None) -> tuple[float, ...]:
+    """A sequence of non-negative numbers summing to 1 (within 1e-6)."""
+    try:
+        items = tuple(values)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of probabilities, got {values!r}.") from None
+    probs = tuple(check_probability(f"{name}[{i}]", v) for i, v in enumerate(items))
+    if length is not None and len(probs) != length:
+        raise ValueError(f"{name} must have {length} entries, got {len(probs)}: {values!r}.")
+    if not probs or abs(sum(probs) - 1.0) > 1e-6:
+        raise ValueError(f"{name} must sum to 1, got {values!r} (sum {sum(probs):.6g}).")
+    return probs
