@@ -65,3 +65,20 @@ def check_distribution(name: str, values: Any, length: int | None = None) -> tup
     if not probs or abs(sum(probs) - 1.0) > 1e-6:
         raise ValueError(f"{name} must sum to 1, got {values!r} (sum {sum(probs):.6g}).")
     return probs
+
+
+class UnsupportedRenderModeError(TypeError, ValueError):
+    """An env was asked for a render mode it does not have.
+
+    A TypeError too, because that is how stable-baselines3's `make_vec_env` learns that an env takes
+    no `render_mode="rgb_array"` and retries without it.
+    """
+
+
+def check_render_mode(render_mode: Any, supported: Iterable[str]) -> str | None:
+    supported = list(supported)
+    if render_mode is not None and render_mode not in supported:
+        raise UnsupportedRenderModeError(
+            f"render_mode must be None or one of {supported}, got {render_mode!r}."
+        )
+    return render_mode

@@ -1,0 +1,109 @@
+"""Tabular Q-learning on any env with a Discrete action and a MultiDiscrete (or Discrete)
+observation, trained on a Gymnasium vector env (a batch of transitions per update)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from ttc_gym.validation import check_float, check_int
+
+
+@dataclass
+class QLearningConfig:
+    total_steps: int = 400_000  # environment transitions over all sub-envs
+    gamma: float = 1.0  # episodes are short and finite: no discount
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_decay_fraction: float = 0.6  # fraction of training over which epsilon decays linearly
+    min_learning_rate: float = 0.02  # step size is max(1 / visits, this)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("total_steps", self.total_steps, minimum=1)
+        check_float("gamma", self.gamma, minimum=0.0, maximum=1.0)
+        check_float("epsilon_start", self.epsilon_start, minimum=0.0, maximum=1.0)
+        check_float("epsilon_end", self.epsilon_end, minimum=0.0, maximum=1.0)
+        check_float("epsilon_decay_fraction", self.epsilon_decay_fraction, minimum=0.0, maximum=1.0)
+        check_float("min_learning_rate", self.min_learning_rate, minimum=0.0, maximum=1.0)
+
+
+def _state_sizes(space: spaces.Space) -> np.ndarray:
+    if isinstance(space, spaces.MultiDiscrete) and space.nvec.ndim == 1:
+        return space.nvec.astype(np.int64)
+    if isinstance(space, spaces.Discrete):
+        return np.array([space.n], dtype=np.int64)
+    raise TypeError(
+        f"QLearningAgent needs a Discrete or 1-D MultiDiscrete observation space, got {space}."
+    )
+
+
+@dataclass
+class QLearningAgent:
+    """A dense Q-table indexed by the flattened observation."""
+
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    q: np.ndarray = field(init=False)
+    visits: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.action_space, spaces.Discrete):
+            raise TypeError(f"QLearningAgent needs a Discrete action space, got {self.action_space}.")
+        self._sizes = _state_sizes(self.observation_space)
+        n_states = int(np.prod(self._sizes))
+        if n_states > 50_000_000:
+            raise ValueError(f"observation space has {n_states} states: too many for a dense Q-table.")
+        self.q = np.zeros((n_states, self.action_space.n))
+        self.visits = np.zeros((n_states, self.action_space.n), dtype=np.int64)
+
+    def state_index(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, dtype=np.int64).reshape(-1, self._sizes.size)
+        return np.ravel_multi_index(obs.T, self._sizes)
+
+    def act(self, obs, info: dict | None = None) -> int:
+        """Greedy action (ties to the lowest index)."""
+        return int(np.argmax(self.q[self.state_index(obs)[0]]))
+
+    def reset(self) -> None:
+        pass
+
+    def train(self, envs: gym.vector.VectorEnv, config: QLearningConfig = QLearningConfig()) -> dict:
+        """Q-learning on a vector env with next-step autoreset. Returns episode returns seen in training."""
+        mode = envs.metadata.get("autoreset_mode")
+        if mode is not None and getattr(mode, "value", mode) != "NextStep":
+            raise ValueError(f"QLearningAgent.train expects next-step autoreset, got {mode!r}.")
+        rng = np.random.default_rng(config.seed)
+        n = envs.num_envs
+        obs, _ = envs.reset(seed=config.seed)
+        s = self.state_index(obs)
+        restarting = np.zeros(n, dtype=bool)
+        running = np.zeros(n)
+        returns: list[float] = []
+        iterations = max(1, config.total_steps // n)
+        decay_iters = max(1, int(config.epsilon_decay_fraction * iterations))
+        for it in range(iterations):
+            eps = config.epsilon_end + (config.epsilon_start - config.epsilon_end) * max(0.0, 1 - it / decay_iters)
+            greedy = self.q[s].argmax(axis=1)
+            random = rng.integers(self.action_space.n, size=n)
+            a = np.where(rng.random(n) < eps, random, greedy)
+            obs, r, term, trunc, _ = envs.step(a)
+            s_next = self.state_index(obs)
+            done = term | trunc
+            learn = ~restarting  # a step that only restarted a finished sub-env carries no transition
+            si, ai = s[learn], a[learn]
+            # The time step is part of the observation, so truncation is a true terminal state.
+            target = r[learn] + config.gamma * np.where(done[learn], 0.0, self.q[s_next[learn]].max(axis=1))
+            np.add.at(self.visits, (si, ai), 1)
+            lr = np.maximum(1.0 / self.visits[si, ai], config.min_learning_rate)
+            # Duplicated (state, action) pairs in one batch: add.at accumulates their updates.
+            np.add.at(self.q, (si, ai), lr * (target - self.q[si, ai]))
+            running[learn] += r[learn]
+            returns.extend(running[done & learn].tolist())
+            running[done] = 0.0
+            restarting = done
+            s = s_next
+        return {"episode_returns": returns}

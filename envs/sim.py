@@ -1,0 +1,234 @@
+"""TTC-Sim-v0: a simulated reasoner whose test-time compute an agent learns to spend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.sim_model import (
+    ACTION_NAMES,
+    ANSWER,
+    CONTINUE,
+    FRESH_CANDIDATE,
+    KNOWN_CORRECT,
+    NO_CANDIDATE,
+    OBS_FIELDS,
+    SWITCH,
+    VERIFY,
+    SimModel,
+    SimParams,
+)
+from ttc_gym.rewards import compose_reward, reward_info
+from ttc_gym.validation import check_render_mode
+
+
+class TTCSimEnv(gym.Env):
+    """
+    ## Description
+
+    A simulated reasoner solving one problem per episode of the RL loop, with each `step` one
+    *reasoning episode* (an attempt, a check, a new approach), as in MRT's formulation of test-time
+    compute as meta-RL. A problem has a difficulty level (easy / medium / hard by default). The
+    reasoner works through strategies; each one is secretly working or a dead end. Continuing a
+    working strategy makes progress quickly, a dead end rarely; after enough steps the reasoner holds a
+    candidate answer, which may carry a hidden slip that verification can catch. The agent decides how
+    to spend the budget: continue, switch strategy (explore), verify, or answer now.
+
+    After every episode an *exact prover* reports J, the probability that an answer forced at that
+    point is correct (DESIGN.md §2), and the progress J_j - J_{j-1}. With `prover_samples=K`, J is
+    instead a Monte Carlo estimate from K forced answers, to study the noise of a sampled prover.
+    The full belief-MDP over observations is public (`env.unwrapped.model`), which is how the DP
+    oracle in `agents.oracle` computes the optimal policy and J*.
+
+    ## Action Space
+
+    `Discrete(4)`: 0 continue the current strategy, 1 switch to the next untried strategy (progress
+    and candidate are dropped; a no-op once all strategies are tried), 2 verify the candidate answer
+    (a no-op without an unverified candidate), 3 answer now (ends the episode, uses no budget).
+
+    ## Observation Space
+
+    `MultiDiscrete([H+1, L, S, M+1, H+1, H+3])` (L levels, S strategies, M the most steps any level
+    needs): episodes used; difficulty level; index of the current strategy; steps done on it; episodes
+    spent continuing it; candidate status (0 none, 1 a slip was found and fixed, 2+n a candidate that
+    passed n verifications). These are a sufficient statistic of the agent's belief.
+
+    ## Rewards
+
+    Every step: `outcome + alpha * progress - cost`, computed by `ttc_gym.rewards.compose_reward`.
+    `progress = J_new - J_prev`; `cost = episode_cost` for each episode spent (answering costs
+    nothing); `outcome` is 1 when the committed answer is correct on the final step, else 0. The
+    answer is correct with probability J (the exact one, also with a sampled prover). Over an episode
+    progress telescopes to `J_final - J_0`.
+
+    ## Starting State
+
+    A difficulty level drawn from `difficulty_probs` (or `options={"difficulty": d}` in `reset`),
+    the type of every strategy drawn from the level's `success_prob`, nothing done yet:
+    J_0 = `guess_prob`.
+
+    ## Episode End
+
+    Terminated when the agent answers. Truncated after `max_episodes` (H) reasoning episodes; with
+    `answer_on_truncation=True` the reasoner is then forced to answer and that outcome is rewarded.
+
+    ## Arguments
+
+    `gym.make("TTC-Sim-v0", **kwargs)`, all optional (see `envs.sim_model.SimParams`):
+    `levels` (tuple of `DifficultyLevel`), `difficulty_probs`, `num_strategies` (3),
+    `heterogeneity` (0.8; 0 = all strategies alike, 1 = dead ends never progress, mean rate fixed),
+    `max_episodes` (H = 10), `alpha` (1.0), `episode_cost` (0.02), `verify_detect` (0.8),
+    `guess_prob` (0.1), `partial_credit` (0.5), `tokens_per_episode` (256, for token metrics),
+    `prover_samples` (None = exact, or K), `answer_on_truncation` (True), `render_mode`
+    (None or "ansi"). Unknown or invalid arguments raise an error naming what was expected.
+
+    `info` on every step: J, progress, outcome, alpha, cost, reward, episodes_used, tokens_used,
+    answered, plus J_exact (the hidden true J) and difficulty.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any):
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
+        self.params = SimParams.from_kwargs(kwargs)
+        self.model = SimModel(self.params)
+        P = self.params
+        self.observation_space = spaces.MultiDiscrete(P.obs_nvec)
+        self.action_space = spaces.Discrete(len(ACTION_NAMES))
+        # Plain Python copies of per-level numbers: the step is a hot loop.
+        self._steps_needed = P.steps_needed.tolist()
+        self._success = P.success_prob.tolist()
+        self._slip = P.slip_prob.tolist()
+        self._rate_working = P.rate_working.tolist()
+        self._rate_dead_end = P.rate_dead_end.tolist()
+        self._level_cdf = np.cumsum(P.difficulty_probs).tolist()
+        self._state: list[int] | None = None  # t, level, strategy, steps, attempts, candidate
+        self._trace: list[str] = []
+
+    # -- the prover ------------------------------------------------------------------------------
+    def _true_j(self) -> float:
+        _, level, _, steps, _, cand = self._state
+        if cand == NO_CANDIDATE:
+            return self.params.partial_j(level, steps)
+        return 0.0 if self._slipped else 1.0
+
+    def _estimate_j(self, j_true: float) -> float:
+        k = self.params.prover_samples
+        return j_true if k is None else float(self.np_random.binomial(k, j_true)) / k
+
+    # -- the gymnasium API -----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        rng = self.np_random
+        level = self._level_from_options(options)
+        if level is None:
+            u = rng.random()
+            level = next((i for i, c in enumerate(self._level_cdf) if u < c), len(self._level_cdf) - 1)
+        self._working = (rng.random(self.params.num_strategies) < self._success[level]).tolist()
+        self._slipped = False
+        self._state = [0, level, 0, 0, 0, NO_CANDIDATE]
+        self._j_true = self._true_j()
+        self._j = self._estimate_j(self._j_true)
+        self._j0 = self._j
+        self._trace = [f"level={self.params.levels[level].name} J={self._j:.2f}"]
+        info = reward_info(
+            j=self._j, progress=0.0, outcome=0.0, alpha=self.params.alpha, cost=0.0,
+            episodes_used=0, tokens_used=0, answered=False,
+        )
+        info.update(J_exact=self._j_true, difficulty=level)
+        return np.array(self._state, dtype=np.int64), info
+
+    def _level_from_options(self, options: dict | None) -> int | None:
+        if not options:
+            return None
+        unknown = set(options) - {"difficulty"}
+        if unknown:
+            raise ValueError(f"reset options accept only 'difficulty', got {sorted(unknown)}.")
+        level = options["difficulty"]
+        n = len(self.params.levels)
+        if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < n:
+            raise ValueError(f"options['difficulty'] must be a level index in [0, {n}), got {level!r}.")
+        return int(level)
+
+    def step(self, action):
+        if self._state is None:
+            raise RuntimeError("TTCSimEnv.step called before reset() or after the episode ended; call env.reset() first.")
+        if not self.action_space.contains(action):
+            raise ValueError(
+                f"action must be an int in [0, {self.action_space.n}) "
+                f"({', '.join(f'{i}={n}' for i, n in enumerate(ACTION_NAMES))}), got {action!r}."
+            )
+        action = int(action)
+        P = self.params
+        s = self._state
+        t, level, strat, steps, attempts, cand = s
+        rng = self.np_random
+        if action == ANSWER:
+            outcome = float(rng.random() < self._j_true)
+            return self._finish(0.0, outcome, cost=0.0, terminated=True, truncated=False, action=action)
+
+        if action == CONTINUE and cand == NO_CANDIDATE:
+            rate = self._rate_working[level] if self._working[strat] else self._rate_dead_end[level]
+            s[4] = attempts + 1
+            if rng.random() < rate:
+                s[3] = steps + 1
+                if steps + 1 == self._steps_needed[level]:
+                    s[5] = FRESH_CANDIDATE
+                    self._slipped = bool(rng.random() < self._slip[level])
+        elif action == SWITCH and strat + 1 < P.num_strategies:
+            s[2], s[3], s[4], s[5] = strat + 1, 0, 0, NO_CANDIDATE
+            self._slipped = False
+        elif action == VERIFY and cand >= FRESH_CANDIDATE:
+            if self._slipped and rng.random() < P.verify_detect:
+                s[5], self._slipped = KNOWN_CORRECT, False
+            else:
+                s[5] = cand + 1
+        s[0] = t + 1
+        self._j_true = self._true_j()
+        j_new = self._estimate_j(self._j_true)
+        progress = j_new - self._j
+        self._j = j_new
+        truncated = s[0] >= P.max_episodes
+        outcome = 0.0
+        if truncated and P.answer_on_truncation:
+            outcome = float(rng.random() < self._j_true)
+        return self._finish(progress, outcome, P.episode_cost, False, truncated, action)
+
+    def _finish(self, progress, outcome, cost, terminated, truncated, action):
+        P = self.params
+        s = self._state
+        answered = terminated or (truncated and P.answer_on_truncation)
+        reward = compose_reward(outcome, progress, P.alpha, cost)
+        info = reward_info(
+            j=self._j, progress=progress, outcome=outcome, alpha=P.alpha, cost=cost,
+            episodes_used=s[0], tokens_used=s[0] * P.tokens_per_episode, answered=answered,
+        )
+        info["J_exact"] = self._j_true
+        info["difficulty"] = s[1]
+        if self.render_mode == "ansi":
+            self._trace.append(
+                f"{ACTION_NAMES[action]:>8}: J={self._j:.2f} progress={progress:+.2f}"
+                + (f" outcome={outcome:.0f}" if answered else "")
+            )
+        obs = np.array(s, dtype=np.int64)
+        if terminated or truncated:
+            self._state = None  # a finished episode needs reset() before the next step
+            self._last_obs = obs
+        return obs, reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode == "ansi":
+            return "\n".join(self._trace) + "\n"
+        return None
+
+    # -- public accessors ------------------------------------------------------------------------
+    @property
+    def observation_fields(self) -> tuple[str, ...]:
+        return OBS_FIELDS

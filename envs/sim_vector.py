@@ -1,0 +1,156 @@
+"""TTC-Sim-v0 vectorized with numpy over the batch: `gym.make_vec("TTC-Sim-v0", num_envs=1024,
+vectorization_mode="vector_entry_point")`. Same dynamics, rewards and spaces as `envs.sim.TTCSimEnv`
+(its docstring is the spec); sub-envs that finish are reset on the next `step` (Gymnasium's
+next-step autoreset), which returns their first observation with reward 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.sim_model import ACTION_NAMES, ANSWER, CONTINUE, FRESH_CANDIDATE, KNOWN_CORRECT, SWITCH, VERIFY, SimParams, SimModel
+from ttc_gym.validation import check_int, check_render_mode
+
+T, LEVEL, STRAT, STEPS, ATTEMPTS, CAND = range(6)
+INFO_KEYS = ("J", "J_exact", "progress", "outcome", "cost", "episodes_used", "tokens_used", "answered", "difficulty")
+
+
+class TTCSimVectorEnv(VectorEnv):
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any):
+        self.num_envs = check_int("num_envs", num_envs, minimum=1)
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
+        self.params = P = SimParams.from_kwargs(kwargs)
+        self.model = SimModel(P)
+        self.single_observation_space = spaces.MultiDiscrete(P.obs_nvec)
+        self.single_action_space = spaces.Discrete(len(ACTION_NAMES))
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._steps_needed = P.steps_needed
+        self._partial_per_step = (1.0 - P.guess_prob) * P.partial_credit / P.steps_needed
+        self._cdf = np.cumsum(P.difficulty_probs)
+        self._rows = np.arange(self.num_envs)
+        self._all = np.ones(self.num_envs, dtype=bool)
+        self._state: np.ndarray | None = None
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _reset_rows(self, rows: np.ndarray, level: int | None = None) -> None:
+        """Draw fresh problems for the sub-envs selected by the boolean mask `rows`."""
+        n = int(rows.sum())
+        if n == 0:
+            return
+        rng = self.np_random
+        if level is None:
+            lv = np.minimum(np.searchsorted(self._cdf, rng.random(n), side="right"), len(self._cdf) - 1)
+        else:
+            lv = np.full(n, level)
+        self._state[rows] = 0
+        self._state[rows, LEVEL] = lv
+        self._working[rows] = rng.random((n, self.params.num_strategies)) < self.params.success_prob[lv][:, None]
+        self._slipped[rows] = False
+        self._j_true[rows] = self.params.guess_prob
+        self._j[rows] = self._estimate(self._j_true[rows])
+
+    def _true_j(self) -> np.ndarray:
+        s = self._state
+        partial = self.params.guess_prob + self._partial_per_step[s[:, LEVEL]] * s[:, STEPS]
+        return np.where(s[:, CAND] == 0, partial, np.where(self._slipped, 0.0, 1.0))
+
+    def _estimate(self, j_true: np.ndarray) -> np.ndarray:
+        k = self.params.prover_samples
+        return j_true.copy() if k is None else self.np_random.binomial(k, j_true) / k
+
+    def _info(self, progress, outcome, cost, answered) -> dict:
+        s = self._state
+        info = {
+            "J": self._j.copy(), "J_exact": self._j_true.copy(), "progress": progress,
+            "outcome": outcome, "cost": cost, "episodes_used": s[:, T].copy(),
+            "tokens_used": s[:, T] * self.params.tokens_per_episode, "answered": answered,
+            "difficulty": s[:, LEVEL].copy(),
+        }
+        info.update({"_" + k: self._all for k in INFO_KEYS})
+        return info
+
+    # -- the vector API ---------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        level = None
+        if options:
+            if set(options) - {"difficulty"}:
+                raise ValueError(f"reset options accept only 'difficulty', got {sorted(options)}.")
+            level = check_int("options['difficulty']", options["difficulty"], minimum=0, maximum=len(self._cdf) - 1)
+        n, S = self.num_envs, self.params.num_strategies
+        self._state = np.zeros((n, 6), dtype=np.int64)
+        self._working = np.zeros((n, S), dtype=bool)
+        self._slipped = np.zeros(n, dtype=bool)
+        self._j_true = np.zeros(n)
+        self._j = np.zeros(n)
+        self._done = np.zeros(n, dtype=bool)
+        self._reset_rows(self._all, level)
+        zeros = np.zeros(n)
+        return self._state.copy(), self._info(zeros, zeros, zeros, np.zeros(n, dtype=bool))
+
+    def step(self, actions):
+        if self._state is None:
+            raise RuntimeError("TTCSimVectorEnv.step called before reset(); call reset() first.")
+        a = np.asarray(actions)
+        if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() > ANSWER:
+            raise ValueError(
+                f"actions must be an integer array of shape ({self.num_envs},) with values in [0, {ANSWER}], "
+                f"got {a.dtype} array of shape {a.shape}" + (f" with values in [{a.min()}, {a.max()}]." if a.size else ".")
+            )
+        P, s, rng = self.params, self._state, self.np_random
+        restart = self._done
+        active = ~restart
+        lv, cand = s[:, LEVEL], s[:, CAND]
+        u = rng.random((3, self.num_envs))
+
+        answer = active & (a == ANSWER)
+        cont = active & (a == CONTINUE) & (cand == 0)
+        working = self._working[self._rows, s[:, STRAT]]
+        rate = np.where(working, P.rate_working[lv], P.rate_dead_end[lv])
+        advance = cont & (u[0] < rate)
+        s[:, ATTEMPTS] += cont
+        s[:, STEPS] += advance
+        new_cand = advance & (s[:, STEPS] == self._steps_needed[lv])
+        s[new_cand, CAND] = FRESH_CANDIDATE
+        self._slipped[new_cand] = u[1][new_cand] < P.slip_prob[lv][new_cand]
+
+        switch = active & (a == SWITCH) & (s[:, STRAT] + 1 < P.num_strategies)
+        s[switch, STRAT] += 1
+        s[switch, STEPS:] = 0
+        self._slipped[switch] = False
+
+        verify = active & (a == VERIFY) & (cand >= FRESH_CANDIDATE)
+        detect = verify & self._slipped & (u[0] < P.verify_detect)
+        s[verify, CAND] += 1
+        s[detect, CAND] = KNOWN_CORRECT
+        self._slipped &= ~detect
+
+        episode = active & ~answer
+        s[:, T] += episode
+        self._j_true = self._true_j()
+        j_new = np.where(episode, self._estimate(self._j_true), self._j)
+        progress = j_new - self._j
+        self._j = j_new
+        truncated = episode & (s[:, T] >= P.max_episodes)
+        answered = answer | (truncated & P.answer_on_truncation)
+        outcome = (answered & (u[2] < self._j_true)).astype(np.float64)
+        cost = episode * P.episode_cost
+        reward = outcome + P.alpha * progress - cost
+        terminated = answer
+
+        # Next-step autoreset: sub-envs that ended on the previous call start a new problem now.
+        if restart.any():
+            self._reset_rows(restart)
+            reward[restart] = 0.0
+            progress[restart] = 0.0
+            cost[restart] = 0.0
+        self._done = terminated | truncated
+        return s.copy(), reward, terminated, truncated, self._info(progress, outcome, cost, answered)

@@ -1,0 +1,16 @@
+"""The discrete meta-actions shared by the envs whose action is a decision about compute
+(TTC-Sim-v0, TTC-MathMeta-v0), so that one heuristic or tabular agent runs on both."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class MetaAction(IntEnum):
+    CONTINUE = 0  # keep working on the current approach
+    SWITCH = 1  # explore: try another approach ("Alternatively, ...")
+    VERIFY = 2  # check the current answer ("Wait, let me double-check ...")
+    ANSWER = 3  # stop thinking and commit an answer
+
+
+META_ACTION_NAMES = tuple(a.name.lower() for a in MetaAction)
