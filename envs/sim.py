@@ -73,7 +73,10 @@ class TTCSimEnv(gym.Env):
     ## Episode End
 
     Terminated when the agent answers. Truncated after `max_episodes` (H) reasoning episodes; with
-    `answer_on_truncation=True` the reasoner is then forced to answer and that outcome is rewarded.
+    `answer_on_truncation=True` (default) the reasoner is then forced to answer, that outcome is
+    rewarded, and the step is *both* terminated and truncated: the budget ran out, and the problem is
+    over, so RL libraries must not bootstrap a value past it (stable-baselines3 bootstraps only when
+    truncated and not terminated). With `answer_on_truncation=False` the step is truncated only.
 
     ## Arguments
 
@@ -197,14 +200,17 @@ class TTCSimEnv(gym.Env):
         self._j = j_new
         truncated = s[0] >= P.max_episodes
         outcome = 0.0
-        if truncated and P.answer_on_truncation:
+        # A forced answer at the end of the budget is a committed answer: terminated (no value left
+        # to bootstrap) as well as truncated (the budget ran out).
+        forced = truncated and P.answer_on_truncation
+        if forced:
             outcome = float(rng.random() < self._j_true)
-        return self._finish(progress, outcome, P.episode_cost, False, truncated, action)
+        return self._finish(progress, outcome, P.episode_cost, forced, truncated, action)
 
     def _finish(self, progress, outcome, cost, terminated, truncated, action):
         P = self.params
         s = self._state
-        answered = terminated or (truncated and P.answer_on_truncation)
+        answered = terminated
         reward = compose_reward(outcome, progress, P.alpha, cost)
         info = reward_info(
             j=self._j, progress=progress, outcome=outcome, alpha=P.alpha, cost=cost,

@@ -144,7 +144,7 @@ class TTCSimVectorEnv(VectorEnv):
         outcome = (answered & (u[2] < self._j_true)).astype(np.float64)
         cost = episode * P.episode_cost
         reward = outcome + P.alpha * progress - cost
-        terminated = answer
+        terminated = answered  # a forced answer at the budget's end also terminates (see TTCSimEnv)
 
         # Next-step autoreset: sub-envs that ended on the previous call start a new problem now.
         if restart.any():

@@ -46,8 +46,8 @@ def test_truncation_at_H_with_forced_answer():
     env.reset(seed=0)
     for t in range(1, H + 1):
         _, _, term, trunc, info = env.step(2)  # verify without candidate: a wasted episode
-        assert not term
         assert trunc == (t == H)
+        assert term == (t == H)  # the forced answer ends the problem: terminated too
         assert info["episodes_used"] == t
         assert info["tokens_used"] == t * 256
     assert info["answered"]  # answer_on_truncation=True forces the answer
@@ -57,8 +57,8 @@ def test_truncation_without_forced_answer_gives_no_outcome():
     env = gym.make("TTC-Sim-v0", max_episodes=2, answer_on_truncation=False, guess_prob=1.0)
     env.reset(seed=0)
     env.step(0)
-    _, _, _, trunc, info = env.step(0)
-    assert trunc and info["outcome"] == 0.0 and not info["answered"]
+    _, _, term, trunc, info = env.step(0)
+    assert trunc and not term and info["outcome"] == 0.0 and not info["answered"]
 
 
 def test_answer_outcome_follows_exact_j():

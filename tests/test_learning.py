@@ -1,0 +1,85 @@
+"""Learning agents reach a stated fraction of the oracle's expected return on TTC-Sim-v0."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import ttc_gym  # noqa: F401
+from agents.oracle import OracleAgent
+from agents.tabular import QLearningAgent, QLearningConfig
+from ttc_gym.metrics import mean_and_stderr
+
+
+def evaluate(env, act, n=4000, seed=10**6):
+    returns = []
+    for i in range(n):
+        obs, info = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            obs, r, term, trunc, info = env.step(act(obs, info))
+            total += r
+            done = term or trunc
+        returns.append(total)
+    return mean_and_stderr(returns)
+
+
+def test_q_learning_reaches_90_percent_of_the_oracle():
+    envs = gym.make_vec("TTC-Sim-v0", num_envs=256, vectorization_mode="vector_entry_point")
+    agent = QLearningAgent(envs.single_observation_space, envs.single_action_space)
+    history = agent.train(envs, QLearningConfig(total_steps=1_000_000, seed=0))
+    assert len(history["episode_returns"]) > 100_000
+    env = gym.make("TTC-Sim-v0")
+    oracle = OracleAgent.from_env(env).expected_return
+    mean, se = evaluate(env, agent.act)
+    assert mean >= 0.9 * oracle, (mean, se, oracle)
+
+
+def test_q_learning_rejects_unsupported_spaces():
+    with pytest.raises(TypeError, match="Discrete or 1-D MultiDiscrete"):
+        QLearningAgent(gym.spaces.Box(0, 1, (2,)), gym.spaces.Discrete(2))
+    with pytest.raises(TypeError, match="Discrete action space"):
+        QLearningAgent(gym.spaces.Discrete(3), gym.spaces.Box(0, 1, (2,)))
+
+
+def test_q_learning_state_index_roundtrip():
+    agent = QLearningAgent(gym.spaces.MultiDiscrete([3, 4, 5]), gym.spaces.Discrete(2))
+    obs = np.array([[2, 3, 4], [0, 0, 0], [1, 2, 3]])
+    idx = agent.state_index(obs)
+    assert idx.tolist() == [59, 0, 1 * 20 + 2 * 5 + 3]
+
+
+@pytest.mark.slow
+def test_sb3_ppo_reaches_80_percent_of_the_oracle():
+    torch = pytest.importorskip("torch")
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agents.sb3 import SB3Agent
+
+    torch.set_num_threads(1)
+    # Plain SB3 usage: make_vec_env on the registered id, default MLP policy.
+    envs = make_vec_env("TTC-Sim-v0", n_envs=16, seed=0)
+    model = PPO("MlpPolicy", envs, learning_rate=1e-3, n_steps=128, batch_size=512, n_epochs=4,
+                ent_coef=0.01, gamma=1.0, seed=0, verbose=0)
+    model.learn(200_000)
+    env = gym.make("TTC-Sim-v0")
+    oracle = OracleAgent.from_env(env).expected_return
+    mean, se = evaluate(env, SB3Agent(model).act, n=3000)
+    assert mean >= 0.8 * oracle, (mean, se, oracle)
+
+
+@pytest.mark.slow
+def test_sb3_dqn_trains_through_gym_make():
+    torch = pytest.importorskip("torch")
+    from stable_baselines3 import DQN
+
+    from agents.sb3 import SB3Agent
+
+    torch.set_num_threads(1)
+    env = gym.make("TTC-Sim-v0")
+    model = DQN("MlpPolicy", env, learning_starts=1000, exploration_fraction=0.3, gamma=1.0,
+                train_freq=4, target_update_interval=1000, seed=0, verbose=0)
+    model.learn(20_000)
+    random_mean, _ = evaluate(env, lambda obs, info: int(env.action_space.sample()), n=1000)
+    dqn_mean, se = evaluate(env, SB3Agent(model).act, n=1000)
+    assert dqn_mean > random_mean + 5 * se, (dqn_mean, random_mean)

@@ -1,0 +1,89 @@
+"""Run agents on envs and summarize how they spend test-time compute.
+
+An agent is anything with `act(obs, info) -> action` (and optionally `reset()` between problems).
+The summary uses the metric functions of `ttc_gym.metrics` and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ttc_gym.metrics import cumulative_regret, mean_and_stderr, normalized_token_regret, pad_curve
+
+
+@runtime_checkable
+class Agent(Protocol):
+    def act(self, obs: Any, info: dict) -> Any: ...
+
+
+@dataclass
+class EpisodeRecord:
+    """What one problem's trajectory produced (JSON-serializable through `to_dict`)."""
+
+    seed: int
+    total_reward: float
+    outcome: float
+    episodes_used: int
+    tokens_used: int
+    j_curve: list[float]  # J after 0, 1, ... episodes
+    token_curve: list[int]  # cumulative tokens at each point of j_curve
+    actions: list[Any] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_episode(env, agent: Agent, seed: int, options: dict | None = None, max_steps: int = 100_000) -> EpisodeRecord:
+    """Roll out one problem with `agent`; the env's `info` must carry J, outcome, episodes_used and tokens_used."""
+    obs, info = env.reset(seed=seed, options=options)
+    if hasattr(agent, "reset"):
+        agent.reset()
+    j_curve, token_curve, actions = [float(info["J"])], [int(info["tokens_used"])], []
+    total = 0.0
+    for _ in range(max_steps):
+        action = agent.act(obs, info)
+        actions.append(action.item() if isinstance(action, np.generic) else action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        if int(info["episodes_used"]) > len(j_curve) - 1:  # an episode was spent: a new point of the curve
+            j_curve.append(float(info["J"]))
+            token_curve.append(int(info["tokens_used"]))
+        if terminated or truncated:
+            break
+    else:
+        raise RuntimeError(f"episode did not end within {max_steps} steps; is the env's budget set?")
+    return EpisodeRecord(
+        seed=seed, total_reward=total, outcome=float(info["outcome"]),
+        episodes_used=int(info["episodes_used"]), tokens_used=int(info["tokens_used"]),
+        j_curve=j_curve, token_curve=token_curve, actions=actions,
+    )
+
+
+def summarize(
+    records: Sequence[EpisodeRecord], *, budget_episodes: int, budget_tokens: int, j_star: float = 1.0
+) -> dict[str, tuple[float, float]]:
+    """Mean and standard error of each metric over problems.
+
+    return, accuracy (final outcome), episodes, tokens, normalized token regret (MRT, against j_star
+    over C0 = budget_tokens) and cumulative episode regret after `budget_episodes` episodes (curves
+    padded with their final J once the agent answered).
+    """
+    if not records:
+        raise ValueError("summarize needs at least one episode record.")
+    columns = {
+        "return": [r.total_reward for r in records],
+        "accuracy": [r.outcome for r in records],
+        "episodes": [r.episodes_used for r in records],
+        "tokens": [r.tokens_used for r in records],
+        "token_regret": [
+            normalized_token_regret(r.token_curve, r.j_curve, budget_tokens, j_star) for r in records
+        ],
+        "episode_regret": [
+            float(cumulative_regret(pad_curve(r.j_curve, budget_episodes + 1), j_star)[-1]) for r in records
+        ],
+    }
+    return {name: mean_and_stderr(values) for name, values in columns.items()}
