@@ -1,0 +1,319 @@
+"""The grader: equivalence table, normalization keys, grade(), adversarial inputs, threads."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import pytest
+
+from ttc_gym.grading import (
+    GradeResult,
+    answers_equivalent,
+    grade,
+    normalize_answer,
+    start_worker,
+    stop_worker,
+)
+
+# (pred, gold, equivalent)
+EQUIVALENCE_CASES = [
+    # integers, negatives, decimals
+    ("5", "5", True),
+    ("5", "6", False),
+    ("-3", "-3", True),
+    ("-3", "3", False),
+    ("-3.0", "-3", True),
+    ("3.50", "3.5", True),
+    ("0.5", "1/2", True),
+    ("1/3", "0.333", False),  # decimals are exact
+    ("2", "2.0000001", False),
+    ("1,000", "1000", True),
+    ("1,234,567.5", "1234567.5", True),
+    ("+7", "7", True),
+    # fractions
+    ("2/4", "1/2", True),
+    (r"\frac{1}{2}", "0.5", True),
+    (r"\frac{2}{4}", r"\frac{1}{2}", True),
+    (r"\dfrac12", "1/2", True),
+    (r"\tfrac{3}{4}", "0.75", True),
+    (r"-\frac{1}{2}", "-0.5", True),
+    (r"\frac{-1}{2}", "-1/2", True),
+    (r"\frac{1}{2}", r"\frac{1}{3}", False),
+    ("3/4", "4/3", False),
+    # percent: "p%" equals p and p/100; "p" vs "p/100" does not
+    ("50%", "50", True),
+    ("50%", "0.5", True),
+    (r"50\%", "1/2", True),
+    ("50", "50%", True),
+    ("0.05", r"5\%", True),
+    ("50", "0.5", False),
+    ("50%", "0.5%", False),
+    ("25%", "0.5", False),
+    # radicals and constants
+    (r"\sqrt{2}/2", r"\frac{\sqrt2}{2}", True),
+    (r"\sqrt{8}", r"2\sqrt{2}", True),
+    (r"3\sqrt{3}", r"\sqrt{27}", True),
+    (r"\sqrt{4}", "2", True),
+    (r"\sqrt{2}", r"\sqrt{3}", False),
+    (r"\frac{\pi}{2}", r"\pi/2", True),
+    (r"\pi", "3.14159", False),
+    ("2^{10}", "1024", True),
+    ("2^{3^2}", "512", True),
+    # expressions
+    ("2x+1", "1+2x", True),
+    ("x^2+2x+1", "(x+1)^2", True),
+    ("2x", "2y", False),
+    ("x^2", "x^3", False),
+    ("2x+1", "2x-1", False),
+    (r"\frac{x}{2}", "x/2", True),
+    # tuples, sets, intervals
+    ("(1,2)", "(1, 2)", True),
+    ("(1,2)", "(2,1)", False),
+    (r"\{1,2\}", r"\{2,1\}", True),
+    ("{1,2}", "{2,1}", True),
+    (r"\{1,2\}", r"\{1,3\}", False),
+    ("[0,1)", "[0, 1)", True),
+    ("[0,1)", "(0,1)", False),
+    ("[0,1]", "[0,1)", False),
+    (r"(-\infty, 3]", r"(-\infty,3]", True),
+    (r"(-\infty, 3]", r"(-\infty, 3)", False),
+    # text around answers
+    ("x = 5", "5", True),
+    ("5", "x=5", True),
+    ("x = 5", "6", False),
+    (r"\text{(A)}", "A", True),
+    (r"\text{Yes}", "yes", True),
+    ("yes", "no", False),
+    (r"90^\circ", "90", True),
+    (r"\$5", "5", True),
+    ("$12$", "12", True),
+    ("18 dollars", "18", True),
+    ("12 cm", "12", True),
+    ("5 apples", "6", False),
+    ("50 percent", "0.5", True),
+    ("2 pi", "2", False),  # math names after a number are not units
+    (r"\boxed{7}", "7", True),
+    (r"\left(1, 2\right)", "(1,2)", True),
+    # degenerate
+    ("", "5", False),
+    ("5", "", False),
+    ("   ", "   ", False),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _worker():
+    start_worker()
+    yield
+
+
+@pytest.mark.parametrize("pred, gold, expected", EQUIVALENCE_CASES)
+def test_equivalence_table(pred, gold, expected):
+    assert answers_equivalent(pred, gold) is expected
+
+
+def test_equivalence_table_is_large():
+    assert len(EQUIVALENCE_CASES) >= 60
+    assert sum(1 for *_, eq in EQUIVALENCE_CASES if not eq) >= 20
+
+
+@pytest.mark.parametrize(
+    "ans, key",
+    [
+        ("0.5", "1/2"),
+        (r"\dfrac{2}{4}", "1/2"),
+        (r"\frac12", "1/2"),
+        ("$1,000.0$", "1000"),
+        ("-0", "0"),
+        (r"50\%", "50"),
+        ("50%", "50"),
+        (r"\boxed{\text{Yes}}", "yes"),
+        ("No Solution.", "no solution"),
+        ("x = (1, 2)", "(1,2)"),
+        (r"\left[0, 1\right)", "[0,1)"),
+        (r"\sqrt2", r"\sqrt{2}"),
+        (r"90^{\circ}", "90"),
+        ("x", "x"),
+        ("X", "X"),
+    ],
+)
+def test_normalize_answer(ans, key):
+    assert normalize_answer(ans) == key
+
+
+@pytest.mark.parametrize(
+    "pair", [("0.5", r"\frac{1}{2}"), ("(1, 2)", r"\left(1,2\right)"), ("7.", "$7$")]
+)
+def test_equal_keys_mean_equivalent(pair):
+    a, b = pair
+    assert normalize_answer(a) == normalize_answer(b)
+    assert answers_equivalent(a, b)
+
+
+@pytest.mark.parametrize(
+    "text, gold, answer, correct",
+    [
+        (r"... so the total is \boxed{\frac{1}{2}}.", "0.5", r"\frac{1}{2}", True),
+        ("The answer is 42.", "42", "42", True),
+        ("The answer is 41.", "42", "41", False),
+        ("We end with 18 eggs", "18", "18", True),
+        ("no idea", "18", None, False),
+        ("She pays $1,250 in total", "Her total:\n#### 1,250", "1250", True),  # GSM8K gold
+        ("it is 3", r"Hence the answer is $\boxed{3}$.", "3", True),  # MATH-style gold
+        (r"\boxed{(1, 2)}", "(1,2)", "(1, 2)", True),
+    ],
+)
+def test_grade(text, gold, answer, correct):
+    result = grade(text, gold)
+    assert result == GradeResult(answer=answer, correct=correct)
+    assert result.reward == (1.0 if correct else 0.0)
+
+
+def test_grade_without_last_number_fallback():
+    assert grade("We end with 18 eggs", "18", last_number_fallback=False) == GradeResult(
+        None, False
+    )
+
+
+def test_grade_result_is_frozen():
+    result = grade("The answer is 1", "1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.correct = False  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: answers_equivalent(5, "5"),
+        lambda: answers_equivalent("5", None),
+        lambda: grade(b"5", "5"),
+        lambda: grade("5", 5),
+        lambda: normalize_answer(0.5),
+        lambda: answers_equivalent("5", "5", timeout="2"),
+    ],
+)
+def test_non_str_input_raises_type_error(call):
+    with pytest.raises(TypeError, match="must be .*, got"):
+        call()
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("inf"), float("nan")])
+def test_bad_timeout_raises_value_error(timeout):
+    with pytest.raises(ValueError, match="timeout must be a positive finite number"):
+        answers_equivalent("5", "5", timeout=timeout)
+
+
+# Inputs that would hang or blow up a naive grader. Each must come back False (or None) well
+# within 5 s; those that reach the worker are bounded by its 1 s timeout.
+ADVERSARIAL = {
+    "python power tower": "10**10**10**10",
+    "latex power tower": "9^{9^{9^{9^{9}}}}",
+    "power with a huge exponent": "2^{10000000}",
+    "negative tower": "10^{-10^{10}}",
+    "giant factorial": "99999999!",
+    "100 kB string": "1+" * 50_000,
+    "10k nested braces": "{" * 10_000,
+    "unbalanced boxed with 50k chars": r"\boxed{" + "a" * 50_000,
+    "slow expansion (hits the timeout)": "(x+1)^{50000}-1",
+    "deep nesting under the length cap": "(" * 400 + "1" + ")" * 400,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADVERSARIAL))
+def test_adversarial_equivalence_is_bounded(name):
+    text = ADVERSARIAL[name]
+    start_worker()  # a restart after an earlier timeout is not what is being measured
+    start = time.monotonic()
+    assert answers_equivalent(text, "2", timeout=1.0) is False
+    assert time.monotonic() - start < 5.0
+    start_worker()
+    start = time.monotonic()
+    result = grade(text, "3", timeout=1.0)
+    assert result.correct is False
+    assert time.monotonic() - start < 5.0
+
+
+@pytest.mark.parametrize(
+    "name", ["python power tower", "latex power tower", "100 kB string", "10k nested braces"]
+)
+def test_adversarial_gold_is_rejected(name):
+    start = time.monotonic()
+    assert answers_equivalent("9", ADVERSARIAL[name], timeout=1.0) is False
+    assert grade("The answer is 9", ADVERSARIAL[name], timeout=1.0).correct is False
+    assert time.monotonic() - start < 5.0
+
+
+def test_worker_recovers_after_a_timeout():
+    start_worker()
+    assert answers_equivalent("(x+1)^{40000}-1", "x+1", timeout=0.5) is False
+    # the killed worker is replaced on the next slow-path call
+    assert answers_equivalent("x^2+2x+1", "(x+1)^2") is True
+
+
+def test_works_off_the_main_thread():
+    start_worker()
+    results: dict[str, object] = {}
+
+    def target():
+        t0 = time.monotonic()
+        results["slow"] = answers_equivalent("(x+1)^{60000}-1", "x", timeout=1.0)
+        results["hang_s"] = time.monotonic() - t0
+        results["symbolic"] = answers_equivalent("(x-1)(x+1)", "x^2-1")
+        results["tower"] = answers_equivalent(ADVERSARIAL["latex power tower"], "9")
+        results["grade"] = grade(r"so \boxed{\frac{\sqrt{3}}{2}}", r"\frac{\sqrt3}{2}")
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert results["slow"] is False and results["hang_s"] < 5.0
+    assert results["symbolic"] is True
+    assert results["tower"] is False
+    assert results["grade"] == GradeResult(r"\frac{\sqrt{3}}{2}", True)
+
+
+def test_concurrent_threads_agree():
+    cases = [(p, g, e) for p, g, e in EQUIVALENCE_CASES[:40]]
+    errors: list[str] = []
+
+    def target(offset: int):
+        for p, g, e in cases[offset:] + cases[:offset]:
+            # distinct timeouts bypass the shared cache, so the worker really is shared
+            got = answers_equivalent(p, g, timeout=3.0 + offset / 10)
+            if got is not e:
+                errors.append(f"{p!r} vs {g!r}: expected {e}, got {got}")
+
+    threads = [threading.Thread(target=target, args=(i * 7,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
+def test_stop_worker_then_use_again():
+    stop_worker()
+    stop_worker()  # idempotent
+    assert answers_equivalent("2x+1", "1+2x", timeout=5.0) is True
+
+
+def test_import_is_silent_and_light():
+    import subprocess
+    import sys
+
+    # Measured against `import ttc_gym`, so only what the grading modules add counts.
+    code = (
+        "import contextlib, io, sys; import ttc_gym; before = set(sys.modules); buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):\n"
+        "    import ttc_gym.grading, ttc_gym.answer_extraction\n"
+        "added = set(sys.modules) - before\n"
+        "print(sorted(m for m in added if m.split('.')[0] in ('math_verify', 'sympy', 'latex2sympy2_extended')), repr(buf.getvalue()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] ''"

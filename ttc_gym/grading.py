@@ -1,0 +1,618 @@
+r"""The 0/1 final-answer reward ``r(x, z)``: extract the model's answer, decide if it equals the gold.
+
+Public API:
+
+- :func:`grade` — extract (:func:`ttc_gym.answer_extraction.extract_answer`) and compare.
+- :func:`answers_equivalent` — mathematical equivalence of two answer strings, time-limited.
+- :func:`normalize_answer` — a cheap canonical key for majority voting (maj@k).
+- :func:`start_worker` / :func:`stop_worker` — manage the verifier subprocess (optional; it starts
+  on first need and stops at exit).
+
+How equivalence is decided (:func:`answers_equivalent`), cheapest first:
+
+1. Absurd input is rejected (``False``): empty, longer than :data:`MAX_ANSWER_CHARS`, numeric powers
+   whose value would have more than :data:`MAX_POWER_DIGITS` digits (``9^{9^{9^9}}``,
+   ``10**10**10**10``), factorials of numbers above 10 000.
+2. Plain numbers (integers, decimals, ``a/b``, ``\frac{a}{b}``, thousands commas, ``x = 5``,
+   ``18 dollars``) are
+   compared exactly with :class:`fractions.Fraction` in-process — no sympy. **Percent rule**: when
+   exactly one side carries ``%``, ``p%`` matches both ``p`` and ``p/100`` (``"50%"`` equals
+   ``"50"`` and ``"0.5"``, while ``"50"`` does not equal ``"0.5"``); when both do, the numbers
+   before ``%`` are compared. Decimals are exact: ``0.333`` is not ``1/3``.
+3. Equal :func:`normalize_answer` keys mean equal (``(1, 2)`` vs ``(1,2)``, ``\dfrac`` vs ``\frac``).
+4. Otherwise math-verify — ``verify(parse(gold), parse(pred))``, both sides parsed, gold first,
+   its own ``signal.alarm`` timeouts disabled — with a sympy fallback (``simplify(a - b) == 0``),
+   run in a persistent worker subprocess. The call waits at most ``timeout`` seconds for it; on
+   timeout the worker is killed (and restarted on the next call) and the answer is ``False``.
+   This works from any thread, unlike math-verify's own timeouts. The worker is a fresh
+   interpreter started with ``subprocess`` (fork + exec, so a parent that has loaded torch is
+   safe, and the parent's ``__main__`` is never re-imported); the first slow-path call waits for
+   it to start (about 1–2 s, not counted in ``timeout``).
+
+Results are memoized (``functools.lru_cache``, :data:`CACHE_SIZE` entries) on ``(pred, gold,
+timeout)``. Importing this module is cheap and silent: math-verify and sympy are only imported in
+the worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import json
+import math
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from ttc_gym.answer_extraction import extract_answer, extract_boxed, gsm8k_answer
+
+__all__ = [
+    "CACHE_SIZE",
+    "MAX_ANSWER_CHARS",
+    "MAX_POWER_DIGITS",
+    "GradeResult",
+    "answers_equivalent",
+    "grade",
+    "normalize_answer",
+    "start_worker",
+    "stop_worker",
+]
+
+#: Answers longer than this (after extraction) are never equivalent to anything.
+MAX_ANSWER_CHARS = 1000
+#: A numeric power (tower) whose value would have more digits than this is rejected up front.
+MAX_POWER_DIGITS = 100_000
+#: Entries kept by the (pred, gold) equivalence cache. Inputs longer than 2 * MAX_ANSWER_CHARS
+#: are rejected before the cache, so it holds at most ~64 MB even when filled with junk.
+CACHE_SIZE = 16_384
+#: Seconds allowed for the worker subprocess to start (import sympy and math-verify).
+WORKER_STARTUP_TIMEOUT = 120.0
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks
+# --------------------------------------------------------------------------------------------
+
+
+def _check_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r:.80}.")
+    return value
+
+
+def _check_timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"timeout must be a number of seconds, got {type(value).__name__}: {value!r:.80}."
+        )
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"timeout must be a positive finite number of seconds, got {value}.")
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# Normalization (cheap, pure)
+# --------------------------------------------------------------------------------------------
+
+_SPACING_RE = re.compile(r"\\[!,;: ]|\\left\b|\\right\b|\\displaystyle\b|~")
+_TEXT_CMD_RE = re.compile(
+    r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"
+)
+_FRAC_CMD_RE = re.compile(r"\\[dt]frac(?![a-zA-Z])")
+_FRAC_SHORT_RE = re.compile(r"\\frac\s*([0-9a-zA-Z])\s*([0-9a-zA-Z])")
+_FRAC_HALF_SHORT_RE = re.compile(r"\\frac\s*(\{[^{}]*\})\s*([0-9a-zA-Z])")
+_SQRT_SHORT_RE = re.compile(r"\\sqrt\s*([0-9a-zA-Z])")
+_DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
+_ASSIGN_RE = re.compile(r"^[a-zA-Z](?:_\{?\w{1,8}\}?)?\s*=(?!=)")
+_WS_RE = re.compile(r"\s+")
+# "18 dollars", "5 apples", "12 cm": a number followed by up to four words of letters only.
+_NUMBER_WITH_WORDS_RE = re.compile(
+    r"^([-+]?[\d.,/]+(?:\\?%)?)\s+([A-Za-z]{2,}(?:\s+[A-Za-z]{2,}){0,3})$"
+)
+_MATH_WORDS = frozenset(
+    {
+        "pi",
+        "sqrt",
+        "sin",
+        "cos",
+        "tan",
+        "cot",
+        "sec",
+        "csc",
+        "log",
+        "ln",
+        "exp",
+        "inf",
+        "infinity",
+        "i",
+        "e",
+    }
+)
+_WORD_RE = re.compile(r"^[A-Za-z][A-Za-z ]*[A-Za-z]$")
+
+# Plain numbers (whitespace already removed): -1,234.5 | -12 | 3.5 | .5 | -3/4 | \frac{-3}{4}
+_PLAIN_NUMBER_RE = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d+(?:\.\d*)?|\.\d+)$")
+_SLASH_FRACTION_RE = re.compile(r"^([-+]?)(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)$")
+_LATEX_FRACTION_RE = re.compile(r"^([-+]?)\\frac\{([-+]?\d+(?:\.\d+)?)\}\{([-+]?\d+(?:\.\d+)?)\}$")
+
+
+def _strip_delimiters(ans: str) -> str:
+    """Remove math delimiters and a surrounding ``\\boxed{}``."""
+    ans = ans.strip()
+    if "\\boxed" in ans or "\\fbox" in ans:
+        boxed = extract_boxed(ans)
+        if boxed is not None:
+            ans = boxed
+    ans = ans.replace("\\$", "").replace("$", "")
+    ans = ans.strip()
+    for left, right in (("\\(", "\\)"), ("\\[", "\\]")):
+        if ans.startswith(left) and ans.endswith(right):
+            ans = ans[len(left) : -len(right)].strip()
+    return ans
+
+
+def _light_normalize(ans: str) -> str:
+    """Meaning-preserving cleanup shared by the key and the number fast path (no whitespace removal)."""
+    ans = _strip_delimiters(ans)
+    ans = _SPACING_RE.sub(" ", ans)
+    for _ in range(3):  # \text{\textbf{x}}: a few rounds, never unbounded
+        new = _TEXT_CMD_RE.sub(r"\1", ans)
+        if new == ans:
+            break
+        ans = new
+    ans = _FRAC_CMD_RE.sub(r"\\frac", ans)
+    ans = _FRAC_SHORT_RE.sub(r"\\frac{\1}{\2}", ans)
+    ans = _FRAC_HALF_SHORT_RE.sub(r"\\frac\1{\2}", ans)
+    ans = _SQRT_SHORT_RE.sub(r"\\sqrt{\1}", ans)
+    ans = _DEGREE_RE.sub("", ans)
+    ans = ans.strip()
+    if ans.count("=") == 1:
+        ans = _ASSIGN_RE.sub("", ans).strip()
+    while ans.endswith("."):
+        ans = ans[:-1].rstrip()
+    m = _NUMBER_WITH_WORDS_RE.match(ans)
+    if m and not any(w.lower() in _MATH_WORDS for w in m.group(2).split()):
+        percent = m.group(2).lower() in ("percent", "per cent") and not m.group(1).endswith("%")
+        ans = m.group(1) + ("%" if percent else "")
+    return ans
+
+
+def _parse_number(ans: str) -> tuple[Fraction, bool] | None:
+    """``(value, had_percent)`` if ``ans`` (whitespace-free, lightly normalized) is a plain number."""
+    percent = False
+    if ans.endswith("\\%"):
+        ans, percent = ans[:-2], True
+    elif ans.endswith("%"):
+        ans, percent = ans[:-1], True
+    if not ans or len(ans) > 400:  # Fraction() is fast, but keep the fast path trivially cheap
+        return None
+    try:
+        if _PLAIN_NUMBER_RE.match(ans):
+            return Fraction(ans.replace(",", "")), percent
+        m = _SLASH_FRACTION_RE.match(ans) or _LATEX_FRACTION_RE.match(ans)
+        if m:
+            sign, num, den = m.groups()
+            den_value = Fraction(den)
+            if den_value == 0:
+                return None
+            value = Fraction(num) / den_value
+            return (-value if sign == "-" else value), percent
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def _format_fraction(value: Fraction) -> str:
+    return (
+        str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+    )
+
+
+def normalize_answer(ans: str) -> str:
+    r"""A canonical key for majority voting over answers (cheap, pure, never calls sympy).
+
+    - ``\boxed{}``, ``$``, ``\(\)``, ``\[\]``, ``\left``/``\right``, LaTeX spacing, ``\text{}``-like
+      wrappers, degree signs, a leading single-variable assignment (``x = 5`` -> ``5``), words
+      after a number (``18 dollars`` -> ``18``; not ``2 pi``), trailing periods and all whitespace
+      are removed; ``\dfrac``/``\tfrac`` -> ``\frac``,
+      ``\frac12`` -> ``\frac{1}{2}``, ``\sqrt2`` -> ``\sqrt{2}``.
+    - Plain numbers become their exact reduced value: ``"1,000"``, ``"1000.0"`` -> ``"1000"``;
+      ``"0.5"``, ``"\frac{2}{4}"``, ``"1/2"`` -> ``"1/2"``; ``"-0"`` -> ``"0"``.
+    - Percent: ``"50%"`` / ``"50\%"`` -> ``"50"`` (the number as written), so it votes with
+      ``"50"``; it does *not* share a key with ``"0.5"`` although :func:`answers_equivalent`
+      accepts that pair (a key cannot encode a non-transitive rule).
+    - Words (``"Yes"``, ``"No solution"``) are lower-cased; single letters (variables, choices) keep
+      their case.
+
+    Two non-empty answers of at most ``2 * MAX_ANSWER_CHARS`` characters with equal keys are
+    always :func:`answers_equivalent`; the converse does not hold (``2x+1`` vs ``1+2x`` differ as
+    keys). Only the first ``4 * MAX_ANSWER_CHARS`` characters of an absurdly long answer count.
+    """
+    ans = _check_str("ans", ans)
+    if len(ans) > 4 * MAX_ANSWER_CHARS:
+        ans = ans[: 4 * MAX_ANSWER_CHARS]  # keys of absurd answers need not be exact
+    light = _light_normalize(ans)
+    key = _WS_RE.sub("", light)
+    number = _parse_number(key)
+    if number is not None:
+        return _format_fraction(number[0])
+    if _WORD_RE.match(light) and " " in light or (len(key) > 1 and key.isalpha()):
+        return _WS_RE.sub(" ", light).lower()
+    return key
+
+
+# --------------------------------------------------------------------------------------------
+# Up-front rejection of inputs that would make sympy hang
+# --------------------------------------------------------------------------------------------
+
+# A chain of numeric powers after whitespace removal: 9^{9^{9}}, 10**10**10, 2^(3^4), 10^{-10^{10}}
+# (a negative exponent is as costly as a positive one, so its magnitude is what counts). The separators
+# (^ or **) are mandatory in each repetition, so this cannot backtrack catastrophically.
+_TOWER_RE = re.compile(r"(?<![\d.])\d+(?:\.\d+)?(?:(?:\^|\*\*)[{(]*-?\d+(?:\.\d+)?)+")
+_TOWER_NUM_RE = re.compile(r"\d+(?:\.\d+)?")
+_FACTORIAL_RE = re.compile(r"(?<!\d)(\d+)\s*!")
+
+
+def _tower_digits_exceed(numbers: list[float], limit: float) -> bool:
+    """Whether ``n0 ^ (n1 ^ (... ^ nk))`` has more than ``limit`` decimal digits."""
+    exponent = numbers[-1]
+    for base in reversed(numbers[:-1]):
+        if base <= 1.0:
+            exponent = 1.0
+            continue
+        digits = exponent * math.log10(base)
+        if digits > limit:
+            return True
+        exponent = 10.0**digits if digits < 300 else math.inf
+    return False
+
+
+def _too_hard(ans: str) -> bool:
+    """Inputs that are not answers but denial-of-service: huge power towers, giant factorials."""
+    compact = _WS_RE.sub("", ans)
+    for m in _TOWER_RE.finditer(compact):
+        nums = [float(x) for x in _TOWER_NUM_RE.findall(m.group(0))]
+        if _tower_digits_exceed(nums, MAX_POWER_DIGITS):
+            return True
+    for m in _FACTORIAL_RE.finditer(ans):
+        if len(m.group(1)) > 5 or int(m.group(1)) > 10_000:
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# The verifier worker subprocess
+# --------------------------------------------------------------------------------------------
+
+# Runs in a fresh interpreter (`python -c`). Protocol: one JSON object per line on stdin
+# {"id", "pred", "gold"}; one per line on stdout {"id", "equal"}; a first line {"ready": true}.
+_WORKER_SOURCE = r"""
+import json, logging, os, signal, sys, threading, time
+def _watch_parent(ppid):
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != ppid:
+            os._exit(0)
+def _main():
+    out = sys.stdout
+    sys.stdout = sys.stderr  # anything printed by libraries must not corrupt the protocol
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
+    threading.Thread(target=_watch_parent, args=(int(sys.argv[1]),), daemon=True).start()
+    try:
+        import resource
+        limit = int(sys.argv[2])
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except Exception:
+        pass
+    logging.disable(logging.CRITICAL)
+    import sympy
+    from sympy.parsing.sympy_parser import (
+        convert_xor, implicit_multiplication_application, parse_expr, standard_transformations)
+    try:
+        from math_verify import parse, verify
+    except Exception:
+        parse = verify = None
+    transformations = standard_transformations + (implicit_multiplication_application, convert_xor)
+
+    def mv_parse(s):
+        got = parse("$" + s + "$", parsing_timeout=None)
+        return got if got else parse(s, parsing_timeout=None)
+
+    def sympy_equal(a, b):
+        if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
+            return False
+        if a.free_symbols != b.free_symbols and not (a.is_number and b.is_number):
+            return False
+        return sympy.simplify(a - b) == 0
+
+    def equal(pred, gold):
+        g = p = []
+        if parse is not None:
+            g = mv_parse(gold)
+            p = mv_parse(pred)
+            if g and p and verify(g, p, timeout_seconds=None):
+                return True
+        if g and p:
+            return bool(sympy_equal(g[0], p[0]))
+        try:
+            a = parse_expr(gold, transformations=transformations, evaluate=True)
+            b = parse_expr(pred, transformations=transformations, evaluate=True)
+        except BaseException:
+            return False
+        return bool(sympy_equal(a, b))
+
+    out.write(json.dumps({"ready": True, "math_verify": parse is not None}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        try:
+            req = json.loads(line)
+        except ValueError:
+            continue
+        try:
+            ok = equal(req["pred"], req["gold"])
+        except BaseException:
+            ok = False
+        out.write(json.dumps({"id": req.get("id"), "equal": bool(ok)}) + "\n")
+        out.flush()
+_main()
+"""
+
+#: Address-space cap for the worker (bytes), so a runaway sympy computation fails instead of
+#: swapping the machine; it is killed on timeout anyway.
+_WORKER_MEMORY_LIMIT = 4 * 1024**3
+
+
+def _pump(stream: Any, sink: queue.SimpleQueue) -> None:
+    """Reader thread: every line of the worker's stdout into ``sink``; None at EOF."""
+    try:
+        for line in stream:
+            try:
+                sink.put(json.loads(line))
+            except ValueError:
+                continue
+    except (OSError, ValueError):
+        pass
+    finally:
+        sink.put(None)
+
+
+class _Worker:
+    """One persistent verifier subprocess; one request at a time (a lock serializes callers)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._replies: queue.SimpleQueue | None = None
+        self._next_id = 0
+        self._pid = os.getpid()
+
+    def _reset_after_fork(self) -> None:
+        # A forked child must not share the parent's worker pipes or a lock held at fork time.
+        self._lock = threading.Lock()
+        self._proc = None
+        self._replies = None
+        self._pid = os.getpid()
+
+    def _start(self) -> None:
+        cmd = [sys.executable]
+        if sys.version_info >= (3, 11):
+            cmd.append("-P")  # do not put the working directory on sys.path
+        cmd += ["-c", _WORKER_SOURCE, str(os.getpid()), str(_WORKER_MEMORY_LIMIT)]
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+        )
+        replies: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(
+            target=_pump, args=(proc.stdout, replies), daemon=True, name="ttc-gym-grader"
+        ).start()
+        try:
+            hello = replies.get(timeout=WORKER_STARTUP_TIMEOUT)
+        except queue.Empty:
+            hello = None
+        if not (isinstance(hello, dict) and hello.get("ready")):
+            self._kill(proc)
+            raise RuntimeError(
+                f"The grading worker ({sys.executable} -c ...) did not start within "
+                f"{WORKER_STARTUP_TIMEOUT:.0f} s: expected a ready message, got {hello!r}. "
+                "Check that sympy and math-verify import in this interpreter."
+            )
+        self._proc, self._replies = proc, replies
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen | None) -> None:
+        if proc is None:
+            return
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait(timeout=10)
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):  # e.g. a broken pipe on flush
+                    stream.close()
+
+    def start(self) -> None:
+        if os.getpid() != self._pid:
+            self._reset_after_fork()
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+
+    def stop(self) -> None:
+        if os.getpid() != self._pid:
+            self._reset_after_fork()
+            return
+        with self._lock:
+            self._kill(self._proc)
+            self._proc = self._replies = None
+
+    def equal(self, pred: str, gold: str, timeout: float) -> bool | None:
+        """True/False from the worker, or None if it did not answer within ``timeout``."""
+        if os.getpid() != self._pid:
+            self._reset_after_fork()
+        with self._lock:
+            for attempt in range(2):
+                if self._proc is None or self._proc.poll() is not None:
+                    self._kill(self._proc)
+                    self._start()
+                self._next_id += 1
+                req_id = self._next_id
+                try:
+                    self._proc.stdin.write(
+                        json.dumps({"id": req_id, "pred": pred, "gold": gold}) + "\n"
+                    )
+                    self._proc.stdin.flush()
+                except (BrokenPipeError, OSError, ValueError):
+                    self._kill(self._proc)  # died between requests: start a new one, once
+                    self._proc = None
+                    if attempt == 0:
+                        continue
+                    return None
+                break
+            deadline = time.monotonic() + timeout
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    reply = (
+                        self._replies.get(timeout=max(remaining, 0.0)) if remaining > 0 else None
+                    )
+                except queue.Empty:
+                    reply = None
+                if reply is None:  # timed out, or the worker died (e.g. out of memory)
+                    self._kill(self._proc)
+                    self._proc = self._replies = None
+                    return None
+                if reply.get("id") == req_id:
+                    return bool(reply.get("equal"))
+
+
+_WORKER = _Worker()
+atexit.register(_WORKER.stop)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_WORKER._reset_after_fork)
+
+
+def start_worker() -> None:
+    """Start the verifier subprocess now (otherwise it starts on the first slow-path comparison)."""
+    _WORKER.start()
+
+
+def stop_worker() -> None:
+    """Stop the verifier subprocess (it restarts on the next need; also done at exit)."""
+    _WORKER.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Equivalence and grading
+# --------------------------------------------------------------------------------------------
+
+
+def _numbers_equal(a: tuple[Fraction, bool], b: tuple[Fraction, bool]) -> bool:
+    (x, x_pct), (y, y_pct) = a, b
+    if x_pct == y_pct:
+        return x == y
+    if x_pct:  # "p%" matches p and p/100
+        return y in (x, x / 100)
+    return x in (y, y / 100)
+
+
+def _equivalent(pred: str, gold: str, timeout: float) -> bool:
+    if len(pred) > 2 * MAX_ANSWER_CHARS or len(gold) > 2 * MAX_ANSWER_CHARS:
+        return False  # before the cache: absurd inputs must not fill it
+    return _equivalent_cached(pred, gold, timeout)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _equivalent_cached(pred: str, gold: str, timeout: float) -> bool:
+    pred_light, gold_light = _light_normalize(pred), _light_normalize(gold)
+    if not pred_light or not gold_light:
+        return False
+    if len(pred_light) > MAX_ANSWER_CHARS or len(gold_light) > MAX_ANSWER_CHARS:
+        return False
+    pred_num = _parse_number(_WS_RE.sub("", pred_light))
+    gold_num = _parse_number(_WS_RE.sub("", gold_light))
+    if pred_num is not None and gold_num is not None:
+        return _numbers_equal(pred_num, gold_num)
+    if normalize_answer(pred) == normalize_answer(gold):
+        return True
+    if _too_hard(pred_light) or _too_hard(gold_light):
+        return False
+    result = _WORKER.equal(_strip_delimiters(pred), _strip_delimiters(gold), timeout)
+    return bool(result)
+
+
+def answers_equivalent(pred: str, gold: str, *, timeout: float = 2.0) -> bool:
+    r"""Whether answer ``pred`` is mathematically equivalent to reference answer ``gold``.
+
+    Both are answer strings (not whole solutions; a ``\boxed{}`` around either is unwrapped).
+    See the module docstring for the order of checks and the percent rule. Never takes much more
+    than ``timeout`` seconds of computation (plus a worker (re)start), from any thread;
+    a comparison that times out counts as not equivalent (and is cached as such). Never raises
+    on ``str`` input.
+    """
+    _check_str("pred", pred)
+    _check_str("gold", gold)
+    return _equivalent(pred, gold, _check_timeout(timeout))
+
+
+@dataclass(frozen=True)
+class GradeResult:
+    """The outcome of grading one model output.
+
+    Attributes:
+        answer: the extracted final answer, or None when the output contained none.
+        correct: whether it is equivalent to the gold answer (False when ``answer`` is None).
+    """
+
+    answer: str | None
+    correct: bool
+
+    @property
+    def reward(self) -> float:
+        """The 0/1 outcome reward: 1.0 if correct, else 0.0."""
+        return 1.0 if self.correct else 0.0
+
+
+def _gold_answer(gold: str) -> str:
+    if "####" in gold:
+        found = gsm8k_answer(gold)
+        if found is not None:
+            return found
+    if "\\boxed" in gold or "\\fbox" in gold:
+        found = extract_boxed(gold)
+        if found is not None:
+            return found
+    return gold
+
+
+def grade(
+    text: str, gold: str, *, last_number_fallback: bool = True, timeout: float = 2.0
+) -> GradeResult:
+    r"""Grade a model output ``text`` against the reference ``gold``.
+
+    The answer is taken from ``text`` by :func:`~ttc_gym.answer_extraction.extract_answer` (boxed,
+    then "the answer is …", then — if ``last_number_fallback`` — the last number). ``gold`` may be
+    a bare answer, a solution with a ``\boxed{}`` (its last box is used) or a GSM8K solution (the
+    text after ``####``). Equivalence is :func:`answers_equivalent` with ``timeout``.
+    """
+    _check_str("text", text)
+    _check_str("gold", gold)
+    timeout = _check_timeout(timeout)
+    answer = extract_answer(text, last_number_fallback=last_number_fallback)
+    if answer is None:
+        return GradeResult(answer=None, correct=False)
+    return GradeResult(answer=answer, correct=_equivalent(answer, _gold_answer(gold), timeout))

@@ -1,0 +1,405 @@
+"""Problems from files (.jsonl, .json, .csv) and from Hugging Face `datasets`, through one row
+converter.
+
+Fields are found by name (exact, then case-insensitive) unless given:
+
+- question: ``question``, ``problem``, ``prompt``, ``input``;
+- answer: ``answer``, ``final_answer``, ``target``, ``solution``;
+- id: ``id``, ``unique_id`` (else ``"<filename>:<line>"`` / ``"<dataset>:<row>"``);
+- difficulty: ``level``, ``difficulty`` (``3``, ``"3"`` and MATH's ``"Level 3"`` all give 3;
+  anything else, e.g. MATH's ``"Level ?"``, gives None);
+- solution: the ``solution`` field when the answer comes from another field.
+
+Gold answers: an answer that contains GSM8K's ``#### 42`` or a ``\\boxed{...}`` is a worked
+solution: the final answer is extracted and the whole text kept as `Problem.solution`. A
+``solution`` field used as the answer must contain one of those markers. The other fields of a row
+go into `Problem.meta`, with ``origin`` (where the row came from).
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import numbers
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ttc_gym.answer_extraction import extract_boxed, gsm8k_answer
+from ttc_gym.optional import require
+from ttc_gym.problems.core import Problem
+from ttc_gym.validation import check_int, did_you_mean
+
+QUESTION_FIELDS = ("question", "problem", "prompt", "input")
+ANSWER_FIELDS = ("answer", "final_answer", "target", "solution")
+ID_FIELDS = ("id", "unique_id")
+DIFFICULTY_FIELDS = ("level", "difficulty")
+SOLUTION_FIELDS = ("solution",)
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".csv")
+
+_JSON_WS = " \t\n\r"
+
+# ------------------------------------------------------------------------ row -> Problem
+
+
+def _lookup(row: Mapping[str, Any], names: Iterable[str]) -> str | None:
+    """The first key of `row` matching one of `names`, exactly, else ignoring case and spaces."""
+    names = tuple(names)
+    for name in names:
+        if name in row:
+            return name
+    folded = {str(k).strip().lower(): k for k in row}
+    for name in names:
+        if name in folded:
+            return folded[name]
+    return None
+
+
+def _field(
+    row: Mapping[str, Any], override: str | None, defaults: tuple[str, ...], kind: str, where: str
+) -> str:
+    keys = [str(k) for k in row]
+    article = "an" if kind[0] in "aeiou" else "a"
+    if override is not None:
+        key = _lookup(row, [override])
+        if key is None:
+            raise ValueError(
+                f"{where}: expected {article} {kind} field {override!r} ({kind}_field), got fields "
+                f"{keys}.{did_you_mean(override, keys)}"
+            )
+        return key
+    key = _lookup(row, defaults)
+    if key is None:
+        raise ValueError(
+            f"{where}: expected {article} {kind} field, one of {list(defaults)} "
+            f"(or pass {kind}_field=...), got fields {keys}."
+        )
+    return key
+
+
+def _text(value: Any, kind: str, key: str, where: str, *, numbers_ok: bool) -> str:
+    if isinstance(value, str) and value.strip():
+        return value
+    if numbers_ok and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+    what = "a non-empty string" + (" or a number" if numbers_ok else "")
+    raise ValueError(f"{where}: expected the {kind} field {key!r} to be {what}, got {value!r:.80}.")
+
+
+def gold_answer(text: str, key: str, where: str = "row") -> tuple[str, str | None]:
+    """(final answer, worked solution or None) from an answer field's text."""
+    if "####" in text:
+        answer = gsm8k_answer(text)
+        if not answer:
+            raise ValueError(
+                f"{where}: expected a final answer after '####' in the {key!r} field "
+                f"(GSM8K style '... #### 42'), got {text[-80:]!r}."
+            )
+        return answer, text
+    if "\\boxed" in text or "\\fbox" in text:
+        answer = extract_boxed(text)
+        if not answer:
+            raise ValueError(
+                f"{where}: expected a well-formed \\boxed{{...}} with the final answer in the "
+                f"{key!r} field (MATH style), got {text[-80:]!r}."
+            )
+        return answer, text
+    if key.strip().lower() in SOLUTION_FIELDS:
+        raise ValueError(
+            f"{where}: the {key!r} field has no final answer: expected '#### <answer>' or "
+            f"'\\boxed{{<answer>}}' in it, or pass answer_field= naming a field that holds the "
+            f"answer."
+        )
+    return text.strip(), None
+
+
+def parse_difficulty_field(value: Any) -> int | None:
+    """3, 3.0, "3", "Level 3" -> 3; anything else -> None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(?:level\s*)?(\d+)\s*", value, re.IGNORECASE)
+        return int(match.group(1)) if match else None
+    return None
+
+
+def row_to_problem(
+    row: Any,
+    *,
+    where: str,
+    default_id: str,
+    source: str,
+    question_field: str | None = None,
+    answer_field: str | None = None,
+) -> Problem:
+    """One Problem from one row (a mapping); `where` prefixes every error ("file.jsonl, line 3")."""
+    if not isinstance(row, Mapping):
+        raise ValueError(
+            f"{where}: expected an object with question and answer fields, got "
+            f"{type(row).__name__} {row!r:.80}."
+        )
+    q_key = _field(row, question_field, QUESTION_FIELDS, "question", where)
+    a_key = _field(row, answer_field, ANSWER_FIELDS, "answer", where)
+    question = _text(row[q_key], "question", q_key, where, numbers_ok=False).strip()
+    answer, solution = gold_answer(
+        _text(row[a_key], "answer", a_key, where, numbers_ok=True), a_key, where
+    )
+    used = {q_key, a_key}
+    s_key = _lookup(row, SOLUTION_FIELDS)
+    if s_key is not None and s_key not in used:
+        used.add(s_key)
+        if solution is None and isinstance(row[s_key], str) and row[s_key].strip():
+            solution = row[s_key]
+    pid = default_id
+    id_key = _lookup(row, ID_FIELDS)
+    if id_key is not None:
+        used.add(id_key)
+        value = row[id_key]
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            pid = str(value).strip()
+    difficulty = None
+    level_key = _lookup(row, DIFFICULTY_FIELDS)
+    if level_key is not None:
+        used.add(level_key)
+        difficulty = parse_difficulty_field(row[level_key])
+    meta = {str(k): v for k, v in row.items() if k not in used and k is not None}
+    meta["origin"] = default_id
+    return Problem(
+        id=pid,
+        question=question,
+        answer=answer,
+        source=source,
+        difficulty=difficulty,
+        solution=solution,
+        meta=meta,
+    )
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    with path.open(encoding="utf-8-sig") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"{path}, line {line_no}: expected one JSON object per line, got invalid JSON "
+                    f"({err.msg} at column {err.colno})."
+                ) from None
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in _JSON_WS:
+        pos += 1
+    return pos
+
+
+def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
+    """Items of a top-level list, or of the "data" list of a top-level object, with the line on
+    which each item starts."""
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path}, line {err.lineno}: expected a JSON document, got invalid JSON "
+            f"({err.msg} at column {err.colno})."
+        ) from None
+    decoder = json.JSONDecoder()
+    start = _skip_ws(text, 0)
+    if isinstance(doc, dict) and isinstance(doc.get("data"), list):
+        pos = _skip_ws(text, start + 1)
+        while text[pos] != "}":  # find the (last, as json.loads keeps it) "data" member
+            key, pos = decoder.raw_decode(text, pos)
+            pos = _skip_ws(text, _skip_ws(text, pos) + 1)  # past ':'
+            if key == "data":
+                start = pos
+            _, pos = decoder.raw_decode(text, pos)
+            pos = _skip_ws(text, pos)
+            if text[pos] == ",":
+                pos = _skip_ws(text, pos + 1)
+    elif not isinstance(doc, list):
+        got = (
+            f"an object with keys {list(doc)[:10]}" if isinstance(doc, dict) else type(doc).__name__
+        )
+        raise ValueError(
+            f"{path}, line {text.count(chr(10), 0, start) + 1}: expected a JSON list of objects or "
+            f'an object {{"data": [...]}}, got {got}.'
+        )
+    pos = _skip_ws(text, start + 1)  # past '['
+    line, last = 1, 0
+    while text[pos] != "]":
+        line += text.count("\n", last, pos)
+        last = pos
+        item, pos = decoder.raw_decode(text, pos)
+        yield line, item
+        pos = _skip_ws(text, pos)
+        if text[pos] == ",":
+            pos = _skip_ws(text, pos + 1)
+
+
+def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            header_line = reader.line_num
+            names = [h.strip() for h in header]
+            if any(not h for h in names) or len(set(names)) != len(names):
+                raise ValueError(
+                    f"{path}, line {header_line}: expected a header row of distinct, non-empty "
+                    f"column names, got {header}."
+                )
+            for row in reader:
+                if not row:
+                    continue  # blank line
+                line = reader.line_num - sum(cell.count("\n") for cell in row)
+                if len(row) != len(names):
+                    raise ValueError(
+                        f"{path}, line {line}: expected {len(names)} fields (columns {names}), "
+                        f"got {len(row)}."
+                    )
+                yield line, dict(zip(names, row, strict=True))
+        except csv.Error as err:
+            raise ValueError(
+                f"{path}, line {reader.line_num}: expected valid CSV, got: {err}."
+            ) from None
+
+
+_READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv}
+
+
+def _check_field_arg(name: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise TypeError(f"{name} must be None or a non-empty string, got {value!r}.")
+    return value
+
+
+def load_problems(
+    path: str | os.PathLike[str],
+    *,
+    question_field: str | None = None,
+    answer_field: str | None = None,
+    limit: int | None = None,
+) -> list[Problem]:
+    """Problems from a .jsonl, .json (a list of objects, or ``{"data": [...]}``) or .csv file.
+
+    Rows are read in order and stop after `limit` problems. Errors name the file and the 1-based
+    line of the row (for CSV, the line the row starts on). See the module docstring for fields.
+    """
+    path = Path(os.fspath(path))
+    _check_field_arg("question_field", question_field)
+    _check_field_arg("answer_field", answer_field)
+    if limit is not None:
+        limit = check_int("limit", limit, minimum=1)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "Problem file not found", str(path))
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Expected a problem file, got a directory", str(path))
+    suffix = path.suffix.lower()
+    if suffix not in _READERS:
+        raise ValueError(
+            f"Unsupported problem file type {suffix or '(no extension)'!r} for '{path}': expected "
+            f"one of {', '.join(SUPPORTED_SUFFIXES)}."
+        )
+    problems: list[Problem] = []
+    for line, row in _READERS[suffix](path):
+        problems.append(
+            row_to_problem(
+                row,
+                where=f"{path}, line {line}",
+                default_id=f"{path.name}:{line}",
+                source=path.name,
+                question_field=question_field,
+                answer_field=answer_field,
+            )
+        )
+        if limit is not None and len(problems) >= limit:
+            break
+    return problems
+
+
+# ------------------------------------------------------------------------ Hugging Face
+
+
+def problems_from_hf(
+    dataset_or_name: Any,
+    *,
+    split: str = "test",
+    config: str | None = None,
+    question_field: str | None = None,
+    answer_field: str | None = None,
+    limit: int | None = None,
+) -> list[Problem]:
+    """Problems from a Hugging Face dataset.
+
+    Args:
+        dataset_or_name: a hub name (loaded with ``datasets.load_dataset(name, config,
+            split=split)``, which needs the `hf` extra and internet), a ``DatasetDict`` (the
+            `split` is taken), or a ``Dataset`` / any iterable of dicts (used as is).
+        split: the split to load or take from a DatasetDict.
+        config: the dataset configuration, e.g. ``"main"`` for ``openai/gsm8k``.
+        question_field, answer_field, limit: as in `load_problems`.
+
+    Ids default to ``"<name>:<split>:<row>"`` (0-based row); errors name the row.
+    """
+    _check_field_arg("question_field", question_field)
+    _check_field_arg("answer_field", answer_field)
+    if limit is not None:
+        limit = check_int("limit", limit, minimum=1)
+    if isinstance(dataset_or_name, str):
+        datasets = require(
+            "datasets", extra="hf", purpose="loading problems from the Hugging Face hub"
+        )
+        name: str | None = dataset_or_name
+        data = datasets.load_dataset(dataset_or_name, config, split=split)
+        split_name: str | None = split
+    else:
+        data = dataset_or_name
+        if isinstance(data, Mapping):
+            if split not in data:
+                keys = [str(k) for k in data]
+                raise ValueError(
+                    f"Unknown split {split!r}.{did_you_mean(split, keys)} Expected one of: {keys}."
+                )
+            data = data[split]
+        info = getattr(data, "info", None)
+        name = getattr(info, "dataset_name", None) or None
+        split_name = str(data.split) if getattr(data, "split", None) else None
+        if not isinstance(data, Iterable) or isinstance(data, (str, bytes)):
+            raise TypeError(
+                "dataset_or_name must be a hub name, a datasets.Dataset / DatasetDict or an "
+                f"iterable of dicts, got {type(dataset_or_name).__name__}."
+            )
+    source = f"hf:{name}" if name else "hf"
+    label = ":".join(p for p in (name or "hf", split_name) if p)
+    problems: list[Problem] = []
+    for index, row in enumerate(data):
+        problems.append(
+            row_to_problem(
+                row,
+                where=f"dataset {label!r}, row {index}",
+                default_id=f"{label}:{index}",
+                source=source,
+                question_field=question_field,
+                answer_field=answer_field,
+            )
+        )
+        if limit is not None and len(problems) >= limit:
+            break
+    return problems
