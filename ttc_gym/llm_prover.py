@@ -1,0 +1,104 @@
+"""The LLM prover: J = fraction of K forced answers graded correct (MRT's Monte Carlo estimate).
+
+After the episodes so far, the prover's model is told that time is up and must answer inside
+`\\boxed{`; K answers are sampled, graded against the gold answer, and J is the fraction correct.
+Each (problem, prefix) is sampled with a seed derived from the prover's own seed and that prefix,
+so the same prefix always gets the same answers (common random numbers across agents), and the
+result is memoized: a repeated prefix costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Any, Sequence
+
+from ttc_gym.engines.base import SamplingConfig
+from ttc_gym.grading import answers_equivalent, normalize_answer
+from ttc_gym.prompts import PromptTemplate, close_boxed
+from ttc_gym.prover import ProverEstimate
+from ttc_gym.validation import check_float, check_int
+
+
+def prefix_seed(seed: int, *parts: str) -> int:
+    """A 63-bit seed from `seed` and the text `parts` (stable across processes and platforms)."""
+    h = hashlib.blake2b(str(seed).encode(), digest_size=8)
+    for part in parts:
+        h.update(b"\x00" + part.encode("utf-8", "surrogatepass"))
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+class LLMProver:
+    """Estimates J for a problem and a prefix of episodes with forced answers from `engine`.
+
+    Args:
+        engine: any `ttc_gym.engines.Engine` (may differ from the policy's).
+        num_samples: K, forced answers per estimate (default 8, as in MRT).
+        temperature: sampling temperature of the forced answers (MRT: about 0.7).
+        max_answer_tokens: most tokens of one forced answer.
+        template: the prompts (see `ttc_gym.prompts.PromptTemplate`).
+        seed: base seed of the prover's sampling.
+        cache_size: how many (problem, prefix) estimates are memoized.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        num_samples: int = 8,
+        temperature: float = 0.7,
+        max_answer_tokens: int = 24,
+        template: PromptTemplate | None = None,
+        seed: int = 0,
+        cache_size: int = 4096,
+    ):
+        self.engine = engine
+        self.num_samples = check_int("num_samples (K)", num_samples, minimum=1)
+        self.temperature = check_float("prover temperature", temperature, minimum=0.0)
+        self.max_answer_tokens = check_int("max_answer_tokens", max_answer_tokens, minimum=1)
+        self.template = template or PromptTemplate()
+        self.seed = check_int("prover seed", seed)
+        self.cache_size = check_int("cache_size", cache_size, minimum=0)
+        self._cache: OrderedDict[tuple, ProverEstimate] = OrderedDict()
+        self.calls = 0  # engine calls made (cache misses)
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(
+            max_new_tokens=self.max_answer_tokens, temperature=self.temperature,
+            stop=("}$", "\n"), n=self.num_samples,
+        )
+
+    def _key(self, problem: Any, episodes: Sequence[str]) -> tuple:
+        return (problem.id, problem.question, problem.answer, tuple(episodes))
+
+    def estimate(self, problem: Any, episodes: Sequence[str]) -> ProverEstimate:
+        return self.estimate_many([(problem, episodes)])[0]
+
+    def estimate_many(self, items: Sequence[tuple[Any, Sequence[str]]]) -> list[ProverEstimate]:
+        """Estimates for several (problem, episodes) pairs; cached ones cost nothing."""
+        out: list[ProverEstimate | None] = []
+        for problem, episodes in items:
+            key = self._key(problem, episodes)
+            hit = self._cache.get(key)
+            if hit is None:
+                hit = self._sample(problem, episodes)
+                if self.cache_size:
+                    self._cache[key] = hit
+                    if len(self._cache) > self.cache_size:
+                        self._cache.popitem(last=False)
+            else:
+                self._cache.move_to_end(key)
+            out.append(hit)
+        return out
+
+    def _sample(self, problem: Any, episodes: Sequence[str]) -> ProverEstimate:
+        prompt = self.template.forced_answer_prompt(self.engine, problem.question, episodes)
+        seed = prefix_seed(self.seed, problem.id, problem.question, *episodes)
+        completions = self.engine.generate([prompt], self.sampling, seed=seed)[0]
+        self.calls += 1
+        answers = tuple(normalize_answer(close_boxed(c.text)) for c in completions)
+        correct = tuple(bool(a) and answers_equivalent(a, problem.answer) for a in answers)
+        return ProverEstimate(
+            j=sum(correct) / len(correct), answers=answers, correct=correct, num_samples=len(correct)
+        )

@@ -1,0 +1,106 @@
+"""Every prompt ttc-gym sends to a model is built here, and nowhere else.
+
+A reasoning prompt is the model's chat template around the problem, with the episodes written so
+far as the beginning of the assistant's turn, so that generation continues the trace. The prover's
+prompt adds MRT's forced-termination suffix ("Time is up ...") and opens a `\\boxed{` for the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ttc_gym.actions import MetaAction
+
+# Paragraph openers at which MRT's analysis starts a new episode (DESIGN.md §2).
+EPISODE_MARKERS = (
+    "Wait",
+    "But wait",
+    "Alternatively",
+    "Is there another way to think about this?",
+    "But let me double-check",
+    "But hold on",
+)
+
+DEFAULT_USER_TEMPLATE = (
+    "{question}\n\n"
+    "Think step by step, one short paragraph at a time. "
+    "When you are sure, give the final answer as \\boxed{{answer}}."
+)
+
+FORCED_ANSWER_SUFFIX = (
+    "Time is up.\n\n"
+    "Given the time I've spent and the approaches I've tried, I should stop thinking and formulate "
+    "a final answer based on what I already have.\n\n"
+    "The final answer is $\\boxed{"
+)
+
+# What the env's own model is told to do for each meta-action of TTC-MathMeta-v0.
+META_ACTION_CUES = {
+    MetaAction.CONTINUE: "",
+    MetaAction.SWITCH: "Alternatively, ",
+    MetaAction.VERIFY: "Wait, let me double-check. ",
+}
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """How a problem and its trace become prompts.
+
+    Attributes:
+        user: the user message; `{question}` is replaced by the problem's text.
+        system: a system message, or None for the chat template's default.
+        separator: what joins episodes in the assistant's turn (a paragraph break).
+        forced_answer_suffix: appended after the trace to make the prover answer now; it must end
+            inside an open `\\boxed{` whose content is the answer.
+    """
+
+    user: str = DEFAULT_USER_TEMPLATE
+    system: str | None = None
+    separator: str = "\n\n"
+    forced_answer_suffix: str = FORCED_ANSWER_SUFFIX
+
+    def __post_init__(self) -> None:
+        for name in ("user", "separator", "forced_answer_suffix"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"PromptTemplate.{name} must be a string, got {getattr(self, name)!r}.")
+        if "{question}" not in self.user:
+            raise ValueError(f"PromptTemplate.user must contain '{{question}}', got {self.user!r}.")
+        if not self.forced_answer_suffix.rstrip().endswith("\\boxed{"):
+            raise ValueError("PromptTemplate.forced_answer_suffix must end with an open '\\boxed{'.")
+
+    def user_message(self, question: str) -> str:
+        return self.user.replace("{question}", question).replace("{{", "{").replace("}}", "}")
+
+    def trace(self, episodes: Sequence[str]) -> str:
+        """The assistant's text so far: episodes joined by the separator."""
+        return self.separator.join(e.strip() for e in episodes)
+
+    def reasoning_prompt(self, engine: Any, question: str, episodes: Sequence[str], cue: str = "") -> str:
+        """Prompt for the next episode: the trace so far, a separator, then an optional cue
+        (e.g. "Alternatively, ") that the model continues."""
+        prefix = self.trace(episodes)
+        if episodes:
+            prefix += self.separator
+        return engine.format_chat(self.user_message(question), prefix + cue, system=self.system)
+
+    def forced_answer_prompt(self, engine: Any, question: str, episodes: Sequence[str]) -> str:
+        """Prompt that makes the prover stop thinking and answer inside `\\boxed{`."""
+        prefix = self.trace(episodes)
+        if episodes:
+            prefix += self.separator
+        return engine.format_chat(self.user_message(question), prefix + self.forced_answer_suffix, system=self.system)
+
+
+def close_boxed(text: str) -> str:
+    """The content of a `\\boxed{` opened by the prompt: `text` up to its first unbalanced `}`
+    (the whole text when the brace is never closed)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            if depth == 0:
+                return text[:i].strip()
+            depth -= 1
+    return text.strip()
