@@ -15,6 +15,111 @@ def cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+BENCH_EPILOG = """\
+agents: a registered name with optional arguments (NAME[:ARGS], ARGS = comma-separated values then
+key=value pairs), or a factory by import path (package.module:factory[:ARGS]) called as
+factory(env, *args, **kwargs). `ttc-gym bench --list-agents` lists the names. Examples:
+  oracle  q-learning:steps=1000000  ppo  ppo:/path/model.zip  answer-after:3
+  answer-when-confident:0.8,patience=3  never-verify  random
+
+budgets: H (episodes), H:C0 (episodes and tokens) or :C0 (tokens), e.g. --budgets 2 4 8 or 4:2048.
+
+examples:
+  ttc-gym bench                                   # TTC-Sim-v0: oracle, Q-learning, PPO, heuristics (<1 min)
+  ttc-gym bench --budgets 4 10 --problems 200 --agents oracle answer-after:2 answer-after:4
+  ttc-gym bench --resume                          # continue a killed run where it stopped
+
+output folder (--out, default bench_out/ENV_ID): results.jsonl (one line per agent, budget and problem,
+written as each finishes), bench_config.json, summary.json, summary.csv, table.txt,
+accuracy_vs_tokens.png, j_curves.png, regret.png (and maj_at_k.png when the env grades forced answers).
+"""
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    import ast
+
+    key, eq, value = text.partition("=")
+    if not eq or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ttc_gym.bench import AGENTS, BenchConfig, prepare, run_bench
+
+    if args.list_agents:
+        width = max(len(name) for name in AGENTS)
+        for entry in AGENTS.values():
+            where = f"  [{', '.join(entry.envs)}]" if entry.envs else ""
+            print(f"{entry.name:<{width}}  {entry.summary}{where}")
+        return 0
+    config = BenchConfig(
+        env_id=args.env, agents=tuple(args.agents or ()), budgets=tuple(args.budgets or ()),
+        num_problems=args.problems, base_seed=args.seed, env_kwargs=dict(args.env_kwarg or ()),
+        j_star=args.j_star, rank_by=args.rank_by, out_dir=args.out,
+    )
+    try:  # every check before any compute
+        plan = prepare(config, resume=args.resume, overwrite=args.overwrite)
+    except (ValueError, TypeError, OSError, ImportError, AttributeError) as err:
+        print(f"ttc-gym bench: error: {err}", file=sys.stderr)
+        return 2
+    total = len(plan.agents) * len(plan.budgets) * plan.num_problems
+    left = total - len(plan.done & {item.key for item in plan.work_items()})
+    print(
+        f"ttc-gym bench: {plan.env_id}, {len(plan.agents)} agents x {len(plan.budgets)} budgets "
+        f"({', '.join(plan.budget_labels)}) x {plan.num_problems} problems = {total} runs"
+        + (f", {total - left} already done" if left < total else "")
+        + f" -> {plan.out_dir}/",
+        file=sys.stderr,
+    )
+    try:
+        result = run_bench(
+            config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+            plots=not args.no_plots,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nttc-gym bench: interrupted; finished problems are in {plan.out_dir}/results.jsonl. "
+            f"Rerun with --resume to continue.",
+            file=sys.stderr,
+        )
+        return 130
+    names = ", ".join(sorted(p.name for p in result.files.values() if p is not None))
+    print(f"wrote {result.plan.out_dir}/: {names}  ({result.elapsed_s:.1f}s)", file=sys.stderr)
+    return 0
+
+
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="benchmark agents x budgets x problems: table, results.jsonl, summary, plots",
+        description="Evaluate agents on an env over budgets and problems (same seeds for every agent), "
+        "print a ranked table with 95% intervals, and write results, a summary and plots.",
+        epilog=BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--env", default="TTC-Sim-v0", metavar="ID", help="env id (default: %(default)s)")
+    p.add_argument("--agents", nargs="+", metavar="SPEC", help="agent specs (default: the env's default set)")
+    p.add_argument("--budgets", nargs="+", metavar="B", help="budgets H, H:C0 or :C0 (default: the env's)")
+    p.add_argument("--problems", type=int, metavar="N", help="problems per agent and budget (default: the env's)")
+    p.add_argument("--seed", type=int, default=0, help="problem i uses seed SEED + i (default: %(default)s)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: bench_out/ENV_ID)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished problems")
+    group.add_argument("--overwrite", action="store_true", help="delete the results in --out and start over")
+    p.add_argument("--env-kwarg", action="append", type=_key_value, metavar="KEY=VALUE",
+                   help="extra gym.make argument (repeatable), e.g. --env-kwarg heterogeneity=0.5")
+    p.add_argument("--j-star", type=float, metavar="X",
+                   help="comparator accuracy J* of the regrets (default: the oracle's on TTC-Sim-v0, else 1)")
+    p.add_argument("--rank-by", metavar="METRIC",
+                   help="return, accuracy, maj_accuracy, token_regret, episode_regret, episodes or tokens")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--list-agents", action="store_true", help="list the registered agent names and exit")
+    p.set_defaults(func=cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ttc-gym", description="Test-time compute of reasoning LLMs as an RL problem."
@@ -22,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p_envs = sub.add_parser("envs", help="list the registered environments, one line each")
     p_envs.set_defaults(func=cmd_envs)
+    add_bench_parser(sub)
     return parser
 
 

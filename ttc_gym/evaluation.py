@@ -14,6 +14,12 @@ import numpy as np
 from ttc_gym.metrics import cumulative_regret, mean_and_stderr, normalized_token_regret, pad_curve
 
 
+# `info` entries kept in `EpisodeRecord.extra`: from reset (which problem) and after every episode
+# (the prover's K normalized forced answers and, when the env grades them, one bool per answer).
+RESET_INFO_KEYS = ("problem_id", "difficulty")
+EPISODE_INFO_KEYS = ("prover_answers", "prover_correct")
+
+
 @runtime_checkable
 class Agent(Protocol):
     def act(self, obs: Any, info: dict) -> Any: ...
@@ -43,6 +49,7 @@ def run_episode(env, agent: Agent, seed: int, options: dict | None = None, max_s
     if hasattr(agent, "reset"):
         agent.reset()
     j_curve, token_curve, actions = [float(info["J"])], [int(info["tokens_used"])], []
+    extra: dict = {key: info[key] for key in RESET_INFO_KEYS if key in info}
     total = 0.0
     for _ in range(max_steps):
         action = agent.act(obs, info)
@@ -52,6 +59,9 @@ def run_episode(env, agent: Agent, seed: int, options: dict | None = None, max_s
         if int(info["episodes_used"]) > len(j_curve) - 1:  # an episode was spent: a new point of the curve
             j_curve.append(float(info["J"]))
             token_curve.append(int(info["tokens_used"]))
+            for key in EPISODE_INFO_KEYS:  # forced answers after this episode, for maj@k
+                if key in info:
+                    extra.setdefault(key, []).append(list(info[key]))
         if terminated or truncated:
             break
     else:
@@ -59,14 +69,14 @@ def run_episode(env, agent: Agent, seed: int, options: dict | None = None, max_s
     return EpisodeRecord(
         seed=seed, total_reward=total, outcome=float(info["outcome"]),
         episodes_used=int(info["episodes_used"]), tokens_used=int(info["tokens_used"]),
-        j_curve=j_curve, token_curve=token_curve, actions=actions,
+        j_curve=j_curve, token_curve=token_curve, actions=actions, extra=extra,
     )
 
 
-def summarize(
+def per_problem_metrics(
     records: Sequence[EpisodeRecord], *, budget_episodes: int, budget_tokens: int, j_star: float = 1.0
-) -> dict[str, tuple[float, float]]:
-    """Mean and standard error of each metric over problems.
+) -> dict[str, list[float]]:
+    """Each metric's value on each problem (the columns `summarize` averages).
 
     return, accuracy (final outcome), episodes, tokens, normalized token regret (MRT, against j_star
     over C0 = budget_tokens) and cumulative episode regret after `budget_episodes` episodes (curves
@@ -74,16 +84,37 @@ def summarize(
     """
     if not records:
         raise ValueError("summarize needs at least one episode record.")
-    columns = {
+    # Many problems share a trajectory's curves (always on the simulator): compute each distinct one once.
+    token_memo: dict = {}
+    episode_memo: dict = {}
+
+    def token_regret(r: EpisodeRecord) -> float:
+        key = (tuple(r.token_curve), tuple(r.j_curve))
+        if key not in token_memo:
+            token_memo[key] = normalized_token_regret(r.token_curve, r.j_curve, budget_tokens, j_star)
+        return token_memo[key]
+
+    def episode_regret(r: EpisodeRecord) -> float:
+        key = tuple(r.j_curve)
+        if key not in episode_memo:
+            episode_memo[key] = float(cumulative_regret(pad_curve(r.j_curve, budget_episodes + 1), j_star)[-1])
+        return episode_memo[key]
+
+    return {
         "return": [r.total_reward for r in records],
         "accuracy": [r.outcome for r in records],
         "episodes": [r.episodes_used for r in records],
         "tokens": [r.tokens_used for r in records],
-        "token_regret": [
-            normalized_token_regret(r.token_curve, r.j_curve, budget_tokens, j_star) for r in records
-        ],
-        "episode_regret": [
-            float(cumulative_regret(pad_curve(r.j_curve, budget_episodes + 1), j_star)[-1]) for r in records
-        ],
+        "token_regret": [token_regret(r) for r in records],
+        "episode_regret": [episode_regret(r) for r in records],
     }
+
+
+def summarize(
+    records: Sequence[EpisodeRecord], *, budget_episodes: int, budget_tokens: int, j_star: float = 1.0
+) -> dict[str, tuple[float, float]]:
+    """Mean and standard error of each metric of `per_problem_metrics` over problems."""
+    columns = per_problem_metrics(
+        records, budget_episodes=budget_episodes, budget_tokens=budget_tokens, j_star=j_star
+    )
     return {name: mean_and_stderr(values) for name, values in columns.items()}

@@ -109,6 +109,26 @@ def maj_at_k(
     return out
 
 
+def maj_at_k_graded(
+    answers_per_episode: Sequence[Sequence[Hashable]], correct_per_episode: Sequence[Sequence[bool]]
+) -> list[bool]:
+    """maj@k over episodes when each forced answer comes with its grade (as envs report them in
+    `info["prover_answers"]` / `info["prover_correct"]`): `maj_at_k` with a grader read off the grades."""
+    if len(answers_per_episode) != len(correct_per_episode):
+        raise ValueError(
+            f"answers and grades must cover the same episodes, got {len(answers_per_episode)} and "
+            f"{len(correct_per_episode)}."
+        )
+    grades: dict = {}
+    for answers, correct in zip(answers_per_episode, correct_per_episode):
+        if len(answers) != len(correct):
+            raise ValueError(f"one grade per answer expected, got {len(answers)} answers and {len(correct)} grades.")
+        for answer, ok in zip(answers, correct):
+            if answer is not None:
+                grades.setdefault(answer, bool(ok))
+    return maj_at_k(answers_per_episode, lambda answer: grades.get(answer, False))
+
+
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
     """Sample mean and its standard error (0 for a single value)."""
     x = np.asarray(values, dtype=np.float64)
@@ -121,11 +141,43 @@ def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
 def bootstrap_ci(
     values: Sequence[float], *, confidence: float = 0.95, num_resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean."""
+    """Percentile bootstrap confidence interval of the mean.
+
+    `values` may also be 2-D (problems x metrics): every column is resampled with the same draws and
+    the bounds come back as two arrays, one entry per column (one draw of indices serves them all).
+    """
     x = np.asarray(values, dtype=np.float64)
-    if x.size == 0:
-        raise ValueError("bootstrap_ci needs at least one value.")
+    if x.size == 0 or x.ndim not in (1, 2):
+        raise ValueError(f"bootstrap_ci needs a non-empty 1-D or 2-D array of values, got shape {x.shape}.")
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(num_resamples, x.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(lo), float(hi)
+    n = x.shape[0]
+    idx = rng.integers(0, n, size=(num_resamples, n))
+    # Resample counts per problem (a row per resample), then every mean in one matrix product.
+    counts = np.bincount((idx + n * np.arange(num_resamples)[:, None]).ravel(), minlength=num_resamples * n)
+    means = counts.reshape(num_resamples, n).astype(np.float64) @ x / n
+    lo, hi = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+    if x.ndim == 1:
+        return float(lo), float(hi)
+    return lo, hi
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of a - b over paired values (the same problems for both agents):
+    far tighter than comparing two independent means when the problems drive most of the variance."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"paired values must have the same shape, got {x.shape} and {y.shape}.")
+    return mean_and_stderr(x - y)
+
+
+def mean_curve(curves: Sequence[Sequence[float]], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise mean and standard error of curves padded (or cut) to `length` points (`pad_curve`):
+    e.g. the mean J curve after 0..H episodes over problems."""
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(f"length must be an integer >= 1, got {length!r}.")
+    if len(curves) == 0:
+        raise ValueError("mean_curve needs at least one curve.")
+    stacked = np.stack([pad_curve(c, int(length)) for c in curves])
+    mean = stacked.mean(axis=0)
+    se = stacked.std(axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else np.zeros(int(length))
+    return mean, se

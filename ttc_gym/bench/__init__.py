@@ -1,0 +1,37 @@
+"""Benchmark agents x budgets x problems on a ttc-gym env (`ttc-gym bench`).
+
+    from ttc_gym.bench import BenchConfig, run_bench
+    result = run_bench(BenchConfig(env_id="TTC-Sim-v0", budgets=(2, 4, 10), num_problems=500))
+    result.summary["rows"][0]        # top-ranked agent at the first budget
+
+Nothing heavy is imported here: agents are named by strings resolved when a run starts.
+"""
+
+from ttc_gym.bench.agent_registry import (
+    AGENTS,
+    AgentEntry,
+    AgentSpec,
+    build_agent,
+    check_agent_spec,
+    parse_agent_spec,
+    register_agent,
+)
+from ttc_gym.bench.profiles import PROFILES, EnvProfile, profile_for
+from ttc_gym.bench.runner import (
+    BenchConfig,
+    BenchPlan,
+    BenchResult,
+    Executor,
+    ItemEvaluator,
+    WorkItem,
+    parse_budget,
+    prepare,
+    run_bench,
+    serial_executor,
+)
+
+__all__ = [
+    "AGENTS", "AgentEntry", "AgentSpec", "BenchConfig", "BenchPlan", "BenchResult", "EnvProfile", "Executor",
+    "ItemEvaluator", "PROFILES", "WorkItem", "build_agent", "check_agent_spec", "parse_agent_spec",
+    "parse_budget", "prepare", "profile_for", "register_agent", "run_bench", "serial_executor",
+]

@@ -1,0 +1,221 @@
+"""Agents by name, for the benchmark runner: each name maps to a *string* entry point
+(`"agents.factories:ppo"`) resolved with importlib when a run starts, so `import ttc_gym` loads no agent
+code. A spec names an agent and its arguments, or a factory by Python import path:
+
+    oracle                      the exact DP oracle (TTC-Sim-v0)
+    answer-after:3              a registered name with one positional argument
+    answer-when-confident:threshold=0.8,patience=3
+    ppo:/path/to/model.zip      a checkpoint instead of training on the spot
+    mypkg.agents:make_agent     any factory `make_agent(env, *args, **kwargs) -> agent`
+    mypkg.agents:make_agent:4,mode=fast
+
+A factory is called as `factory(env, *args, **kwargs)` with the env the agent is evaluated on (built at
+the run's budget) and returns an object with `act(obs, info) -> action` (optionally `reset()` between
+problems and `seed(seed)` with each problem's seed). An optional `factory.check(*args, **kwargs)`
+validates the arguments without building anything; the runner calls it before any compute.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ttc_gym.validation import did_you_mean, unknown_name_error
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    """A registered agent name.
+
+    Attributes:
+        name: what users type (`ttc-gym bench --agents NAME[:ARGS]`).
+        entry_point: `"module:attr"` of its factory, imported only when a run starts.
+        summary: one line for `ttc-gym bench --list-agents`.
+        envs: the env ids it runs on (None: any env with a matching action kind).
+        action_kinds: the kinds of action it emits: "meta" (the Discrete(4) `MetaAction`s of TTC-Sim-v0
+            and TTC-MathMeta-v0) or "text" (the next episode, TTC-Math-v0).
+    """
+
+    name: str
+    entry_point: str
+    summary: str
+    envs: tuple[str, ...] | None = None
+    action_kinds: tuple[str, ...] = ("meta",)
+
+
+AGENTS: dict[str, AgentEntry] = {}
+
+
+def register_agent(entry: AgentEntry, *, replace: bool = False) -> None:
+    """Add an agent name to the registry (e.g. from a plugin); `replace=True` to redefine one."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", entry.name):
+        raise ValueError(f"agent names are lowercase words with '-' or '_' (no ':' or '.'), got {entry.name!r}.")
+    if ":" not in entry.entry_point:
+        raise ValueError(f"entry_point must be 'module:attr', got {entry.entry_point!r}.")
+    if entry.name in AGENTS and not replace:
+        raise ValueError(f"agent {entry.name!r} is already registered (pass replace=True to redefine it).")
+    AGENTS[entry.name] = entry
+
+
+for _entry in (
+    AgentEntry("oracle", "agents.factories:oracle",
+               "exact optimal policy by dynamic programming over the simulator's belief-MDP",
+               envs=("TTC-Sim-v0",)),
+    AgentEntry("q-learning", "agents.factories:q_learning",
+               "tabular Q-learning, trained on the spot (args: steps=500000, seed, num_envs)"),
+    AgentEntry("ppo", "agents.factories:ppo",
+               "stable-baselines3 PPO, trained on the spot (steps=40000, seed, n_envs) or ppo:PATH.zip"),
+    AgentEntry("answer-when-confident", "agents.factories:answer_when_confident",
+               "continue until the prover's J >= threshold (0.9), switch approach after stalls"),
+    AgentEntry("never-verify", "agents.factories:never_verify",
+               "answer as soon as a candidate exists, never verify (TTC-Sim-v0 observations)",
+               envs=("TTC-Sim-v0",)),
+    AgentEntry("answer-after", "agents.factories:answer_after",
+               "continue for exactly k episodes (3), then answer"),
+    AgentEntry("random", "agents.factories:random_agent", "uniformly random meta-actions"),
+):
+    register_agent(_entry)
+
+
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """A parsed agent spec; `text` (as given) labels the agent in tables, plots and results."""
+
+    text: str
+    entry_point: str
+    name: str | None = None  # registry name; None for an import path
+    args: tuple = ()
+    kwargs: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
+
+    @property
+    def entry(self) -> AgentEntry | None:
+        return AGENTS.get(self.name) if self.name else None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return value if isinstance(value, (int, float, bool, str, type(None))) else text
+
+
+def _parse_args(text: str, spec: str) -> tuple[tuple, tuple]:
+    args: list = []
+    kwargs: dict = {}
+    if text == "":
+        return (), ()
+    for part in text.split(","):
+        part = part.strip()
+        key, eq, value = part.partition("=")
+        if eq and re.fullmatch(r"[A-Za-z_]\w*", key.strip()):
+            if key.strip() in kwargs:
+                raise ValueError(f"agent {spec!r}: argument {key.strip()!r} given twice.")
+            kwargs[key.strip()] = _parse_value(value.strip())
+        elif kwargs:
+            raise ValueError(f"agent {spec!r}: positional argument {part!r} after keyword arguments.")
+        else:
+            args.append(_parse_value(part))
+    return tuple(args), tuple(kwargs.items())
+
+
+def parse_agent_spec(text: str) -> AgentSpec:
+    """`NAME[:ARGS]` (a registered name) or `MODULE:FACTORY[:ARGS]` (an import path); ARGS are
+    comma-separated positional values then `key=value` pairs (numbers, True/False/None, or strings)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"an agent spec must be a non-empty string like 'answer-after:3', got {text!r}.")
+    text = text.strip()
+    head, _, rest = text.partition(":")
+    if head in AGENTS:
+        args, kwargs = _parse_args(rest, text)
+        return AgentSpec(text, AGENTS[head].entry_point, head, args, kwargs)
+    attr, _, arg_text = rest.partition(":")
+    if rest and _IMPORT_PATH.fullmatch(head) and _IMPORT_PATH.fullmatch(attr) and (
+        "." in head or importlib.util.find_spec(head) is not None
+    ):
+        args, kwargs = _parse_args(arg_text, text)
+        return AgentSpec(text, f"{head}:{attr}", None, args, kwargs)
+    err = unknown_name_error("agent", head, AGENTS)
+    raise ValueError(f"{err} Or give a factory as an import path 'package.module:factory'.")
+
+
+def resolve_entry_point(entry_point: str) -> Callable:
+    """Import `module` and walk `attr` (dotted) of a `"module:attr"` string."""
+    module_name, _, attr = entry_point.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ImportError(f"cannot import module {module_name!r} of agent factory {entry_point!r}: {err}") from err
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            raise AttributeError(
+                f"{entry_point!r}: {type(obj).__name__} {getattr(obj, '__name__', obj)!r} has no attribute "
+                f"{part!r}.{did_you_mean(part, names)}"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"agent factory {entry_point!r} is not callable (got {type(obj).__name__}).")
+    return obj
+
+
+def check_agent_spec(spec: AgentSpec, env_id: str, action_kind: str | None = None) -> Callable:
+    """Everything that can be checked without building the agent: the env fits, the factory imports,
+    the arguments bind to its signature and pass its `check`. Returns the factory."""
+    entry = spec.entry
+    if entry is not None:
+        if entry.envs is not None and env_id not in entry.envs:
+            raise ValueError(f"agent {spec.text!r} runs on {', '.join(entry.envs)} only, not on {env_id}.")
+        if action_kind is not None and action_kind not in entry.action_kinds:
+            raise ValueError(
+                f"agent {spec.text!r} emits {'/'.join(entry.action_kinds)} actions; {env_id} takes "
+                f"{action_kind} actions."
+            )
+    factory = resolve_entry_point(spec.entry_point)
+    kwargs = dict(spec.kwargs)
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # builtins without a signature: nothing to check
+        signature = None
+    if signature is not None:
+        params = [p for p in signature.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+        names = [p.name for p in params[1:]]  # the first one is the env
+        for key in kwargs:
+            if key not in names and not takes_any:
+                raise ValueError(
+                    f"agent {spec.text!r}: unknown argument {key!r}.{did_you_mean(key, names)} "
+                    f"It takes: {', '.join(names) or 'no arguments'}."
+                )
+        try:
+            signature.bind(None, *spec.args, **kwargs)
+        except TypeError as err:
+            raise ValueError(
+                f"agent {spec.text!r}: {err} (its factory is {spec.entry_point}{signature})."
+            ) from None
+    check = getattr(factory, "check", None)
+    if check is not None:
+        try:
+            check(*spec.args, **kwargs)
+        except (TypeError, ValueError, FileNotFoundError) as err:
+            raise type(err)(f"agent {spec.text!r}: {err}") from None
+    return factory
+
+
+def build_agent(spec: AgentSpec, env: Any) -> Any:
+    """Call the spec's factory on `env`; the result must have `act(obs, info)`."""
+    factory = resolve_entry_point(spec.entry_point)
+    agent = factory(env, *spec.args, **dict(spec.kwargs))
+    if not callable(getattr(agent, "act", None)):
+        raise TypeError(
+            f"agent factory {spec.entry_point!r} returned {type(agent).__name__}, which has no act(obs, info)."
+        )
+    return agent

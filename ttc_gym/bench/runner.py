@@ -1,0 +1,527 @@
+"""The benchmark runner: agents x budgets x problems on one env, with seeds.
+
+Problem i is `env.reset(seed=base_seed + i)` for every agent and budget, so all agents face the same
+problems and differences between them can be tested pairwise. Every finished problem is appended to
+`results.jsonl` at once (a killed run loses nothing; `resume=True` skips what is there), then the
+summary, table and plots are made from that file alone.
+
+Work goes through an *executor*: `executor(items, evaluate) -> iterable of records`, serial by default.
+`evaluate` is an `ItemEvaluator`, picklable (it rebuilds its envs and agents lazily wherever it runs), so
+an executor may ship items to worker processes or Ray actors and yield records as they finish, in any
+order; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ttc_gym.bench.agent_registry import AgentSpec, build_agent, check_agent_spec, parse_agent_spec, resolve_entry_point
+from ttc_gym.bench.profiles import EnvProfile, profile_for
+from ttc_gym.budget import Budget
+from ttc_gym.validation import check_float, check_int, did_you_mean, unknown_name_error
+
+DEFAULT_ENV = "TTC-Sim-v0"
+RESULTS_FILE = "results.jsonl"
+CONFIG_FILE = "bench_config.json"
+SUMMARY_JSON = "summary.json"
+SUMMARY_CSV = "summary.csv"
+TABLE_FILE = "table.txt"
+PLOT_FILES = ("accuracy_vs_tokens.png", "j_curves.png", "regret.png", "maj_at_k.png")
+OUTPUT_FILES = (RESULTS_FILE, CONFIG_FILE, SUMMARY_JSON, SUMMARY_CSV, TABLE_FILE) + PLOT_FILES
+RANK_METRICS = ("return", "accuracy", "maj_accuracy", "token_regret", "episode_regret", "episodes", "tokens")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass
+class BenchConfig:
+    """What to run. Empty / None fields take the env's defaults (`ttc_gym.bench.profiles`)."""
+
+    env_id: str = field(default=DEFAULT_ENV, metadata={"help": "registered env id"})
+    agents: Sequence[str] = field(default=(), metadata={"help": "agent specs (NAME[:ARGS] or module:factory)"})
+    budgets: Sequence[Any] = field(
+        default=(), metadata={"help": "budgets: H (episodes), H:C0 (episodes and tokens) or :C0 (tokens)"}
+    )
+    num_problems: int | None = field(default=None, metadata={"help": "problems per agent and budget"})
+    base_seed: int = field(default=0, metadata={"help": "problem i uses seed base_seed + i"})
+    env_kwargs: dict = field(default_factory=dict, metadata={"help": "extra gym.make kwargs (not budgets)"})
+    j_star: float | None = field(
+        default=None, metadata={"help": "comparator accuracy J* of the regrets (default: oracle on the sim, else 1)"}
+    )
+    rank_by: str | None = field(default=None, metadata={"help": "metric the table ranks by"})
+    out_dir: str | None = field(default=None, metadata={"help": "output folder (default bench_out/ENV_ID)"})
+
+
+def budget_label(budget: Budget) -> str:
+    parts = []
+    if budget.max_episodes is not None:
+        parts.append(f"H={budget.max_episodes}")
+    if budget.max_tokens is not None:
+        parts.append(f"C0={budget.max_tokens}")
+    return ",".join(parts)
+
+
+def budget_kwargs(budget: Budget) -> dict:
+    return {k: v for k, v in (("max_episodes", budget.max_episodes), ("max_tokens", budget.max_tokens)) if v is not None}
+
+
+def parse_budget(value: Any) -> Budget:
+    """`Budget`, int H, dict, or a string "H", "H:C0" or ":C0" -> Budget (errors say what was expected)."""
+    if isinstance(value, Budget):
+        return value
+    if isinstance(value, dict):
+        unknown = set(value) - {"max_episodes", "max_tokens"}
+        if unknown:
+            raise ValueError(f"a budget dict takes max_episodes and max_tokens, got {sorted(unknown)}.")
+        return Budget(max_episodes=value.get("max_episodes"), max_tokens=value.get("max_tokens"))
+    if isinstance(value, str):
+        text = value.strip()
+        episodes, colon, tokens = text.partition(":")
+
+        def as_int(part: str, what: str) -> int | None:
+            if part.strip() == "":
+                return None
+            try:
+                return int(part)
+            except ValueError:
+                raise ValueError(
+                    f"budget {value!r}: {what} must be an integer, got {part!r} "
+                    f"(write H, H:C0 or :C0, e.g. 4, 4:2048 or :2048)."
+                ) from None
+
+        h, c0 = as_int(episodes, "H (episodes)"), as_int(tokens, "C0 (tokens)") if colon else None
+        if h is None and c0 is None:
+            raise ValueError(f"budget {value!r} is empty (write H, H:C0 or :C0, e.g. 4, 4:2048 or :2048).")
+        return Budget(max_episodes=h, max_tokens=c0)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"a budget must be an integer H (episodes) or a string 'H:C0', got {value!r}.")
+    return Budget(max_episodes=int(value), max_tokens=None)
+
+
+@dataclass
+class BenchPlan:
+    """A validated configuration, every default resolved. Nothing has been computed yet."""
+
+    env_id: str
+    profile: EnvProfile
+    env_kwargs: dict
+    agents: list[AgentSpec]
+    budgets: list[Budget]
+    num_problems: int
+    base_seed: int
+    j_star: float | None
+    rank_by: str
+    out_dir: Path
+    done: set = field(default_factory=set)  # (agent, budget label, seed) already in results.jsonl
+
+    @property
+    def budget_labels(self) -> list[str]:
+        return [budget_label(b) for b in self.budgets]
+
+    def identity(self) -> dict:
+        """What a resumed run must share with the run it continues."""
+        return {
+            "env_id": self.env_id,
+            "env_kwargs": _jsonable(self.env_kwargs),
+            "agents": [a.text for a in self.agents],
+            "budgets": [{"max_episodes": b.max_episodes, "max_tokens": b.max_tokens} for b in self.budgets],
+            "num_problems": self.num_problems,
+            "base_seed": self.base_seed,
+            "j_star": self.j_star,
+        }
+
+    def work_items(self) -> list["WorkItem"]:
+        return [
+            WorkItem(agent.text, label, i, self.base_seed + i)
+            for agent in self.agents
+            for label in self.budget_labels
+            for i in range(self.num_problems)
+        ]
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as JSON would store it; objects JSON cannot hold (e.g. an engine passed in env_kwargs) by
+    their repr, or their type when the repr holds a memory address, so that the stored configuration does not change from one process to the next."""
+
+    def stable(obj: Any) -> Any:
+        if isinstance(obj, (np.generic, np.ndarray, set, tuple)):
+            return _json_default(obj)
+        text = repr(obj)  # a dataclass's repr is stable; a default one holds a memory address
+        return text if " at 0x" not in text else f"<{type(obj).__module__}.{type(obj).__qualname__}>"
+
+    return json.loads(json.dumps(value, default=stable))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    return repr(obj)
+
+
+def _check_env_id(env_id: Any):
+    import gymnasium as gym
+
+    import ttc_gym  # noqa: F401  (registers the envs)
+
+    if not isinstance(env_id, str) or env_id not in gym.registry:
+        ours = ttc_gym.env_ids()
+        raise ValueError(
+            f"Unknown env {env_id!r}.{did_you_mean(str(env_id), list(gym.registry))} "
+            f"ttc-gym envs: {', '.join(ours)} (any registered Gymnasium env whose info reports J, outcome, "
+            f"episodes_used and tokens_used works too)."
+        )
+
+
+def _check_budgets(values: Sequence[Any], profile: EnvProfile) -> list[Budget]:
+    budgets = []
+    for value in values:
+        try:
+            budget = parse_budget(value)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"invalid budget {value!r}: {err}") from None
+        label = budget_label(budget)
+        if budget.max_tokens is not None and "max_tokens" not in profile.budget_kwargs:
+            raise ValueError(
+                f"budget {label}: {profile.env_id} budgets are episode counts H only (no token budget C0); "
+                f"write e.g. {budget.max_episodes or 4}."
+            )
+        if budget.max_episodes is None and profile.episodes_required:
+            raise ValueError(f"budget {label}: {profile.env_id} needs an episode budget H (write H or H:C0).")
+        if profile.max_episodes is not None and budget.max_episodes is not None and budget.max_episodes > profile.max_episodes:
+            raise ValueError(
+                f"budget {label}: {profile.env_id} allows at most H = {profile.max_episodes} episodes, "
+                f"got {budget.max_episodes}."
+            )
+        if profile.max_tokens is not None and budget.max_tokens is not None and budget.max_tokens > profile.max_tokens:
+            raise ValueError(
+                f"budget {label}: {profile.env_id} allows at most C0 = {profile.max_tokens} tokens, "
+                f"got {budget.max_tokens}."
+            )
+        if label in [budget_label(b) for b in budgets]:
+            raise ValueError(f"budget {label} is listed twice.")
+        budgets.append(budget)
+    if not budgets:
+        raise ValueError(f"no budgets given and {profile.env_id} has no default budgets; pass --budgets.")
+    return budgets
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Create the folder and write a file in it: the only test of writability that cannot lie."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-", delete=True) as probe:
+            probe.write(b"ok")
+            probe.flush()
+    except OSError as err:
+        raise PermissionError(f"output folder {str(out_dir)!r} is not writable: {err.strerror or err}.") from None
+
+
+def _read_results(path: Path, repair: bool = False) -> list[dict]:
+    """Records of a results file; a last line cut short by a kill is dropped (and cut off with repair)."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records, good_end = [], 0
+    for line in data.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if good_end + len(line) < len(data):  # a bad line in the middle: not ours to guess at
+                raise ValueError(f"{path}: line {len(records) + 1} is not JSON; the results file is damaged.") from None
+            break
+        good_end += len(line)
+    if repair and good_end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    return records
+
+
+def record_key(record: dict) -> tuple:
+    return (record["agent"], record["budget"], int(record["seed"]))
+
+
+def prepare(config: BenchConfig, *, resume: bool = False, overwrite: bool = False) -> BenchPlan:
+    """Validate everything a run needs, before any compute: env, budgets, agents (names, arguments,
+    factories importable), problems, seeds, output folder, and with `resume` that the folder's results
+    come from the same configuration. Raises ValueError / TypeError / PermissionError / FileNotFoundError."""
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: continue a run, or start it over.")
+    _check_env_id(config.env_id)
+    profile = profile_for(config.env_id)
+    if not isinstance(config.env_kwargs, dict):
+        raise TypeError(f"env_kwargs must be a dict, got {config.env_kwargs!r}.")
+    clash = sorted(set(config.env_kwargs) & {"max_episodes", "max_tokens"})
+    if clash:
+        raise ValueError(f"set {', '.join(clash)} through budgets (--budgets), not env kwargs.")
+    budgets = _check_budgets(list(config.budgets) or list(profile.default_budgets), profile)
+
+    specs = [parse_agent_spec(text) for text in (list(config.agents) or list(profile.default_agents))]
+    if not specs:
+        raise ValueError(f"no agents given and {config.env_id} has no default agents; pass --agents.")
+    seen = set()
+    for spec in specs:
+        if spec.text in seen:
+            raise ValueError(f"agent {spec.text!r} is listed twice.")
+        seen.add(spec.text)
+
+    num_problems = config.num_problems if config.num_problems is not None else profile.default_problems
+    check_int("num_problems", num_problems, minimum=1)
+    check_int("base_seed", config.base_seed, minimum=0)
+    j_star = None if config.j_star is None else check_float("j_star", config.j_star, minimum=0.0, maximum=1.0)
+    rank_by = config.rank_by or profile.rank_by
+    if rank_by not in RANK_METRICS:
+        raise unknown_name_error("rank_by metric", rank_by, RANK_METRICS)
+
+    for spec in specs:
+        check_agent_spec(spec, config.env_id, profile.action_kind)
+    if profile.cheap_make:  # the env's own argument checks, at every budget
+        for budget in budgets:
+            env = _make_env(config.env_id, config.env_kwargs, budget)
+            env.close()
+
+    out_dir = Path(config.out_dir or os.path.join("bench_out", config.env_id))
+    _check_out_dir(out_dir)
+    plan = BenchPlan(
+        env_id=config.env_id, profile=profile, env_kwargs=dict(config.env_kwargs), agents=specs,
+        budgets=budgets, num_problems=num_problems, base_seed=int(config.base_seed), j_star=j_star,
+        rank_by=rank_by, out_dir=out_dir,
+    )
+    results_path, config_path = out_dir / RESULTS_FILE, out_dir / CONFIG_FILE
+    has_results = results_path.exists() and results_path.stat().st_size > 0
+    if resume:
+        if config_path.exists():
+            stored = json.loads(config_path.read_text())["config"]
+            current = plan.identity()
+            diffs = [k for k in current if stored.get(k) != current[k]]
+            if diffs:
+                details = "; ".join(f"{k}: {stored.get(k)!r} there, {current[k]!r} now" for k in diffs)
+                raise ValueError(
+                    f"cannot resume: {out_dir} holds results of a different configuration ({details}). "
+                    f"Use another output folder, or overwrite to start over."
+                )
+        elif has_results:
+            raise ValueError(
+                f"cannot resume: {results_path} exists but {config_path.name} does not, so its configuration "
+                f"is unknown. Use another output folder, or overwrite to start over."
+            )
+        plan.done = {record_key(r) for r in _read_results(results_path)}
+    elif has_results and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds results ({RESULTS_FILE}); resume to continue that run or overwrite "
+            f"to start over (ttc-gym bench --resume / --overwrite)."
+        )
+    return plan
+
+
+def _make_env(env_id: str, env_kwargs: dict, budget: Budget):
+    import gymnasium as gym
+
+    try:
+        return gym.make(env_id, **env_kwargs, **budget_kwargs(budget))
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{env_id} at budget {budget_label(budget)}: {err}") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Work items, their evaluation, executors
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One problem for one agent at one budget."""
+
+    agent: str  # the agent spec text
+    budget: str  # the budget label ("H=4")
+    problem: int  # index i of the problem
+    seed: int  # base_seed + i
+
+    @property
+    def key(self) -> tuple:
+        return (self.agent, self.budget, self.seed)
+
+
+class ItemEvaluator:
+    """`evaluate(item) -> record`: runs one problem. Builds (trains) each agent once per budget and
+    keeps the last one; picklable without its caches, so it can travel to another process."""
+
+    def __init__(self, env_id: str, env_kwargs: dict, agents: Sequence[AgentSpec], budgets: Sequence[Budget]):
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs)
+        self.agents = {a.text: a for a in agents}
+        self.budgets = {budget_label(b): b for b in budgets}
+        self.on_event: Callable[[str], None] | None = None
+        self._envs: dict[str, Any] = {}
+        self._agent_key: tuple | None = None
+        self._agent: Any = None
+        self.build_seconds: dict[tuple, float] = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.update(on_event=None, _envs={}, _agent_key=None, _agent=None)
+        return state
+
+    def _say(self, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(message)
+
+    def env(self, budget: str):
+        if budget not in self._envs:
+            self._envs[budget] = _make_env(self.env_id, self.env_kwargs, self.budgets[budget])
+        return self._envs[budget]
+
+    def agent(self, agent: str, budget: str):
+        key = (agent, budget)
+        if self._agent_key != key:
+            self._agent = None  # free the previous one first
+            self._say(f"building {agent} at {budget} ...")
+            start = time.perf_counter()
+            self._agent = build_agent(self.agents[agent], self.env(budget))
+            self._agent_key = key
+            self.build_seconds[key] = seconds = time.perf_counter() - start
+            self._say(f"built {agent} at {budget} in {seconds:.1f}s")
+        return self._agent
+
+    def __call__(self, item: WorkItem) -> dict:
+        from ttc_gym.evaluation import run_episode
+
+        env = self.env(item.budget)
+        agent = self.agent(item.agent, item.budget)
+        if callable(getattr(agent, "seed", None)):
+            agent.seed(item.seed)
+        start = time.perf_counter()
+        try:
+            record = run_episode(env, agent, seed=item.seed)
+        except KeyError as err:
+            raise ValueError(
+                f"{self.env_id} did not report info[{err.args[0]!r}]: ttc-gym bench needs envs whose info "
+                f"carries J, outcome, episodes_used and tokens_used."
+            ) from None
+        out = {"agent": item.agent, "budget": item.budget, "problem": item.problem}
+        out.update(record.to_dict())
+        out["wall_s"] = round(time.perf_counter() - start, 6)
+        return out
+
+
+Executor = Callable[[Sequence[WorkItem], Callable[[WorkItem], dict]], Iterable[dict]]
+
+
+def serial_executor(items: Sequence[WorkItem], evaluate: Callable[[WorkItem], dict]) -> Iterator[dict]:
+    """Evaluate the items one after another in this process, yielding each record as it finishes."""
+    for item in items:
+        yield evaluate(item)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Comparators per budget: J* and C0
+
+
+def comparators(plan: BenchPlan) -> dict[str, dict]:
+    """J* and C0 (None: decided from the records) at each budget."""
+    out = {}
+    profile = plan.profile
+    j_star_fn = resolve_entry_point(profile.j_star) if plan.j_star is None and profile.j_star else None
+    c0_fn = resolve_entry_point(profile.budget_tokens) if profile.budget_tokens else None
+    for budget in plan.budgets:
+        env = _make_env(plan.env_id, plan.env_kwargs, budget) if (j_star_fn or c0_fn) else None
+        if plan.j_star is not None:
+            j_star, source = plan.j_star, "given"
+        elif j_star_fn is not None:
+            j_star, source = float(j_star_fn(env)), profile.j_star
+        else:
+            j_star, source = 1.0, "perfect solver"
+        c0 = int(c0_fn(env)) if c0_fn is not None else budget.max_tokens
+        if env is not None:
+            env.close()
+        out[budget_label(budget)] = {
+            "max_episodes": budget.max_episodes, "max_tokens": budget.max_tokens,
+            "j_star": j_star, "j_star_source": source, "budget_tokens": c0,
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class BenchResult:
+    plan: BenchPlan
+    summary: dict
+    files: dict[str, Path]
+    computed: int  # problems evaluated by this call (the rest came from results.jsonl)
+    elapsed_s: float
+
+
+def run_bench(
+    config: BenchConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    executor: Executor = serial_executor,
+    progress: bool = True,
+    plots: bool = True,
+    console: Any = None,
+) -> BenchResult:
+    """Validate, evaluate what is not in `results.jsonl` yet, then write summary.json/.csv, table.txt
+    and the plots, print the table, and return the summary."""
+    from ttc_gym.bench.report import print_table, summarize_results, write_summary
+
+    start = time.perf_counter()
+    plan = prepare(config, resume=resume, overwrite=overwrite)
+    out = plan.out_dir
+    results_path = out / RESULTS_FILE
+    if overwrite:
+        for name in OUTPUT_FILES:  # ours only: the folder may hold other things
+            if (out / name).is_file():
+                (out / name).unlink()
+    _read_results(results_path, repair=True)  # drop a line cut short by a kill
+    comps = comparators(plan)
+    (out / CONFIG_FILE).write_text(json.dumps({"config": plan.identity(), "comparators": comps}, indent=2) + "\n")
+
+    todo = [item for item in plan.work_items() if item.key not in plan.done]
+    evaluator = ItemEvaluator(plan.env_id, plan.env_kwargs, plan.agents, plan.budgets)
+    computed = 0
+    if todo:
+        from tqdm.auto import tqdm
+
+        with open(results_path, "a", encoding="utf-8") as f, tqdm(
+            total=len(todo), desc=f"bench {plan.env_id}", unit="problem", disable=not progress,
+            dynamic_ncols=True,
+        ) as bar:
+            evaluator.on_event = bar.write if progress else None
+            for record in executor(todo, evaluator):
+                f.write(json.dumps(record, default=_json_default) + "\n")
+                f.flush()
+                computed += 1
+                bar.set_postfix_str(f"{record['agent']} {record['budget']}", refresh=False)
+                bar.update(1)
+
+    records = _read_results(results_path)
+    summary = summarize_results(
+        records, agents=[a.text for a in plan.agents], budgets=comps, num_problems=plan.num_problems,
+        base_seed=plan.base_seed, rank_by=plan.rank_by, env_id=plan.env_id, note=plan.profile.note,
+    )
+    files = {"results": results_path, "config": out / CONFIG_FILE}
+    files.update(write_summary(summary, out))
+    files["table"] = print_table(summary, console=console, path=out / TABLE_FILE)
+    if plots:
+        from ttc_gym.bench.plots import make_plots
+
+        files.update(make_plots(summary, out))
+    return BenchResult(plan, summary, files, computed, time.perf_counter() - start)
