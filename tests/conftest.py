@@ -21,7 +21,8 @@ def tiny_engine():
 def fast_env_kwargs(env_id: str) -> dict:
     """Per-env kwargs that keep a test fast (a tiny model instead of the default one)."""
     if env_id in ("TTC-Math-v0", "TTC-MathMeta-v0"):
-        kwargs = {"engine": tiny_engine(), "num_prover_samples": 4, "max_episodes": 4, "max_answer_tokens": 8}
+        kwargs = {"engine": tiny_engine(), "num_prover_samples": 4, "max_episodes": 4, "max_answer_tokens": 8,
+                  "max_episode_chars": 64}
         if env_id == "TTC-MathMeta-v0":
             kwargs["episode_tokens"] = 16
         return kwargs

@@ -276,6 +276,20 @@ def _tower_digits_exceed(numbers: list[float], limit: float) -> bool:
     return False
 
 
+_PROSE_TEXT_CMD_RE = re.compile(r"\\(?:text|mathrm|textbf|mbox|operatorname)\s*\{[^{}]*\}")
+_PROSE_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{4,}")
+_MATH_UNICODE = set("πθ√×÷−≤≥≠∞±·°∪∩∈")
+
+
+def _not_math(ans: str) -> bool:
+    """Prose or gibberish rather than a mathematical answer: non-math Unicode, or more than two
+    plain words (LaTeX commands and \\text{...} contents excluded). Such text is not sent to the
+    slow verifier, which can spend its whole timeout on it."""
+    if any(ord(c) > 127 and c not in _MATH_UNICODE for c in ans):
+        return True
+    return len(_PROSE_WORD_RE.findall(_PROSE_TEXT_CMD_RE.sub(" ", ans))) > 2
+
+
 def _too_hard(ans: str) -> bool:
     """Inputs that are not answers but denial-of-service: huge power towers, giant factorials."""
     compact = _WS_RE.sub("", ans)
@@ -549,7 +563,7 @@ def _equivalent_cached(pred: str, gold: str, timeout: float) -> bool:
         return _numbers_equal(pred_num, gold_num)
     if normalize_answer(pred) == normalize_answer(gold):
         return True
-    if _too_hard(pred_light) or _too_hard(gold_light):
+    if _too_hard(pred_light) or _too_hard(gold_light) or _not_math(pred_light):
         return False
     result = _WORKER.equal(_strip_delimiters(pred), _strip_delimiters(gold), timeout)
     return bool(result)
