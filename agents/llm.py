@@ -1,0 +1,97 @@
+"""An LLM policy for TTC-Math-v0: it writes the next episode of reasoning with an engine.
+
+One episode is one paragraph: generation stops at the template's paragraph break (where MRT's
+episode markers — "Wait", "Alternatively", ... — begin a new episode) or at a token cap. When the
+model ends its turn without writing anything, it is asked for its final answer instead, and the
+episode commits it (`\\boxed{}`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ttc_gym.engines.base import SamplingConfig, make_engine
+from ttc_gym.llm_prover import prefix_seed
+from ttc_gym.prompts import PromptTemplate, close_boxed
+from ttc_gym.validation import check_float, check_int
+
+
+def commit_text(answer: str) -> str:
+    """The episode that commits `answer` as the final answer."""
+    return f"The final answer is $\\boxed{{{answer}}}$."
+
+
+class LLMAgent:
+    """Writes one episode per step.
+
+    Args:
+        engine: an Engine, an engine spec for `make_engine`, or None for the default model. The
+            bench factories pass the env's own engine so that one model is loaded once.
+        max_episode_tokens: token cap of one episode (also capped by `info["tokens_left"]`).
+        temperature, top_p: sampling of the episodes.
+        template: the prompts (must match the env's to continue the same trace).
+        seed: base seed; each episode's seed derives from it and the trace, so the same trace
+            always gets the same next episode.
+    """
+
+    def __init__(
+        self,
+        engine: Any = None,
+        *,
+        max_episode_tokens: int = 96,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        template: PromptTemplate | None = None,
+        seed: int = 0,
+    ):
+        self.engine = make_engine(engine)
+        self.max_episode_tokens = check_int("max_episode_tokens", max_episode_tokens, minimum=1)
+        self.temperature = check_float("temperature", temperature, minimum=0.0)
+        self.top_p = check_float("top_p", top_p, minimum=0.0, maximum=1.0)
+        self.template = template or PromptTemplate()
+        self.seed = check_int("seed", seed)
+
+    def reset(self) -> None:
+        """The agent keeps no per-problem state."""
+
+    def act(self, obs: dict, info: dict) -> str:
+        return self.act_batch([obs], [info])[0]
+
+    def act_batch(self, observations: Sequence[dict], infos: Sequence[dict]) -> list[str]:
+        """Next episodes for several traces in one engine call (one per distinct token cap).
+
+        A batch is sampled with one seed derived from all its traces, so `act_batch([o])` equals
+        `act(o)`, and a batch is reproducible as a whole.
+        """
+        if len(observations) != len(infos):
+            raise ValueError(f"act_batch needs one info per observation, got {len(observations)} and {len(infos)}.")
+        groups: dict[int, list[int]] = {}
+        for i, info in enumerate(infos):
+            groups.setdefault(self._token_cap(info), []).append(i)
+        texts: list[str] = [""] * len(observations)
+        for max_tokens, rows in groups.items():
+            sampling = SamplingConfig(
+                max_new_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
+                stop=(self.template.separator,),
+            )
+            prompts, keys = [], []
+            for i in rows:
+                question, episodes = observations[i]["problem"], list(observations[i]["episodes"])
+                prompts.append(self.template.reasoning_prompt(self.engine, question, episodes))
+                keys.extend([question, *episodes, "\x00"])
+            seed = prefix_seed(self.seed, "episode", *keys)
+            for i, completions in zip(rows, self.engine.generate(prompts, sampling, seed=seed)):
+                text = completions[0].text
+                texts[i] = text if text.strip() else commit_text(self.final_answer(observations[i]))
+        return texts
+
+    def _token_cap(self, info: dict) -> int:
+        left = info.get("tokens_left")
+        return self.max_episode_tokens if left is None else max(1, min(self.max_episode_tokens, int(left)))
+
+    def final_answer(self, obs: dict) -> str:
+        """The model's answer when forced to stop now (greedy)."""
+        prompt = self.template.forced_answer_prompt(self.engine, obs["problem"], list(obs["episodes"]))
+        sampling = SamplingConfig(max_new_tokens=24, temperature=0.0, stop=("}$", "\n"))
+        answer = close_boxed(self.engine.generate([prompt], sampling, seed=0)[0][0].text)
+        return answer or "0"

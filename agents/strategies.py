@@ -1,0 +1,101 @@
+"""Classic test-time strategies as TTC-Math-v0 agents, each built on an `LLMAgent` (composition):
+
+- `ThinkUntilBudget`: never commits; the env forces the answer when the budget runs out.
+- `BudgetForcing`: s1-style — before `min_episodes`, a commit is cut and replaced by "Wait," so the
+  model keeps thinking; afterwards it behaves like the plain LLM agent.
+- `StopWhenConfident`: commits the prover's majority answer as soon as the prover's J (from `info`)
+  reaches a threshold.
+- `MajorityVote`: thinks for k episodes, then commits the majority vote of all the prover's forced
+  answers collected across those episodes (maj@k over episodes, DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agents.llm import LLMAgent, commit_text
+from ttc_gym.metrics import majority_vote
+from ttc_gym.validation import check_float, check_int
+
+KEEP_THINKING = "Let me keep thinking about this."
+
+
+def without_commit(text: str) -> str:
+    """The episode with any `\\boxed` commit (and what follows it) removed."""
+    cut = text.find("\\boxed")
+    if cut < 0:
+        cut = text.find("\\fbox")
+    return text if cut < 0 else text[:cut].rstrip(" $([")
+
+
+@dataclass
+class ThinkUntilBudget:
+    llm: LLMAgent
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: dict, info: dict) -> str:
+        text = without_commit(self.llm.act(obs, info))
+        return text if text.strip() else KEEP_THINKING
+
+
+@dataclass
+class BudgetForcing:
+    llm: LLMAgent
+    min_episodes: int = 4
+
+    def __post_init__(self) -> None:
+        check_int("min_episodes", self.min_episodes, minimum=1)
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: dict, info: dict) -> str:
+        text = self.llm.act(obs, info)
+        if info["episodes_used"] + 1 >= self.min_episodes:
+            return text
+        cut = without_commit(text)
+        return (cut + " Wait,").strip() if cut != text or not cut.strip() else text
+
+
+@dataclass
+class StopWhenConfident:
+    llm: LLMAgent
+    threshold: float = 0.75
+
+    def __post_init__(self) -> None:
+        check_float("threshold", self.threshold, minimum=0.0, maximum=1.0)
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: dict, info: dict) -> str:
+        answer = majority_vote([a for a in info.get("prover_answers", ()) if a])
+        if info["J"] >= self.threshold and answer is not None:
+            return commit_text(answer)
+        text = without_commit(self.llm.act(obs, info))
+        return text if text.strip() else KEEP_THINKING
+
+
+@dataclass
+class MajorityVote:
+    llm: LLMAgent
+    k: int = 3
+    _pool: list = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_int("k", self.k, minimum=1)
+
+    def reset(self) -> None:
+        self._pool = []
+
+    def act(self, obs: dict, info: dict) -> str:
+        if info["episodes_used"] > 0:  # the prover's answers after the last episode
+            self._pool.extend(a for a in info.get("prover_answers", ()) if a)
+        if info["episodes_used"] >= self.k:
+            vote = majority_vote(self._pool)
+            if vote is not None:
+                return commit_text(vote)
+        text = without_commit(self.llm.act(obs, info))
+        return text if text.strip() else KEEP_THINKING

@@ -1,0 +1,228 @@
+"""TTC-Math-v0 and TTC-MathMeta-v0 mechanics, with a scripted engine (exact J) and a tiny random model."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import ttc_gym  # noqa: F401
+from agents.heuristics import AnswerAfterK
+from agents.llm import LLMAgent
+from agents.strategies import BudgetForcing, MajorityVote, StopWhenConfident, ThinkUntilBudget
+from ttc_gym.engines.base import Completion
+from ttc_gym.evaluation import run_episode
+from ttc_gym.llm_prover import LLMProver
+from ttc_gym.problems import Problem
+from tests.conftest import make_fast_env
+
+PROBLEM = Problem(id="p1", question="What is 5 + 7?", answer="12", source="test", difficulty=1)
+
+
+class ScriptedEngine:
+    """A fake engine: forced answers are correct in proportion to the number of episodes so far
+    (a known J curve), episodes are fixed text. Counts its calls."""
+
+    name = "scripted"
+
+    def __init__(self, k_correct_per_episode=(1, 3, 5, 8)):
+        self.k_correct = k_correct_per_episode
+        self.calls = 0
+
+    def format_chat(self, user, assistant_prefix="", system=None):
+        return f"<user>{user}</user><assistant>{assistant_prefix}"
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def generate(self, prompts, sampling, *, seed):
+        self.calls += 1
+        out = []
+        for prompt in prompts:
+            if prompt.endswith("\\boxed{"):  # the prover's forced answer
+                n_eps = prompt.count("[ep]")
+                k = self.k_correct[min(n_eps, len(self.k_correct) - 1)]
+                texts = ["12}$"] * k + ["13}$"] * (sampling.n - k)
+                out.append([Completion(t, 2, "stop", "}$") for t in texts])
+            else:
+                out.append([Completion("[ep] I add 5 and 7.", 5, "stop", "\n\n")] * sampling.n)
+        return out
+
+
+def scripted_env(env_id="TTC-Math-v0", **kwargs):
+    return gym.make(env_id, engine=ScriptedEngine(), source=[PROBLEM], num_prover_samples=8, **kwargs)
+
+
+def test_j_is_the_fraction_of_correct_forced_answers_and_progress_telescopes():
+    env = scripted_env(max_episodes=3, alpha=0.5)
+    obs, info = env.reset(seed=0)
+    assert obs == {"problem": PROBLEM.question, "episodes": ()}
+    assert info["J"] == 1 / 8 and info["prover_answers"].count("12") == 1
+    rewards, infos = [], [info]
+    for step in range(3):
+        obs, r, term, trunc, info = env.step(f"[ep] step {step}")
+        rewards.append(r)
+        infos.append(info)
+    assert [i["J"] for i in infos] == [1 / 8, 3 / 8, 5 / 8, 1.0]
+    assert sum(i["progress"] for i in infos[1:]) == pytest.approx(1.0 - 1 / 8)
+    assert trunc and term and info["answered"]  # forced answer at the budget's end
+    assert info["outcome"] == 1.0 and info["committed_answer"] == "12"  # first forced answer (J=1)
+    assert sum(rewards) == pytest.approx(1.0 + 0.5 * (1.0 - 1 / 8))
+    assert info["gold_answer"] == "12" and info["episodes_used"] == 3
+
+
+@pytest.mark.parametrize("answer, outcome", [("12", 1.0), ("\\frac{24}{2}", 1.0), ("13", 0.0)])
+def test_boxed_commit_terminates_and_is_graded(answer, outcome):
+    env = scripted_env()
+    env.reset(seed=0)
+    _, reward, term, trunc, info = env.step(f"[ep] So 5 + 7 is \\boxed{{{answer}}}.")
+    assert term and not trunc
+    assert info["outcome"] == outcome and info["committed_answer"] == answer
+    assert reward == pytest.approx(outcome + 1.0 * info["progress"])
+
+
+def test_token_budget_truncates():
+    env = scripted_env(max_episodes=10, max_tokens=12)
+    env.reset(seed=0)
+    _, _, _, trunc, info = env.step("[ep] one two three four five")  # 6 tokens
+    assert not trunc and info["tokens_left"] == 6
+    _, _, term, trunc, info = env.step("[ep] one two three four five six seven")
+    assert trunc and term and info["tokens_used"] == 14
+
+
+def test_no_forced_answer_on_truncation_when_disabled():
+    env = scripted_env(max_episodes=1, answer_on_truncation=False)
+    env.reset(seed=0)
+    _, _, term, trunc, info = env.step("[ep] thinking")
+    assert trunc and not term and info["outcome"] == 0.0 and not info["answered"]
+
+
+def test_prover_memoizes_prefixes():
+    engine = ScriptedEngine()
+    prover = LLMProver(engine, num_samples=4)
+    a = prover.estimate(PROBLEM, ["[ep] x"])
+    calls = engine.calls
+    b = prover.estimate(PROBLEM, ["[ep] x"])
+    assert a == b and engine.calls == calls == 1
+    prover.estimate(PROBLEM, ["[ep] x", "[ep] y"])
+    assert engine.calls == 2
+
+
+def test_render_ansi_shows_the_trace():
+    env = gym.make("TTC-Math-v0", engine=ScriptedEngine(), source=[PROBLEM], render_mode="ansi")
+    env.reset(seed=0)
+    env.step("[ep] I add 5 and 7.")
+    text = env.render()
+    assert "What is 5 + 7?" in text and "[episode 1] [ep] I add 5 and 7." in text and "J_1 = 0.38" in text
+
+
+@pytest.mark.parametrize(
+    "action, error, pattern",
+    [
+        (42, TypeError, "action must be a str"),
+        (["text"], TypeError, "action must be a str"),
+        ("   \n", ValueError, "empty episode"),
+        ("x" * 9000, ValueError, "at most max_episode_chars=8,000"),
+    ],
+)
+def test_bad_actions(action, error, pattern):
+    env = scripted_env()
+    env.reset(seed=0)
+    with pytest.raises(error, match=pattern):
+        env.unwrapped.step(action)
+
+
+def test_bad_arguments_and_sources(tmp_path):
+    with pytest.raises(ValueError, match="Did you mean 'num_prover_samples'"):
+        gym.make("TTC-Math-v0", engine=ScriptedEngine(), num_prover_sample=4)
+    with pytest.raises(TypeError, match="alpha must be a number"):
+        gym.make("TTC-Math-v0", engine=ScriptedEngine(), alpha="high")
+    with pytest.raises(ValueError, match="max_episodes"):
+        gym.make("TTC-Math-v0", engine=ScriptedEngine(), max_episodes=0)
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        gym.make("TTC-Math-v0", engine=ScriptedEngine(), source=str(tmp_path / "nope.jsonl"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n" + "{not json\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl.*line 2"):
+        gym.make("TTC-Math-v0", engine=ScriptedEngine(), source=str(bad))
+    with pytest.raises(ValueError, match="Unknown engine scheme"):
+        gym.make("TTC-Math-v0", engine="trnsformers:foo")
+    with pytest.raises(Exception, match="no-such-model-dir"):
+        gym.make("TTC-Math-v0", engine="transformers:/no-such-model-dir")
+    env = scripted_env()
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.unwrapped.step("hello")
+
+
+def test_meta_env_with_scripted_engine():
+    env = scripted_env("TTC-MathMeta-v0", max_episodes=4)
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and obs[0] == 0 and obs[1] == 1  # J = 1/8 -> 1
+    obs, r, term, trunc, info = env.step(2)  # verify: the env's model writes the episode
+    assert info["episode_text"].startswith("Wait, let me double-check.")
+    assert obs[0] == 1 and obs[1] == 3 and obs[2] == 2  # J went up: last change "up"
+    obs, r, term, trunc, info = env.step(3)  # answer now: the prover's first forced answer
+    assert term and info["outcome"] == 1.0 and info["episodes_used"] == 1
+    with pytest.raises(ValueError, match=r"action must be an int in \[0, 4\)"):
+        env.reset(seed=0)
+        env.step(7)
+
+
+def test_sim_heuristics_run_unchanged_on_the_meta_env():
+    env = scripted_env("TTC-MathMeta-v0", max_episodes=4)
+    record = run_episode(env, AnswerAfterK(2), seed=0)
+    assert record.episodes_used == 2 and record.j_curve == [1 / 8, 3 / 8, 5 / 8]
+
+
+# ---- the LLM agent and strategies on a real (tiny, random) model --------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_math_env():
+    return make_fast_env("TTC-Math-v0", max_episode_chars=2000, max_episodes=3)
+
+
+def test_llm_agent_runs_a_full_episode(tiny_math_env):
+    agent = LLMAgent(tiny_math_env.unwrapped.engine, max_episode_tokens=12)
+    record = run_episode(tiny_math_env, agent, seed=0)
+    assert 1 <= record.episodes_used <= 3 and len(record.j_curve) == record.episodes_used + 1
+    again = run_episode(tiny_math_env, agent, seed=0)
+    assert again.j_curve == record.j_curve and again.actions == record.actions  # reproducible
+
+
+def test_llm_agent_batch_of_one_equals_act(tiny_math_env):
+    agent = LLMAgent(tiny_math_env.unwrapped.engine, max_episode_tokens=8)
+    obs, info = tiny_math_env.reset(seed=1)
+    assert agent.act_batch([obs], [info]) == [agent.act(obs, info)]
+    assert len(agent.act_batch([obs, obs], [info, info])) == 2
+
+
+def test_strategies(tiny_math_env):
+    llm = LLMAgent(tiny_math_env.unwrapped.engine, max_episode_tokens=12)
+    record = run_episode(tiny_math_env, ThinkUntilBudget(llm), seed=0)
+    assert record.episodes_used == 3 and all("\\boxed" not in a for a in record.actions)
+    record = run_episode(tiny_math_env, StopWhenConfident(llm, threshold=0.0), seed=0)
+    assert record.episodes_used == 1 and "\\boxed" in record.actions[0]
+    record = run_episode(tiny_math_env, MajorityVote(llm, k=2), seed=0)
+    assert record.episodes_used <= 3 and all("\\boxed" not in a for a in record.actions[:2])
+    record = run_episode(tiny_math_env, BudgetForcing(llm, min_episodes=3), seed=0)
+    assert all("\\boxed" not in a for a in record.actions[:2])
+
+
+@pytest.mark.slow
+def test_default_model_end_to_end():
+    env = gym.make("TTC-Math-v0", max_episodes=2, num_prover_samples=4)
+    agent = LLMAgent(env.unwrapped.engine, max_episode_tokens=32)
+    obs, info = env.reset(seed=0)
+    assert 0.0 <= info["J"] <= 1.0 and len(info["prover_answers"]) == 4
+    js = [info["J"]]
+    done = False
+    while not done:
+        obs, reward, term, trunc, info = env.step(agent.act(obs, info))
+        js.append(info["J"])
+        done = term or trunc
+    assert info["answered"] and info["outcome"] in (0.0, 1.0)
+    assert sum(np.diff(js)) == pytest.approx(js[-1] - js[0])
+    assert info["tokens_used"] > 0 and "gold_answer" in info
