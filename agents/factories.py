@@ -231,3 +231,80 @@ def ppo(env, path: str | None = None, steps: int = 40_000, seed: int = 0, n_envs
 
 
 ppo.check = _check_ppo
+
+
+# ----------------------------------------------------------------------------------------------------
+# LLM agents and test-time strategies (TTC-Math-v0): they share the env's engine, so one model is loaded
+
+
+def _check_llm(max_episode_tokens=64, temperature=0.7, seed=0) -> None:
+    check_int("max_episode_tokens", max_episode_tokens, minimum=1)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}.")
+    check_int("seed", seed, minimum=0)
+
+
+def _llm(env, max_episode_tokens=64, temperature=0.7, seed=0):
+    from agents.llm import LLMAgent
+
+    _check_llm(max_episode_tokens, temperature, seed)
+    engine = getattr(env.unwrapped, "engine", None)
+    if engine is None:
+        raise TypeError(f"LLM agents need an env with an engine (TTC-Math-v0), got {env.unwrapped!r}.")
+    return LLMAgent(engine, max_episode_tokens=max_episode_tokens, temperature=temperature,
+                    template=env.unwrapped.settings.template, seed=seed)
+
+
+def llm(env, max_episode_tokens=64, temperature=0.7, seed=0):
+    """The env's model writes each episode (one paragraph, at most max_episode_tokens)."""
+    return _llm(env, max_episode_tokens, temperature, seed)
+
+
+llm.check = _check_llm
+
+
+def think_until_budget(env, max_episode_tokens=64):
+    """Never commit: think until the budget runs out, then the env forces the answer."""
+    from agents.strategies import ThinkUntilBudget
+
+    return ThinkUntilBudget(_llm(env, max_episode_tokens))
+
+
+think_until_budget.check = lambda max_episode_tokens=64: _check_llm(max_episode_tokens)
+
+
+def budget_forcing(env, min_episodes=3, max_episode_tokens=64):
+    """s1-style budget forcing: replace early commits by 'Wait,' until min_episodes."""
+    from agents.strategies import BudgetForcing
+
+    return BudgetForcing(_llm(env, max_episode_tokens), min_episodes)
+
+
+budget_forcing.check = lambda min_episodes=3, max_episode_tokens=64: (
+    check_int("min_episodes", min_episodes, minimum=1), _check_llm(max_episode_tokens))
+
+
+def stop_when_confident(env, threshold=0.75, max_episode_tokens=64):
+    """Commit the prover's majority answer once its J (from info) reaches threshold."""
+    from agents.strategies import StopWhenConfident
+
+    return StopWhenConfident(_llm(env, max_episode_tokens), threshold)
+
+
+def _check_threshold(threshold=0.75, max_episode_tokens=64):
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}.")
+    _check_llm(max_episode_tokens)
+
+
+stop_when_confident.check = _check_threshold
+
+
+def majority_vote(env, k=2, max_episode_tokens=64):
+    """Think k episodes, then commit the majority of all the prover's forced answers so far."""
+    from agents.strategies import MajorityVote
+
+    return MajorityVote(_llm(env, max_episode_tokens), k)
+
+
+majority_vote.check = lambda k=2, max_episode_tokens=64: (check_int("k", k, minimum=1), _check_llm(max_episode_tokens))

@@ -78,6 +78,17 @@ for _entry in (
     AgentEntry("answer-after", "agents.factories:answer_after",
                "continue for exactly k episodes (3), then answer"),
     AgentEntry("random", "agents.factories:random_agent", "uniformly random meta-actions"),
+    AgentEntry("llm", "agents.factories:llm",
+               "the env's model writes each episode (max_episode_tokens=64, temperature=0.7, seed)",
+               action_kinds=("text",)),
+    AgentEntry("think-until-budget", "agents.factories:think_until_budget",
+               "never commit; the env forces an answer when the budget runs out", action_kinds=("text",)),
+    AgentEntry("budget-forcing", "agents.factories:budget_forcing",
+               "s1-style: replace commits by 'Wait,' before min_episodes (3)", action_kinds=("text",)),
+    AgentEntry("stop-when-confident", "agents.factories:stop_when_confident",
+               "commit the prover's majority answer once J >= threshold (0.75)", action_kinds=("text",)),
+    AgentEntry("majority-vote", "agents.factories:majority_vote",
+               "think k episodes (2), then commit the majority of the prover's answers", action_kinds=("text",)),
 ):
     register_agent(_entry)
 
