@@ -237,14 +237,14 @@ ppo.check = _check_ppo
 # LLM agents and test-time strategies (TTC-Math-v0): they share the env's engine, so one model is loaded
 
 
-def _check_llm(max_episode_tokens=64, temperature=0.7, seed=0) -> None:
+def _check_llm(max_episode_tokens=64, temperature=0.2, seed=0) -> None:
     check_int("max_episode_tokens", max_episode_tokens, minimum=1)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
         raise ValueError(f"temperature must be a number >= 0, got {temperature!r}.")
     check_int("seed", seed, minimum=0)
 
 
-def _llm(env, max_episode_tokens=64, temperature=0.7, seed=0):
+def _llm(env, max_episode_tokens=64, temperature=0.2, seed=0):
     from agents.llm import LLMAgent
 
     _check_llm(max_episode_tokens, temperature, seed)
@@ -255,7 +255,7 @@ def _llm(env, max_episode_tokens=64, temperature=0.7, seed=0):
                     template=env.unwrapped.settings.template, seed=seed)
 
 
-def llm(env, max_episode_tokens=64, temperature=0.7, seed=0):
+def llm(env, max_episode_tokens=64, temperature=0.2, seed=0):
     """The env's model writes each episode (one paragraph, at most max_episode_tokens)."""
     return _llm(env, max_episode_tokens, temperature, seed)
 

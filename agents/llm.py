@@ -28,7 +28,8 @@ class LLMAgent:
         engine: an Engine, an engine spec for `make_engine`, or None for the default model. The
             bench factories pass the env's own engine so that one model is loaded once.
         max_episode_tokens: token cap of one episode (also capped by `info["tokens_left"]`).
-        temperature, top_p: sampling of the episodes.
+        temperature, top_p: sampling of the episodes (0.2 by default: small models stay coherent;
+            RL training usually samples hotter).
         template: the prompts (must match the env's to continue the same trace).
         seed: base seed; each episode's seed derives from it and the trace, so the same trace
             always gets the same next episode.
@@ -38,8 +39,8 @@ class LLMAgent:
         self,
         engine: Any = None,
         *,
-        max_episode_tokens: int = 96,
-        temperature: float = 0.7,
+        max_episode_tokens: int = 64,
+        temperature: float = 0.2,
         top_p: float = 1.0,
         template: PromptTemplate | None = None,
         seed: int = 0,

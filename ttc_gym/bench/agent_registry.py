@@ -79,7 +79,7 @@ for _entry in (
                "continue for exactly k episodes (3), then answer"),
     AgentEntry("random", "agents.factories:random_agent", "uniformly random meta-actions"),
     AgentEntry("llm", "agents.factories:llm",
-               "the env's model writes each episode (max_episode_tokens=64, temperature=0.7, seed)",
+               "the env's model writes each episode (max_episode_tokens=64, temperature=0.2, seed)",
                action_kinds=("text",)),
     AgentEntry("think-until-budget", "agents.factories:think_until_budget",
                "never commit; the env forces an answer when the budget runs out", action_kinds=("text",)),
