@@ -299,7 +299,7 @@ def test_cli_bench_help(capsys):
 
 def test_cli_bench_tiny_run_writes_every_output(tmp_path, capsys):
     out = tmp_path / "bench"
-    argv = ["bench", "--agents", "oracle", "answer-after:2", "random", "--budgets", "2", "3", "--problems", "6",
+    argv = ["bench", "--env", "TTC-Sim-v0", "--agents", "oracle", "answer-after:2", "random", "--budgets", "2", "3", "--problems", "6",
             "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr()

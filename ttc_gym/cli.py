@@ -20,14 +20,18 @@ agents: a registered name with optional arguments (NAME[:ARGS], ARGS = comma-sep
 key=value pairs), or a factory by import path (package.module:factory[:ARGS]) called as
 factory(env, *args, **kwargs). `ttc-gym bench --list-agents` lists the names. Examples:
   oracle  q-learning:steps=1000000  ppo  ppo:/path/model.zip  answer-after:3
-  answer-when-confident:0.8,patience=3  never-verify  random
+  answer-when-confident:0.8,patience=3  never-verify  random                   (meta-action envs)
+  llm  think-until-budget  budget-forcing:3  stop-when-confident:0.5  majority-vote:2  (TTC-Math-v0)
 
 budgets: H (episodes), H:C0 (episodes and tokens) or :C0 (tokens), e.g. --budgets 2 4 8 or 4:2048.
 
 examples:
-  ttc-gym bench                                   # TTC-Sim-v0: oracle, Q-learning, PPO, heuristics (<1 min)
-  ttc-gym bench --budgets 4 10 --problems 200 --agents oracle answer-after:2 answer-after:4
+  ttc-gym bench                                   # TTC-Math-v0, default model, 4 strategies (<5 min on CPU)
+  ttc-gym bench --env TTC-Sim-v0                  # oracle, Q-learning, PPO, heuristics (<1 min)
+  ttc-gym bench --env TTC-Sim-v0 --budgets 4 10 --problems 200 --agents oracle answer-after:2
   ttc-gym bench --resume                          # continue a killed run where it stopped
+  ttc-gym bench --ray --ray-workers 8             # shard the problems over 8 local Ray workers
+  ttc-gym bench --ray --ray-address auto          # ... over the Ray cluster set up with `ray start`
 
 output folder (--out, default bench_out/ENV_ID): results.jsonl (one line per agent, budget and problem,
 written as each finishes), bench_config.json, summary.json, summary.csv, table.txt,
@@ -61,6 +65,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         num_problems=args.problems, base_seed=args.seed, env_kwargs=dict(args.env_kwarg or ()),
         j_star=args.j_star, rank_by=args.rank_by, out_dir=args.out,
     )
+    executor_kwargs = {}
+    if args.ray or args.ray_workers is not None or args.ray_address is not None:
+        try:
+            from ttc_gym.bench.ray_executor import ray_executor
+
+            executor_kwargs["executor"] = ray_executor(num_workers=args.ray_workers, address=args.ray_address)
+        except (ValueError, TypeError, ImportError) as err:
+            print(f"ttc-gym bench: error: {err}", file=sys.stderr)
+            return 2
     try:  # every check before any compute
         plan = prepare(config, resume=args.resume, overwrite=args.overwrite)
     except (ValueError, TypeError, OSError, ImportError, AttributeError) as err:
@@ -78,7 +91,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         result = run_bench(
             config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
-            plots=not args.no_plots,
+            plots=not args.no_plots, **executor_kwargs,
         )
     except KeyboardInterrupt:
         print(
@@ -87,6 +100,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except RuntimeError as err:
+        from ttc_gym.bench.ray_executor import WorkersLost
+
+        if not isinstance(err, WorkersLost):
+            raise
+        print(f"ttc-gym bench: error: {err}", file=sys.stderr)
+        return 1
     names = ", ".join(sorted(p.name for p in result.files.values() if p is not None))
     print(f"wrote {result.plan.out_dir}/: {names}  ({result.elapsed_s:.1f}s)", file=sys.stderr)
     return 0
@@ -99,7 +119,7 @@ def add_bench_parser(sub) -> None:
         "print a ranked table with 95% intervals, and write results, a summary and plots.",
         epilog=BENCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--env", default="TTC-Sim-v0", metavar="ID", help="env id (default: %(default)s)")
+    p.add_argument("--env", default="TTC-Math-v0", metavar="ID", help="env id (default: %(default)s)")
     p.add_argument("--agents", nargs="+", metavar="SPEC", help="agent specs (default: the env's default set)")
     p.add_argument("--budgets", nargs="+", metavar="B", help="budgets H, H:C0 or :C0 (default: the env's)")
     p.add_argument("--problems", type=int, metavar="N", help="problems per agent and budget (default: the env's)")
@@ -117,6 +137,14 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list-agents", action="store_true", help="list the registered agent names and exit")
+    p.add_argument("--ray", action="store_true",
+                   help="shard the problems over Ray workers, each with its own env, agents and engine "
+                   "(needs pip install 'ttc-gym[ray]'; one GPU per worker on a GPU cluster for the LLM envs)")
+    p.add_argument("--ray-workers", type=int, metavar="N",
+                   help="Ray workers to start (implies --ray; default: one per free CPU, or per GPU)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join: 'auto' (started with `ray start`), HOST:6379 or ray://HOST:10001 "
+                   "(implies --ray; default: a local Ray)")
     p.set_defaults(func=cmd_bench)
 
 
