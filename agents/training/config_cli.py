@@ -1,0 +1,72 @@
+"""A dataclass config that doubles as a command line: one `--field-name` option per field, its help
+text from `field(metadata={"help": ..., "choices": ...})`, parsed and validated by the dataclass."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(the non-None type, whether None is allowed) of an annotation such as `int | None`."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def _converter(tp: Any, optional: bool):
+    origin = typing.get_origin(tp) or tp
+
+    def convert(text: str):
+        if optional and text.lower() in ("none", "null", ""):
+            return None
+        if origin is dict:
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+            return value
+        if origin in (tuple, list):
+            return tuple(json.loads(f"[{text}]"))
+        return origin(text)
+
+    convert.__name__ = getattr(origin, "__name__", "value")
+    return convert
+
+
+def build_parser(cls: type, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description or (cls.__doc__ or "").strip().split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name.startswith("_"):
+            continue
+        tp, optional = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if tp is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        else:
+            parser.add_argument(
+                flag, dest=f.name, type=_converter(tp, optional), default=default, help=help_text,
+                choices=f.metadata.get("choices"),
+                metavar=None if f.metadata.get("choices") else f.name.upper(),
+            )
+    return parser
+
+
+def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | None = None) -> T:
+    """Parse `argv` into an instance of the dataclass `cls` (its __post_init__ validates it)."""
+    args = build_parser(cls, prog=prog).parse_args(argv)
+    return cls(**vars(args))

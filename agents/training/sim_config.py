@@ -1,0 +1,113 @@
+"""The configuration of the TTC-Sim-v0 trainers: one dataclass, help text on every field, validated
+before anything is built (it doubles as the command line of `agents.training.sim_train`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ttc_gym.rewards import check_alpha
+from ttc_gym.validation import check_float, check_int, unknown_name_error
+
+RL_ALGOS = ("grpo", "mrt")
+SFT_ALGOS = ("star", "mrt-star", "sft")
+ALGOS = RL_ALGOS + SFT_ALGOS
+MRT_FORMS = ("group", "termination")
+TRACE_SOURCES = ("policy", "expert")
+GROUP_BY = ("problem", "difficulty")
+
+
+def _help(text: str, **more) -> dict:
+    return {"help": text, **more}
+
+
+@dataclass
+class SimTrainConfig:
+    """Train a softmax policy on TTC-Sim-v0 with GRPO, MRT, STaR, MRT-STaR or plain SFT."""
+
+    algo: str = field(default="mrt", metadata=_help(
+        "grpo: outcome-only policy gradient, group-normalized 0/1 reward; mrt: + alpha * progress "
+        "credit per episode; star: SFT on traces that end correct; mrt-star: SFT on traces that end "
+        "correct and make progress; sft: SFT on every trace (verifier-free cloning)."))
+    seed: int = field(default=0, metadata=_help("seeds the policy's weights and sampling, the problems and the env noise"))
+    iterations: int = field(default=100, metadata=_help("policy updates (grpo/mrt) or collect-filter-fit rounds (star/mrt-star/sft)"))
+    batch_size: int = field(default=256, metadata=_help("trajectories rolled out per iteration (problems x group size)"))
+    group_size: int = field(default=8, metadata=_help("G rollouts of the same problem (grpo/mrt); must divide batch_size"))
+    group_by: str = field(default="problem", metadata=_help(
+        "what the G rollouts of a group share: 'problem' (same reset seed: same level and same hidden "
+        "strategies, fresh env noise; single envs) or 'difficulty' (same level, different problems; "
+        "vector envs, several times faster)"))
+    alpha: float = field(default=1.0, metadata=_help("weight of the progress credit (mrt); >= 0, 0 gives grpo"))
+    mrt_form: str = field(default="group", metadata=_help(
+        "mrt advantage: 'group' (outcome advantage + alpha * group z-score of progress-to-go) or "
+        "'termination' (return of continuing minus J of answering now)"))
+    cost_coef: float = field(default=0.0, metadata=_help("weight of the env's episode cost in the training return (0: the papers' 0/1 reward)"))
+    kl_coef: float = field(default=0.0, metadata=_help("weight of KL(policy || initial policy) in the RL loss"))
+    lr: float = field(default=0.01, metadata=_help("Adam learning rate"))
+    hidden: int = field(default=64, metadata=_help("hidden width of the MLP policy (0: linear softmax)"))
+    adv_scale: bool = field(default=True, metadata=_help(
+        "divide group-centred returns by the group's std (GRPO); --no-adv-scale keeps them unscaled (Dr. GRPO)"))
+    adv_eps: float = field(default=1e-6, metadata=_help("epsilon added to group standard deviations"))
+    sft_steps: int = field(default=10, metadata=_help("gradient steps on the kept traces per round (star/mrt-star/sft)"))
+    trace_source: str = field(default="policy", metadata=_help(
+        "who writes the traces star/mrt-star/sft fit: 'policy' (the current policy: self-training) or "
+        "'expert' (agents.training.experts.HeterogeneousExpert)"))
+    max_episodes: int = field(default=10, metadata=_help("TTC-Sim-v0 budget H (episodes per problem)"))
+    heterogeneity: float = field(default=0.8, metadata=_help("TTC-Sim-v0 heterogeneity of strategies (0 alike .. 1 dead ends never progress)"))
+    prover_samples: int | None = field(default=None, metadata=_help("TTC-Sim-v0 prover: None exact, K a Monte Carlo estimate of K answers"))
+    env_kwargs: dict = field(default_factory=dict, metadata=_help("other TTC-Sim-v0 arguments, as a JSON object"))
+    eval_every: int = field(default=0, metadata=_help("evaluate the policy every this many iterations (0: never)"))
+    eval_problems: int = field(default=512, metadata=_help("problems per evaluation (fixed seeds)"))
+    log_csv: str | None = field(default=None, metadata=_help("write one CSV row per iteration to this path"))
+    checkpoint: str | None = field(default=None, metadata=_help("save the trained policy to this path"))
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise unknown_name_error("algo", self.algo, ALGOS)
+        if self.mrt_form not in MRT_FORMS:
+            raise unknown_name_error("mrt_form", self.mrt_form, MRT_FORMS)
+        if self.group_by not in GROUP_BY:
+            raise unknown_name_error("group_by", self.group_by, GROUP_BY)
+        if self.trace_source not in TRACE_SOURCES:
+            raise unknown_name_error("trace_source", self.trace_source, TRACE_SOURCES)
+        check_int("seed", self.seed, minimum=0)
+        check_int("iterations", self.iterations, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("group_size", self.group_size, minimum=1)
+        if self.batch_size % self.group_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of group_size ({self.group_size}): "
+                f"each problem is rolled out group_size times."
+            )
+        if self.algo in RL_ALGOS and self.group_size < 2 and not (self.algo == "mrt" and self.mrt_form == "termination"):
+            raise ValueError(
+                f"algo {self.algo!r} normalizes rewards within groups and needs group_size >= 2, got {self.group_size}."
+            )
+        check_alpha(self.alpha)
+        check_float("cost_coef", self.cost_coef, minimum=0.0)
+        check_float("kl_coef", self.kl_coef, minimum=0.0)
+        check_float("lr", self.lr, minimum=0.0)
+        check_int("hidden", self.hidden, minimum=0)
+        check_float("adv_eps", self.adv_eps, minimum=0.0)
+        check_int("sft_steps", self.sft_steps, minimum=1)
+        check_int("max_episodes", self.max_episodes, minimum=1)
+        check_float("heterogeneity", self.heterogeneity, minimum=0.0, maximum=1.0)
+        if self.prover_samples is not None:
+            check_int("prover_samples", self.prover_samples, minimum=1)
+        if not isinstance(self.env_kwargs, dict):
+            raise TypeError(f"env_kwargs must be a dict, got {self.env_kwargs!r}.")
+        clash = {"max_episodes", "heterogeneity", "prover_samples"} & set(self.env_kwargs)
+        if clash:
+            raise ValueError(f"set {sorted(clash)} through their own config fields, not env_kwargs.")
+        check_int("eval_every", self.eval_every, minimum=0)
+        check_int("eval_problems", self.eval_problems, minimum=1)
+
+    @property
+    def problems_per_batch(self) -> int:
+        return self.batch_size // self.group_size
+
+    def make_env_kwargs(self) -> dict:
+        """The TTC-Sim-v0 arguments this config trains on."""
+        return {
+            "max_episodes": self.max_episodes, "heterogeneity": self.heterogeneity,
+            "prover_samples": self.prover_samples, **self.env_kwargs,
+        }

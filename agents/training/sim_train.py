@@ -1,0 +1,227 @@
+"""Trainers on TTC-Sim-v0: GRPO, MRT, STaR, MRT-STaR and plain SFT, over the Gymnasium API.
+
+    python -m agents.training.sim_train --algo mrt --iterations 100 --log-csv runs/mrt.csv
+    python -m agents.training.sim_train --help
+
+Read top to bottom: `train` builds the envs and the policy, then each iteration either
+* (grpo, mrt) rolls out G rollouts of batch_size / G problems (`sim_rollout` explains how the G
+  rollouts share a problem, `--group-by difficulty` how they can share only its level, faster),
+  computes advantages with `algorithms` and takes one policy-gradient step (on-policy, no ratio
+  clipping; the optional KL term is to the initial policy), or
+* (star, mrt-star, sft) rolls out batch_size problems with the trace source (the current policy or
+  the heterogeneous expert), keeps the traces the selection rule accepts and takes `sft_steps`
+  maximum-likelihood steps on them (expert iteration: the current policy is fine-tuned further).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import ttc_gym  # noqa: F401  (registers the envs)
+from agents.training import algorithms as alg
+from agents.training.config_cli import parse_config
+from agents.training.experts import HeterogeneousExpert
+from agents.training.sim_config import RL_ALGOS, SimTrainConfig
+from agents.training.sim_policy import SimPolicy
+from agents.training.sim_rollout import (
+    AgentsActor,
+    PolicyActor,
+    SimTrace,
+    batch_stats,
+    make_envs,
+    make_vector_env,
+    rollout,
+    rollout_difficulty_groups,
+    rollout_vector,
+    to_trajectories,
+)
+
+LOG_FIELDS = (
+    "step", "return", "accuracy", "episodes", "progress", "loss", "kept", "env_steps", "wall_s",
+    "eval_return", "eval_accuracy", "eval_episodes",
+)
+SELECTORS = {"star": alg.star_select, "mrt-star": alg.mrt_star_select, "sft": alg.select_all}
+EVAL_SEED = 10**9  # evaluation problems use seeds EVAL_SEED + i; training draws seeds below 2**30
+
+
+@dataclass
+class TrainResult:
+    policy: SimPolicy
+    initial_policy: SimPolicy
+    history: list[dict] = field(default_factory=list)
+    config: SimTrainConfig | None = None
+    wall_s: float = 0.0
+
+
+def advantages(config: SimTrainConfig, trajectories: Sequence[alg.Trajectory]) -> list[np.ndarray]:
+    if config.algo == "grpo":
+        return alg.outcome_advantages(
+            trajectories, cost_coef=config.cost_coef, eps=config.adv_eps, scale=config.adv_scale
+        )
+    if config.mrt_form == "termination":
+        return alg.termination_advantages(trajectories, alpha=config.alpha, cost_coef=config.cost_coef)
+    return alg.mrt_advantages(
+        trajectories, alpha=config.alpha, cost_coef=config.cost_coef, eps=config.adv_eps, scale=config.adv_scale
+    )
+
+
+def evaluate_policy(
+    policy: SimPolicy, env_kwargs: dict, *, problems: int = 1000, seed: int = 0, greedy: bool = False,
+    chunk: int = 1000, actor=None,
+) -> list[SimTrace]:
+    """Roll the policy (or `actor`) out on `problems` problems, on vector envs reset with seeds
+    EVAL_SEED, EVAL_SEED + 1, ... (the same problems for every policy); the policy samples from a
+    generator seeded with `seed`."""
+    actor = actor or PolicyActor(policy, torch.Generator().manual_seed(seed), greedy=greedy)
+    traces: list[SimTrace] = []
+    for k, start in enumerate(range(0, problems, chunk)):
+        venv = make_vector_env(min(chunk, problems - start), **env_kwargs)
+        traces += rollout_vector(venv, actor, EVAL_SEED + k)
+    return traces
+
+
+def train(config: SimTrainConfig, log: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train one policy as `config` says; `log` (optional) receives each history row."""
+    start = time.perf_counter()
+    env_kwargs = config.make_env_kwargs()
+    # Bad env arguments fail here, before training. Groups of the same problem need single envs;
+    # everything else runs on vector envs.
+    same_problem = config.algo in RL_ALGOS and config.group_by == "problem"
+    envs = make_envs(config.batch_size if same_problem else 1, **env_kwargs)
+    policy = SimPolicy.for_space(envs[0].observation_space, envs[0].action_space, hidden=config.hidden, seed=config.seed)
+    if config.algo in RL_ALGOS and config.group_by == "difficulty":
+        envs = _VectorEnvCache(env_kwargs, envs[0])
+    initial = policy.clone()
+    ref = initial if config.kl_coef > 0 else None
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+    rng = np.random.default_rng([config.seed, 7])
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    expert = HeterogeneousExpert(config.max_episodes, seed=config.seed) if config.trace_source == "expert" else None
+    venv = None if config.algo in RL_ALGOS else make_vector_env(config.batch_size, **env_kwargs)
+    result = TrainResult(policy=policy, initial_policy=initial, config=config)
+    writer, handle = _open_csv(config.log_csv)
+    env_steps = 0
+    try:
+        for it in range(config.iterations):
+            if config.algo in RL_ALGOS:
+                traces, loss, kept = _rl_step(config, policy, ref, optimizer, envs, rng, gen)
+            else:
+                traces, loss, kept = _sft_round(config, policy, optimizer, venv, rng, gen, expert)
+            env_steps += sum(len(t.actions) for t in traces)
+            row = {"step": it + 1, **batch_stats(traces), "loss": loss, "kept": kept, "env_steps": env_steps,
+                   "wall_s": time.perf_counter() - start}
+            if config.eval_every and ((it + 1) % config.eval_every == 0 or it + 1 == config.iterations):
+                ev = batch_stats(evaluate_policy(policy, env_kwargs, problems=config.eval_problems))
+                row.update(eval_return=ev["return"], eval_accuracy=ev["accuracy"], eval_episodes=ev["episodes"])
+            result.history.append(row)
+            if writer:
+                writer.writerow(row)
+                handle.flush()
+            if log:
+                log(row)
+    finally:
+        if handle:
+            handle.close()
+    result.wall_s = time.perf_counter() - start
+    if config.checkpoint:
+        policy.save(config.checkpoint, extra={"train_config": asdict(config)})
+    return result
+
+
+class _VectorEnvCache:
+    """Vector envs by size, for `rollout_difficulty_groups`; knows the env's level distribution."""
+
+    def __init__(self, env_kwargs: dict, env):
+        self.env_kwargs, self.cache = env_kwargs, {}
+        starts = env.unwrapped.model.initial_distribution()  # the simulator's public model
+        self.levels = np.array([obs[1] for _, obs in starts])
+        self.probs = np.array([p for p, _ in starts]) / sum(p for p, _ in starts)
+
+    def __call__(self, n: int):
+        if n not in self.cache:
+            self.cache[n] = make_vector_env(n, **self.env_kwargs)
+        return self.cache[n]
+
+
+def _rl_step(config, policy, ref, optimizer, envs, rng, gen):
+    G, P = config.group_size, config.problems_per_batch
+    if isinstance(envs, _VectorEnvCache):
+        levels = rng.choice(envs.levels, size=P, p=envs.probs)
+        traces = rollout_difficulty_groups(envs, PolicyActor(policy, gen), levels, G, int(rng.integers(0, 2**30)))
+    else:
+        seeds = np.repeat(rng.integers(0, 2**30, size=P), G)
+        noise = rng.integers(0, 2**62, size=config.batch_size)
+        traces = rollout(envs, PolicyActor(policy, gen), seeds, groups=np.repeat(np.arange(P), G), noise_seeds=noise)
+    trajectories = to_trajectories(traces, policy, ref)
+    loss = alg.pg_loss(trajectories, advantages(config, trajectories), kl_coef=config.kl_coef)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return traces, float(loss.detach()), 1.0
+
+
+def _sft_round(config, policy, optimizer, venv, rng, gen, expert):
+    actor = AgentsActor(expert.agents(config.batch_size)) if expert else PolicyActor(policy, gen)
+    traces = rollout_vector(venv, actor, int(rng.integers(0, 2**30)))
+    candidates = to_trajectories(traces)  # group = index of the trace (no grouping needed here)
+    kept = [traces[t.group] for t in SELECTORS[config.algo](candidates)]
+    loss = float("nan")
+    if kept:
+        # sft_loss over the kept trajectories is nll_loss over all their actions: one forward pass.
+        obs = np.concatenate([t.obs for t in kept])
+        actions = np.concatenate([t.actions for t in kept])
+        for _ in range(config.sft_steps):
+            batch_loss = alg.nll_loss(policy.log_prob(obs, actions))
+            optimizer.zero_grad()
+            batch_loss.backward()
+            optimizer.step()
+            loss = float(batch_loss.detach())
+    return traces, loss, len(kept) / len(traces)
+
+
+def _open_csv(path: str | None):
+    if not path:
+        return None, None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w", newline="")  # noqa: SIM115  (closed by train's finally)
+    writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS, restval="")
+    writer.writeheader()
+    return writer, handle
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = parse_config(SimTrainConfig, argv, prog="python -m agents.training.sim_train")
+    except (TypeError, ValueError) as err:  # an inconsistent config: say so, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)  # a small MLP: threads cost more than they bring
+    every = max(1, config.iterations // 10)
+
+    def show(row: dict) -> None:
+        if row["step"] % every == 0 or row["step"] == config.iterations:
+            print(f"step {row['step']:4d}  return {row['return']:.3f}  accuracy {row['accuracy']:.3f}  "
+                  f"episodes {row['episodes']:.2f}  progress {row['progress']:+.3f}  loss {row['loss']:.4f}  "
+                  f"kept {row['kept']:.2f}  {row['wall_s']:.1f}s", flush=True)
+
+    result = train(config, log=show)
+    final = batch_stats(evaluate_policy(result.policy, config.make_env_kwargs(), problems=2000))
+    before = batch_stats(evaluate_policy(result.initial_policy, config.make_env_kwargs(), problems=2000))
+    print(f"evaluation on 2000 problems: return {before['return']:.3f} -> {final['return']:.3f}, "
+          f"accuracy {before['accuracy']:.3f} -> {final['accuracy']:.3f}, "
+          f"episodes {before['episodes']:.2f} -> {final['episodes']:.2f}  ({result.wall_s:.1f}s training)")
+    if config.checkpoint:
+        print(f"checkpoint: {config.checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""The training core (advantages, losses, selection) on hand-built batches, the TTC-Sim-v0 policy and
+its checkpoints, grouped rollouts, the trainers (each improves on its initial policy) and bad configs."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import ttc_gym  # noqa: F401
+from agents.heuristics import AnswerAfterK
+from agents.training import algorithms as alg
+from agents.training.config_cli import parse_config
+from agents.training.sim_config import SimTrainConfig
+from agents.training.sim_policy import SimPolicy
+from agents.training.sim_rollout import AgentsActor, batch_stats, make_envs, rollout
+from agents.training.sim_train import evaluate_policy, train
+from ttc_gym.evaluation import run_episode, summarize
+
+
+def traj(group, outcome, progress, cost=None, logprobs=None, j0=0.1, ref=None):
+    progress = np.asarray(progress, dtype=float)
+    cost = np.zeros_like(progress) if cost is None else cost
+    return alg.Trajectory(group=group, outcome=outcome, progress=progress, cost=cost, logprobs=logprobs,
+                          ref_logprobs=ref, j0=j0)
+
+
+# -- advantages -------------------------------------------------------------------------------------
+def test_outcome_advantages_by_hand():
+    batch = [traj("a", 1, [0.2, 0.0]), traj("a", 0, [0.1]), traj("a", 0, [0.0, 0.0, 0.0]), traj("a", 1, [0.5]),
+             traj("b", 1, [0.3]), traj("b", 1, [0.3, 0.1])]
+    adv = alg.outcome_advantages(batch, eps=0.0)
+    # group a: mean 0.5, population std 0.5 -> +-1 on every episode; group b: all equal -> 0
+    assert [a.tolist() for a in adv] == [[1.0, 1.0], [-1.0], [-1.0, -1.0, -1.0], [1.0], [0.0], [0.0, 0.0]]
+    unscaled = alg.outcome_advantages(batch, scale=False)
+    assert unscaled[0].tolist() == [0.5, 0.5] and unscaled[1].tolist() == [-0.5]
+    with_cost = alg.outcome_advantages([traj("c", 1, [0, 0], cost=np.array([1.0, 1.0])), traj("c", 1, [0])],
+                                       cost_coef=0.5, eps=0.0)  # returns 0 and 1
+    assert [a.tolist() for a in with_cost] == [[-1.0, -1.0], [1.0]]
+
+
+def test_mrt_advantage_by_hand():
+    # One group of two: outcomes 1, 0 -> outcome advantages +1, -1 (eps 0).
+    # progress-to-go: traj 0 [0.5, 0.3], traj 1 [0.0]; mean 0.8/3, population std over the 3 values.
+    batch = [traj(0, 1, [0.2, 0.3]), traj(0, 0, [0.0])]
+    vals = np.array([0.5, 0.3, 0.0])
+    z = (vals - vals.mean()) / vals.std()
+    adv = alg.mrt_advantages(batch, alpha=0.5, eps=0.0)
+    np.testing.assert_allclose(adv[0], [1 + 0.5 * z[0], 1 + 0.5 * z[1]])
+    np.testing.assert_allclose(adv[1], [-1 + 0.5 * z[2]])
+
+
+def test_mrt_advantage_equals_outcome_advantage_at_alpha_zero():
+    rng = np.random.default_rng(0)
+    batch = [traj(int(g), float(rng.random() < 0.5), rng.normal(size=int(rng.integers(1, 8))),
+                  cost=None) for g in np.repeat(np.arange(6), 4)]
+    for b in batch:
+        b.cost = rng.random(b.num_episodes)
+    for kwargs in ({}, {"cost_coef": 0.3}, {"scale": False}):
+        out = alg.outcome_advantages(batch, **kwargs)
+        mrt = alg.mrt_advantages(batch, alpha=0.0, **kwargs)
+        assert all(np.array_equal(a, b) for a, b in zip(out, mrt))
+    assert not all(np.array_equal(a, b) for a, b in zip(out, alg.mrt_advantages(batch, alpha=1.0, scale=False)))
+
+
+def test_termination_advantage_by_hand():
+    # j0 0.1, progress [0.3, 0.6, 0.0] -> J before each episode 0.1, 0.4, 1.0; progress-to-go 0.9, 0.6, 0.0
+    t = traj(0, 1, [0.3, 0.6, 0.0], cost=np.array([0.02, 0.02, 0.0]), j0=0.1)
+    (adv,) = alg.termination_advantages([t], alpha=1.0, cost_coef=1.0)
+    np.testing.assert_allclose(adv, [1 + 0.9 - 0.04 - 0.1, 1 + 0.6 - 0.02 - 0.4, 1 + 0.0 - 0.0 - 1.0], atol=1e-12)
+    with pytest.raises(ValueError, match="j0"):
+        alg.termination_advantages([traj(0, 1, [0.1], j0=float("nan"))], alpha=1.0)
+
+
+# -- losses -----------------------------------------------------------------------------------------
+def test_pg_loss_by_hand():
+    lp0 = torch.tensor([-0.5, -1.0], requires_grad=True)
+    lp1 = torch.tensor([-2.0], requires_grad=True)
+    batch = [traj(0, 1, [0.1, 0.2], logprobs=lp0), traj(0, 0, [0.0], logprobs=lp1)]
+    adv = [np.array([2.0, 2.0]), np.array([-1.0])]
+    loss = alg.pg_loss(batch, adv)
+    expected = -(2.0 * -0.5 + 2.0 * -1.0 + -1.0 * -2.0) / 3
+    assert math.isclose(loss.item(), expected, rel_tol=1e-6)
+    loss.backward()
+    np.testing.assert_allclose(lp0.grad.numpy(), [-2.0 / 3, -2.0 / 3])
+    np.testing.assert_allclose(lp1.grad.numpy(), [1.0 / 3])
+
+
+def test_pg_loss_token_level_with_kl_by_hand():
+    # LLM style: episode 0 has 2 tokens, episode 1 has 1; the advantage is repeated over tokens.
+    tokens = [torch.tensor([-0.1, -0.2]), torch.tensor([-0.3])]
+    ref = [torch.tensor([-0.2, -0.2]), torch.tensor([-0.1])]
+    t = traj(0, 1, [0.5, 0.0], logprobs=tokens, ref=ref)
+    loss = alg.pg_loss([t], [np.array([1.0, -2.0])], kl_coef=0.5)
+    pg = -(1.0 * -0.1 + 1.0 * -0.2 + -2.0 * -0.3) / 3
+    deltas = [-0.2 - -0.1, 0.0, -0.1 - -0.3]
+    kl = np.mean([math.exp(d) - d - 1 for d in deltas])
+    assert math.isclose(loss.item(), pg + 0.5 * kl, rel_tol=1e-5)
+    assert math.isclose(alg.sft_loss([t]).item(), (0.1 + 0.2 + 0.3) / 3, rel_tol=1e-6)
+
+
+def test_losses_reject_misaligned_input():
+    t = traj(0, 1, [0.1, 0.2], logprobs=torch.zeros(3))
+    with pytest.raises(ValueError, match="one entry per episode"):
+        alg.pg_loss([t], [np.zeros(2)])
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        alg.pg_loss([traj(0, 1, [0.1], logprobs=torch.zeros(1))], [np.zeros(1)], kl_coef=0.1)
+
+
+# -- selection --------------------------------------------------------------------------------------
+def test_star_and_mrt_star_keep_what_their_rules_say():
+    batch = [
+        traj(0, 1, [0.2, 0.3, 0.0]),  # correct, steady progress: both keep
+        traj(1, 1, [0.0]),  # correct lucky guess, no progress: STaR keeps, MRT-STaR drops
+        traj(2, 1, [0.4, -0.3, 0.8]),  # correct but one episode lowers J: STaR keeps, MRT-STaR drops
+        traj(3, 0, [0.5, 0.4]),  # wrong: both drop
+        traj(4, 1, [0.0, 0.0, 0.9]),  # correct, progress only at the end: both keep
+        traj(5, 0, [0.0]),  # wrong: both drop
+    ]
+    assert [t.group for t in alg.star_select(batch)] == [0, 1, 2, 4]
+    assert [t.group for t in alg.mrt_star_select(batch)] == [0, 4]
+    assert [t.group for t in alg.mrt_star_select(batch, min_total_progress=0.6)] == [4]
+    assert len(alg.select_all(batch)) == 6
+
+
+# -- the policy -------------------------------------------------------------------------------------
+def _policy(seed=0, **kwargs):
+    env = gym.make("TTC-Sim-v0")
+    return env, SimPolicy.for_space(env.observation_space, env.action_space, seed=seed, **kwargs)
+
+
+def test_checkpoint_reload_reproduces_log_probs(tmp_path):
+    env, policy = _policy(seed=3)
+    with torch.no_grad():  # move the weights away from their initial values
+        for p in policy.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    obs = np.stack([env.observation_space.sample() for _ in range(64)])
+    actions = np.arange(64) % 4
+    path = policy.save(tmp_path / "ckpt" / "policy.pt", extra={"note": "test"})
+    loaded = SimPolicy.load(path)
+    assert torch.equal(policy.log_prob(obs, actions), loaded.log_prob(obs, actions))
+    assert torch.equal(policy.log_probs_all(obs), loaded.log_probs_all(obs))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a SimPolicy checkpoint"):
+        SimPolicy.load(tmp_path / "bad.pt")
+
+
+def test_policy_is_an_agent_and_seeded_without_global_state():
+    env, policy = _policy(seed=0)
+    state = torch.random.get_rng_state()
+    twin = _policy(seed=0)[1]
+    assert torch.equal(torch.random.get_rng_state(), state)  # construction leaves global RNG alone
+    assert all(torch.equal(a, b) for a, b in zip(policy.state_dict().values(), twin.state_dict().values()))
+    record = run_episode(env, policy, seed=5)
+    assert record.episodes_used <= env.unwrapped.params.max_episodes
+    probs = policy.log_probs_all(np.zeros((1, 6), dtype=np.int64)).exp()
+    assert torch.allclose(probs, torch.full((1, 4), 0.25), atol=0.02)  # starts near uniform
+
+
+def test_policy_clips_observations_of_a_larger_budget():
+    _, policy = _policy()
+    big = gym.make("TTC-Sim-v0", max_episodes=30)
+    obs = np.stack([big.observation_space.sample() for _ in range(32)])
+    assert torch.isfinite(policy.log_probs_all(obs)).all()
+
+
+# -- grouped rollouts -------------------------------------------------------------------------------
+def test_group_rollouts_share_the_problem_but_not_the_noise():
+    G = 8
+    envs = make_envs(2 * G)
+    seeds = np.repeat([11, 12], G)
+    agents = [AnswerAfterK(6) for _ in range(2 * G)]  # identical deterministic actions
+    hard = {"difficulty": 2}  # slow, noisy progress
+    traces = rollout(envs, AgentsActor(agents), seeds, groups=np.repeat([0, 1], G), noise_seeds=np.arange(2 * G),
+                     options=hard)
+    for g in (0, 1):
+        group = traces[g * G:(g + 1) * G]
+        assert len({t.difficulty for t in group}) == 1
+        # same actions, own noise: the J curves differ within the group
+        assert len({tuple(t.j_curve) for t in group}) > 1
+    # without fresh noise the same seed and the same actions replay the same trajectory
+    same = rollout(envs, AgentsActor(agents), seeds, options=hard)
+    assert len({tuple(t.j_curve) for t in same[:G]}) == 1
+
+
+def test_difficulty_groups_share_the_level():
+    from agents.training.sim_rollout import (
+        PolicyActor,
+        make_vector_env,
+        rollout_difficulty_groups,
+    )
+
+    _, policy = _policy()
+    venvs = {}
+    venv_for = lambda n: venvs.setdefault(n, make_vector_env(n))
+    levels = [2, 0, 2, 1]
+    traces = rollout_difficulty_groups(venv_for, PolicyActor(policy, torch.Generator().manual_seed(0)), levels, 4, seed=3)
+    assert [t.group for t in traces] == list(np.repeat(np.arange(4), 4))
+    assert [t.difficulty for t in traces] == list(np.repeat(levels, 4))
+    result = train(SimTrainConfig(algo="mrt", group_by="difficulty", iterations=2, batch_size=16, group_size=4))
+    assert len(result.history) == 2
+
+
+# -- the trainers -----------------------------------------------------------------------------------
+SMALL = {"iterations": 12, "batch_size": 64, "group_size": 8, "lr": 0.03, "max_episodes": 6}
+
+
+@pytest.mark.parametrize("algo", ["grpo", "mrt", "star", "mrt-star"])
+def test_each_trainer_improves_on_its_initial_policy(algo):
+    torch.set_num_threads(1)
+    before, after = [], []
+    for seed in range(5):
+        result = train(SimTrainConfig(algo=algo, seed=seed, **SMALL))
+        kwargs = result.config.make_env_kwargs()
+        before.append(batch_stats(evaluate_policy(result.initial_policy, kwargs, problems=400))["return"])
+        after.append(batch_stats(evaluate_policy(result.policy, kwargs, problems=400))["return"])
+    assert np.mean(after) > np.mean(before) + 0.1, (before, after)
+    assert sum(a > b for a, b in zip(after, before)) >= 4, (before, after)
+
+
+def test_training_writes_csv_and_a_loadable_checkpoint(tmp_path):
+    cfg = SimTrainConfig(algo="mrt", iterations=3, batch_size=16, group_size=4, max_episodes=4,
+                         log_csv=str(tmp_path / "log.csv"), checkpoint=str(tmp_path / "p.pt"), eval_every=3,
+                         eval_problems=50)
+    result = train(cfg)
+    with open(tmp_path / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert {"step", "return", "accuracy", "episodes", "progress", "loss"} <= set(rows[0])
+    assert rows[-1]["eval_accuracy"] != ""
+    loaded = SimPolicy.load(tmp_path / "p.pt")
+    obs = np.zeros((3, 6), dtype=np.int64)
+    assert torch.equal(loaded.log_prob(obs, [0, 1, 2]), result.policy.log_prob(obs, [0, 1, 2]))
+    records = [t.to_record() for t in evaluate_policy(loaded, cfg.make_env_kwargs(), problems=20)]
+    assert summarize(records, budget_episodes=4, budget_tokens=4 * 256)["accuracy"][0] >= 0.0
+
+
+def test_same_seed_same_training():
+    cfg = SimTrainConfig(algo="grpo", iterations=3, batch_size=16, group_size=4, max_episodes=4)
+    a, b = train(cfg), train(cfg)
+    assert [r["return"] for r in a.history] == [r["return"] for r in b.history]
+    assert all(torch.equal(x, y) for x, y in zip(a.policy.state_dict().values(), b.policy.state_dict().values()))
+
+
+# -- bad configs ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"batch_size": 30, "group_size": 8}, ValueError, "multiple of group_size"),
+        ({"alpha": -0.5}, ValueError, "alpha"),
+        ({"algo": "mrtt"}, ValueError, "Did you mean 'mrt'"),
+        ({"algo": "grpo", "group_size": 1, "batch_size": 8}, ValueError, "group_size >= 2"),
+        ({"trace_source": "experts"}, ValueError, "Did you mean 'expert'"),
+        ({"iterations": 0}, ValueError, "iterations"),
+        ({"env_kwargs": {"max_episodes": 3}}, ValueError, "own config fields"),
+    ],
+)
+def test_bad_configs_fail_before_training(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SimTrainConfig(**kwargs)
+
+
+def test_bad_env_arguments_fail_before_training():
+    with pytest.raises(ValueError, match="Did you mean 'num_strategies'"):
+        train(SimTrainConfig(env_kwargs={"num_strategy": 4}, iterations=1))
+
+
+def test_cli_parses_into_the_config():
+    cfg = parse_config(SimTrainConfig, ["--algo", "mrt-star", "--no-adv-scale", "--prover-samples", "8",
+                                        "--env-kwargs", '{"num_strategies": 4}', "--alpha", "0.5"])
+    assert (cfg.algo, cfg.adv_scale, cfg.prover_samples, cfg.env_kwargs, cfg.alpha) == (
+        "mrt-star", False, 8, {"num_strategies": 4}, 0.5)
+    assert parse_config(SimTrainConfig, ["--prover-samples", "none"]).prover_samples is None
+    with pytest.raises(ValueError, match="Did you mean 'grpo'"):
+        parse_config(SimTrainConfig, ["--algo", "grpoo"])
+
+
+def test_cli_reports_a_bad_config_without_training(capsys):
+    from agents.training.sim_train import main
+
+    assert main(["--algo", "mtr"]) == 2
+    assert "Did you mean 'mrt'" in capsys.readouterr().err
