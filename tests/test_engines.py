@@ -120,14 +120,14 @@ def test_make_engine_rejects_bad_specs(spec, error, words):
 
 
 def test_make_engine_vllm_needs_the_extra():
+    pytest.importorskip("torch")
     try:
         import vllm  # noqa: F401
     except ImportError:
         with pytest.raises(ImportError, match=r"pip install 'ttc-gym\[vllm\]'"):
             make_engine("vllm:some/model")
-    else:
-        with pytest.raises(NotImplementedError):
-            make_engine("vllm:some/model")
+    else:  # vLLM installed: the engine is tested in tests/test_vllm_engine.py
+        pytest.skip("vllm is installed; see tests/test_vllm_engine.py")
 
 
 def test_make_engine_missing_path_is_a_clear_error(tmp_path):

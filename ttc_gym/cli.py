@@ -139,13 +139,58 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--list-agents", action="store_true", help="list the registered agent names and exit")
     p.add_argument("--ray", action="store_true",
                    help="shard the problems over Ray workers, each with its own env, agents and engine "
-                   "(needs pip install 'ttc-gym[ray]'; one GPU per worker on a GPU cluster for the LLM envs)")
+                   "(needs pip install 'ttc-gym[ray]'; one GPU per worker on a GPU cluster when the engine "
+                   "is vllm:MODEL)")
     p.add_argument("--ray-workers", type=int, metavar="N",
-                   help="Ray workers to start (implies --ray; default: one per free CPU, or per GPU)")
+                   help="Ray workers to start (implies --ray; default: one per CPU of the cluster, or per GPU)")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="Ray cluster to join: 'auto' (started with `ray start`), HOST:6379 or ray://HOST:10001 "
                    "(implies --ray; default: a local Ray)")
     p.set_defaults(func=cmd_bench)
+
+
+TRAINERS = {  # env id -> "module:main" of its trainer, imported only when `ttc-gym train` runs
+    "TTC-Sim-v0": "agents.training.sim_train:main",
+    "TTC-Math-v0": "agents.training.llm_train:main",
+}
+TRAIN_HELP = """\
+usage: ttc-gym train [--env ENV_ID] [TRAINER OPTIONS]
+
+Train a policy with GRPO, MRT, STaR or MRT-STaR. --env picks the trainer (default TTC-Sim-v0):
+  TTC-Sim-v0   a small softmax policy on the simulator (agents.training.sim_train), minutes on a CPU
+  TTC-Math-v0  an LLM over TTC-Math-v0 (agents.training.llm_train): checkpoints load as
+               `ttc-gym bench --agents llm-checkpoint:PATH`
+`ttc-gym train --env ENV_ID --help` lists that trainer's options. Example:
+  ttc-gym train --env TTC-Math-v0 --algo mrt --iterations 2 --problems-per-iter 2 --group-size 2 \\
+      --max-episodes 2 --out runs/mrt_cpu
+"""
+
+
+def cmd_train(argv: list[str]) -> int:
+    """`ttc-gym train [--env ENV_ID] ...`: hand the other arguments to that env's trainer."""
+    import importlib
+
+    env, rest, i = "TTC-Sim-v0", [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--env" and i + 1 < len(argv):
+            env, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--env="):
+            env = arg.partition("=")[2]
+        else:
+            rest.append(arg)
+        i += 1
+    if env not in TRAINERS:
+        from ttc_gym.validation import unknown_name_error
+
+        print(f"ttc-gym train: error: {unknown_name_error('env for training', env, TRAINERS)}", file=sys.stderr)
+        return 2
+    if rest in ([], ["-h"], ["--help"]) and not any(a.startswith("--env") for a in argv):
+        print(TRAIN_HELP, end="")
+        return 0 if rest else 2
+    module, _, attr = TRAINERS[env].partition(":")
+    return int(getattr(importlib.import_module(module), attr)(rest) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,10 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_envs = sub.add_parser("envs", help="list the registered environments, one line each")
     p_envs.set_defaults(func=cmd_envs)
     add_bench_parser(sub)
+    sub.add_parser("train", help="train a policy (GRPO, MRT, STaR, MRT-STaR) on TTC-Sim-v0 or TTC-Math-v0",
+                   add_help=False)  # dispatched in main(): `ttc-gym train --help` for its options
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # the trainers parse their own options
+        return cmd_train(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

