@@ -22,11 +22,9 @@ EPISODE_MARKERS = (
     "But hold on",
 )
 
-DEFAULT_USER_TEMPLATE = (
-    "{question}\n\n"
-    "Think step by step, one short paragraph at a time. "
-    "When you are sure, give the final answer as \\boxed{{answer}}."
-)
+# Short on purpose: the default 135M model follows a short instruction better (forced-answer
+# accuracy at episode 0 on level-1 problems: ~10 % with this prompt, ~4 % with a longer one).
+DEFAULT_USER_TEMPLATE = "{question} Put the final answer in \\boxed{{}}."
 
 FORCED_ANSWER_SUFFIX = (
     "Time is up.\n\n"
