@@ -204,3 +204,19 @@ def test_cli_train_dispatches(capsys):
     assert "alpha" in capsys.readouterr().err
     assert main(["train", "--env", "TTC-Nope-v0"]) == 2
     assert main(["train", "--env", "TTC-Sim-v0", "--batch-size", "5", "--group-size", "2"]) == 2
+
+
+def test_save_dense_saves_a_gguf_loaded_model(tmp_path):
+    """GGUF-loaded models carry a quantizer marker that save_pretrained refuses; save_dense drops it."""
+    from types import SimpleNamespace
+
+    from agents.training.llm_train import save_dense
+    from ttc_gym.engines.testing import tiny_random_model
+
+    model, _ = tiny_random_model(seed=0)
+    marker = SimpleNamespace(quantization_config=SimpleNamespace(quant_method="gguf"))
+    model.hf_quantizer = marker
+    with pytest.raises(ValueError, match="gguf"):
+        model.save_pretrained(tmp_path / "plain")
+    save_dense(model, tmp_path / "dense")
+    assert (tmp_path / "dense" / "config.json").is_file() and model.hf_quantizer is marker

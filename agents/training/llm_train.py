@@ -239,6 +239,23 @@ def _apply_lora(config: LLMTrainConfig, model):
     return peft.get_peft_model(model, lora)
 
 
+def save_dense(model, path: Path) -> None:
+    """`save_pretrained` for a model loaded from GGUF: transformers dequantizes GGUF weights to dense
+    tensors but keeps a GGUF quantizer marker, and refuses to save a model with it. The weights are
+    plain tensors, so they are saved without the marker (restored afterwards)."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    qconfig = getattr(model.config, "quantization_config", None)
+    try:
+        model.hf_quantizer = None
+        if qconfig is not None:
+            delattr(model.config, "quantization_config")
+        model.save_pretrained(path)
+    finally:
+        model.hf_quantizer = quantizer
+        if qconfig is not None:
+            model.config.quantization_config = qconfig
+
+
 def save_checkpoint(config, step, trainable, engine, optimizer, out: Path) -> Path:
     path = out / f"checkpoint-{step}"
     tmp = out / f".checkpoint-{step}.tmp"
@@ -250,9 +267,9 @@ def save_checkpoint(config, step, trainable, engine, optimizer, out: Path) -> Pa
     if config.lora_rank:
         trainable.save_pretrained(tmp / "adapter")
         merged = copy.deepcopy(trainable).merge_and_unload()
-        merged.save_pretrained(tmp)
+        save_dense(merged, tmp)
     else:
-        engine.model.save_pretrained(tmp)
+        save_dense(engine.model, tmp)
     engine.tokenizer.save_pretrained(tmp)
     (tmp / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
     torch.save({"step": step, "optimizer": optimizer.state_dict()}, tmp / STATE_FILE)
