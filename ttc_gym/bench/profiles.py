@@ -72,13 +72,13 @@ PROFILES: dict[str, EnvProfile] = {
         env_id="TTC-Math-v0",
         budget_kwargs=("max_episodes", "max_tokens"),
         action_kind="text",
-        default_agents=("llm", "think-until-budget", "stop-when-confident:0.5", "majority-vote:2"),
-        default_budgets=(3,),
-        default_problems=10,
+        default_agents=("llm", "think-until-budget", "stop-when-confident:0.5", "majority-vote:1"),
+        default_budgets=(2,),
+        default_problems=8,
         rank_by="accuracy",
         note=(
             "Default model SmolLM2-135M-Instruct on CPU, K = 8 forced answers per episode, 64-token "
-            "episodes. Ten problems give wide intervals: use --problems 100 (or a GPU engine) for a "
+            "episodes. Eight problems give wide intervals: use --problems 100 (or a GPU engine) for a "
             "real comparison. J* = 1 (a perfect solver) unless --j-star is given."
         ),
     ),
