@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.math_core import MathSettings, MathTrace
-from ttc_gym.actions import META_ACTION_NAMES, MetaAction
+from ttc_gym.actions import MetaAction, check_meta_action
 from ttc_gym.engines.base import SamplingConfig
 from ttc_gym.prompts import META_ACTION_CUES
 from ttc_gym.validation import check_float, check_int, check_render_mode
@@ -108,12 +108,7 @@ class TTCMathMetaEnv(gym.Env):
     def step(self, action: Any):
         if self.trace is None or self.trace.done:
             raise RuntimeError("TTCMathMetaEnv.step called before reset() or after the episode ended; call reset() first.")
-        if not self.action_space.contains(action):
-            raise ValueError(
-                f"action must be an int in [0, {self.action_space.n}) "
-                f"({', '.join(f'{i}={n}' for i, n in enumerate(META_ACTION_NAMES))}), got {action!r}."
-            )
-        action = int(action)
+        action = check_meta_action(self.action_space, action)
         if action == MetaAction.ANSWER:
             result, text = self.trace.answer_now(), ""
         else:

@@ -21,6 +21,7 @@ from envs.sim_model import (
     SimModel,
     SimParams,
 )
+from ttc_gym.actions import check_meta_action
 from ttc_gym.rewards import compose_reward, reward_info
 from ttc_gym.validation import check_render_mode
 
@@ -163,12 +164,7 @@ class TTCSimEnv(gym.Env):
     def step(self, action):
         if self._state is None:
             raise RuntimeError("TTCSimEnv.step called before reset() or after the episode ended; call env.reset() first.")
-        if not self.action_space.contains(action):
-            raise ValueError(
-                f"action must be an int in [0, {self.action_space.n}) "
-                f"({', '.join(f'{i}={n}' for i, n in enumerate(ACTION_NAMES))}), got {action!r}."
-            )
-        action = int(action)
+        action = check_meta_action(self.action_space, action)
         P = self.params
         s = self._state
         t, level, strat, steps, attempts, cand = s

@@ -14,3 +14,13 @@ class MetaAction(IntEnum):
 
 
 META_ACTION_NAMES = tuple(a.name.lower() for a in MetaAction)
+
+
+def check_meta_action(action_space, action) -> int:
+    """The action as an int, or a ValueError naming the meta-actions and what came."""
+    if not action_space.contains(action):
+        raise ValueError(
+            f"action must be an int in [0, {action_space.n}) "
+            f"({', '.join(f'{i}={n}' for i, n in enumerate(META_ACTION_NAMES))}), got {action!r}."
+        )
+    return int(action)
