@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ttc_gym.engines.base import SamplingConfig, make_engine
+from ttc_gym.engines.base import SamplingConfig, generate_per_prompt, make_engine
 from ttc_gym.llm_prover import prefix_seed
 from ttc_gym.prompts import PromptTemplate, close_boxed
 from ttc_gym.validation import check_float, check_int
@@ -61,8 +61,9 @@ class LLMAgent:
     def act_batch(self, observations: Sequence[dict], infos: Sequence[dict]) -> list[str]:
         """Next episodes for several traces in one engine call (one per distinct token cap).
 
-        A batch is sampled with one seed derived from all its traces, so `act_batch([o])` equals
-        `act(o)`, and a batch is reproducible as a whole.
+        Each trace is sampled with its own seed, derived from the agent's seed and that trace, so
+        `act_batch([o], [i]) == [act(o, i)]` and a batch gives what acting on each trace alone gives
+        (on engines with per-prompt seeds; others get one call per trace).
         """
         if len(observations) != len(infos):
             raise ValueError(f"act_batch needs one info per observation, got {len(observations)} and {len(infos)}.")
@@ -75,13 +76,12 @@ class LLMAgent:
                 max_new_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
                 stop=(self.template.separator,),
             )
-            prompts, keys = [], []
+            prompts, seeds = [], []
             for i in rows:
                 question, episodes = observations[i]["problem"], list(observations[i]["episodes"])
                 prompts.append(self.template.reasoning_prompt(self.engine, question, episodes))
-                keys.extend([question, *episodes, "\x00"])
-            seed = prefix_seed(self.seed, "episode", *keys)
-            for i, completions in zip(rows, self.engine.generate(prompts, sampling, seed=seed)):
+                seeds.append(prefix_seed(self.seed, "episode", question, *episodes, "\x00"))
+            for i, completions in zip(rows, generate_per_prompt(self.engine, prompts, sampling, seeds)):
                 text = completions[0].text
                 texts[i] = text if text.strip() else commit_text(self.final_answer(observations[i]))
         return texts

@@ -13,7 +13,7 @@ import hashlib
 from collections import OrderedDict
 from typing import Any, Sequence
 
-from ttc_gym.engines.base import SamplingConfig
+from ttc_gym.engines.base import SamplingConfig, generate_per_prompt
 from ttc_gym.grading import answers_equivalent, normalize_answer
 from ttc_gym.prompts import PromptTemplate, close_boxed
 from ttc_gym.prover import ProverEstimate
@@ -60,7 +60,7 @@ class LLMProver:
         self.seed = check_int("prover seed", seed)
         self.cache_size = check_int("cache_size", cache_size, minimum=0)
         self._cache: OrderedDict[tuple, ProverEstimate] = OrderedDict()
-        self.calls = 0  # engine calls made (cache misses)
+        self.calls = 0  # (problem, prefix) estimates sampled (cache misses)
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -76,27 +76,42 @@ class LLMProver:
         return self.estimate_many([(problem, episodes)])[0]
 
     def estimate_many(self, items: Sequence[tuple[Any, Sequence[str]]]) -> list[ProverEstimate]:
-        """Estimates for several (problem, episodes) pairs; cached ones cost nothing."""
-        out: list[ProverEstimate | None] = []
-        for problem, episodes in items:
-            key = self._key(problem, episodes)
+        """Estimates for several (problem, episodes) pairs; cached ones cost nothing.
+
+        Every cache miss is sampled in ONE engine call, each with its own seed (derived from the
+        prover's seed and its (problem, prefix) as in `estimate`), so a batch gives exactly what
+        estimating the items one by one gives (on engines with per-prompt seeds; others get one
+        call per miss, see `ttc_gym.engines.base.generate_per_prompt`). A (problem, prefix) that
+        occurs twice in `items` is sampled once.
+        """
+        items = [(problem, tuple(episodes)) for problem, episodes in items]
+        keys = [self._key(problem, episodes) for problem, episodes in items]
+        found: dict[tuple, ProverEstimate] = {}
+        missing: dict[tuple, tuple[Any, tuple[str, ...]]] = {}
+        for key, item in zip(keys, items):
             hit = self._cache.get(key)
-            if hit is None:
-                hit = self._sample(problem, episodes)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                found[key] = hit
+            elif key not in missing:
+                missing[key] = item
+        if missing:
+            for key, estimate in zip(missing, self._sample_many(list(missing.values()))):
+                found[key] = estimate
                 if self.cache_size:
-                    self._cache[key] = hit
+                    self._cache[key] = estimate
                     if len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
-            else:
-                self._cache.move_to_end(key)
-            out.append(hit)
-        return out
+        return [found[key] for key in keys]
 
-    def _sample(self, problem: Any, episodes: Sequence[str]) -> ProverEstimate:
-        prompt = self.template.forced_answer_prompt(self.engine, problem.question, episodes)
-        seed = prefix_seed(self.seed, problem.id, problem.question, *episodes)
-        completions = self.engine.generate([prompt], self.sampling, seed=seed)[0]
-        self.calls += 1
+    def _sample_many(self, items: list[tuple[Any, tuple[str, ...]]]) -> list[ProverEstimate]:
+        prompts = [self.template.forced_answer_prompt(self.engine, p.question, episodes) for p, episodes in items]
+        seeds = [prefix_seed(self.seed, p.id, p.question, *episodes) for p, episodes in items]
+        rows = generate_per_prompt(self.engine, prompts, self.sampling, seeds)
+        self.calls += len(items)
+        return [self._grade(problem, completions) for (problem, _), completions in zip(items, rows)]
+
+    def _grade(self, problem: Any, completions: Sequence[Any]) -> ProverEstimate:
         answers = tuple(normalize_answer(close_boxed(c.text)) for c in completions)
         correct = tuple(bool(a) and answers_equivalent(a, problem.answer) for a in answers)
         return ProverEstimate(

@@ -31,6 +31,7 @@ ENVS: tuple[EnvEntry, ...] = (
     EnvEntry(
         id="TTC-Math-v0",
         entry_point="envs.math_text:TTCMathEnv",
+        vector_entry_point="envs.math_vector:TTCMathVectorEnv",
         summary="LLM reasoning on math problems: action = next episode (text), LLM prover's progress reward.",
     ),
     EnvEntry(
