@@ -20,6 +20,12 @@ from ttc_gym.validation import check_float, check_int
 KEEP_THINKING = "Let me keep thinking about this."
 
 
+def keep_thinking(llm: LLMAgent, obs: dict, info: dict) -> str:
+    """The LLM's next episode with any commit removed (never empty)."""
+    text = without_commit(llm.act(obs, info))
+    return text if text.strip() else KEEP_THINKING
+
+
 def without_commit(text: str) -> str:
     """The episode with any `\\boxed` commit (and what follows it) removed."""
     cut = text.find("\\boxed")
@@ -36,8 +42,7 @@ class ThinkUntilBudget:
         pass
 
     def act(self, obs: dict, info: dict) -> str:
-        text = without_commit(self.llm.act(obs, info))
-        return text if text.strip() else KEEP_THINKING
+        return keep_thinking(self.llm, obs, info)
 
 
 @dataclass
@@ -74,8 +79,7 @@ class StopWhenConfident:
         answer = majority_vote([a for a in info.get("prover_answers", ()) if a])
         if info["J"] >= self.threshold and answer is not None:
             return commit_text(answer)
-        text = without_commit(self.llm.act(obs, info))
-        return text if text.strip() else KEEP_THINKING
+        return keep_thinking(self.llm, obs, info)
 
 
 @dataclass
@@ -97,5 +101,4 @@ class MajorityVote:
             vote = majority_vote(self._pool)
             if vote is not None:
                 return commit_text(vote)
-        text = without_commit(self.llm.act(obs, info))
-        return text if text.strip() else KEEP_THINKING
+        return keep_thinking(self.llm, obs, info)
