@@ -166,6 +166,32 @@ def generate_per_prompt(
     return [engine.generate([p], sampling, seed=s)[0] for p, s in zip(prompts, seeds)]
 
 
+# ChatML, the layout used when a tokenizer carries no chat template (SmolLM2's own format).
+CHATML_SYSTEM = "<|im_start|>system\n{content}<|im_end|>\n"
+CHATML_USER = "<|im_start|>user\n{content}<|im_end|>\n"
+CHATML_ASSISTANT = "<|im_start|>assistant\n"
+
+
+def chat_prompt(tokenizer: Any, user: str, assistant_prefix: str = "", system: str | None = None) -> str:
+    """`Engine.format_chat` for any HF-style tokenizer: its chat template (ChatML without one) around
+    [system?, user] with the generation prompt, then `assistant_prefix` verbatim."""
+    for arg, value in (("user", user), ("assistant_prefix", assistant_prefix)):
+        if not isinstance(value, str):
+            raise TypeError(f"{arg} must be a string, got {type(value).__name__}.")
+    if system is not None and not isinstance(system, str):
+        raise TypeError(f"system must be a string or None, got {type(system).__name__}.")
+    messages = [] if system is None else [{"role": "system", "content": system}]
+    messages.append({"role": "user", "content": user})
+    if getattr(tokenizer, "chat_template", None):
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        prompt = "".join(
+            (CHATML_SYSTEM if m["role"] == "system" else CHATML_USER).format(content=m["content"])
+            for m in messages
+        ) + CHATML_ASSISTANT
+    return prompt + assistant_prefix
+
+
 KNOWN_SCHEMES = ("default", "transformers", "vllm")
 
 

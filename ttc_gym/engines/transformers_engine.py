@@ -46,14 +46,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from ttc_gym.engines.base import Completion, SamplingConfig
+from ttc_gym.engines.base import Completion, SamplingConfig, chat_prompt
 from ttc_gym.engines.kv_cache import ATTENTION_NAME, STATE_KWARG, PrefixStore, SharedPrefixCache, register_attention
 from ttc_gym.validation import check_int
 
 # SmolLM2's (ChatML) layout, used when a tokenizer carries no chat template.
-CHATML_SYSTEM = "<|im_start|>system\n{content}<|im_end|>\n"
-CHATML_USER = "<|im_start|>user\n{content}<|im_end|>\n"
-CHATML_ASSISTANT = "<|im_start|>assistant\n"
 
 _DTYPES = {
     "float32": torch.float32,
@@ -260,23 +257,7 @@ class TransformersEngine:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def format_chat(self, user: str, assistant_prefix: str = "", system: str | None = None) -> str:
-        for arg, value in (("user", user), ("assistant_prefix", assistant_prefix)):
-            if not isinstance(value, str):
-                raise TypeError(f"{arg} must be a string, got {type(value).__name__}.")
-        if system is not None and not isinstance(system, str):
-            raise TypeError(f"system must be a string or None, got {type(system).__name__}.")
-        messages = [] if system is None else [{"role": "system", "content": system}]
-        messages.append({"role": "user", "content": user})
-        if getattr(self.tokenizer, "chat_template", None):
-            prompt = self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-        else:
-            prompt = "".join(
-                (CHATML_SYSTEM if m["role"] == "system" else CHATML_USER).format(content=m["content"])
-                for m in messages
-            ) + CHATML_ASSISTANT
-        return prompt + assistant_prefix
+        return chat_prompt(self.tokenizer, user, assistant_prefix, system)
 
     def generate(
         self,

@@ -37,16 +37,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from ttc_gym.engines.base import Completion, SamplingConfig
+from ttc_gym.engines.base import Completion, SamplingConfig, chat_prompt
 from ttc_gym.validation import check_float, check_int
 
 VLLM_PURPOSE = "the vLLM engine (engine='vllm:<model>')"
 
 # The ChatML layout used when a tokenizer carries no chat template (as in TransformersEngine, whose
 # module is not imported here because it imports torch and transformers at once).
-CHATML_SYSTEM = "<|im_start|>system\n{content}<|im_end|>\n"
-CHATML_USER = "<|im_start|>user\n{content}<|im_end|>\n"
-CHATML_ASSISTANT = "<|im_start|>assistant\n"
 
 # Where an in-process vLLM keeps its model (`model.load_weights` lives there), newest layout first:
 # the V0 engine and the V1 engine without multiprocessing (VLLM_ENABLE_V1_MULTIPROCESSING=0).
@@ -234,21 +231,7 @@ class VLLMEngine:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def format_chat(self, user: str, assistant_prefix: str = "", system: str | None = None) -> str:
-        for arg, value in (("user", user), ("assistant_prefix", assistant_prefix)):
-            if not isinstance(value, str):
-                raise TypeError(f"{arg} must be a string, got {type(value).__name__}.")
-        if system is not None and not isinstance(system, str):
-            raise TypeError(f"system must be a string or None, got {type(system).__name__}.")
-        messages = [] if system is None else [{"role": "system", "content": system}]
-        messages.append({"role": "user", "content": user})
-        if getattr(self.tokenizer, "chat_template", None):
-            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:  # a base model without a template: the same ChatML layout as TransformersEngine
-            prompt = "".join(
-                (CHATML_SYSTEM if m["role"] == "system" else CHATML_USER).format(content=m["content"])
-                for m in messages
-            ) + CHATML_ASSISTANT
-        return prompt + assistant_prefix
+        return chat_prompt(self.tokenizer, user, assistant_prefix, system)
 
     def generate(
         self, prompts: Sequence[str], sampling: SamplingConfig, *, seed: int | Sequence[int] | None = None
