@@ -166,6 +166,19 @@ def generate_per_prompt(
     return [engine.generate([p], sampling, seed=s)[0] for p, s in zip(prompts, seeds)]
 
 
+def check_generate_args(prompts: Any, sampling: Any) -> list[str]:
+    """The prompts of an `Engine.generate` call as a list, after checking both arguments' types."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a sequence of strings, got a single string; wrap it in a list.")
+    prompts = list(prompts)
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise TypeError(f"prompts[{i}] must be a string, got {type(p).__name__}.")
+    if not isinstance(sampling, SamplingConfig):
+        raise TypeError(f"sampling must be a SamplingConfig, got {type(sampling).__name__}.")
+    return prompts
+
+
 # ChatML, the layout used when a tokenizer carries no chat template (SmolLM2's own format).
 CHATML_SYSTEM = "<|im_start|>system\n{content}<|im_end|>\n"
 CHATML_USER = "<|im_start|>user\n{content}<|im_end|>\n"

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from ttc_gym.engines.base import Completion, SamplingConfig, chat_prompt
+from ttc_gym.engines.base import Completion, SamplingConfig, chat_prompt, check_generate_args
 from ttc_gym.engines.kv_cache import ATTENTION_NAME, STATE_KWARG, PrefixStore, SharedPrefixCache, register_attention
 from ttc_gym.validation import check_int
 
@@ -266,14 +266,7 @@ class TransformersEngine:
         *,
         seed: int | Sequence[int] | None = None,
     ) -> list[list[Completion]]:
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings, got a single string; wrap it in a list.")
-        prompts = list(prompts)
-        for i, p in enumerate(prompts):
-            if not isinstance(p, str):
-                raise TypeError(f"prompts[{i}] must be a string, got {type(p).__name__}.")
-        if not isinstance(sampling, SamplingConfig):
-            raise TypeError(f"sampling must be a SamplingConfig, got {type(sampling).__name__}.")
+        prompts = check_generate_args(prompts, sampling)
         row_seeds = _row_seeds(seed, len(prompts), sampling.n)
         if not prompts:
             return []

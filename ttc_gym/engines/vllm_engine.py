@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from ttc_gym.engines.base import Completion, SamplingConfig, chat_prompt
+from ttc_gym.engines.base import Completion, SamplingConfig, chat_prompt, check_generate_args
 from ttc_gym.validation import check_float, check_int
 
 VLLM_PURPOSE = "the vLLM engine (engine='vllm:<model>')"
@@ -236,14 +236,7 @@ class VLLMEngine:
     def generate(
         self, prompts: Sequence[str], sampling: SamplingConfig, *, seed: int | Sequence[int] | None = None
     ) -> list[list[Completion]]:
-        if isinstance(prompts, str):
-            raise TypeError("prompts must be a sequence of strings, got a single string; wrap it in a list.")
-        prompts = list(prompts)
-        for i, p in enumerate(prompts):
-            if not isinstance(p, str):
-                raise TypeError(f"prompts[{i}] must be a string, got {type(p).__name__}.")
-        if not isinstance(sampling, SamplingConfig):
-            raise TypeError(f"sampling must be a SamplingConfig, got {type(sampling).__name__}.")
+        prompts = check_generate_args(prompts, sampling)
         if seed is None:
             seed = secrets.randbits(63)
         if isinstance(seed, (str, bytes)) or not hasattr(seed, "__len__"):
