@@ -93,6 +93,6 @@ class LLMAgent:
     def final_answer(self, obs: dict) -> str:
         """The model's answer when forced to stop now (greedy)."""
         prompt = self.template.forced_answer_prompt(self.engine, obs["problem"], list(obs["episodes"]))
-        sampling = SamplingConfig(max_new_tokens=24, temperature=0.0, stop=("}$", "\n"))
+        sampling = SamplingConfig(max_new_tokens=24, temperature=0.0, stop=("}$", "\n"), stop_at_closing_brace=True)
         answer = close_boxed(self.engine.generate([prompt], sampling, seed=0)[0][0].text)
         return answer or "0"

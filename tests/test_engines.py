@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from ttc_gym.engines import Completion, Engine, SamplingConfig, make_engine
+from ttc_gym.engines.base import closing_brace, find_stop
 from ttc_gym.engines import default_model as default_model_module
 from ttc_gym.engines.default_model import default_model_path, load_default_engine
 
@@ -73,6 +74,7 @@ def test_sampling_config_defaults_and_normalization():
         ({"stop": ["ok", 3]}, TypeError, "stop[1] must be a string"),
         ({"stop": 3}, TypeError, "stop must be a sequence of strings"),
         ({"n": 0}, ValueError, "n must be >= 1"),
+        ({"stop_at_closing_brace": 1}, TypeError, "stop_at_closing_brace must be a bool"),
     ],
 )
 def test_sampling_config_rejects_bad_values(kwargs, error, words):
@@ -290,6 +292,53 @@ def test_stop_strings_apply_per_row(engine, prompts):
                 assert c.text == text[: text.find(stop)] and c.stop_reason == stop
             else:
                 assert c.text == text and c.finish_reason == "length"
+
+
+@pytest.mark.parametrize(
+    "text, stop, expected",
+    [
+        ("42} is it", (), (2, "}")),
+        ("\\frac{1}{2}} x", (), (11, "}")),  # braces opened in the text are its own
+        ("{a}{b}", (), None),
+        ("7\n}", ("\n",), (1, "\n")),  # the earliest stop wins
+        ("7}$", ("}$",), (1, "}$")),  # a stop string at the brace: the stop string
+        ("", (), None),
+    ],
+)
+def test_find_stop_with_the_closing_brace(text, stop, expected):
+    sampling = SamplingConfig(stop=stop, stop_at_closing_brace=True)
+    assert find_stop(text, sampling) == expected
+    assert find_stop("42}", SamplingConfig()) is None  # off by default
+    assert closing_brace("a}") == 1 and closing_brace("{}") is None
+
+
+def test_closing_brace_stop_cuts_each_row_where_its_box_closes(engine):
+    """Rows stop at the brace that closes the prompt's `\\boxed{`: the text is what the row writes
+    without the rule, cut there (rows are sampled independently, so the rest is unchanged)."""
+    prompt = engine.format_chat("Answer.", assistant_prefix="The final answer is $\\boxed{")
+    cfg = SamplingConfig(max_new_tokens=40, temperature=2.0, n=128)
+    plain = engine.generate([prompt], cfg, seed=5)[0]
+    braced = engine.generate([prompt], dataclasses.replace(cfg, stop_at_closing_brace=True), seed=5)[0]
+    closed = 0
+    for full, c in zip(plain, braced):
+        end = closing_brace(full.text)
+        if end is None:
+            assert c == full
+            continue
+        closed += 1
+        assert (c.text, c.finish_reason, c.stop_reason) == (full.text[:end], "stop", "}")
+        assert 1 <= c.num_tokens <= full.num_tokens
+    assert closed >= 2, "the tiny model should close some boxes in 128 samples of 40 tokens"
+
+
+def test_small_row_matmul_gives_the_same_texts(prompts):
+    model, tokenizer = tiny_random_model(seed=0)
+    fast = TransformersEngine(model, tokenizer=tokenizer, small_row_matmul=True)
+    plain = TransformersEngine(model, tokenizer=tokenizer, small_row_matmul=False)
+    cfg = SamplingConfig(max_new_tokens=12, temperature=0.8, n=3)
+    assert texts(fast.generate(prompts, cfg, seed=2)) == texts(plain.generate(prompts, cfg, seed=2))
+    with pytest.raises(TypeError, match="small_row_matmul must be a bool"):
+        TransformersEngine(model, tokenizer=tokenizer, small_row_matmul="yes")
 
 
 def test_eos_ends_a_completion():

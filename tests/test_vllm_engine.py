@@ -61,7 +61,7 @@ class FakeTokenizer:
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return ([self.bos_token_id] if add_special_tokens else []) + [ord(c) + 10 for c in text]
 
-    def decode(self, ids: list[int]) -> str:
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         return "".join(chr(i - 10) for i in ids if i >= 10)
 
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
@@ -266,6 +266,29 @@ def test_completion_outputs_become_completions(output, stops, expected):
     engine, _ = fake_engine()
     sampling = SamplingConfig(max_new_tokens=4, stop=stops)
     assert engine.parse_completion(output, sampling) == expected
+
+
+@pytest.mark.parametrize(
+    "text, stops, expected",
+    [
+        ("42} so", (), Completion("42", 3, "stop", "}")),
+        ("\\frac{1}{2}} x", (), Completion("\\frac{1}{2}", 12, "stop", "}")),
+        ("{a}{b}", (), Completion("{a}{b}", 6, "length")),
+    ],
+)
+def test_closing_brace_cuts_the_text_and_counts_tokens_up_to_it(text, stops, expected):
+    """vLLM has no closing-brace rule: it decodes on, and the text is cut (and counted) here."""
+    engine, _ = fake_engine()
+    ids = FakeTokenizer().encode(text, add_special_tokens=False)
+    sampling = SamplingConfig(max_new_tokens=len(ids), stop=stops, stop_at_closing_brace=True)
+    assert engine.parse_completion(out(text, ids, "length"), sampling) == expected
+
+
+def test_a_stop_string_before_the_closing_brace_wins():
+    engine, _ = fake_engine()
+    sampling = SamplingConfig(max_new_tokens=8, stop=("\n",), stop_at_closing_brace=True)
+    # vLLM stopped at "\n" (its text is cut before it); the brace comes later and does not matter.
+    assert engine.parse_completion(out("7", (5, 6), "stop", "\n"), sampling) == Completion("7", 2, "stop", "\n")
 
 
 def test_token_counts_never_exceed_max_new_tokens_and_unfinished_outputs_are_errors():

@@ -66,7 +66,7 @@ class LLMProver:
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(
             max_new_tokens=self.max_answer_tokens, temperature=self.temperature,
-            stop=("}$", "\n"), n=self.num_samples,
+            stop=("}$", "\n"), n=self.num_samples, stop_at_closing_brace=True,
         )
 
     def _key(self, problem: Any, episodes: Sequence[str]) -> tuple:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ttc_gym.actions import MetaAction
+from ttc_gym.engines.base import closing_brace
 
 # Paragraph openers at which MRT's analysis starts a new episode (DESIGN.md §2).
 EPISODE_MARKERS = (
@@ -93,12 +94,5 @@ class PromptTemplate:
 def close_boxed(text: str) -> str:
     """The content of a `\\boxed{` opened by the prompt: `text` up to its first unbalanced `}`
     (the whole text when the brace is never closed)."""
-    depth = 0
-    for i, ch in enumerate(text):
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            if depth == 0:
-                return text[:i].strip()
-            depth -= 1
-    return text.strip()
+    end = closing_brace(text)
+    return (text if end is None else text[:end]).strip()

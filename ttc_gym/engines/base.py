@@ -31,6 +31,11 @@ class SamplingConfig:
             occurrence of any of them (the stop string itself is excluded) and the matched string
             is recorded in `Completion.stop_reason`. A single string is accepted as a 1-tuple.
         n: completions sampled per prompt (>= 1).
+        stop_at_closing_brace: also end a completion at its first `}` that closes a brace the
+            prompt left open (a `}` matching no `{` of the completion), e.g. the end of the answer
+            after a prompt that ends with `\\boxed{`. The text is cut before that brace and
+            `stop_reason` is "}". A forced answer is then done in a few tokens, instead of running
+            on after its box closes (see `closing_brace`).
     """
 
     max_new_tokens: int = 256
@@ -38,6 +43,7 @@ class SamplingConfig:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     n: int = 1
+    stop_at_closing_brace: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -49,6 +55,8 @@ class SamplingConfig:
         set_(self, "top_p", top_p)
         set_(self, "stop", _check_stop(self.stop))
         set_(self, "n", check_int("n", self.n, minimum=1))
+        if not isinstance(self.stop_at_closing_brace, bool):
+            raise TypeError(f"stop_at_closing_brace must be a bool, got {self.stop_at_closing_brace!r}.")
 
     @property
     def greedy(self) -> bool:
@@ -71,6 +79,39 @@ def _check_stop(stop: Any) -> tuple[str, ...]:
         if not s:
             raise ValueError(f"stop[{i}] is an empty string; every stop string must be non-empty.")
     return items
+
+
+CLOSING_BRACE = "}"
+
+
+def closing_brace(text: str) -> int | None:
+    """Index of the first `}` of `text` that matches no `{` before it in `text` (it closes a brace
+    opened earlier, e.g. by the prompt), or None."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+    return None
+
+
+def find_stop(text: str, sampling: SamplingConfig) -> tuple[int, str] | None:
+    """(index, stop) where `sampling`'s stop rules cut `text`: the earliest stop string (the longest
+    on a tie) or, with `stop_at_closing_brace`, the closing brace ("}"); None when nothing matches.
+    Every engine cuts its completions here."""
+    best: tuple[int, str] | None = None
+    for s in sampling.stop:
+        k = text.find(s)
+        if k >= 0 and (best is None or k < best[0] or (k == best[0] and len(s) > len(best[1]))):
+            best = (k, s)
+    if sampling.stop_at_closing_brace:
+        k = closing_brace(text)
+        if k is not None and (best is None or k < best[0]):
+            best = (k, CLOSING_BRACE)
+    return best
 
 
 @dataclass(frozen=True)

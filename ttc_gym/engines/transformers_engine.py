@@ -22,8 +22,8 @@ How `generate` works (its own decoding loop; `model.generate` is not used):
   products round differently from unbatched ones (~1e-7 relative), a draw lying that close to a
   tie could flip; the two-level draw keeps that chance around 1e-6 per token even for flat
   distributions. Greedy rows take the argmax. Global RNG state is never touched;
-- rows that finish (EOS, stop string, `max_new_tokens`) leave the batch; the final text is cut
-  before the earliest stop and `num_tokens` counts tokens up to and including the one that
+- rows that finish (EOS, stop string, closing brace, `max_new_tokens`) leave the batch; the final
+  text is cut before the earliest stop (`ttc_gym.engines.base.find_stop`) and `num_tokens` counts tokens up to and including the one that
   completed it.
 """
 
@@ -46,8 +46,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
-from ttc_gym.engines.base import Completion, SamplingConfig, chat_prompt, check_generate_args
+from ttc_gym.engines.base import (
+    CLOSING_BRACE, Completion, SamplingConfig, chat_prompt, check_generate_args, closing_brace, find_stop,
+)
 from ttc_gym.engines.kv_cache import ATTENTION_NAME, STATE_KWARG, PrefixStore, SharedPrefixCache, register_attention
+from ttc_gym.engines.small_rows import MAX_ROWS, SmallRowLinear, applies
 from ttc_gym.validation import check_int
 
 # SmolLM2's (ChatML) layout, used when a tokenizer carries no chat template.
@@ -156,6 +159,9 @@ class TransformersEngine:
         shared_prefix: decode the samples of a prompt against one shared copy of its prefix (see
             `ttc_gym.engines.kv_cache`); False, or a model whose attention cannot be routed through
             transformers' AttentionInterface, repeats the prefix cache across the rows instead.
+        small_row_matmul: for a float32 model on a CPU, compute the linear layers of forwards with
+            at most 8 rows (decoding a few sequences) in the form MKL streams fastest (see
+            `ttc_gym.engines.small_rows`; same products up to float rounding). False turns it off.
 
     `generate(prompts, sampling, seed=...)` takes one seed for the call or one seed per prompt
     (see `ttc_gym.engines.base.Engine.generate`); `per_prompt_seeds` is True.
@@ -184,11 +190,15 @@ class TransformersEngine:
         name: str | None = None,
         prefix_cache_bytes: int = 512 * 2**20,
         shared_prefix: bool = True,
+        small_row_matmul: bool = True,
     ):
         self.max_batch_size = check_int("max_batch_size", max_batch_size, minimum=1)
         self.prefix_store = PrefixStore(check_int("prefix_cache_bytes", prefix_cache_bytes, minimum=0))
         if not isinstance(shared_prefix, bool):
             raise TypeError(f"shared_prefix must be a bool, got {shared_prefix!r}.")
+        if not isinstance(small_row_matmul, bool):
+            raise TypeError(f"small_row_matmul must be a bool, got {small_row_matmul!r}.")
+        self.small_row_matmul = small_row_matmul
         # None: not yet tried on this model; the first shared-prefix decode checks that it works.
         self._shared_prefix: bool | None = None if shared_prefix else False
         self._weights_signature: tuple | None = None
@@ -350,10 +360,12 @@ class TransformersEngine:
 
     def _forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: Any, **kwargs: Any) -> torch.Tensor:
         """Logits [rows, vocab] of the last position."""
-        out = self.model(
-            input_ids=input_ids, position_ids=position_ids, use_cache=True,
-            **{self._cache_kwarg: cache}, **self._logits_kwargs, **kwargs,
-        )
+        few_rows = self.small_row_matmul and input_ids.numel() <= MAX_ROWS and applies(self.model)
+        with SmallRowLinear() if few_rows else contextlib.nullcontext():
+            out = self.model(
+                input_ids=input_ids, position_ids=position_ids, use_cache=True,
+                **{self._cache_kwarg: cache}, **self._logits_kwargs, **kwargs,
+            )
         return out.logits[:, -1, :]
 
     def _prefill(self, ids: list[int]) -> Any:
@@ -537,6 +549,7 @@ class TransformersEngine:
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)[:, None]
         stops = sampling.stop
         window = 2 * max((len(s) for s in stops), default=0) + 8
+        brace = sampling.stop_at_closing_brace
         eos = set(self._eos_ids)
         for t in range(sampling.max_new_tokens):
             logits = step(t, active, input_ids, pos)
@@ -553,6 +566,10 @@ class TransformersEngine:
                 if token in eos:
                     continue
                 if stops and any(s in self._decode(tokens[r][-window:]) for s in stops):
+                    continue
+                # The whole text is decoded only when the new token holds a brace (rare).
+                if (brace and CLOSING_BRACE in self._decode(tokens[r][-1:])
+                        and closing_brace(self._decode(tokens[r])) is not None):
                     continue
                 keep.append(a)
             if not keep:
@@ -589,12 +606,12 @@ class TransformersEngine:
         eos_pos = next((k for k, t in enumerate(tokens) if t in self._eos_ids), None)
         body = tokens if eos_pos is None else tokens[:eos_pos]
         text = self._decode(body)
-        match = _earliest_stop(text, sampling.stop)
+        match = find_stop(text, sampling)
         if match is not None:
             index, stop = match
             return Completion(
                 text=text[:index],
-                num_tokens=self._tokens_to_stop(body, sampling.stop),
+                num_tokens=self._tokens_to_stop(body, sampling),
                 finish_reason="stop",
                 stop_reason=stop,
             )
@@ -602,26 +619,16 @@ class TransformersEngine:
             return Completion(text=text, num_tokens=eos_pos + 1, finish_reason="stop")
         return Completion(text=text, num_tokens=len(body), finish_reason="length")
 
-    def _tokens_to_stop(self, body: list[int], stops: tuple[str, ...]) -> int:
-        """Fewest leading tokens of `body` whose text contains a stop string (binary search)."""
+    def _tokens_to_stop(self, body: list[int], sampling: SamplingConfig) -> int:
+        """Fewest leading tokens of `body` whose text `sampling`'s stop rules cut (binary search)."""
         lo, hi = 1, len(body)
         while lo < hi:
             mid = (lo + hi) // 2
-            if _earliest_stop(self._decode(body[:mid]), stops) is not None:
+            if find_stop(self._decode(body[:mid]), sampling) is not None:
                 hi = mid
             else:
                 lo = mid + 1
         return hi
-
-
-def _earliest_stop(text: str, stops: tuple[str, ...]) -> tuple[int, str] | None:
-    """(index, stop) of the stop string occurring earliest in `text` (longest on a tie)."""
-    best: tuple[int, str] | None = None
-    for s in stops:
-        k = text.find(s)
-        if k >= 0 and (best is None or k < best[0] or (k == best[0] and len(s) > len(best[1]))):
-            best = (k, s)
-    return best
 
 
 # Vocabulary entries per block of the two-level draw (see `_draw`).

@@ -15,7 +15,9 @@ How `generate` works:
   `max_tokens` is always set (vLLM's default is 16);
 - greedy sampling (temperature 0) decodes each prompt once and repeats the completion `n` times;
 - vLLM's `CompletionOutput` (`text`, `token_ids`, `finish_reason`, `stop_reason`) becomes a
-  `Completion`: the text is cut before the earliest stop string, `stop_reason` is the matched stop
+  `Completion`: the text is cut before the earliest stop (`ttc_gym.engines.base.find_stop`; vLLM
+  has no closing-brace rule, so with `stop_at_closing_brace` it decodes on to its other stops and
+  the text is cut here, `num_tokens` then counting the tokens up to the brace), `stop_reason` is the matched stop
   string (an EOS or stop-token id stop gives None), `num_tokens` is `len(token_ids)` (the token that
   completed a stop string and the EOS token included).
 
@@ -37,7 +39,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from ttc_gym.engines.base import Completion, SamplingConfig, chat_prompt, check_generate_args
+from ttc_gym.engines.base import (
+    CLOSING_BRACE, Completion, SamplingConfig, chat_prompt, check_generate_args, find_stop,
+)
 from ttc_gym.validation import check_float, check_int
 
 VLLM_PURPOSE = "the vLLM engine (engine='vllm:<model>')"
@@ -77,16 +81,6 @@ def request_seed(seed: int, index: int) -> int:
     """
     digest = hashlib.blake2b(f"vllm-request:{seed}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 2
-
-
-def earliest_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
-    """(index, stop) of the stop string occurring earliest in `text` (longest on a tie), or None."""
-    best: tuple[int, str] | None = None
-    for s in stops:
-        k = text.find(s)
-        if k >= 0 and (best is None or k < best[0] or (k == best[0] and len(s) > len(best[1]))):
-            best = (k, s)
-    return best
 
 
 class _LoadWeights:
@@ -306,11 +300,25 @@ class VLLMEngine:
         # and cut before the EARLIEST stop, as Completion requires (two stops completed by the same token,
         # or a text that still holds one, e.g. with include_stop_str_in_output).
         probe = text + matched if matched is not None and matched in sampling.stop else text
-        found = earliest_stop(probe, sampling.stop)
+        found = find_stop(probe, sampling)
         if found is not None:
             index, stop = found
+            if stop == CLOSING_BRACE and stop not in sampling.stop:
+                # vLLM has no such stop rule and decoded on: count the tokens up to the brace only.
+                num_tokens = self._tokens_to_stop(list(output.token_ids)[:num_tokens], sampling)
             return Completion(text=probe[:index], num_tokens=num_tokens, finish_reason="stop", stop_reason=stop)
         return Completion(text=text, num_tokens=num_tokens, finish_reason=reason)
+
+    def _tokens_to_stop(self, token_ids: list[int], sampling: SamplingConfig) -> int:
+        """Fewest leading tokens whose text `sampling`'s stop rules cut (binary search; all when none do)."""
+        lo, hi = 1, len(token_ids)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if find_stop(self.tokenizer.decode(token_ids[:mid], skip_special_tokens=True), sampling) is not None:
+                hi = mid
+            else:
+                lo = mid + 1
+        return hi
 
     # -- weight sync ------------------------------------------------------------------------------
 
