@@ -17,9 +17,17 @@ each number of envs:
   (spread over the trace's steps) to keep the run short;
 - dense-reward cost: (policy time + prover time) / policy time over the episode steps;
 - roofline: the best fp32 `torch.matmul` FLOP/s measured here (the model runs in fp32 on a CPU)
-  divided by the model's FLOPs per token (2 x parameters): the most tokens/s any engine could
-  generate. "gen tok/s" counts generated (answer) tokens; "model tok/s" counts every token the
-  model processed (prompt tokens encoded + tokens generated), both per second of wall time.
+  divided by the model's FLOPs per token (2 x parameters): the most tokens/s the model can process.
+  "gen tok/s" counts generated (answer) tokens; "model tok/s" counts every token the model
+  processed (prompt tokens encoded + tokens generated), both per second of wall time; "% roof" is
+  that rate over the roofline (model tok/s over the roofline is the model-FLOPs utilization);
+- memory: a decoding step reads every weight once whatever its number of rows, so decoding a few
+  rows is bounded by memory bandwidth (measured by streaming a 512 MB tensor), not by FLOPs.
+  "% attain" is the time the roofline model allows for a path's work (encoded tokens at the
+  matmul rate, plus its decoding steps at the larger of weight-streaming time and FLOP time)
+  over the time it took: how close the path runs to what this machine can do for that work. The
+  forced answers are a few tokens after a ~35-token prompt suffix, so most of the prover's FLOPs
+  go to encoding; generated tokens alone can never reach a large share of the roofline.
 
 The CPU may be shared: the load average is printed with the figures. Under load, torch's default
 thread count can thrash; compare `--threads 1` and `--threads 2`.
@@ -28,6 +36,7 @@ thread count can thrash; compare `--threads 1` and `--threads 2`.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -47,6 +56,20 @@ from ttc_gym.prompts import PromptTemplate, close_boxed
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.2f} (1 min) / {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def stream_bandwidth(megabytes: int = 512) -> float:
+    """Best bytes/s of summing a float32 tensor of `megabytes` (it does not fit in any cache)."""
+    x = torch.ones(megabytes * 2**20 // 4)
+    x.sum()  # warm-up
+    best = min(_timed(x.sum) for _ in range(5))
+    return x.numel() * 4 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def matmul_flops(dtype: torch.dtype, seconds: float = 1.0) -> float:
@@ -71,6 +94,22 @@ class Tally:
     estimates: int = 0
     generated: int = 0
     processed: int = 0
+    encoded: int = 0  # prompt tokens encoded
+    decoded: int = 0  # tokens decoded (rows x steps)
+    steps: int = 0  # decoding forwards
+
+    def add_work(self, engine: TransformersEngine, before: dict) -> None:
+        stats = engine.stats
+        self.encoded += stats["prefill_tokens"] - before["prefill_tokens"]
+        self.decoded += stats["decode_tokens"] - before["decode_tokens"]
+        self.steps += stats["decode_steps"] - before["decode_steps"]
+        self.processed = self.encoded + self.decoded
+
+    def attainable(self, flops_per_token: float, flops: float, weight_bytes: float, bandwidth: float) -> float:
+        """The share of the roofline model's time (see the module docstring) in the time taken."""
+        ideal = (self.encoded * flops_per_token / flops
+                 + max(self.steps * weight_bytes / bandwidth, self.decoded * flops_per_token / flops))
+        return ideal / self.seconds if self.seconds else float("nan")
 
     def rate(self, value: float) -> float:
         return value / self.seconds if self.seconds else float("nan")
@@ -96,10 +135,6 @@ class CountingEngine:
         return self.engine.format_chat(*args, **kwargs)
 
 
-def processed(engine: TransformersEngine) -> int:
-    return engine.stats["prefill_tokens"] + engine.stats["decode_tokens"]
-
-
 def run_traces(engine: TransformersEngine, problems: list, args, template: PromptTemplate):
     """The episode loop with the optimized prover: (policy tally, prover tally, prefixes seen)."""
     engine.clear_prefix_cache()
@@ -112,18 +147,18 @@ def run_traces(engine: TransformersEngine, problems: list, args, template: Promp
     for step in range(args.episodes):
         prompts = [template.reasoning_prompt(engine, p.question, eps) for p, eps in zip(problems, episodes)]
         seeds = [prefix_seed(args.seed, "episode", p.question, *eps) for p, eps in zip(problems, episodes)]
-        before, start = processed(engine), time.perf_counter()
+        before, start = dict(engine.stats), time.perf_counter()
         rows = generate_per_prompt(engine, prompts, policy_sampling, seeds)
         policy.seconds += time.perf_counter() - start
-        policy.processed += processed(engine) - before
+        policy.add_work(engine, before)
         policy.generated += sum(row[0].num_tokens for row in rows)
         for eps, row in zip(episodes, rows):
             eps.append(row[0].text.strip() or "Let me think.")
         items = [(p, tuple(eps)) for p, eps in zip(problems, episodes)]
-        generated, before, start = counter.generated, processed(engine), time.perf_counter()
+        generated, before, start = counter.generated, dict(engine.stats), time.perf_counter()
         prover.estimate_many(items)
         optimized.seconds += time.perf_counter() - start
-        optimized.processed += processed(engine) - before
+        optimized.add_work(engine, before)
         optimized.generated += counter.generated - generated
         optimized.estimates += len(items)
         prefixes += items
@@ -137,7 +172,7 @@ def run_naive(naive: TransformersEngine, items: list, args, template: PromptTemp
     for problem, episodes in items:
         prompt = template.forced_answer_prompt(naive, problem.question, episodes)
         seed = prefix_seed(args.seed, problem.id, problem.question, *episodes)
-        before, start = processed(naive), time.perf_counter()
+        before, start = dict(naive.stats), time.perf_counter()
         correct = []  # graded as the prover grades: part of a J-estimate's cost on both paths
         for k in range(args.k):
             [[c]] = naive.generate([prompt], sampling, seed=seed + k)
@@ -145,7 +180,7 @@ def run_naive(naive: TransformersEngine, items: list, args, template: PromptTemp
             answer = normalize_answer(close_boxed(c.text))
             correct.append(bool(answer) and answers_equivalent(answer, problem.answer))
         tally.seconds += time.perf_counter() - start
-        tally.processed += processed(naive) - before
+        tally.add_work(naive, before)
         tally.estimates += 1
     return tally
 
@@ -182,9 +217,16 @@ def main() -> None:
     roofline = flops / (2 * params)
     print(f"roofline: matmul {flops / 1e9:.1f} GFLOP/s ({dtype}) / {2 * params / 1e6:.0f} MFLOP per token "
           f"(2 x {params / 1e6:.1f} M parameters) = {roofline:.1f} tokens/s; load average {load()}")
+    bandwidth = stream_bandwidth()
+    weight_bytes = sum(p.numel() * p.element_size() for p in engine.model.parameters())
+    print(f"memory: {bandwidth / 1e9:.1f} GB/s streaming; a decoding step reads {weight_bytes / 1e6:.0f} MB of "
+          f"weights: >= {1e3 * weight_bytes / bandwidth:.1f} ms, so {bandwidth / weight_bytes:.0f} steps/s at most")
+    attain = functools.partial(Tally.attainable, flops_per_token=2 * params, flops=flops, weight_bytes=weight_bytes,
+                               bandwidth=bandwidth)
 
     naive = TransformersEngine(engine.model, tokenizer=engine.tokenizer, max_batch_size=1, prefix_cache_bytes=0,
                                name="naive")
+    answers_equivalent("x + 1", "1 + x")  # start the grader's worker process before any timing
     template = PromptTemplate()
     source = make_source("procedural")
     rows = []
@@ -201,17 +243,20 @@ def main() -> None:
     print(f"K = {args.k}, answers <= {args.answer_tokens} tokens, episodes of {args.episode_tokens} tokens, "
           f"{args.episodes} per trace; {torch.get_num_threads()} torch threads; roofline {roofline:.1f} tokens/s")
     header = (f"{'envs':>4} {'path':>9} {'J-est':>6} {'J-est/s':>8} {'gen tok':>8} {'gen tok/s':>10} {'% roof':>7} "
-              f"{'model tok/s':>12} {'% roof':>7} {'speedup':>8}")
+              f"{'model tok/s':>12} {'% roof':>7} {'encoded':>8} {'decoded':>8} {'steps':>6} {'% attain':>9} "
+              f"{'speedup':>8}")
     print(header)
     for num_envs, slow, fast, policy, cost, at in rows:
-        for label, t in (("naive", slow), ("optimized", fast)):
-            speedup = fast.rate(fast.estimates) / slow.rate(slow.estimates) if label == "optimized" else 1.0
-            print(f"{num_envs:>4} {label:>9} {t.estimates:>6} {t.rate(t.estimates):>8.3f} {t.generated:>8} "
+        for label, t in (("naive", slow), ("optimized", fast), ("policy", policy)):
+            if label == "policy":
+                estimates, speedup = f"{'':>6} {'':>8}", ""
+            else:
+                estimates = f"{t.estimates:>6} {t.rate(t.estimates):>8.3f}"
+                speedup = f"{fast.rate(fast.estimates) / slow.rate(slow.estimates) if label == 'optimized' else 1.0:>7.1f}x"
+            print(f"{num_envs:>4} {label:>9} {estimates} {t.generated:>8} "
                   f"{t.rate(t.generated):>10.1f} {100 * t.rate(t.generated) / roofline:>6.1f}% "
-                  f"{t.rate(t.processed):>12.1f} {100 * t.rate(t.processed) / roofline:>6.1f}% {speedup:>7.1f}x")
-        print(f"{num_envs:>4} {'policy':>9} {'':>6} {'':>8} {policy.generated:>8} {policy.rate(policy.generated):>10.1f} "
-              f"{100 * policy.rate(policy.generated) / roofline:>6.1f}% {policy.rate(policy.processed):>12.1f} "
-              f"{100 * policy.rate(policy.processed) / roofline:>6.1f}%")
+                  f"{t.rate(t.processed):>12.1f} {100 * t.rate(t.processed) / roofline:>6.1f}% "
+                  f"{t.encoded:>8} {t.decoded:>8} {t.steps:>6} {100 * attain(t):>8.1f}% {speedup:>8}")
         print(f"{num_envs:>4} dense-reward cost: (episode + prover) / episode = "
               f"({policy.seconds:.1f} s + {fast.seconds:.1f} s) / {policy.seconds:.1f} s = {cost:.2f}; load average {at}")
     print(f"load average at the end: {load()}")

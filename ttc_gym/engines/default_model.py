@@ -40,7 +40,7 @@ def default_model_path() -> Path:
 
 @functools.cache
 def load_default_engine(
-    *, device: str = "cpu", dtype: Any = None, max_batch_size: int = 16
+    *, device: str = "cpu", dtype: Any = None, max_batch_size: int = 64
 ) -> Any:
     """The default model as a `TransformersEngine`, loaded once per process per argument set.
 

@@ -169,7 +169,8 @@ class TransformersEngine:
     Attributes `model`, `tokenizer` and `device` are public (trainers may update the weights: the
     prefix store notices in-place updates and replaced parameters and drops itself; call
     `clear_prefix_cache()` after any other change, e.g. toggling adapters). `stats` counts prompt
-    tokens encoded, prompt tokens reused from the store, and decoding steps (rows x tokens);
+    tokens encoded, prompt tokens reused from the store, tokens decoded (rows x steps) and
+    decoding forwards (steps);
     `prefill_chunk` (2048) bounds the prompt tokens encoded in one forward. `generate` is not
     thread-safe (during decoding it routes the model's attention through its own function). CPU speed note:
     on a CPU shared with other busy processes, torch's default thread count oversubscribes the
@@ -186,7 +187,7 @@ class TransformersEngine:
         device: str | torch.device = "cpu",
         dtype: Any = None,
         tokenizer: Any = None,
-        max_batch_size: int = 16,
+        max_batch_size: int = 64,
         name: str | None = None,
         prefix_cache_bytes: int = 512 * 2**20,
         shared_prefix: bool = True,
@@ -205,8 +206,9 @@ class TransformersEngine:
         # Most prompt tokens encoded in one packed forward (shared-prefix path).
         self.prefill_chunk = 2048
         # Work done so far, in tokens: prompt tokens encoded, prompt tokens reused from stored
-        # prefixes, and decoding steps (one per generated token of each row).
-        self.stats = {"prefill_tokens": 0, "reused_tokens": 0, "decode_tokens": 0}
+        # prefixes, decoding work (one per generated token of each row) and decoding forwards
+        # (one per step of a batch, whatever its number of rows: each reads all the weights).
+        self.stats = {"prefill_tokens": 0, "reused_tokens": 0, "decode_tokens": 0, "decode_steps": 0}
         self.device = torch.device(device)
         if isinstance(model, torch.nn.Module):
             if tokenizer is None:
@@ -554,6 +556,7 @@ class TransformersEngine:
         for t in range(sampling.max_new_tokens):
             logits = step(t, active, input_ids, pos)
             self.stats["decode_tokens"] += len(active)
+            self.stats["decode_steps"] += 1
             uniforms = None
             if generators is not None:
                 uniforms = torch.stack([
