@@ -341,6 +341,15 @@ def test_small_row_matmul_gives_the_same_texts(prompts):
         TransformersEngine(model, tokenizer=tokenizer, small_row_matmul="yes")
 
 
+def test_prompts_longer_than_the_context_are_a_clear_error(engine):
+    context = engine.model.config.max_position_embeddings
+    prompt = "hello " * context
+    with pytest.raises(ValueError, match=r"prompt 1 has \d+ tokens; with max_new_tokens=4 .* context of 4096"):
+        engine.generate(["hi", prompt], SamplingConfig(max_new_tokens=4), seed=0)
+    fits = "hello " * (context - 64)
+    assert engine.generate([fits], SamplingConfig(max_new_tokens=4), seed=0)[0][0].num_tokens == 4
+
+
 def test_eos_ends_a_completion():
     model, tokenizer = tiny_random_model(seed=0)
     probe = TransformersEngine(model, tokenizer=tokenizer)

@@ -284,6 +284,7 @@ class TransformersEngine:
             return []
 
         encoded = [self._encode(p) for p in prompts]
+        self._check_context(encoded, sampling.max_new_tokens)
         # Greedy decoding gives every sample the same text: decode each prompt once.
         samples = 1 if sampling.greedy else sampling.n
         # Rows are (prompt index, sample index), prompt-major.
@@ -314,6 +315,22 @@ class TransformersEngine:
         if signature != self._weights_signature:
             self.prefix_store.clear()
             self._weights_signature = signature
+
+    def _check_context(self, encoded: list[list[int]], max_new_tokens: int) -> None:
+        """A prompt plus its completion must fit the model's context (positions beyond it are not
+        an error in transformers, just text the model was never trained to read)."""
+        config = self.model.config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        context = getattr(config, "max_position_embeddings", None)
+        if not isinstance(context, int):
+            return
+        for i, ids in enumerate(encoded):
+            if len(ids) + max_new_tokens > context:
+                raise ValueError(
+                    f"{self.name}: prompt {i} has {len(ids)} tokens; with max_new_tokens={max_new_tokens} that is "
+                    f"more than the model's context of {context} tokens. Shorten the prompt (e.g. a smaller "
+                    "token budget per trace) or lower max_new_tokens."
+                )
 
     def _find_eos_ids(self) -> list[int]:
         ids: list[int] = []
