@@ -113,12 +113,13 @@ def test_generate_per_prompt_falls_back_to_one_call_per_prompt():
                                       dataclasses.replace(SAMPLE, stop=("e",), max_new_tokens=16)])
 def test_every_decoding_path_gives_the_same_texts(prompts, sampling):
     seeds = [3, 1, 4, 1]
-    reference = variant(shared_prefix=False, prefix_cache_bytes=0, max_batch_size=1)
+    reference = variant(shared_prefix=False, prefix_cache_bytes=0, max_batch_size=1, small_row_matmul=False)
     expected = [reference.generate([p], sampling, seed=s)[0] for p, s in zip(prompts, seeds)]
     packed_in_pieces = variant()
     packed_in_pieces.prefill_chunk = 7  # prompts encoded 7 tokens per forward, pieces spanning prompts
     for engine in (tiny_engine(), variant(max_batch_size=2), variant(prefix_cache_bytes=0),
-                   variant(shared_prefix=False), variant(max_batch_size=64), packed_in_pieces):
+                   variant(shared_prefix=False), variant(max_batch_size=64), packed_in_pieces,
+                   variant(small_row_matmul=False)):
         assert engine.generate(prompts, sampling, seed=seeds) == expected
     assert variant(shared_prefix=False)._shared_prefix is False and tiny_engine()._shared_prefix is True
 
