@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from ttc_gym.engines.small_rows import MAX_ROWS, SmallRowLinear, applies, small_row_linear  # noqa: E402
+from ttc_gym.engines.small_rows import MAX_ROWS, applies, small_row_linear, small_row_linears  # noqa: E402
 
 
 @pytest.mark.parametrize("shape", [(1, 48), (2, 48), (3, 48), (8, 48), (3, 1, 48), (2, 2, 48), (48,)])
@@ -23,22 +23,27 @@ def test_small_row_linear_matches_f_linear(shape, bias):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_the_mode_reroutes_only_few_float32_rows():
+def test_the_context_reroutes_only_few_float32_rows_and_restores_the_layers():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(48, 80), torch.nn.ReLU(), torch.nn.Linear(80, 8))
+    first = model[0]
     g = torch.Generator().manual_seed(1)
-    weight = torch.randn(80, 48, generator=g)
     few, many = torch.randn(MAX_ROWS, 48, generator=g), torch.randn(MAX_ROWS + 1, 48, generator=g)
-    with SmallRowLinear():
-        rerouted = F.linear(few, weight)
-        plain = F.linear(many, weight)
-        half = F.linear(few.double(), weight.double())
-        layer = torch.nn.Linear(48, 80)
-        through_module = layer(few)
-    assert torch.equal(rerouted, small_row_linear(few, weight))
-    assert torch.equal(plain, F.linear(many, weight))
-    assert torch.equal(half, F.linear(few.double(), weight.double()))
-    torch.testing.assert_close(through_module, F.linear(few, layer.weight, layer.bias))
-    # Outside the mode nothing changes.
-    assert torch.equal(F.linear(few, weight), torch.nn.functional.linear(few, weight))
+    with small_row_linears(model):
+        assert "forward" in vars(first)
+        rerouted, plain = first(few), first(many)
+        double = model.double()[0](few.double())
+        whole = model.float()(few)
+    assert "forward" not in vars(first) and "forward" not in vars(model[2])  # restored
+    assert torch.equal(rerouted, small_row_linear(few, first.weight, first.bias))
+    assert torch.equal(plain, F.linear(many, first.weight, first.bias))
+    assert torch.equal(double, F.linear(few.double(), first.weight.double(), first.bias.double()))
+    torch.testing.assert_close(whole, model(few))
+    # An error inside the block restores the layers too.
+    with pytest.raises(RuntimeError):
+        with small_row_linears(model):
+            model(torch.randn(2, 3))
+    assert "forward" not in vars(first)
 
 
 def test_autograd_flows_through_the_small_row_form():

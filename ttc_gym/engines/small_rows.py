@@ -10,18 +10,21 @@ matrix-vector products do not), streams them 2-3x faster. Measured on 2 cores (o
 decoding step, median of 15): 1 row 57 -> 36 ms, 2 rows 97 -> 51 ms, 3 rows 121 -> 50 ms,
 8 rows 83 -> 73 ms; from about 12 rows on the two forms are equally fast.
 
-`SmallRowLinear` is a `TorchFunctionMode` that reroutes `F.linear` calls with at most `max_rows`
-rows to that form while it is active. It changes no module and no weight (it is entered around one
-forward, on the calling thread only); the result is the same product up to float rounding.
+`small_row_linears(model)` is a context manager in which the model's `nn.Linear` layers compute
+forwards of at most `max_rows` rows that way (float32 on a CPU only). It sets an instance-level
+`forward` on each plain `nn.Linear` for the duration of the block and removes it after (the
+weights are untouched; the result is the same product up to float rounding). Like any change of a
+module's forward, it is not meant for a model used from another thread at the same time.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import functools
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 # Up to this many rows the transposed form was faster (see the module docstring).
 MAX_ROWS = 8
@@ -39,22 +42,28 @@ def small_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 
-class SmallRowLinear(TorchFunctionMode):
-    """While active, `F.linear` on float32 CPU tensors with at most `max_rows` rows uses `small_row_linear`."""
+def _linear_forward(module: torch.nn.Linear, max_rows: int, x: torch.Tensor) -> torch.Tensor:
+    weight = module.weight
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and x.dim() >= 1 and x.numel() <= max_rows * x.shape[-1]):
+        return small_row_linear(x, weight, module.bias)
+    return F.linear(x, weight, module.bias)
 
-    def __init__(self, max_rows: int = MAX_ROWS):
-        super().__init__()
-        self.max_rows = max_rows
 
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        if func is F.linear:
-            x, weight = args[0], args[1] if len(args) > 1 else kwargs["weight"]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-                    and x.dim() >= 1 and x.numel() // max(x.shape[-1], 1) <= self.max_rows):
-                return small_row_linear(x, weight, bias)
-        return func(*args, **kwargs)
+@contextlib.contextmanager
+def small_row_linears(model: torch.nn.Module, max_rows: int = MAX_ROWS) -> Iterator[None]:
+    """Within the block, `model`'s plain `nn.Linear` layers use `small_row_linear` for inputs of at
+    most `max_rows` rows (float32, CPU) and `F.linear` otherwise."""
+    patched = []
+    for module in model.modules():
+        if type(module) is torch.nn.Linear and "forward" not in vars(module):
+            module.forward = functools.partial(_linear_forward, module, max_rows)
+            patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
 
 
 def applies(model: torch.nn.Module) -> bool:

@@ -50,7 +50,7 @@ from ttc_gym.engines.base import (
     CLOSING_BRACE, Completion, SamplingConfig, chat_prompt, check_generate_args, closing_brace, find_stop,
 )
 from ttc_gym.engines.kv_cache import ATTENTION_NAME, STATE_KWARG, PrefixStore, SharedPrefixCache, register_attention
-from ttc_gym.engines.small_rows import MAX_ROWS, SmallRowLinear, applies
+from ttc_gym.engines.small_rows import applies, small_row_linears
 from ttc_gym.validation import check_int
 
 # SmolLM2's (ChatML) layout, used when a tokenizer carries no chat template.
@@ -161,7 +161,8 @@ class TransformersEngine:
             transformers' AttentionInterface, repeats the prefix cache across the rows instead.
         small_row_matmul: for a float32 model on a CPU, compute the linear layers of forwards with
             at most 8 rows (decoding a few sequences) in the form MKL streams fastest (see
-            `ttc_gym.engines.small_rows`; same products up to float rounding). False turns it off.
+            `ttc_gym.engines.small_rows`; same products up to float rounding; the model's
+            `nn.Linear` layers get an instance-level forward during `generate`). False turns it off.
 
     `generate(prompts, sampling, seed=...)` takes one seed for the call or one seed per prompt
     (see `ttc_gym.engines.base.Engine.generate`); `per_prompt_seeds` is True.
@@ -290,7 +291,8 @@ class TransformersEngine:
         # Rows are (prompt index, sample index), prompt-major.
         rows = [(i, j) for i in range(len(prompts)) for j in range(samples)]
         results: list[list[Completion]] = [[] for _ in prompts]
-        with torch.inference_mode():
+        few_rows = small_row_linears(self.model) if self.small_row_matmul and applies(self.model) else None
+        with torch.inference_mode(), few_rows or contextlib.nullcontext():
             self._check_weights()
             for start in range(0, len(rows), self.max_batch_size):
                 chunk = rows[start : start + self.max_batch_size]
@@ -379,12 +381,10 @@ class TransformersEngine:
 
     def _forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, cache: Any, **kwargs: Any) -> torch.Tensor:
         """Logits [rows, vocab] of the last position."""
-        few_rows = self.small_row_matmul and input_ids.numel() <= MAX_ROWS and applies(self.model)
-        with SmallRowLinear() if few_rows else contextlib.nullcontext():
-            out = self.model(
-                input_ids=input_ids, position_ids=position_ids, use_cache=True,
-                **{self._cache_kwarg: cache}, **self._logits_kwargs, **kwargs,
-            )
+        out = self.model(
+            input_ids=input_ids, position_ids=position_ids, use_cache=True,
+            **{self._cache_kwarg: cache}, **self._logits_kwargs, **kwargs,
+        )
         return out.logits[:, -1, :]
 
     def _prefill(self, ids: list[int]) -> Any:
