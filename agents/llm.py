@@ -58,15 +58,24 @@ class LLMAgent:
     def act(self, obs: dict, info: dict) -> str:
         return self.act_batch([obs], [info])[0]
 
-    def act_batch(self, observations: Sequence[dict], infos: Sequence[dict]) -> list[str]:
+    def act_batch(self, observations: Sequence[dict], infos: Sequence[dict],
+                  seeds: Sequence[int] | None = None) -> list[str]:
         """Next episodes for several traces in one engine call (one per distinct token cap).
 
         Each trace is sampled with its own seed, derived from the agent's seed and that trace, so
         `act_batch([o], [i]) == [act(o, i)]` and a batch gives what acting on each trace alone gives
-        (on engines with per-prompt seeds; others get one call per trace).
+        (on engines with per-prompt seeds; others get one call per trace). `seeds` (one per trace)
+        replaces the agent's seed trace by trace: `act_batch(obs, infos, seeds)[k]` is what an
+        agent with `seed=seeds[k]` writes for trace k (e.g. the G rollouts of a training group).
         """
         if len(observations) != len(infos):
             raise ValueError(f"act_batch needs one info per observation, got {len(observations)} and {len(infos)}.")
+        if seeds is None:
+            seeds = [self.seed] * len(observations)
+        elif len(seeds) != len(observations):
+            raise ValueError(f"act_batch needs one seed per observation, got {len(seeds)} for {len(observations)}.")
+        else:
+            seeds = [check_int(f"seeds[{k}]", s) for k, s in enumerate(seeds)]
         groups: dict[int, list[int]] = {}
         for i, info in enumerate(infos):
             groups.setdefault(self._token_cap(info), []).append(i)
@@ -76,12 +85,12 @@ class LLMAgent:
                 max_new_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
                 stop=(self.template.separator,),
             )
-            prompts, seeds = [], []
+            prompts, row_seeds = [], []
             for i in rows:
                 question, episodes = observations[i]["problem"], list(observations[i]["episodes"])
                 prompts.append(self.template.reasoning_prompt(self.engine, question, episodes))
-                seeds.append(prefix_seed(self.seed, "episode", question, *episodes, "\x00"))
-            for i, completions in zip(rows, generate_per_prompt(self.engine, prompts, sampling, seeds)):
+                row_seeds.append(prefix_seed(seeds[i], "episode", question, *episodes, "\x00"))
+            for i, completions in zip(rows, generate_per_prompt(self.engine, prompts, sampling, row_seeds)):
                 text = completions[0].text
                 texts[i] = text if text.strip() else commit_text(self.final_answer(observations[i]))
         return texts

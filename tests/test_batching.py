@@ -301,6 +301,13 @@ def test_act_batch_equals_acting_on_each_trace_alone():
     assert engine.calls == [3]
     assert batch == [agent.act(o, i) for o, i in zip(observations, infos)]
     assert agent.act_batch(observations[1:2], infos[1:2]) == batch[1:2]
+    # Per-trace seeds: trace k gets what an agent seeded seeds[k] writes for it.
+    seeds = [11, 0, 12]
+    mixed = agent.act_batch(observations, infos, seeds=seeds)
+    assert mixed[1] == batch[1] and mixed[0] != batch[0]
+    assert mixed == [LLMAgent(engine, max_episode_tokens=8, seed=s).act(o, i) for s, o, i in zip(seeds, observations, infos)]
+    with pytest.raises(ValueError, match="one seed per observation"):
+        agent.act_batch(observations, infos, seeds=[1])
 
 
 # -- the vectorized TTC-Math-v0 ------------------------------------------------------------------------

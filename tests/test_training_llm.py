@@ -95,6 +95,38 @@ def test_mrt_reduces_to_grpo_at_alpha_zero_on_real_rollouts(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_collect_batch_equals_collecting_each_rollout_alone(tmp_path):
+    """The lockstep collection (one policy call and one prover batch per round) gives exactly the
+    rollouts that `collect` gives one at a time through the gym API, with the same seeds."""
+    import gymnasium as gym
+
+    from agents.llm import LLMAgent
+    from agents.training.llm_train import collect
+
+    config = _config(tmp_path, problems_per_iter=2, group_size=3)
+
+    def make():
+        # A token budget that ends some rollouts an episode before others (episodes are counted as
+        # their text re-tokenizes: 8 or 9 tokens).
+        env = gym.make("TTC-Math-v0", engine=tiny_engine(), max_episodes=4, max_tokens=17, num_prover_samples=2,
+                       max_answer_tokens=4, prover_seed=1)
+        return env, LLMAgent(tiny_random_engine(seed=2), max_episode_tokens=8, temperature=1.0)
+
+    env, agent = make()
+    batched = collect_batch(config, env, agent, iteration=1)
+    env, agent = make()  # fresh prover memo: the reference samples every estimate itself
+    rng = np.random.default_rng([config.seed, 1])
+    alone = []
+    for group in range(config.problems_per_iter):
+        problem = env.unwrapped.source.sample(rng)
+        reset_seed = int(rng.integers(0, 2**31))
+        for _ in range(config.group_size):
+            alone.append(collect(env, agent, problem, group=group, seed=reset_seed,
+                                 agent_seed=int(rng.integers(0, 2**31))))
+    assert batched == alone
+    assert len({len(r.episodes) for r in batched}) >= 2, [len(r.episodes) for r in batched]
+
+
 def _mixed_outcomes(monkeypatch):
     """A tiny random model never answers right: mark the first rollout of each group correct, so
     that the group-normalized advantages are not all zero."""

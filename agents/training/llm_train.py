@@ -54,6 +54,8 @@ import torch
 from agents.training import algorithms as alg
 from agents.training.config_cli import parse_config
 from agents.training.llm_config import RL_ALGOS, LLMTrainConfig
+from envs.math_core import MathTrace
+from envs.math_text import check_episode_text
 
 LOG_FIELDS = (
     "step", "reward", "outcome", "progress", "J_0", "J_final", "episodes", "tokens", "loss", "kl", "kept",
@@ -108,7 +110,8 @@ class Rollout:
 
 
 def collect(env: Any, agent: Any, problem: Any, *, group: int, seed: int, agent_seed: int) -> Rollout:
-    """Roll `agent` out on `problem` to the end (one env step per episode)."""
+    """Roll `agent` out on `problem` to the end through the env's gym API, one step per episode
+    (the reference for `collect_batch`, which runs many rollouts together)."""
     agent.seed = int(agent_seed)
     obs, info = env.reset(seed=int(seed), options={"problem": problem})
     ro = Rollout(group=group, j0=float(info["J"]), j_final=float(info["J"]))
@@ -127,18 +130,48 @@ def collect(env: Any, agent: Any, problem: Any, *, group: int, seed: int, agent_
 
 
 def collect_batch(config: LLMTrainConfig, env: Any, agent: Any, iteration: int) -> list[Rollout]:
-    """`problems_per_iter` problems x `group_size` rollouts, seeded by (seed, iteration)."""
+    """`problems_per_iter` problems x `group_size` rollouts, seeded by (seed, iteration).
+
+    All rollouts of the iteration advance together, one episode per round: one engine call writes
+    every unfinished rollout's next episode (`LLMAgent.act_batch`, each rollout with its own seed)
+    and one prover batch scores them all (`LLMProver.estimate_many`); rewards come from the env's
+    own `MathTrace`. Rollout k is exactly what `collect` gives for it alone (tested).
+    """
+
     rng = np.random.default_rng([config.seed, iteration])
-    source = env.unwrapped.source
-    rollouts = []
+    base = env.unwrapped
+    plan = []  # (group, problem, agent seed), in the order `collect` would run them
+    for p in range(config.problems_per_iter):
+        problem = base.source.sample(rng)
+        rng.integers(0, 2**31)  # the reset seed of `collect` (no effect with a given problem): same draws
+        plan += [(p, problem, int(rng.integers(0, 2**31))) for _ in range(config.group_size)]
+    prover, settings = base.prover, base.settings
     with torch.inference_mode():
         agent.engine.model.eval()
-        for p in range(config.problems_per_iter):
-            problem = source.sample(rng)
-            reset_seed = int(rng.integers(0, 2**31))
-            for _ in range(config.group_size):
-                rollouts.append(collect(env, agent, problem, group=p, seed=reset_seed,
-                                        agent_seed=int(rng.integers(0, 2**31))))
+        prover.estimate_many([(problem, ()) for _, problem, _ in plan])
+        traces = [MathTrace(settings, prover, prover.engine.count_tokens, problem) for _, problem, _ in plan]
+        infos = [trace.info() for trace in traces]
+        rollouts = [Rollout(group=g, j0=float(info["J"]), j_final=float(info["J"])) for (g, _, _), info in zip(plan, infos)]
+        active = list(range(len(plan)))
+        while active:
+            obs = [{"problem": traces[k].problem.question, "episodes": tuple(traces[k].episodes)} for k in active]
+            for k, o in zip(active, obs):
+                rollouts[k].prompts.append(agent.template.reasoning_prompt(agent.engine, o["problem"], list(o["episodes"])))
+            texts = agent.act_batch(obs, [infos[k] for k in active], seeds=[plan[k][2] for k in active])
+            texts = [check_episode_text(t, settings.max_episode_chars) for t in texts]
+            prover.estimate_many([(traces[k].problem, (*traces[k].episodes, t)) for k, t in zip(active, texts)])
+            still = []
+            for k, text in zip(active, texts):
+                result = traces[k].add_episode(text)  # reads the estimate memoized just above
+                ro, infos[k] = rollouts[k], result.info
+                ro.episodes.append(text)
+                ro.progress.append(float(result.info["progress"]))
+                ro.cost.append(float(result.info.get("cost", 0.0)))
+                ro.reward += float(result.reward)
+                ro.outcome, ro.j_final = float(result.info["outcome"]), float(result.info["J"])
+                if not (result.terminated or result.truncated):
+                    still.append(k)
+            active = still
     return rollouts
 
 
