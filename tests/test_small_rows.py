@@ -40,9 +40,8 @@ def test_the_context_reroutes_only_few_float32_rows_and_restores_the_layers():
     assert torch.equal(double, F.linear(few.double(), first.weight.double(), first.bias.double()))
     torch.testing.assert_close(whole, model(few))
     # An error inside the block restores the layers too.
-    with pytest.raises(RuntimeError):
-        with small_row_linears(model):
-            model(torch.randn(2, 3))
+    with pytest.raises(RuntimeError), small_row_linears(model):
+        model(torch.randn(2, 3))
     assert "forward" not in vars(first)
 
 
