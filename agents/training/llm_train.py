@@ -137,7 +137,6 @@ def collect_batch(config: LLMTrainConfig, env: Any, agent: Any, iteration: int) 
     and one prover batch scores them all (`LLMProver.estimate_many`); rewards come from the env's
     own `MathTrace`. Rollout k is exactly what `collect` gives for it alone (tested).
     """
-
     rng = np.random.default_rng([config.seed, iteration])
     base = env.unwrapped
     plan = []  # (group, problem, agent seed), in the order `collect` would run them

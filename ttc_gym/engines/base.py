@@ -114,6 +114,19 @@ def find_stop(text: str, sampling: SamplingConfig) -> tuple[int, str] | None:
     return best
 
 
+def tokens_to_stop(token_ids: Sequence[int], sampling: SamplingConfig, decode: Any) -> int:
+    """Fewest leading tokens of `token_ids` whose text (`decode(ids)`) `sampling`'s stop rules cut,
+    by binary search (all of them when none do): a completion's `num_tokens`."""
+    lo, hi = 1, len(token_ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if find_stop(decode(token_ids[:mid]), sampling) is not None:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
 @dataclass(frozen=True)
 class Completion:
     """One sampled completion.

@@ -23,8 +23,8 @@ How `generate` works (its own decoding loop; `model.generate` is not used):
   tie could flip; the two-level draw keeps that chance around 1e-6 per token even for flat
   distributions. Greedy rows take the argmax. Global RNG state is never touched;
 - rows that finish (EOS, stop string, closing brace, `max_new_tokens`) leave the batch; the final
-  text is cut before the earliest stop (`ttc_gym.engines.base.find_stop`) and `num_tokens` counts tokens up to and including the one that
-  completed it.
+  text is cut before the earliest stop (`ttc_gym.engines.base.find_stop`) and `num_tokens`
+  counts tokens up to and including the one that completed it.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from ttc_gym.engines.base import (
     CLOSING_BRACE, Completion, SamplingConfig, chat_prompt, check_generate_args, closing_brace, find_stop,
+    tokens_to_stop,
 )
 from ttc_gym.engines.kv_cache import ATTENTION_NAME, STATE_KWARG, PrefixStore, SharedPrefixCache, register_attention
 from ttc_gym.engines.small_rows import applies, small_row_linears
@@ -631,24 +632,13 @@ class TransformersEngine:
             index, stop = match
             return Completion(
                 text=text[:index],
-                num_tokens=self._tokens_to_stop(body, sampling),
+                num_tokens=tokens_to_stop(body, sampling, self._decode),
                 finish_reason="stop",
                 stop_reason=stop,
             )
         if eos_pos is not None:
             return Completion(text=text, num_tokens=eos_pos + 1, finish_reason="stop")
         return Completion(text=text, num_tokens=len(body), finish_reason="length")
-
-    def _tokens_to_stop(self, body: list[int], sampling: SamplingConfig) -> int:
-        """Fewest leading tokens of `body` whose text `sampling`'s stop rules cut (binary search)."""
-        lo, hi = 1, len(body)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if find_stop(self._decode(body[:mid]), sampling) is not None:
-                hi = mid
-            else:
-                lo = mid + 1
-        return hi
 
 
 # Vocabulary entries per block of the two-level draw (see `_draw`).

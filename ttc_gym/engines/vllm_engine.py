@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from ttc_gym.engines.base import (
-    CLOSING_BRACE, Completion, SamplingConfig, chat_prompt, check_generate_args, find_stop,
+    CLOSING_BRACE, Completion, SamplingConfig, chat_prompt, check_generate_args, find_stop, tokens_to_stop,
 )
 from ttc_gym.validation import check_float, check_int
 
@@ -305,20 +305,9 @@ class VLLMEngine:
             index, stop = found
             if stop == CLOSING_BRACE and stop not in sampling.stop:
                 # vLLM has no such stop rule and decoded on: count the tokens up to the brace only.
-                num_tokens = self._tokens_to_stop(list(output.token_ids)[:num_tokens], sampling)
+                num_tokens = tokens_to_stop(list(output.token_ids)[:num_tokens], sampling, self._decode)
             return Completion(text=probe[:index], num_tokens=num_tokens, finish_reason="stop", stop_reason=stop)
         return Completion(text=text, num_tokens=num_tokens, finish_reason=reason)
-
-    def _tokens_to_stop(self, token_ids: list[int], sampling: SamplingConfig) -> int:
-        """Fewest leading tokens whose text `sampling`'s stop rules cut (binary search; all when none do)."""
-        lo, hi = 1, len(token_ids)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if find_stop(self.tokenizer.decode(token_ids[:mid], skip_special_tokens=True), sampling) is not None:
-                hi = mid
-            else:
-                lo = mid + 1
-        return hi
 
     # -- weight sync ------------------------------------------------------------------------------
 
@@ -386,6 +375,9 @@ class VLLMEngine:
             raise RuntimeError(f"{self.name}: vLLM could not reset its prefix cache (requests still running?).")
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
 
     def _encode(self, prompt: str) -> list[int]:
         bos = getattr(self.tokenizer, "bos_token", None)
