@@ -190,7 +190,7 @@ def cmd_train(argv: list[str]) -> int:
         print(TRAIN_HELP, end="")
         return 0 if rest else 2
     module, _, attr = TRAINERS[env].partition(":")
-    return int(getattr(importlib.import_module(module), attr)(rest) or 0)
+    return int(getattr(importlib.import_module(module), attr)(rest, prog=f"ttc-gym train --env {env}") or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -197,9 +197,9 @@ def _open_csv(path: str | None):
     return writer, handle
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m agents.training.sim_train") -> int:
     try:
-        config = parse_config(SimTrainConfig, argv, prog="python -m agents.training.sim_train")
+        config = parse_config(SimTrainConfig, argv, prog=prog)
     except (TypeError, ValueError) as err:  # an inconsistent config: say so, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
