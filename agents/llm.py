@@ -8,6 +8,7 @@ episode commits it (`\\boxed{}`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ttc_gym.engines.base import SamplingConfig, generate_per_prompt, make_engine
@@ -19,6 +20,16 @@ from ttc_gym.validation import check_float, check_int
 def commit_text(answer: str) -> str:
     """The episode that commits `answer` as the final answer."""
     return f"The final answer is $\\boxed{{{answer}}}$."
+
+
+@dataclass(frozen=True)
+class Episode:
+    """An episode the agent wrote: its text and the token ids it sampled for it (what a trainer
+    scores; empty when the text was not sampled as such, e.g. a committed final answer, or the
+    engine does not report ids)."""
+
+    text: str
+    token_ids: tuple[int, ...] = ()
 
 
 class LLMAgent:
@@ -60,6 +71,11 @@ class LLMAgent:
 
     def act_batch(self, observations: Sequence[dict], infos: Sequence[dict],
                   seeds: Sequence[int] | None = None) -> list[str]:
+        """The texts of `write_batch`."""
+        return [episode.text for episode in self.write_batch(observations, infos, seeds)]
+
+    def write_batch(self, observations: Sequence[dict], infos: Sequence[dict],
+                    seeds: Sequence[int] | None = None) -> list[Episode]:
         """Next episodes for several traces in one engine call (one per distinct token cap).
 
         Each trace is sampled with its own seed, derived from the agent's seed and that trace, so
@@ -79,7 +95,7 @@ class LLMAgent:
         groups: dict[int, list[int]] = {}
         for i, info in enumerate(infos):
             groups.setdefault(self._token_cap(info), []).append(i)
-        texts: list[str] = [""] * len(observations)
+        written: list[Episode] = [Episode("")] * len(observations)
         for max_tokens, rows in groups.items():
             sampling = SamplingConfig(
                 max_new_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
@@ -91,9 +107,10 @@ class LLMAgent:
                 prompts.append(self.template.reasoning_prompt(self.engine, question, episodes))
                 row_seeds.append(prefix_seed(seeds[i], "episode", question, *episodes, "\x00"))
             for i, completions in zip(rows, generate_per_prompt(self.engine, prompts, sampling, row_seeds)):
-                text = completions[0].text
-                texts[i] = text if text.strip() else commit_text(self.final_answer(observations[i]))
-        return texts
+                c = completions[0]
+                written[i] = (Episode(c.text, c.token_ids) if c.text.strip()
+                                   else Episode(commit_text(self.final_answer(observations[i]))))
+        return written
 
     def _token_cap(self, info: dict) -> int:
         left = info.get("tokens_left")

@@ -133,6 +133,9 @@ def test_greedy_rows_equal_the_models_own_greedy_decoding(prompts):
             out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
                                         do_sample=False, eos_token_id=engine._eos_ids, pad_token_id=0)
         assert row[0] == row[1] and row[0].text == engine.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        # token_ids are the generated ids themselves (not the text re-tokenized).
+        assert list(row[0].token_ids) == out[0, ids.shape[1]:].tolist()[: row[0].num_tokens]
+        assert engine.encode(prompt) == ids[0].tolist()
 
 
 def test_prefix_reuse_is_exact():

@@ -12,7 +12,6 @@ from agents.training import algorithms as alg
 from agents.training.llm_config import LLMTrainConfig
 from agents.training.llm_train import (
     collect_batch,
-    encode_prompt,
     episode_logprobs,
     find_checkpoints,
     train,
@@ -38,9 +37,9 @@ def test_episode_logprobs_matches_hand_computation():
     engine = tiny_random_engine(seed=1)
     model, tok = engine.model, engine.tokenizer
     prompt, text = _prompt_and_text(engine)
-    lp = episode_logprobs(model, tok, prompt, text)
-    p_ids = encode_prompt(tok, prompt)
+    p_ids = engine.encode(prompt)
     t_ids = tok(text, add_special_tokens=False)["input_ids"]
+    lp = episode_logprobs(model, p_ids, t_ids)
     assert lp.shape == (len(t_ids),)
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([p_ids + t_ids])).logits[0]
@@ -49,7 +48,35 @@ def test_episode_logprobs_matches_hand_computation():
         row = logits[len(p_ids) + k - 1].double()
         expected.append(float(row[tid] - torch.logsumexp(row, 0)))
     np.testing.assert_allclose(lp.detach().double().numpy(), expected, atol=1e-5)
-    assert episode_logprobs(model, tok, prompt, "").numel() == 0
+    assert episode_logprobs(model, p_ids, []).numel() == 0
+
+
+def test_rollouts_record_the_ids_the_engine_conditioned_on_and_sampled(tmp_path):
+    """A prompt that ends with the paragraph break tokenizes differently alone than as the engine
+    encodes it; the trainer scores the engine's ids and the sampled ids, not re-tokenized text."""
+    import gymnasium as gym
+
+    from agents.llm import LLMAgent
+    from ttc_gym.engines import SamplingConfig
+    from ttc_gym.llm_prover import prefix_seed
+    from ttc_gym.prompts import PromptTemplate
+
+    engine = tiny_random_engine(seed=2)
+    prompt = PromptTemplate().reasoning_prompt(engine, "What is 2+3?", ["First I add.", "Then I check."])
+    assert engine.encode(prompt) != engine.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    config = _config(tmp_path, problems_per_iter=1, group_size=2)
+    env = gym.make("TTC-Math-v0", engine=tiny_engine(), max_episodes=2, num_prover_samples=2, max_answer_tokens=4)
+    agent = LLMAgent(engine, max_episode_tokens=8, temperature=1.0)
+    for ro in collect_batch(config, env, agent, iteration=0):
+        assert ro.prompt_ids == [engine.encode(p) for p in ro.prompts]
+        for e_ids, text in zip(ro.episode_ids, ro.episodes):
+            assert 1 <= len(e_ids) <= 8 and engine.tokenizer.decode(e_ids).startswith(text)
+    # The episode ids are the sampled ones (`Completion.token_ids`).
+    episode = agent.write_batch([{"problem": "What is 2+3?", "episodes": ("First I add.", "Then I check.")}],
+                                [{"tokens_left": None}])[0]
+    completion = engine.generate([prompt], SamplingConfig(max_new_tokens=8, temperature=1.0, stop=("\n\n",)),
+                                 seed=[prefix_seed(0, "episode", "What is 2+3?", "First I add.", "Then I check.", "\x00")])
+    assert episode.token_ids == completion[0][0].token_ids and len(episode.token_ids) == completion[0][0].num_tokens
 
 
 def test_bad_configs_fail_before_any_model_loads(tmp_path, monkeypatch):
@@ -166,10 +193,11 @@ def test_one_step_changes_weights_finite_loss_and_checkpoint_reloads(tmp_path, m
     assert step == 1 and (path / "config.json").is_file()
     reloaded = TransformersEngine(str(path))
     prompt, text = _prompt_and_text(engine)
+    assert reloaded.encode(prompt) == engine.encode(prompt)
+    ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        a = episode_logprobs(engine.model, engine.tokenizer, prompt, text)
-        b = episode_logprobs(reloaded.model, reloaded.tokenizer, prompt, text)
-    assert encode_prompt(reloaded.tokenizer, prompt) == encode_prompt(engine.tokenizer, prompt)
+        a = episode_logprobs(engine.model, engine.encode(prompt), ids)
+        b = episode_logprobs(reloaded.model, reloaded.encode(prompt), ids)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     # ... and it is a bench agent.
     from agents.factories import llm_checkpoint

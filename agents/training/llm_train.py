@@ -16,13 +16,13 @@ given; bf16 weights, AdamW states in bf16 too — use --lora-rank 16 to train ad
 
 Read top to bottom. Each iteration:
 1. draws `problems_per_iter` problems (seeded by `seed` and the iteration) and rolls each out
-   `group_size` times on TTC-Math-v0 (`reset(seed=s, options={"problem": p})`); the policy is an
-   `LLMAgent` over a `TransformersEngine` whose `.model` is the trainable torch model, each rollout
-   with its own agent seed so the G traces differ. The env's prover is a separate, frozen engine
-   (the default model unless `--prover-model`): it measures J, progress and the outcome.
+   `group_size` times on TTC-Math-v0 (all rollouts advance together, `collect_batch`); the policy
+   is an `LLMAgent` over a `TransformersEngine` whose `.model` is the trainable torch model, each
+   rollout with its own agent seed so the G traces differ. The env's prover is a separate, frozen
+   engine (the default model unless `--prover-model`): it measures J, progress and the outcome.
 2. (grpo, mrt) computes advantages with `algorithms` (grpo: outcome-only, group-normalized; mrt:
-   + alpha * progress credit per episode), the token log-probabilities of every episode given the
-   prompt it continued (`episode_logprobs`), optionally those of the initial model for the k3 KL
+   + alpha * progress credit per episode), the token log-probabilities of every episode's sampled
+   tokens given the prompt's tokens as the engine encoded them (`episode_logprobs`), optionally those of the initial model for the k3 KL
    term, and takes one AdamW step on `algorithms.policy_gradient_loss` with gradients accumulated over
    micro-batches (weighted so that the result is the token mean over the whole batch);
    (star, mrt-star) keeps the rollouts `algorithms.star_select` / `mrt_star_select` accept and takes
@@ -68,35 +68,40 @@ _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
 # -- log-probabilities ------------------------------------------------------------------------------
-def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
-    """Token ids of a prompt as `TransformersEngine` encodes it (BOS added unless already there)."""
-    bos = getattr(tokenizer, "bos_token", None)
-    add_special = not (bos and prompt.startswith(bos))
-    return list(tokenizer(prompt, add_special_tokens=add_special)["input_ids"])
-
-
-def episode_logprobs(model: Any, tokenizer: Any, prompt: str, text: str) -> torch.Tensor:
-    """Log-probabilities (1-D, one per token of `text`) of `text`'s tokens following `prompt`, under
-    `model`, from one forward pass over prompt + text. Differentiable unless called under no_grad."""
-    prompt_ids = encode_prompt(tokenizer, prompt)
-    text_ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+def episode_logprobs(model: Any, prompt_ids: Sequence[int], episode_ids: Sequence[int]) -> torch.Tensor:
+    """Log-probabilities (1-D, one per id of `episode_ids`) of an episode's tokens following the
+    prompt's, under `model`, from one forward pass. Both are token ids as the engine used them
+    (`TransformersEngine.encode(prompt)` and the sampled `Completion.token_ids`): re-tokenizing the
+    texts can give other tokens (a prompt's trailing paragraph break, say). Differentiable unless
+    called under no_grad."""
     device = next(model.parameters()).device
-    if not text_ids:
+    if not episode_ids:
         return torch.zeros(0, device=device)
-    ids = torch.tensor([prompt_ids + text_ids], device=device)
+    ids = torch.tensor([list(prompt_ids) + list(episode_ids)], device=device)
     logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
-    targets = torch.tensor(text_ids, device=device)
+    targets = torch.tensor(list(episode_ids), device=device)
     return torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None]).squeeze(-1)
+
+
+def episode_ids(engine: Any, episode: Any) -> list[int]:
+    """The token ids of an `agents.llm.Episode`: as sampled, or its text's tokens when it was not
+    sampled as such (a committed final answer)."""
+    if episode.token_ids:
+        return list(episode.token_ids)
+    return list(engine.tokenizer(episode.text, add_special_tokens=False)["input_ids"])
 
 
 # -- rollouts ---------------------------------------------------------------------------------------
 @dataclass
 class Rollout:
-    """One rollout of one problem: the prompt and text of each episode and what the env said."""
+    """One rollout of one problem: the prompt and text of each episode (and their token ids) and
+    what the env said."""
 
     group: int
     prompts: list[str] = field(default_factory=list)
     episodes: list[str] = field(default_factory=list)
+    prompt_ids: list[list[int]] = field(default_factory=list)  # each prompt as the engine encoded it
+    episode_ids: list[list[int]] = field(default_factory=list)  # each episode's sampled token ids
     progress: list[float] = field(default_factory=list)
     cost: list[float] = field(default_factory=list)
     reward: float = 0.0
@@ -117,10 +122,13 @@ def collect(env: Any, agent: Any, problem: Any, *, group: int, seed: int, agent_
     ro = Rollout(group=group, j0=float(info["J"]), j_final=float(info["J"]))
     done = False
     while not done:
-        ro.prompts.append(agent.template.reasoning_prompt(agent.engine, obs["problem"], list(obs["episodes"])))
-        action = agent.act(obs, info)
-        obs, reward, terminated, truncated, info = env.step(action)
-        ro.episodes.append(action)
+        prompt = agent.template.reasoning_prompt(agent.engine, obs["problem"], list(obs["episodes"]))
+        ro.prompts.append(prompt)
+        ro.prompt_ids.append(agent.engine.encode(prompt))
+        episode = agent.write_batch([obs], [info])[0]
+        obs, reward, terminated, truncated, info = env.step(episode.text)
+        ro.episodes.append(episode.text)
+        ro.episode_ids.append(episode_ids(agent.engine, episode))
         ro.progress.append(float(info["progress"]))
         ro.cost.append(float(info.get("cost", 0.0)))
         ro.reward += float(reward)
@@ -155,15 +163,18 @@ def collect_batch(config: LLMTrainConfig, env: Any, agent: Any, iteration: int) 
         while active:
             obs = [{"problem": traces[k].problem.question, "episodes": tuple(traces[k].episodes)} for k in active]
             for k, o in zip(active, obs):
-                rollouts[k].prompts.append(agent.template.reasoning_prompt(agent.engine, o["problem"], list(o["episodes"])))
-            texts = agent.act_batch(obs, [infos[k] for k in active], seeds=[plan[k][2] for k in active])
-            texts = [check_episode_text(t, settings.max_episode_chars) for t in texts]
+                prompt = agent.template.reasoning_prompt(agent.engine, o["problem"], list(o["episodes"]))
+                rollouts[k].prompts.append(prompt)
+                rollouts[k].prompt_ids.append(agent.engine.encode(prompt))
+            written = agent.write_batch(obs, [infos[k] for k in active], seeds=[plan[k][2] for k in active])
+            texts = [check_episode_text(e.text, settings.max_episode_chars) for e in written]
             prover.estimate_many([(traces[k].problem, (*traces[k].episodes, t)) for k, t in zip(active, texts)])
             still = []
-            for k, text in zip(active, texts):
+            for k, text, episode in zip(active, texts, written):
                 result = traces[k].add_episode(text)  # reads the estimate memoized just above
                 ro, infos[k] = rollouts[k], result.info
                 ro.episodes.append(text)
+                ro.episode_ids.append(episode_ids(agent.engine, episode))
                 ro.progress.append(float(result.info["progress"]))
                 ro.cost.append(float(result.info.get("cost", 0.0)))
                 ro.reward += float(result.reward)
@@ -175,14 +186,15 @@ def collect_batch(config: LLMTrainConfig, env: Any, agent: Any, iteration: int) 
 
 
 # -- losses -----------------------------------------------------------------------------------------
-def attach_logprobs(trajectories, rollouts, model, tokenizer, ref: Callable | None) -> None:
+def attach_logprobs(trajectories, rollouts, model, ref: Callable | None) -> None:
     """Fill each trajectory's per-episode token log-probs (with gradient) and, when `ref` is given,
     the reference's (no gradient)."""
     for t, ro in zip(trajectories, rollouts):
-        t.logprobs = [episode_logprobs(model, tokenizer, p, e) for p, e in zip(ro.prompts, ro.episodes)]
+        pairs = list(zip(ro.prompt_ids, ro.episode_ids))
+        t.logprobs = [episode_logprobs(model, p, e) for p, e in pairs]
         if ref is not None:
             with torch.no_grad(), ref() as ref_model:
-                t.ref_logprobs = [episode_logprobs(ref_model, tokenizer, p, e) for p, e in zip(ro.prompts, ro.episodes)]
+                t.ref_logprobs = [episode_logprobs(ref_model, p, e) for p, e in pairs]
 
 
 def advantages(config: LLMTrainConfig, trajectories: Sequence[alg.Trajectory]) -> list[np.ndarray]:
@@ -193,24 +205,24 @@ def advantages(config: LLMTrainConfig, trajectories: Sequence[alg.Trajectory]) -
     return alg.mrt_advantages(trajectories, alpha=config.alpha, eps=config.adv_eps, scale=config.adv_scale)
 
 
-def _token_count(tokenizer, rollouts: Sequence[Rollout]) -> int:
-    return sum(len(tokenizer(e, add_special_tokens=False)["input_ids"]) for ro in rollouts for e in ro.episodes)
+def _token_count(rollouts: Sequence[Rollout]) -> int:
+    return sum(len(ids) for ro in rollouts for ids in ro.episode_ids)
 
 
-def accumulate(config, rollouts, loss_fn, model, tokenizer, ref) -> tuple[float, float]:
+def accumulate(config, rollouts, loss_fn, model, ref) -> tuple[float, float]:
     """Backward the token-mean loss of the whole batch in micro-batches; returns (loss, mean k3 KL)."""
-    total = _token_count(tokenizer, rollouts)
+    total = _token_count(rollouts)
     loss_sum, kl_sum = 0.0, 0.0
     if total == 0:
         return float("nan"), float("nan")
     model.train()
     for start in range(0, len(rollouts), config.micro_batch_size):
         micro = rollouts[start : start + config.micro_batch_size]
-        n = _token_count(tokenizer, micro)
+        n = _token_count(micro)
         if n == 0:
             continue
         trajs = [ro.trajectory() for ro in micro]
-        attach_logprobs(trajs, micro, model, tokenizer, ref)
+        attach_logprobs(trajs, micro, model, ref)
         loss = loss_fn(trajs, start) * (n / total)
         loss.backward()
         loss_sum += float(loss.detach())
@@ -386,7 +398,7 @@ def train(
                                     device=config.prover_device or config.device)
     if prover_engine is engine:
         raise ValueError("the prover must not share the policy's engine (the policy is trained in place).")
-    model, tokenizer = engine.model, engine.tokenizer
+    model = engine.model
     if config.lora_rank:
         trainable = _apply_lora(config, model)
 
@@ -440,7 +452,7 @@ def train(
                 def pg(trajs, offset, advs=advs):
                     return alg.pg_loss(trajs, advs[offset : offset + len(trajs)], kl_coef=config.kl_coef)
 
-                loss, kl = accumulate(config, rollouts, pg, model, tokenizer, use_ref)
+                loss, kl = accumulate(config, rollouts, pg, model, use_ref)
                 _step(config, params, optimizer)
             else:
                 trajs = [ro.trajectory() for ro in rollouts]
@@ -452,10 +464,10 @@ def train(
                 for _ in range(config.sft_steps if kept_rollouts else 0):
                     optimizer.zero_grad(set_to_none=True)
                     loss, kl = accumulate(config, kept_rollouts, lambda trajs, _o: alg.sft_loss(trajs),
-                                          model, tokenizer, use_ref)
+                                          model, use_ref)
                     _step(config, params, optimizer)
             step += 1
-            row = _row(step, rollouts, tokenizer, loss, kl, kept, time.perf_counter() - start)
+            row = _row(step, rollouts, loss, kl, kept, time.perf_counter() - start)
             result.history.append(row)
             writer.writerow(row)
             handle.flush()
@@ -484,7 +496,7 @@ def _step(config: LLMTrainConfig, params, optimizer) -> None:
     optimizer.step()
 
 
-def _row(step, rollouts, tokenizer, loss, kl, kept, wall_s) -> dict:
+def _row(step, rollouts, loss, kl, kept, wall_s) -> dict:
     mean = lambda xs: float(np.mean(xs)) if len(xs) else float("nan")  # noqa: E731
     return {
         "step": step,
@@ -494,7 +506,7 @@ def _row(step, rollouts, tokenizer, loss, kl, kept, wall_s) -> dict:
         "J_0": mean([ro.j0 for ro in rollouts]),
         "J_final": mean([ro.j_final for ro in rollouts]),
         "episodes": mean([len(ro.episodes) for ro in rollouts]),
-        "tokens": _token_count(tokenizer, rollouts) / max(1, len(rollouts)),
+        "tokens": _token_count(rollouts) / max(1, len(rollouts)),
         "loss": loss, "kl": kl, "kept": kept, "wall_s": wall_s,
     }
 

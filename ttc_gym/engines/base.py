@@ -140,12 +140,16 @@ class Completion:
         finish_reason: "stop" (a stop string matched or the model emitted EOS) or "length"
             (max_new_tokens reached).
         stop_reason: the stop string that matched, or None (EOS or length).
+        token_ids: the ids of those `num_tokens` tokens as sampled (what a trainer scores: the
+            text may tokenize differently); empty when the engine does not report them. Not
+            compared by `==` (two engines giving the same text are equal).
     """
 
     text: str
     num_tokens: int
     finish_reason: str
     stop_reason: str | None = field(default=None)
+    token_ids: tuple[int, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.finish_reason not in FINISH_REASONS:
@@ -153,6 +157,12 @@ class Completion:
                 f"finish_reason must be one of {FINISH_REASONS}, got {self.finish_reason!r}."
             )
         check_int("num_tokens", self.num_tokens, minimum=0)
+        object.__setattr__(self, "token_ids", tuple(int(t) for t in self.token_ids))
+        if self.token_ids and len(self.token_ids) != self.num_tokens:
+            raise ValueError(
+                f"token_ids has {len(self.token_ids)} ids for num_tokens={self.num_tokens}; give one id per "
+                "generated token, or none."
+            )
         if self.stop_reason is not None and self.finish_reason != "stop":
             raise ValueError(
                 f"stop_reason={self.stop_reason!r} needs finish_reason='stop', "

@@ -346,6 +346,13 @@ class TransformersEngine:
                     ids.append(int(v))
         return ids
 
+    def encode(self, prompt: str) -> list[int]:
+        """The token ids `generate` conditions on for `prompt` (see `_encode`): what a trainer must
+        score a completion after."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}.")
+        return self._encode(prompt)
+
     def _encode(self, prompt: str) -> list[int]:
         """The prompt's token ids.
 
@@ -630,15 +637,13 @@ class TransformersEngine:
         match = find_stop(text, sampling)
         if match is not None:
             index, stop = match
-            return Completion(
-                text=text[:index],
-                num_tokens=tokens_to_stop(body, sampling, self._decode),
-                finish_reason="stop",
-                stop_reason=stop,
-            )
+            count = tokens_to_stop(body, sampling, self._decode)
+            return Completion(text=text[:index], num_tokens=count, finish_reason="stop", stop_reason=stop,
+                              token_ids=tuple(tokens[:count]))
         if eos_pos is not None:
-            return Completion(text=text, num_tokens=eos_pos + 1, finish_reason="stop")
-        return Completion(text=text, num_tokens=len(body), finish_reason="length")
+            return Completion(text=text, num_tokens=eos_pos + 1, finish_reason="stop",
+                              token_ids=tuple(tokens[: eos_pos + 1]))
+        return Completion(text=text, num_tokens=len(body), finish_reason="length", token_ids=tuple(body))
 
 
 # Vocabulary entries per block of the two-level draw (see `_draw`).

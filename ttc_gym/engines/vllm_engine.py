@@ -301,13 +301,15 @@ class VLLMEngine:
         # or a text that still holds one, e.g. with include_stop_str_in_output).
         probe = text + matched if matched is not None and matched in sampling.stop else text
         found = find_stop(probe, sampling)
+        ids = list(output.token_ids)
         if found is not None:
             index, stop = found
             if stop == CLOSING_BRACE and stop not in sampling.stop:
                 # vLLM has no such stop rule and decoded on: count the tokens up to the brace only.
-                num_tokens = tokens_to_stop(list(output.token_ids)[:num_tokens], sampling, self._decode)
-            return Completion(text=probe[:index], num_tokens=num_tokens, finish_reason="stop", stop_reason=stop)
-        return Completion(text=text, num_tokens=num_tokens, finish_reason=reason)
+                num_tokens = tokens_to_stop(ids[:num_tokens], sampling, self._decode)
+            return Completion(text=probe[:index], num_tokens=num_tokens, finish_reason="stop", stop_reason=stop,
+                              token_ids=tuple(ids[:num_tokens]))
+        return Completion(text=text, num_tokens=num_tokens, finish_reason=reason, token_ids=tuple(ids[:num_tokens]))
 
     # -- weight sync ------------------------------------------------------------------------------
 
@@ -375,6 +377,12 @@ class VLLMEngine:
             raise RuntimeError(f"{self.name}: vLLM could not reset its prefix cache (requests still running?).")
 
     # -- internals ---------------------------------------------------------------------------
+
+    def encode(self, prompt: str) -> list[int]:
+        """The token ids `generate` sends to vLLM for `prompt`."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}.")
+        return self._encode(prompt)
 
     def _decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
