@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from ttc_gym.engines.base import SamplingConfig, generate_per_prompt, make_engine
 from ttc_gym.llm_prover import prefix_seed
-from ttc_gym.prompts import PromptTemplate, close_boxed
+from ttc_gym.prompts import PromptTemplate, close_boxed, forced_answer_sampling
 from ttc_gym.validation import check_float, check_int
 
 
@@ -109,7 +109,7 @@ class LLMAgent:
             for i, completions in zip(rows, generate_per_prompt(self.engine, prompts, sampling, row_seeds)):
                 c = completions[0]
                 written[i] = (Episode(c.text, c.token_ids) if c.text.strip()
-                                   else Episode(commit_text(self.final_answer(observations[i]))))
+                              else Episode(commit_text(self.final_answer(observations[i]))))
         return written
 
     def _token_cap(self, info: dict) -> int:
@@ -119,6 +119,5 @@ class LLMAgent:
     def final_answer(self, obs: dict) -> str:
         """The model's answer when forced to stop now (greedy)."""
         prompt = self.template.forced_answer_prompt(self.engine, obs["problem"], list(obs["episodes"]))
-        sampling = SamplingConfig(max_new_tokens=24, temperature=0.0, stop=("}$", "\n"), stop_at_closing_brace=True)
-        answer = close_boxed(self.engine.generate([prompt], sampling, seed=0)[0][0].text)
+        answer = close_boxed(self.engine.generate([prompt], forced_answer_sampling(24, 0.0), seed=0)[0][0].text)
         return answer or "0"

@@ -93,7 +93,6 @@ class Tally:
     seconds: float = 0.0
     estimates: int = 0
     generated: int = 0
-    processed: int = 0
     encoded: int = 0  # prompt tokens encoded
     decoded: int = 0  # tokens decoded (rows x steps)
     steps: int = 0  # decoding forwards
@@ -103,7 +102,11 @@ class Tally:
         self.encoded += stats["prefill_tokens"] - before["prefill_tokens"]
         self.decoded += stats["decode_tokens"] - before["decode_tokens"]
         self.steps += stats["decode_steps"] - before["decode_steps"]
-        self.processed = self.encoded + self.decoded
+
+    @property
+    def processed(self) -> int:
+        """Every token the model processed: prompt tokens encoded + tokens decoded."""
+        return self.encoded + self.decoded
 
     def attainable(self, flops_per_token: float, flops: float, weight_bytes: float, bandwidth: float) -> float:
         """The share of the roofline model's time (see the module docstring) in the time taken."""
@@ -252,7 +255,8 @@ def main() -> None:
                 estimates, speedup = f"{'':>6} {'':>8}", ""
             else:
                 estimates = f"{t.estimates:>6} {t.rate(t.estimates):>8.3f}"
-                speedup = f"{fast.rate(fast.estimates) / slow.rate(slow.estimates) if label == 'optimized' else 1.0:>7.1f}x"
+                ratio = fast.rate(fast.estimates) / slow.rate(slow.estimates) if label == "optimized" else 1.0
+                speedup = f"{ratio:>7.1f}x"
             print(f"{num_envs:>4} {label:>9} {estimates} {t.generated:>8} "
                   f"{t.rate(t.generated):>10.1f} {100 * t.rate(t.generated) / roofline:>6.1f}% "
                   f"{t.rate(t.processed):>12.1f} {100 * t.rate(t.processed) / roofline:>6.1f}% "

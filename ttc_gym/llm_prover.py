@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from ttc_gym.engines.base import SamplingConfig, generate_per_prompt
 from ttc_gym.grading import answers_equivalent, normalize_answer
-from ttc_gym.prompts import PromptTemplate, close_boxed
+from ttc_gym.prompts import PromptTemplate, close_boxed, forced_answer_sampling
 from ttc_gym.prover import ProverEstimate
 from ttc_gym.validation import check_float, check_int
 
@@ -64,10 +64,7 @@ class LLMProver:
 
     @property
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(
-            max_new_tokens=self.max_answer_tokens, temperature=self.temperature,
-            stop=("}$", "\n"), n=self.num_samples, stop_at_closing_brace=True,
-        )
+        return forced_answer_sampling(self.max_answer_tokens, self.temperature, n=self.num_samples)
 
     def _key(self, problem: Any, episodes: Sequence[str]) -> tuple:
         return (problem.id, problem.question, problem.answer, tuple(episodes))

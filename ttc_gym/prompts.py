@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ttc_gym.actions import MetaAction
-from ttc_gym.engines.base import closing_brace
+from ttc_gym.engines.base import SamplingConfig, closing_brace
 
 # Paragraph openers at which MRT's analysis starts a new episode (DESIGN.md §2).
 EPISODE_MARKERS = (
@@ -89,6 +89,13 @@ class PromptTemplate:
         if episodes:
             prefix += self.separator
         return engine.format_chat(self.user_message(question), prefix + self.forced_answer_suffix, system=self.system)
+
+
+def forced_answer_sampling(max_new_tokens: int, temperature: float, n: int = 1) -> SamplingConfig:
+    """How a forced answer (after `PromptTemplate.forced_answer_prompt`) is sampled: it ends where
+    its `\\boxed{` closes, at a newline, or after `max_new_tokens`."""
+    return SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, stop=("}$", "\n"), n=n,
+                          stop_at_closing_brace=True)
 
 
 def close_boxed(text: str) -> str:

@@ -1,4 +1,4 @@
-"""LLM trainers on TTC-Math-v0: GRPO, MRT, STaR and MRT-STaR, through the Gymnasium API.
+"""LLM trainers on TTC-Math-v0: GRPO, MRT, STaR and MRT-STaR, with the env's own rewards.
 
     ttc-gym train --env TTC-Math-v0 --algo mrt --iterations 2 --problems-per-iter 2 --group-size 2 \\
         --max-episodes 2 --out runs/mrt_cpu                 # default model, CPU, a few minutes
@@ -22,9 +22,10 @@ Read top to bottom. Each iteration:
    engine (the default model unless `--prover-model`): it measures J, progress and the outcome.
 2. (grpo, mrt) computes advantages with `algorithms` (grpo: outcome-only, group-normalized; mrt:
    + alpha * progress credit per episode), the token log-probabilities of every episode's sampled
-   tokens given the prompt's tokens as the engine encoded them (`episode_logprobs`), optionally those of the initial model for the k3 KL
-   term, and takes one AdamW step on `algorithms.policy_gradient_loss` with gradients accumulated over
-   micro-batches (weighted so that the result is the token mean over the whole batch);
+   tokens given the prompt's tokens as the engine encoded them (`episode_logprobs`), optionally
+   those of the initial model for the k3 KL term, and takes one AdamW step on
+   `algorithms.policy_gradient_loss` with gradients accumulated over micro-batches (weighted so
+   that the result is the token mean over the whole batch);
    (star, mrt-star) keeps the rollouts `algorithms.star_select` / `mrt_star_select` accept and takes
    `sft_steps` steps of `algorithms.sft_loss` on them.
 The model is trained in place, so the engine samples with the new weights at the next iteration
@@ -109,6 +110,17 @@ class Rollout:
     j0: float = 0.0
     j_final: float = 0.0
 
+    def record(self, prompt: str, prompt_ids: list[int], text: str, ids: list[int], reward: float, info: dict) -> None:
+        """One episode: what the policy saw and wrote, and what the env said of it."""
+        self.prompts.append(prompt)
+        self.prompt_ids.append(prompt_ids)
+        self.episodes.append(text)
+        self.episode_ids.append(ids)
+        self.progress.append(float(info["progress"]))
+        self.cost.append(float(info.get("cost", 0.0)))
+        self.reward += float(reward)
+        self.outcome, self.j_final = float(info["outcome"]), float(info["J"])
+
     def trajectory(self) -> alg.Trajectory:
         return alg.Trajectory(group=self.group, outcome=self.outcome, progress=np.array(self.progress),
                               cost=np.array(self.cost), j0=self.j0)
@@ -123,16 +135,9 @@ def collect(env: Any, agent: Any, problem: Any, *, group: int, seed: int, agent_
     done = False
     while not done:
         prompt = agent.template.reasoning_prompt(agent.engine, obs["problem"], list(obs["episodes"]))
-        ro.prompts.append(prompt)
-        ro.prompt_ids.append(agent.engine.encode(prompt))
         episode = agent.write_batch([obs], [info])[0]
         obs, reward, terminated, truncated, info = env.step(episode.text)
-        ro.episodes.append(episode.text)
-        ro.episode_ids.append(episode_ids(agent.engine, episode))
-        ro.progress.append(float(info["progress"]))
-        ro.cost.append(float(info.get("cost", 0.0)))
-        ro.reward += float(reward)
-        ro.outcome, ro.j_final = float(info["outcome"]), float(info["J"])
+        ro.record(prompt, agent.engine.encode(prompt), episode.text, episode_ids(agent.engine, episode), reward, info)
         done = terminated or truncated
     return ro
 
@@ -141,7 +146,7 @@ def collect_batch(config: LLMTrainConfig, env: Any, agent: Any, iteration: int) 
     """`problems_per_iter` problems x `group_size` rollouts, seeded by (seed, iteration).
 
     All rollouts of the iteration advance together, one episode per round: one engine call writes
-    every unfinished rollout's next episode (`LLMAgent.act_batch`, each rollout with its own seed)
+    every unfinished rollout's next episode (`LLMAgent.write_batch`, each rollout with its own seed)
     and one prover batch scores them all (`LLMProver.estimate_many`); rewards come from the env's
     own `MathTrace`. Rollout k is exactly what `collect` gives for it alone (tested).
     """
@@ -158,27 +163,21 @@ def collect_batch(config: LLMTrainConfig, env: Any, agent: Any, iteration: int) 
         prover.estimate_many([(problem, ()) for _, problem, _ in plan])
         traces = [MathTrace(settings, prover, prover.engine.count_tokens, problem) for _, problem, _ in plan]
         infos = [trace.info() for trace in traces]
-        rollouts = [Rollout(group=g, j0=float(info["J"]), j_final=float(info["J"])) for (g, _, _), info in zip(plan, infos)]
+        rollouts = [Rollout(group=g, j0=float(info["J"]), j_final=float(info["J"]))
+                    for (g, _, _), info in zip(plan, infos)]
         active = list(range(len(plan)))
         while active:
             obs = [{"problem": traces[k].problem.question, "episodes": tuple(traces[k].episodes)} for k in active]
-            for k, o in zip(active, obs):
-                prompt = agent.template.reasoning_prompt(agent.engine, o["problem"], list(o["episodes"]))
-                rollouts[k].prompts.append(prompt)
-                rollouts[k].prompt_ids.append(agent.engine.encode(prompt))
+            prompts = [agent.template.reasoning_prompt(agent.engine, o["problem"], list(o["episodes"])) for o in obs]
             written = agent.write_batch(obs, [infos[k] for k in active], seeds=[plan[k][2] for k in active])
             texts = [check_episode_text(e.text, settings.max_episode_chars) for e in written]
             prover.estimate_many([(traces[k].problem, (*traces[k].episodes, t)) for k, t in zip(active, texts)])
             still = []
-            for k, text, episode in zip(active, texts, written):
+            for k, prompt, text, episode in zip(active, prompts, texts, written):
                 result = traces[k].add_episode(text)  # reads the estimate memoized just above
-                ro, infos[k] = rollouts[k], result.info
-                ro.episodes.append(text)
-                ro.episode_ids.append(episode_ids(agent.engine, episode))
-                ro.progress.append(float(result.info["progress"]))
-                ro.cost.append(float(result.info.get("cost", 0.0)))
-                ro.reward += float(result.reward)
-                ro.outcome, ro.j_final = float(result.info["outcome"]), float(result.info["J"])
+                infos[k] = result.info
+                rollouts[k].record(prompt, agent.engine.encode(prompt), text, episode_ids(agent.engine, episode),
+                                   result.reward, result.info)
                 if not (result.terminated or result.truncated):
                     still.append(k)
             active = still

@@ -15,11 +15,11 @@ How `generate` works:
   `max_tokens` is always set (vLLM's default is 16);
 - greedy sampling (temperature 0) decodes each prompt once and repeats the completion `n` times;
 - vLLM's `CompletionOutput` (`text`, `token_ids`, `finish_reason`, `stop_reason`) becomes a
-  `Completion`: the text is cut before the earliest stop (`ttc_gym.engines.base.find_stop`; vLLM
-  has no closing-brace rule, so with `stop_at_closing_brace` it decodes on to its other stops and
-  the text is cut here, `num_tokens` then counting the tokens up to the brace), `stop_reason` is the matched stop
-  string (an EOS or stop-token id stop gives None), `num_tokens` is `len(token_ids)` (the token that
-  completed a stop string and the EOS token included).
+  `Completion`: the text is cut before the earliest stop (`ttc_gym.engines.base.find_stop`),
+  `stop_reason` is the matched stop string (an EOS or stop-token id stop gives None), `num_tokens`
+  is `len(token_ids)` (the token that completed a stop string and the EOS token included). vLLM has
+  no closing-brace rule: with `stop_at_closing_brace` it decodes on to its other stops, and the
+  text is cut here, `num_tokens` then counting the tokens up to the brace.
 
 Weight sync for trainers: `load_weights(named_tensors)` loads new weights into the served model
 (`model.load_weights([(name, tensor), ...])`, the route RL frameworks use) and then resets vLLM's
