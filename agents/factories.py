@@ -12,7 +12,7 @@ validate the arguments (bad thresholds, missing checkpoint files), so that an er
 of a list is not found after the first one has trained. Training happens inside the factory, on the
 spot, with fixed seeds: the same spec and env give the same agent.
 
-`ttc_gym` refers to this module only by strings (`"agents.factories:ppo"`), resolved when a run starts.
+`ttc_gym` refers to this module only by strings (`"ttc_gym.agents.factories:ppo"`), resolved when a run starts.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify
+from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify
 from ttc_gym.validation import check_int
 
 # ----------------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ random_agent.check = lambda seed=0: check_int("seed", seed, minimum=0)
 
 def oracle(env):
     """The exact optimal policy by dynamic programming over the simulator's public belief-MDP."""
-    from agents.oracle import OracleAgent
+    from ttc_gym.agents.oracle import OracleAgent
 
     return OracleAgent.from_env(env)
 
@@ -99,7 +99,7 @@ oracle.check = lambda: None
 
 def sim_j_star(env) -> float:
     """J* on TTC-Sim-v0: the oracle's expected final accuracy at this env's budget."""
-    from agents.oracle import OracleAgent
+    from ttc_gym.agents.oracle import OracleAgent
 
     return float(OracleAgent.from_env(env).expected_accuracy())
 
@@ -129,7 +129,7 @@ def _check_q(steps=500_000, seed=0, num_envs=256) -> None:
 
 def q_learning(env, steps: int = 500_000, seed: int = 0, num_envs: int = 256):
     """Tabular Q-learning trained for `steps` transitions on the env's vectorized twin."""
-    from agents.tabular import QLearningAgent, QLearningConfig
+    from ttc_gym.agents.tabular import QLearningAgent, QLearningConfig
 
     _check_q(steps, seed, num_envs)
     env_id, kwargs = _env_id_and_kwargs(env)
@@ -245,7 +245,7 @@ def _check_llm(max_episode_tokens=64, temperature=0.2, seed=0) -> None:
 
 
 def _llm(env, max_episode_tokens=64, temperature=0.2, seed=0):
-    from agents.llm import LLMAgent
+    from ttc_gym.agents.llm import LLMAgent
 
     _check_llm(max_episode_tokens, temperature, seed)
     engine = getattr(env.unwrapped, "engine", None)
@@ -265,7 +265,7 @@ llm.check = _check_llm
 
 def think_until_budget(env, max_episode_tokens=64):
     """Never commit: think until the budget runs out, then the env forces the answer."""
-    from agents.strategies import ThinkUntilBudget
+    from ttc_gym.agents.strategies import ThinkUntilBudget
 
     return ThinkUntilBudget(_llm(env, max_episode_tokens))
 
@@ -275,7 +275,7 @@ think_until_budget.check = lambda max_episode_tokens=64: _check_llm(max_episode_
 
 def budget_forcing(env, min_episodes=3, max_episode_tokens=64):
     """s1-style budget forcing: replace early commits by 'Wait,' until min_episodes."""
-    from agents.strategies import BudgetForcing
+    from ttc_gym.agents.strategies import BudgetForcing
 
     return BudgetForcing(_llm(env, max_episode_tokens), min_episodes)
 
@@ -286,7 +286,7 @@ budget_forcing.check = lambda min_episodes=3, max_episode_tokens=64: (
 
 def stop_when_confident(env, threshold=0.75, max_episode_tokens=64):
     """Commit the prover's majority answer once its J (from info) reaches threshold."""
-    from agents.strategies import StopWhenConfident
+    from ttc_gym.agents.strategies import StopWhenConfident
 
     return StopWhenConfident(_llm(env, max_episode_tokens), threshold)
 
@@ -302,7 +302,7 @@ stop_when_confident.check = _check_threshold
 
 def majority_vote(env, k=2, max_episode_tokens=64):
     """Think k episodes, then commit the majority of all the prover's forced answers so far."""
-    from agents.strategies import MajorityVote
+    from ttc_gym.agents.strategies import MajorityVote
 
     return MajorityVote(_llm(env, max_episode_tokens), k)
 
@@ -311,7 +311,7 @@ majority_vote.check = lambda k=2, max_episode_tokens=64: (check_int("k", k, mini
 
 
 # ----------------------------------------------------------------------------------------------------
-# A trained LLM checkpoint (agents.training.llm_train) writes the episodes; the env's prover keeps its engine
+# A trained LLM checkpoint (ttc_gym.agents.training.llm_train) writes the episodes; the env's prover keeps its engine
 
 
 def _check_llm_checkpoint(path=None, max_episode_tokens=64, temperature=0.2, seed=0, device="cpu") -> None:
@@ -330,7 +330,7 @@ _CHECKPOINT_ENGINES: dict = {}
 
 def llm_checkpoint(env, path=None, max_episode_tokens=64, temperature=0.2, seed=0, device="cpu"):
     """A trained checkpoint (a HF model folder, e.g. runs/mrt/checkpoint-N) writes each episode."""
-    from agents.llm import LLMAgent
+    from ttc_gym.agents.llm import LLMAgent
 
     _check_llm_checkpoint(path, max_episode_tokens, temperature, seed, device)
     key = (os.path.abspath(path), str(device))

@@ -1,6 +1,6 @@
 """The exact optimal policy of TTC-Sim-v0, by dynamic programming over its public belief-MDP.
 
-It plans with `env.unwrapped.model` (an `envs.sim_model.SimModel`), the accessor the simulator
+It plans with `env.unwrapped.model` (a `ttc_gym.envs.sim_model.SimModel`), the accessor the simulator
 documents, and gives J*, the comparator of the regret metrics.
 """
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agents.llm import LLMAgent, commit_text
+from ttc_gym.agents.llm import LLMAgent, commit_text
 from ttc_gym.metrics import majority_vote
 from ttc_gym.validation import check_float, check_int
 

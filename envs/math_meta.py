@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.math_core import MathSettings, MathTrace
+from ttc_gym.envs.math_core import MathSettings, MathTrace
 from ttc_gym.actions import MetaAction, check_meta_action
 from ttc_gym.engines.base import SamplingConfig
 from ttc_gym.prompts import META_ACTION_CUES

@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium import spaces
 
-from envs.math_core import MathSettings, MathTrace
+from ttc_gym.envs.math_core import MathSettings, MathTrace
 from ttc_gym.spaces import AnyText
 from ttc_gym.validation import check_render_mode
 

@@ -1,10 +1,10 @@
 """TTC-Math-v0 vectorized: `gym.make_vec("TTC-Math-v0", num_envs=8, vectorization_mode="vector_entry_point")`.
 
-Same problems, rewards, spaces and `info` as `envs.math_text.TTCMathEnv` (its docstring is the spec),
+Same problems, rewards, spaces and `info` as `ttc_gym.envs.math_text.TTCMathEnv` (its docstring is the spec),
 for `num_envs` traces over ONE engine and ONE prover (the model is loaded once). What it adds is
 batching: each `step` runs the prover for every sub-env in one `LLMProver.estimate_many` call — one
 engine call for all sub-envs' K forced answers, each (problem, prefix) with its own seed — and
-an `agents.llm.LLMAgent` writes every sub-env's next episode in one engine call with
+a `ttc_gym.agents.llm.LLMAgent` writes every sub-env's next episode in one engine call with
 `act_batch(*unbatch(obs, infos))`.
 
 Seeding and autoreset follow Gymnasium's `SyncVectorEnv` exactly, so that
@@ -30,8 +30,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
-from envs.math_core import MathSettings, MathTrace
-from envs.math_text import check_episode_text, text_observation_space
+from ttc_gym.envs.math_core import MathSettings, MathTrace
+from ttc_gym.envs.math_text import check_episode_text, text_observation_space
 from ttc_gym.spaces import AnyText
 from ttc_gym.validation import check_int, check_render_mode
 

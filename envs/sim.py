@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.sim_model import (
+from ttc_gym.envs.sim_model import (
     ACTION_NAMES,
     ANSWER,
     CONTINUE,
@@ -42,7 +42,7 @@ class TTCSimEnv(gym.Env):
     point is correct (DESIGN.md §2), and the progress J_j - J_{j-1}. With `prover_samples=K`, J is
     instead a Monte Carlo estimate from K forced answers, to study the noise of a sampled prover.
     The full belief-MDP over observations is public (`env.unwrapped.model`), which is how the DP
-    oracle in `agents.oracle` computes the optimal policy and J*.
+    oracle in `ttc_gym.agents.oracle` computes the optimal policy and J*.
 
     ## Action Space
 
@@ -81,7 +81,7 @@ class TTCSimEnv(gym.Env):
 
     ## Arguments
 
-    `gym.make("TTC-Sim-v0", **kwargs)`, all optional (see `envs.sim_model.SimParams`):
+    `gym.make("TTC-Sim-v0", **kwargs)`, all optional (see `ttc_gym.envs.sim_model.SimParams`):
     `levels` (tuple of `DifficultyLevel`), `difficulty_probs`, `num_strategies` (3),
     `heterogeneity` (0.8; 0 = all strategies alike, 1 = dead ends never progress, mean rate fixed),
     `max_episodes` (H = 10), `alpha` (1.0), `episode_cost` (0.02), `verify_detect` (0.8),

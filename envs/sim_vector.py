@@ -1,5 +1,5 @@
 """TTC-Sim-v0 vectorized with numpy over the batch: `gym.make_vec("TTC-Sim-v0", num_envs=1024,
-vectorization_mode="vector_entry_point")`. Same dynamics, rewards and spaces as `envs.sim.TTCSimEnv`
+vectorization_mode="vector_entry_point")`. Same dynamics, rewards and spaces as `ttc_gym.envs.sim.TTCSimEnv`
 (its docstring is the spec); sub-envs that finish are reset on the next `step` (Gymnasium's
 next-step autoreset), which returns their first observation with reward 0.
 """
@@ -13,7 +13,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.sim_model import ACTION_NAMES, ANSWER, CONTINUE, FRESH_CANDIDATE, KNOWN_CORRECT, SWITCH, VERIFY, SimParams, SimModel
+from ttc_gym.envs.sim_model import ACTION_NAMES, ANSWER, CONTINUE, FRESH_CANDIDATE, KNOWN_CORRECT, SWITCH, VERIFY, SimParams, SimModel
 from ttc_gym.validation import check_int, check_render_mode
 
 T, LEVEL, STRAT, STEPS, ATTEMPTS, CAND = range(6)

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 import ttc_gym  # noqa: F401
-from agents.llm import LLMAgent
+from ttc_gym.agents.llm import LLMAgent
 from ttc_gym.evaluation import run_episode
 from ttc_gym.metrics import mean_and_stderr, pad_curve
 

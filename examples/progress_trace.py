@@ -13,7 +13,7 @@ import argparse
 import gymnasium as gym
 
 import ttc_gym  # noqa: F401
-from agents.llm import LLMAgent
+from ttc_gym.agents.llm import LLMAgent
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ examples/sim_study.md and examples/sim_study_*.png.
     python examples/sim_study.py              # the full study, 5 seeds (a few minutes on 2 cores)
     python examples/sim_study.py --quick      # 2 seeds, short runs: a smoke test
 
-Every run is one `agents.training.sim_train.train(SimTrainConfig(...))`; every policy is evaluated
+Every run is one `ttc_gym.agents.training.sim_train.train(SimTrainConfig(...))`; every policy is evaluated
 on the same problems (fixed evaluation seeds). Means and 95% intervals (t-interval over seeds).
 """
 
@@ -61,9 +61,9 @@ def _job(args):
     import torch
 
     torch.set_num_threads(1)
-    from agents.training.sim_config import SimTrainConfig
-    from agents.training.sim_rollout import batch_stats
-    from agents.training.sim_train import evaluate_policy, train
+    from ttc_gym.agents.training.sim_config import SimTrainConfig
+    from ttc_gym.agents.training.sim_rollout import batch_stats
+    from ttc_gym.agents.training.sim_train import evaluate_policy, train
     from ttc_gym.evaluation import summarize
     from ttc_gym.metrics import accuracy_at_budgets
 
@@ -95,10 +95,10 @@ def _expert_stats(H: float, het: float, eval_problems: int) -> dict:
     import gymnasium as gym
 
     import ttc_gym  # noqa: F401
-    from agents.oracle import OracleAgent
-    from agents.training.experts import HeterogeneousExpert
-    from agents.training.sim_rollout import AgentsActor, make_envs, rollout
-    from agents.training.sim_train import evaluate_policy
+    from ttc_gym.agents.oracle import OracleAgent
+    from ttc_gym.agents.training.experts import HeterogeneousExpert
+    from ttc_gym.agents.training.sim_rollout import AgentsActor, make_envs, rollout
+    from ttc_gym.agents.training.sim_train import evaluate_policy
 
     kwargs = {"max_episodes": H, "heterogeneity": het}
     expert = HeterogeneousExpert(H, seed=12345)
@@ -280,7 +280,7 @@ def write_report(path: Path, study: Study, results: list, expert: dict, wall: fl
         "## (b) Verifier-based RL vs verifier-free SFT as the budget H grows",
         "",
         ("Each method sees the same number of trajectories. RL: GRPO with the 0/1 reward from the initial "
-        "(near-uniform) policy. The expert (`agents.training.experts.HeterogeneousExpert`) picks one of "
+        "(near-uniform) policy. The expert (`ttc_gym.agents.training.experts.HeterogeneousExpert`) picks one of "
         "three heuristics at random per problem; SFT clones all its traces (verifier-free), STaR only the "
         "correct ones, MRT-STaR the correct ones that never lose J and gain some. heterogeneity: the env knob; "
         "sigma: measured heterogeneity of the expert, the mean over problems of the std of its 0/1 reward "

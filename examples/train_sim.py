@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import gymnasium as gym
 
 import ttc_gym  # noqa: F401  (registers the envs)
-from agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify, RandomAgent
-from agents.oracle import OracleAgent
-from agents.sb3 import SB3Agent
-from agents.tabular import QLearningAgent, QLearningConfig
+from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify, RandomAgent
+from ttc_gym.agents.oracle import OracleAgent
+from ttc_gym.agents.sb3 import SB3Agent
+from ttc_gym.agents.tabular import QLearningAgent, QLearningConfig
 from ttc_gym.evaluation import run_episode, summarize
 
 

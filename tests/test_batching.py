@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import ttc_gym  # noqa: F401
-from agents.llm import LLMAgent
-from envs.math_vector import TTCMathVectorEnv, unbatch
+from ttc_gym.agents.llm import LLMAgent
+from ttc_gym.envs.math_vector import TTCMathVectorEnv, unbatch
 from tests.conftest import fast_env_kwargs, tiny_engine
 from ttc_gym.engines.base import Completion, SamplingConfig, generate_per_prompt
 from ttc_gym.llm_prover import LLMProver

@@ -208,15 +208,15 @@ def test_agent_specs_parse():
     spec = parse_agent_spec("answer-when-confident:0.8,patience=3")
     assert (spec.name, spec.args, dict(spec.kwargs)) == ("answer-when-confident", (0.8,), {"patience": 3})
     assert parse_agent_spec("ppo:/tmp/model.zip").args == ("/tmp/model.zip",)
-    spec = parse_agent_spec("agents.oracle:OracleAgent.from_env")
-    assert spec.name is None and spec.entry_point == "agents.oracle:OracleAgent.from_env"
+    spec = parse_agent_spec("ttc_gym.agents.oracle:OracleAgent.from_env")
+    assert spec.name is None and spec.entry_point == "ttc_gym.agents.oracle:OracleAgent.from_env"
     assert parse_budget("4") == Budget(4, None) and parse_budget("4:2048") == Budget(4, 2048)
     assert parse_budget(":2048") == Budget(None, 2048)
 
 
 def test_an_import_path_agent_runs(tmp_path):
-    result = run(tmp_path, "path", agents=("agents.oracle:OracleAgent.from_env", "answer-after:1"), num_problems=4)
-    assert result.summary["rows"][0]["agent"] == "agents.oracle:OracleAgent.from_env"
+    result = run(tmp_path, "path", agents=("ttc_gym.agents.oracle:OracleAgent.from_env", "answer-after:1"), num_problems=4)
+    assert result.summary["rows"][0]["agent"] == "ttc_gym.agents.oracle:OracleAgent.from_env"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -240,7 +240,7 @@ def no_compute(monkeypatch):
         ({"agents": ("oracel",)}, ValueError, "Unknown agent 'oracel'. Did you mean 'oracle'"),
         ({"agents": ("answer-aftr:3",)}, ValueError, "Did you mean 'answer-after'"),
         ({"agents": ("nosuchpkg.mod:make",)}, ImportError, "cannot import module 'nosuchpkg.mod'"),
-        ({"agents": ("agents.factories:no_such_factory",)}, AttributeError, "has no attribute 'no_such_factory'"),
+        ({"agents": ("ttc_gym.agents.factories:no_such_factory",)}, AttributeError, "has no attribute 'no_such_factory'"),
         ({"agents": ("q-learning", "answer-when-confident:1.5")}, ValueError, r"answer-when-confident:1.5.*threshold must be <= 1"),
         ({"agents": ("q-learning:step=10",)}, ValueError, "unknown argument 'step'. Did you mean 'steps'"),
         ({"agents": ("answer-after:1,2,3",)}, ValueError, "too many positional arguments"),
@@ -393,7 +393,7 @@ def test_a_text_env_with_prover_answers_gets_maj_at_k_and_its_plot(tmp_path):
 
 
 def test_resume_accepts_equal_env_kwargs_that_json_cannot_hold(tmp_path):
-    from envs.sim_model import DifficultyLevel
+    from ttc_gym.envs.sim_model import DifficultyLevel
 
     def levels():  # fresh objects each time, as in a new process
         return (DifficultyLevel("easy", 1, 0.9, 0.05), DifficultyLevel("hard", 3, 0.4, 0.3))

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import ttc_gym  # noqa: F401
-from agents.oracle import OracleAgent
-from agents.tabular import QLearningAgent, QLearningConfig
+from ttc_gym.agents.oracle import OracleAgent
+from ttc_gym.agents.tabular import QLearningAgent, QLearningConfig
 from ttc_gym.metrics import mean_and_stderr
 
 
@@ -54,7 +54,7 @@ def test_sb3_ppo_reaches_80_percent_of_the_oracle():
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    from agents.sb3 import SB3Agent
+    from ttc_gym.agents.sb3 import SB3Agent
 
     torch.set_num_threads(1)
     # Plain SB3 usage: make_vec_env on the registered id, default MLP policy.
@@ -73,7 +73,7 @@ def test_sb3_dqn_trains_through_gym_make():
     torch = pytest.importorskip("torch")
     from stable_baselines3 import DQN
 
-    from agents.sb3 import SB3Agent
+    from ttc_gym.agents.sb3 import SB3Agent
 
     torch.set_num_threads(1)
     env = gym.make("TTC-Sim-v0")

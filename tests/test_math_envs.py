@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import ttc_gym  # noqa: F401
-from agents.heuristics import AnswerAfterK
-from agents.llm import LLMAgent
-from agents.strategies import BudgetForcing, MajorityVote, StopWhenConfident, ThinkUntilBudget
+from ttc_gym.agents.heuristics import AnswerAfterK
+from ttc_gym.agents.llm import LLMAgent
+from ttc_gym.agents.strategies import BudgetForcing, MajorityVote, StopWhenConfident, ThinkUntilBudget
 from ttc_gym.engines.base import Completion
 from ttc_gym.evaluation import run_episode
 from ttc_gym.llm_prover import LLMProver

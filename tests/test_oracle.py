@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import ttc_gym  # noqa: F401
-from agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify, RandomAgent
-from agents.oracle import OracleAgent
+from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify, RandomAgent
+from ttc_gym.agents.oracle import OracleAgent
 from ttc_gym.actions import MetaAction
 from ttc_gym.metrics import mean_and_stderr
 

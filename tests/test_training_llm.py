@@ -1,4 +1,4 @@
-"""The LLM trainer on TTC-Math-v0 (agents.training.llm_train), with tiny random engines."""
+"""The LLM trainer on TTC-Math-v0 (ttc_gym.agents.training.llm_train), with tiny random engines."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.training import algorithms as alg
-from agents.training.llm_config import LLMTrainConfig
-from agents.training.llm_train import (
+from ttc_gym.agents.training import algorithms as alg
+from ttc_gym.agents.training.llm_config import LLMTrainConfig
+from ttc_gym.agents.training.llm_train import (
     collect_batch,
     episode_logprobs,
     find_checkpoints,
@@ -56,7 +56,7 @@ def test_rollouts_record_the_ids_the_engine_conditioned_on_and_sampled(tmp_path)
     encodes it; the trainer scores the engine's ids and the sampled ids, not re-tokenized text."""
     import gymnasium as gym
 
-    from agents.llm import LLMAgent
+    from ttc_gym.agents.llm import LLMAgent
     from ttc_gym.engines import SamplingConfig
     from ttc_gym.llm_prover import prefix_seed
     from ttc_gym.prompts import PromptTemplate
@@ -80,7 +80,7 @@ def test_rollouts_record_the_ids_the_engine_conditioned_on_and_sampled(tmp_path)
 
 
 def test_bad_configs_fail_before_any_model_loads(tmp_path, monkeypatch):
-    import agents.training.llm_train as lt
+    import ttc_gym.agents.training.llm_train as lt
 
     monkeypatch.setattr(lt, "build_policy_engine", lambda c: pytest.fail("a model was loaded"))
     with pytest.raises(ValueError, match="multiple of group_size"):
@@ -104,7 +104,7 @@ def test_bad_configs_fail_before_any_model_loads(tmp_path, monkeypatch):
 def test_mrt_reduces_to_grpo_at_alpha_zero_on_real_rollouts(tmp_path):
     import gymnasium as gym
 
-    from agents.llm import LLMAgent
+    from ttc_gym.agents.llm import LLMAgent
 
     config = _config(tmp_path, problems_per_iter=2, group_size=3)
     env = gym.make("TTC-Math-v0", engine=tiny_engine(), max_episodes=2, num_prover_samples=2, max_answer_tokens=4)
@@ -127,8 +127,8 @@ def test_collect_batch_equals_collecting_each_rollout_alone(tmp_path):
     rollouts that `collect` gives one at a time through the gym API, with the same seeds."""
     import gymnasium as gym
 
-    from agents.llm import LLMAgent
-    from agents.training.llm_train import collect
+    from ttc_gym.agents.llm import LLMAgent
+    from ttc_gym.agents.training.llm_train import collect
 
     config = _config(tmp_path, problems_per_iter=2, group_size=3)
 
@@ -157,7 +157,7 @@ def test_collect_batch_equals_collecting_each_rollout_alone(tmp_path):
 def _mixed_outcomes(monkeypatch):
     """A tiny random model never answers right: mark the first rollout of each group correct, so
     that the group-normalized advantages are not all zero."""
-    import agents.training.llm_train as lt
+    import ttc_gym.agents.training.llm_train as lt
 
     real = lt.collect_batch
 
@@ -200,7 +200,7 @@ def test_one_step_changes_weights_finite_loss_and_checkpoint_reloads(tmp_path, m
         b = episode_logprobs(reloaded.model, reloaded.encode(prompt), ids)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     # ... and it is a bench agent.
-    from agents.factories import llm_checkpoint
+    from ttc_gym.agents.factories import llm_checkpoint
     from ttc_gym.bench.agent_registry import parse_agent_spec
 
     spec = parse_agent_spec(f"llm-checkpoint:{path}")
@@ -270,7 +270,7 @@ def test_save_dense_saves_a_gguf_loaded_model(tmp_path):
     """GGUF-loaded models carry a quantizer marker that save_pretrained refuses; save_dense drops it."""
     from types import SimpleNamespace
 
-    from agents.training.llm_train import save_dense
+    from ttc_gym.agents.training.llm_train import save_dense
     from ttc_gym.engines.testing import tiny_random_model
 
     model, _ = tiny_random_model(seed=0)

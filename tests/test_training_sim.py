@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import ttc_gym  # noqa: F401
-from agents.heuristics import AnswerAfterK
-from agents.training import algorithms as alg
-from agents.training.config_cli import parse_config
-from agents.training.sim_config import SimTrainConfig
-from agents.training.sim_policy import SimPolicy
-from agents.training.sim_rollout import AgentsActor, batch_stats, make_envs, rollout
-from agents.training.sim_train import evaluate_policy, train
+from ttc_gym.agents.heuristics import AnswerAfterK
+from ttc_gym.agents.training import algorithms as alg
+from ttc_gym.agents.training.config_cli import parse_config
+from ttc_gym.agents.training.sim_config import SimTrainConfig
+from ttc_gym.agents.training.sim_policy import SimPolicy
+from ttc_gym.agents.training.sim_rollout import AgentsActor, batch_stats, make_envs, rollout
+from ttc_gym.agents.training.sim_train import evaluate_policy, train
 from ttc_gym.evaluation import run_episode, summarize
 
 
@@ -188,7 +188,7 @@ def test_group_rollouts_share_the_problem_but_not_the_noise():
 
 
 def test_difficulty_groups_share_the_level():
-    from agents.training.sim_rollout import (
+    from ttc_gym.agents.training.sim_rollout import (
         PolicyActor,
         make_vector_env,
         rollout_difficulty_groups,
@@ -280,7 +280,7 @@ def test_cli_parses_into_the_config():
 
 
 def test_cli_reports_a_bad_config_without_training(capsys):
-    from agents.training.sim_train import main
+    from ttc_gym.agents.training.sim_train import main
 
     assert main(["--algo", "mtr"]) == 2
     assert "Did you mean 'mrt'" in capsys.readouterr().err

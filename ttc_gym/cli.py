@@ -150,15 +150,15 @@ def add_bench_parser(sub) -> None:
 
 
 TRAINERS = {  # env id -> "module:main" of its trainer, imported only when `ttc-gym train` runs
-    "TTC-Sim-v0": "agents.training.sim_train:main",
-    "TTC-Math-v0": "agents.training.llm_train:main",
+    "TTC-Sim-v0": "ttc_gym.agents.training.sim_train:main",
+    "TTC-Math-v0": "ttc_gym.agents.training.llm_train:main",
 }
 TRAIN_HELP = """\
 usage: ttc-gym train [--env ENV_ID] [TRAINER OPTIONS]
 
 Train a policy with GRPO, MRT, STaR or MRT-STaR. --env picks the trainer (default TTC-Sim-v0):
-  TTC-Sim-v0   a small softmax policy on the simulator (agents.training.sim_train), minutes on a CPU
-  TTC-Math-v0  an LLM over TTC-Math-v0 (agents.training.llm_train): checkpoints load as
+  TTC-Sim-v0   a small softmax policy on the simulator (ttc_gym.agents.training.sim_train), minutes on a CPU
+  TTC-Math-v0  an LLM over TTC-Math-v0 (ttc_gym.agents.training.llm_train): checkpoints load as
                `ttc-gym bench --agents llm-checkpoint:PATH`
 `ttc-gym train --env ENV_ID --help` lists that trainer's options. Example:
   ttc-gym train --env TTC-Math-v0 --algo mrt --iterations 2 --problems-per-iter 2 --group-size 2 \\

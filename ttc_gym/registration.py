@@ -24,19 +24,19 @@ class EnvEntry:
 ENVS: tuple[EnvEntry, ...] = (
     EnvEntry(
         id="TTC-Sim-v0",
-        entry_point="envs.sim:TTCSimEnv",
-        vector_entry_point="envs.sim_vector:TTCSimVectorEnv",
+        entry_point="ttc_gym.envs.sim:TTCSimEnv",
+        vector_entry_point="ttc_gym.envs.sim_vector:TTCSimVectorEnv",
         summary="Simulated reasoner: discrete meta-actions over episodes, exact prover, DP oracle.",
     ),
     EnvEntry(
         id="TTC-Math-v0",
-        entry_point="envs.math_text:TTCMathEnv",
-        vector_entry_point="envs.math_vector:TTCMathVectorEnv",
+        entry_point="ttc_gym.envs.math_text:TTCMathEnv",
+        vector_entry_point="ttc_gym.envs.math_vector:TTCMathVectorEnv",
         summary="LLM reasoning on math problems: action = next episode (text), LLM prover's progress reward.",
     ),
     EnvEntry(
         id="TTC-MathMeta-v0",
-        entry_point="envs.math_meta:TTCMathMetaEnv",
+        entry_point="ttc_gym.envs.math_meta:TTCMathMetaEnv",
         summary="LLM reasoning with discrete meta-actions (continue/explore/verify/answer); numeric obs.",
     ),
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify
+from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify
 from ttc_gym.validation import check_int
 
 STRATEGIES = ("answer_after_k", "never_verify", "answer_when_confident")

@@ -1,5 +1,5 @@
 """The configuration of the LLM trainer on TTC-Math-v0: one dataclass, help text on every field,
-validated before any model is loaded (it doubles as the command line of `agents.training.llm_train`
+validated before any model is loaded (it doubles as the command line of `ttc_gym.agents.training.llm_train`
 and of `ttc-gym train --env TTC-Math-v0`)."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     ttc-gym train --env TTC-Math-v0 --algo mrt --iterations 2 --problems-per-iter 2 --group-size 2 \\
         --max-episodes 2 --out runs/mrt_cpu                 # default model, CPU, a few minutes
     ttc-gym bench --agents llm-checkpoint:runs/mrt_cpu/checkpoint-2 --problems 2 --budgets 2
-    python -m agents.training.llm_train --help              # every option
+    python -m ttc_gym.agents.training.llm_train --help              # every option
 
 The same with a bigger model on a GPU (the prover stays the default model unless --prover-model is
 given; bf16 weights, AdamW states in bf16 too — use --lora-rank 16 to train adapters only):
@@ -52,11 +52,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.training import algorithms as alg
-from agents.training.config_cli import parse_config
-from agents.training.llm_config import RL_ALGOS, LLMTrainConfig
-from envs.math_core import MathTrace
-from envs.math_text import check_episode_text
+from ttc_gym.agents.training import algorithms as alg
+from ttc_gym.agents.training.config_cli import parse_config
+from ttc_gym.agents.training.llm_config import RL_ALGOS, LLMTrainConfig
+from ttc_gym.envs.math_core import MathTrace
+from ttc_gym.envs.math_text import check_episode_text
 
 LOG_FIELDS = (
     "step", "reward", "outcome", "progress", "J_0", "J_final", "episodes", "tokens", "loss", "kl", "kept",
@@ -85,7 +85,7 @@ def episode_logprobs(model: Any, prompt_ids: Sequence[int], episode_ids: Sequenc
 
 
 def episode_ids(engine: Any, episode: Any) -> list[int]:
-    """The token ids of an `agents.llm.Episode`: as sampled, or its text's tokens when it was not
+    """The token ids of a `ttc_gym.agents.llm.Episode`: as sampled, or its text's tokens when it was not
     sampled as such (a committed final answer)."""
     if episode.token_ids:
         return list(episode.token_ids)
@@ -378,7 +378,7 @@ def train(
     import gymnasium as gym
 
     import ttc_gym  # noqa: F401  (registers the envs)
-    from agents.llm import LLMAgent
+    from ttc_gym.agents.llm import LLMAgent
     from ttc_gym.engines.base import make_engine
 
     start = time.perf_counter()
@@ -510,7 +510,7 @@ def _row(step, rollouts, loss, kl, kept, wall_s) -> dict:
     }
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m agents.training.llm_train") -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m ttc_gym.agents.training.llm_train") -> int:
     try:
         config = parse_config(LLMTrainConfig, argv, prog=prog)
     except (TypeError, ValueError, FileNotFoundError) as err:  # an inconsistent config: no model loaded

@@ -1,5 +1,5 @@
 """The configuration of the TTC-Sim-v0 trainers: one dataclass, help text on every field, validated
-before anything is built (it doubles as the command line of `agents.training.sim_train`)."""
+before anything is built (it doubles as the command line of `ttc_gym.agents.training.sim_train`)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class SimTrainConfig:
     sft_steps: int = field(default=10, metadata=_help("gradient steps on the kept traces per round (star/mrt-star/sft)"))
     trace_source: str = field(default="policy", metadata=_help(
         "who writes the traces star/mrt-star/sft fit: 'policy' (the current policy: self-training) or "
-        "'expert' (agents.training.experts.HeterogeneousExpert)"))
+        "'expert' (ttc_gym.agents.training.experts.HeterogeneousExpert)"))
     max_episodes: int = field(default=10, metadata=_help("TTC-Sim-v0 budget H (episodes per problem)"))
     heterogeneity: float = field(default=0.8, metadata=_help("TTC-Sim-v0 heterogeneity of strategies (0 alike .. 1 dead ends never progress)"))
     prover_samples: int | None = field(default=None, metadata=_help("TTC-Sim-v0 prover: None exact, K a Monte Carlo estimate of K answers"))

@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.training.algorithms import Trajectory
+from ttc_gym.agents.training.algorithms import Trajectory
 from ttc_gym.evaluation import EpisodeRecord
 
 
@@ -238,7 +238,7 @@ def rollout_difficulty_groups(
 
 
 def to_trajectories(traces: Sequence[SimTrace], policy=None, ref_policy=None) -> list[Trajectory]:
-    """Trajectories for `agents.training.algorithms`, with log-probs under `policy` (one batched
+    """Trajectories for `ttc_gym.agents.training.algorithms`, with log-probs under `policy` (one batched
     forward pass, with gradient) and under `ref_policy` (no gradient) when given."""
     lengths = [len(t.actions) for t in traces]
     lp = ref = None

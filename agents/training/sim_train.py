@@ -1,7 +1,7 @@
 """Trainers on TTC-Sim-v0: GRPO, MRT, STaR, MRT-STaR and plain SFT, over the Gymnasium API.
 
-    python -m agents.training.sim_train --algo mrt --iterations 100 --log-csv runs/mrt.csv
-    python -m agents.training.sim_train --help
+    python -m ttc_gym.agents.training.sim_train --algo mrt --iterations 100 --log-csv runs/mrt.csv
+    python -m ttc_gym.agents.training.sim_train --help
 
 Read top to bottom: `train` builds the envs and the policy, then each iteration either
 * (grpo, mrt) rolls out G rollouts of batch_size / G problems (`sim_rollout` explains how the G
@@ -26,12 +26,12 @@ import numpy as np
 import torch
 
 import ttc_gym  # noqa: F401  (registers the envs)
-from agents.training import algorithms as alg
-from agents.training.config_cli import parse_config
-from agents.training.experts import HeterogeneousExpert
-from agents.training.sim_config import RL_ALGOS, SimTrainConfig
-from agents.training.sim_policy import SimPolicy
-from agents.training.sim_rollout import (
+from ttc_gym.agents.training import algorithms as alg
+from ttc_gym.agents.training.config_cli import parse_config
+from ttc_gym.agents.training.experts import HeterogeneousExpert
+from ttc_gym.agents.training.sim_config import RL_ALGOS, SimTrainConfig
+from ttc_gym.agents.training.sim_policy import SimPolicy
+from ttc_gym.agents.training.sim_rollout import (
     AgentsActor,
     PolicyActor,
     SimTrace,
@@ -197,7 +197,7 @@ def _open_csv(path: str | None):
     return writer, handle
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m agents.training.sim_train") -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m ttc_gym.agents.training.sim_train") -> int:
     try:
         config = parse_config(SimTrainConfig, argv, prog=prog)
     except (TypeError, ValueError) as err:  # an inconsistent config: say so, no traceback

@@ -1,5 +1,5 @@
 """Agents by name, for the benchmark runner: each name maps to a *string* entry point
-(`"agents.factories:ppo"`) resolved with importlib when a run starts, so `import ttc_gym` loads no agent
+(`"ttc_gym.agents.factories:ppo"`) resolved with importlib when a run starts, so `import ttc_gym` loads no agent
 code. A spec names an agent and its arguments, or a factory by Python import path:
 
     oracle                      the exact DP oracle (TTC-Sim-v0)
@@ -63,33 +63,33 @@ def register_agent(entry: AgentEntry, *, replace: bool = False) -> None:
 
 
 for _entry in (
-    AgentEntry("oracle", "agents.factories:oracle",
+    AgentEntry("oracle", "ttc_gym.agents.factories:oracle",
                "exact optimal policy by dynamic programming over the simulator's belief-MDP",
                envs=("TTC-Sim-v0",)),
-    AgentEntry("q-learning", "agents.factories:q_learning",
+    AgentEntry("q-learning", "ttc_gym.agents.factories:q_learning",
                "tabular Q-learning, trained on the spot (args: steps=500000, seed, num_envs)"),
-    AgentEntry("ppo", "agents.factories:ppo",
+    AgentEntry("ppo", "ttc_gym.agents.factories:ppo",
                "stable-baselines3 PPO, trained on the spot (steps=40000, seed, n_envs) or ppo:PATH.zip"),
-    AgentEntry("answer-when-confident", "agents.factories:answer_when_confident",
+    AgentEntry("answer-when-confident", "ttc_gym.agents.factories:answer_when_confident",
                "continue until the prover's J >= threshold (0.9), switch approach after stalls"),
-    AgentEntry("never-verify", "agents.factories:never_verify",
+    AgentEntry("never-verify", "ttc_gym.agents.factories:never_verify",
                "answer as soon as a candidate exists, never verify (TTC-Sim-v0 observations)",
                envs=("TTC-Sim-v0",)),
-    AgentEntry("answer-after", "agents.factories:answer_after",
+    AgentEntry("answer-after", "ttc_gym.agents.factories:answer_after",
                "continue for exactly k episodes (3), then answer"),
-    AgentEntry("random", "agents.factories:random_agent", "uniformly random meta-actions"),
-    AgentEntry("llm", "agents.factories:llm",
+    AgentEntry("random", "ttc_gym.agents.factories:random_agent", "uniformly random meta-actions"),
+    AgentEntry("llm", "ttc_gym.agents.factories:llm",
                "the env's model writes each episode (max_episode_tokens=64, temperature=0.2, seed)",
                action_kinds=("text",)),
-    AgentEntry("think-until-budget", "agents.factories:think_until_budget",
+    AgentEntry("think-until-budget", "ttc_gym.agents.factories:think_until_budget",
                "never commit; the env forces an answer when the budget runs out", action_kinds=("text",)),
-    AgentEntry("budget-forcing", "agents.factories:budget_forcing",
+    AgentEntry("budget-forcing", "ttc_gym.agents.factories:budget_forcing",
                "s1-style: replace commits by 'Wait,' before min_episodes (3)", action_kinds=("text",)),
-    AgentEntry("stop-when-confident", "agents.factories:stop_when_confident",
+    AgentEntry("stop-when-confident", "ttc_gym.agents.factories:stop_when_confident",
                "commit the prover's majority answer once J >= threshold (0.75)", action_kinds=("text",)),
-    AgentEntry("majority-vote", "agents.factories:majority_vote",
+    AgentEntry("majority-vote", "ttc_gym.agents.factories:majority_vote",
                "think k episodes (2), then commit the majority of the prover's answers", action_kinds=("text",)),
-    AgentEntry("llm-checkpoint", "agents.factories:llm_checkpoint",
+    AgentEntry("llm-checkpoint", "ttc_gym.agents.factories:llm_checkpoint",
                "a trained checkpoint writes each episode: llm-checkpoint:PATH (max_episode_tokens=64, "
                "temperature=0.2, seed, device=cpu)", action_kinds=("text",)),
 ):

@@ -1,6 +1,6 @@
 """What the benchmark runner knows about each env: how a budget becomes env kwargs, the largest budget
 the env allows, the comparator J* of the regret metrics, and the defaults of `ttc-gym bench --env ID`.
-Entry points are strings (`"agents.factories:sim_j_star"`), imported only when a run needs them.
+Entry points are strings (`"ttc_gym.agents.factories:sim_j_star"`), imported only when a run needs them.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ PROFILES: dict[str, EnvProfile] = {
         default_budgets=(2, 4, 10),
         default_problems=1000,
         rank_by="return",
-        j_star="agents.factories:sim_j_star",
-        budget_tokens="agents.factories:sim_budget_tokens",
+        j_star="ttc_gym.agents.factories:sim_j_star",
+        budget_tokens="ttc_gym.agents.factories:sim_budget_tokens",
         cheap_make=True,
         note=(
             "Learners are trained on the spot for each budget, briefly: q-learning 500k transitions, ppo "
