@@ -252,7 +252,7 @@ def _llm(env, max_episode_tokens=64, temperature=0.2, seed=0):
     if engine is None:
         raise TypeError(f"LLM agents need an env with an engine (TTC-Math-v0), got {env.unwrapped!r}.")
     return LLMAgent(engine, max_episode_tokens=max_episode_tokens, temperature=temperature,
-                    template=env.unwrapped.settings.template, seed=seed)
+                    template=env.unwrapped.template, seed=seed)
 
 
 def llm(env, max_episode_tokens=64, temperature=0.2, seed=0):
@@ -338,7 +338,7 @@ def llm_checkpoint(env, path=None, max_episode_tokens=64, temperature=0.2, seed=
         from ttc_gym.engines.transformers_engine import TransformersEngine
 
         _CHECKPOINT_ENGINES[key] = TransformersEngine(path, device=device, name=f"checkpoint:{path}")
-    template = getattr(getattr(env.unwrapped, "settings", None), "template", None)
+    template = getattr(env.unwrapped, "template", None)
     return LLMAgent(_CHECKPOINT_ENGINES[key], max_episode_tokens=max_episode_tokens, temperature=temperature,
                     template=template, seed=seed)
 

@@ -12,7 +12,7 @@ from gymnasium import spaces
 from ttc_gym.envs.math_core import MathSettings, MathTrace
 from ttc_gym.actions import MetaAction, check_meta_action
 from ttc_gym.engines.base import SamplingConfig
-from ttc_gym.prompts import META_ACTION_CUES
+from ttc_gym.prompts import META_ACTION_CUES, PromptTemplate
 from ttc_gym.validation import check_float, check_int, check_render_mode
 
 META_PARAMETERS = ("episode_tokens", "temperature")
@@ -94,6 +94,11 @@ class TTCMathMetaEnv(gym.Env):
         return np.array(
             [len(t.episodes), round(t.tracker.j * K), change, agreement, tokens, last_action], dtype=np.int64
         )
+
+    @property
+    def template(self) -> PromptTemplate:
+        """The prompts this env builds (an agent that writes episodes for it must use the same)."""
+        return self.settings.template
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

@@ -8,6 +8,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from ttc_gym.envs.math_core import MathSettings, MathTrace
+from ttc_gym.prompts import PromptTemplate
 from ttc_gym.spaces import AnyText
 from ttc_gym.validation import check_render_mode
 
@@ -110,6 +111,11 @@ class TTCMathEnv(gym.Env):
 
     def _obs(self) -> dict:
         return {"problem": self.trace.problem.question, "episodes": tuple(self.trace.episodes)}
+
+    @property
+    def template(self) -> PromptTemplate:
+        """The prompts this env builds (an agent that writes episodes for it must use the same)."""
+        return self.settings.template
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

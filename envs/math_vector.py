@@ -32,6 +32,7 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
 from ttc_gym.envs.math_core import MathSettings, MathTrace
 from ttc_gym.envs.math_text import check_episode_text, text_observation_space
+from ttc_gym.prompts import PromptTemplate
 from ttc_gym.spaces import AnyText
 from ttc_gym.validation import check_int, check_render_mode
 
@@ -93,6 +94,11 @@ class TTCMathVectorEnv(VectorEnv):
         return self._observations
 
     # -- the vector API ---------------------------------------------------------------------------
+
+    @property
+    def template(self) -> PromptTemplate:
+        """The prompts this env builds (an agent that writes episodes for it must use the same)."""
+        return self.settings.template
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
         seeds = self._sub_seeds(seed)

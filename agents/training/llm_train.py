@@ -436,7 +436,7 @@ def train(
         num_prover_samples=config.num_prover_samples, **config.env_kwargs,
     )
     agent = LLMAgent(engine, max_episode_tokens=config.max_episode_tokens, temperature=config.temperature,
-                     top_p=config.top_p, template=env.unwrapped.settings.template, seed=config.seed)
+                     top_p=config.top_p, template=env.unwrapped.template, seed=config.seed)
     result = TrainResult(engine=engine, step=step, config=config)
     writer, handle = _open_log(out, step)
     tb = _tensorboard(config, out)
