@@ -1,0 +1,60 @@
+"""The installed package under its own namespace: a user project with its own `envs/` and `agents/`
+packages (most RL repos have an `envs/`; PyPI's `openai-agents` installs a top-level `agents`) must not
+shadow ttc-gym's. Built with a regular, non-editable install into a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Source folder -> installed package (pyproject.toml's package-dir mapping).
+LAYOUT = {"ttc_gym": "ttc_gym", "envs": "ttc_gym/envs", "agents": "ttc_gym/agents"}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
+         "--target", str(target), str(REPO)],
+        check=True, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+    )
+    return target
+
+
+def test_every_source_module_is_installed_under_the_namespace(installed):
+    missing = []
+    for folder, package in LAYOUT.items():
+        for source in (REPO / folder).rglob("*.py"):
+            relative = source.relative_to(REPO / folder)
+            if "__pycache__" not in relative.parts and not (installed / package / relative).is_file():
+                missing.append(f"{folder}/{relative}")
+    assert not missing, f"not installed (add their packages to pyproject.toml): {missing}"
+    assert not (installed / "envs").exists() and not (installed / "agents").exists()
+
+
+def test_a_user_project_with_its_own_envs_and_agents_does_not_shadow_ours(installed, tmp_path):
+    project = tmp_path / "user_project"
+    for name in ("envs", "agents"):
+        (project / name).mkdir(parents=True)
+        (project / name / "__init__.py").write_text(f"USER_{name.upper()} = True\n")
+    code = (
+        "import gymnasium as gym, ttc_gym, envs, agents\n"
+        "assert ttc_gym.__file__.startswith(r'%s'), ttc_gym.__file__\n"
+        "assert envs.USER_ENVS and agents.USER_AGENTS\n"  # the user's own packages still import
+        "env = gym.make('TTC-Sim-v0'); env.reset(seed=0); env.step(0)\n"
+        "from ttc_gym.agents.oracle import OracleAgent\n"
+        "print(type(env.unwrapped).__module__, OracleAgent.__module__)\n"
+    ) % installed
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(installed)  # ahead of the editable install in site-packages
+    done = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ttc_gym.envs.sim", "ttc_gym.agents.oracle"]
