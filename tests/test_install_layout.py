@@ -5,6 +5,7 @@ shadow ttc-gym's. Built with a regular, non-editable install into a temporary fo
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +19,16 @@ LAYOUT = {"ttc_gym": "ttc_gym", "envs": "ttc_gym/envs", "agents": "ttc_gym/agent
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
+    # Built from a copy, so that setuptools' build/ folder lands outside the checkout.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for folder in LAYOUT:
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
-         "--target", str(target), str(REPO)],
+         "--target", str(target), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
     )
