@@ -149,10 +149,6 @@ def add_bench_parser(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-TRAINERS = {  # env id -> "module:main" of its trainer, imported only when `ttc-gym train` runs
-    "TTC-Sim-v0": "ttc_gym.agents.training.sim_train:main",
-    "TTC-Math-v0": "ttc_gym.agents.training.llm_train:main",
-}
 TRAIN_HELP = """\
 usage: ttc-gym train [--env ENV_ID] [TRAINER OPTIONS]
 
@@ -169,6 +165,8 @@ Train a policy with GRPO, MRT, STaR or MRT-STaR. --env picks the trainer (defaul
 def cmd_train(argv: list[str]) -> int:
     """`ttc-gym train [--env ENV_ID] ...`: hand the other arguments to that env's trainer."""
     import importlib
+
+    from ttc_gym.agents.training import TRAINERS
 
     env, rest, i = "TTC-Sim-v0", [], 0
     while i < len(argv):
