@@ -73,3 +73,12 @@ def test_vector_env_bad_actions():
         envs.step(np.array([0, 1, 9]))
     with pytest.raises(ValueError, match="integer array"):
         envs.step(np.array([0.0, 1.0, 2.0]))
+
+
+@pytest.mark.parametrize("env_id", ["TTC-Sim-v0"])
+@pytest.mark.parametrize("action", [True, False, np.bool_(True)])
+def test_a_bool_is_not_a_meta_action(env_id, action):
+    env = gym.make(env_id, disable_env_checker=True)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action must be an int in \[0, 4\).*got"):
+        env.step(action)

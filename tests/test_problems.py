@@ -574,3 +574,74 @@ def test_register_source_and_hf_spec(monkeypatch):
         from ttc_gym.problems import registry
 
         registry._SOURCES.pop("tiny-test-source", None)
+
+
+# -- refused at load: non-finite gold, lone surrogates, foreign encodings, open CSV quotes, same ids --
+
+
+@pytest.mark.parametrize("answer_json", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999", '"nan"', '" NaN "'])
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_non_finite_gold_answers_are_refused_with_file_and_line(tmp_path, answer_json, suffix):
+    good = '{"question": "q1", "answer": 1}'
+    bad = '{"question": "q2", "answer": %s}' % answer_json
+    path = tmp_path / f"g{suffix}"
+    path.write_text(f"{good}\n{bad}\n" if suffix == ".jsonl" else f"[{good},\n{bad}]\n")
+    with pytest.raises(ValueError, match=rf"g{suffix}, line 2: .*answer"):
+        load_problems(path)
+
+
+def test_finite_numbers_and_infinity_as_text_still_load(tmp_path):
+    path = tmp_path / "ok.jsonl"
+    path.write_text('{"question": "q", "answer": 1e300}\n{"question": "lim?", "answer": "\\\\infty"}\n')
+    assert [p.answer for p in load_problems(path)] == [str(int(1e300)), "\\infty"]
+
+
+def test_lone_surrogates_are_refused_in_every_text_field_fuzzed(tmp_path):
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        surrogate = "\\ud%03x" % rng.integers(0x800, 0xfff)
+        field = ["question", "answer", "solution", "id"][trial % 4]
+        row = {"question": "What is 1+1?", "answer": "2", "solution": "1+1 = 2 #### 2", "id": f"p{trial}"}
+        text = json.dumps(row).replace(json.dumps(row[field]), json.dumps(row[field])[:-1] + surrogate + '"', 1)
+        path = tmp_path / f"s{trial}.jsonl"
+        path.write_text('{"question": "fine", "answer": "1"}\n' + text + "\n")
+        with pytest.raises(ValueError, match=rf"line 2: the {field} field .*lone surrogate"):
+            load_problems(path)
+    with pytest.raises(ValueError, match="lone surrogate"):
+        Problem(id="x", question="a\ud800b", answer="1", source="s")
+
+
+def test_encodings(tmp_path):
+    rows = [{"question": "Wie viel kostet ein Brötchen?", "answer": "1"}]
+    utf16 = tmp_path / "u16.jsonl"
+    utf16.write_bytes(json.dumps(rows[0], ensure_ascii=False).encode("utf-16"))
+    assert load_problems(utf16)[0].question == rows[0]["question"]
+    for suffix in (".jsonl", ".json", ".csv"):
+        latin = tmp_path / f"latin{suffix}"
+        text = {".jsonl": json.dumps(rows[0], ensure_ascii=False), ".json": json.dumps(rows, ensure_ascii=False),
+                ".csv": "question,answer\nBrötchen?,1\n"}[suffix]
+        latin.write_bytes(text.encode("latin-1"))
+        with pytest.raises(ValueError, match=rf"latin{suffix}: expected UTF-8 text .* re-save the file as UTF-8"):
+            load_problems(latin)
+
+
+@pytest.mark.parametrize("content, line", [
+    ('question,answer\n"What is 1+1?,2\nQ2,3\nQ3,4\n', 2),
+    ('question,answer\nQ1,1\nQ2,"3\nQ3,4\n', 3),
+    ('question,answer\nQ1,1\n"multi\nline",2\nQ3,"4\n', 5),
+])
+def test_an_open_csv_quote_is_an_error_on_the_line_it_opens(tmp_path, content, line):
+    path = tmp_path / "q.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=rf"q.csv, line {line}: expected valid CSV.*never closed"):
+        load_problems(path)
+
+
+def test_ids_are_unique_within_a_file(tmp_path):
+    one_line = tmp_path / "one.json"
+    one_line.write_text(json.dumps([{"question": f"q{i}", "answer": str(i)} for i in range(3)]))
+    assert [p.id for p in load_problems(one_line)] == ["one.json:1", "one.json:1#2", "one.json:1#3"]
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text('{"id": "a", "question": "q", "answer": "1"}\n{"id": "a", "question": "r", "answer": "2"}\n')
+    with pytest.raises(ValueError, match=r"twice.jsonl, line 2: problem id 'a' was already used at .*line 1"):
+        load_problems(twice)

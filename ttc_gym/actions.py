@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+import numpy as np
+
 
 class MetaAction(IntEnum):
     CONTINUE = 0  # keep working on the current approach
@@ -17,8 +19,9 @@ META_ACTION_NAMES = tuple(a.name.lower() for a in MetaAction)
 
 
 def check_meta_action(action_space, action) -> int:
-    """The action as an int, or a ValueError naming the meta-actions and what came."""
-    if not action_space.contains(action):
+    """The action as an int, or a ValueError naming the meta-actions and what came. A bool is refused
+    (`True` is not "switch"), although numpy and `Discrete.contains` would take it as 1."""
+    if isinstance(action, (bool, np.bool_)) or not action_space.contains(action):
         raise ValueError(
             f"action must be an int in [0, {action_space.n}) "
             f"({', '.join(f'{i}={n}' for i, n in enumerate(META_ACTION_NAMES))}), got {action!r}."

@@ -82,3 +82,16 @@ def check_render_mode(render_mode: Any, supported: Iterable[str]) -> str | None:
             f"render_mode must be None or one of {supported}, got {render_mode!r}."
         )
     return render_mode
+
+
+def check_unicode(name: str, text: str) -> str:
+    """`text` unchanged if it encodes as UTF-8; a lone surrogate (e.g. from a JSON "\\ud800" escape)
+    cannot be tokenized by any model, so it is refused here, at the boundary, with its position."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(
+            f"{name} contains a lone surrogate {text[err.start]!r} at character {err.start} (not valid "
+            f"Unicode text; a model cannot tokenize it), in {text[max(0, err.start - 20):err.start + 20]!r}."
+        ) from None
+    return text

@@ -9,6 +9,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ttc_gym.validation import check_unicode
+
 Meta = tuple[tuple[str, Any], ...]
 
 
@@ -63,6 +65,7 @@ class Problem:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"Problem.{name} must be a non-empty string, got {value!r}.")
+            check_unicode(f"Problem.{name}", value)
         if self.solution is not None and not isinstance(self.solution, str):
             raise TypeError(f"Problem.solution must be a string or None, got {self.solution!r}.")
         d = self.difficulty

@@ -5,7 +5,9 @@ Fields are found by name (exact, then case-insensitive) unless given:
 
 - question: ``question``, ``problem``, ``prompt``, ``input``;
 - answer: ``answer``, ``final_answer``, ``target``, ``solution``;
-- id: ``id``, ``unique_id`` (else ``"<filename>:<line>"`` / ``"<dataset>:<row>"``);
+- id: ``id``, ``unique_id`` (else ``"<filename>:<line>"`` / ``"<dataset>:<row>"``; a second item
+  starting on the same line of a .json file gets ``"<filename>:<line>#2"``, and so on). Ids are
+  unique within a file: a repeated ``id`` field is an error naming both lines;
 - difficulty: ``level``, ``difficulty`` (``3``, ``"3"`` and MATH's ``"Level 3"`` all give 3;
   anything else, e.g. MATH's ``"Level ?"``, gives None);
 - solution: the ``solution`` field when the answer comes from another field.
@@ -14,6 +16,11 @@ Gold answers: an answer that contains GSM8K's ``#### 42`` or a ``\\boxed{...}`` 
 solution: the final answer is extracted and the whole text kept as `Problem.solution`. A
 ``solution`` field used as the answer must contain one of those markers. The other fields of a row
 go into `Problem.meta`, with ``origin`` (where the row came from).
+
+Refused at load, with the file and line: a gold answer that is not a finite number (JSON ``NaN``,
+``Infinity``, ``1e400``) or the text "nan"; text with lone surrogates (JSON ``"\\ud800"``), which no
+tokenizer accepts; a file that is not UTF-8 (UTF-16 with a byte-order mark is read as such); a CSV
+quote left open.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import math
 import numbers
 import os
 import re
@@ -31,7 +39,7 @@ from typing import Any
 from ttc_gym.answer_extraction import extract_boxed, gsm8k_answer
 from ttc_gym.optional import require
 from ttc_gym.problems.core import Problem
-from ttc_gym.validation import check_int, did_you_mean
+from ttc_gym.validation import check_int, check_unicode, did_you_mean
 
 QUESTION_FIELDS = ("question", "problem", "prompt", "input")
 ANSWER_FIELDS = ("answer", "final_answer", "target", "solution")
@@ -82,8 +90,16 @@ def _field(
 
 def _text(value: Any, kind: str, key: str, where: str, *, numbers_ok: bool) -> str:
     if isinstance(value, str) and value.strip():
-        return value
+        if numbers_ok and value.strip().lower() == "nan":
+            raise ValueError(f"{where}: the {kind} field {key!r} is {value!r}, which is not an answer.")
+        return check_unicode(f"{where}: the {kind} field {key!r}", value)
     if numbers_ok and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{where}: expected the {kind} field {key!r} to be a finite number, got {value!r} (JSON "
+                f"NaN, Infinity and numbers beyond the float range such as 1e400 load as non-finite floats; "
+                f"write the answer as a string if it really is one)."
+            )
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
         return str(value)
@@ -158,14 +174,14 @@ def row_to_problem(
     if s_key is not None and s_key not in used:
         used.add(s_key)
         if solution is None and isinstance(row[s_key], str) and row[s_key].strip():
-            solution = row[s_key]
+            solution = check_unicode(f"{where}: the solution field {s_key!r}", row[s_key])
     pid = default_id
     id_key = _lookup(row, ID_FIELDS)
     if id_key is not None:
         used.add(id_key)
         value = row[id_key]
         if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-            pid = str(value).strip()
+            pid = check_unicode(f"{where}: the id field {id_key!r}", str(value).strip())
     difficulty = None
     level_key = _lookup(row, DIFFICULTY_FIELDS)
     if level_key is not None:
@@ -187,8 +203,37 @@ def row_to_problem(
 # ------------------------------------------------------------------------------ files
 
 
+def _encoding(path: Path) -> str:
+    """UTF-16 when the file starts with its byte-order mark, else UTF-8 (with or without a BOM)."""
+    with path.open("rb") as f:
+        head = f.read(2)
+    return "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+
+
+def _not_text(path: Path, err: UnicodeDecodeError) -> ValueError:
+    return ValueError(
+        f"{path}: expected UTF-8 text (or UTF-16 with a byte-order mark), got bytes that do not decode "
+        f"as {err.encoding} at byte {err.start} ({err.reason}); re-save the file as UTF-8."
+    )
+
+
+def _decoding_errors(reader):
+    """Wrap a reader so that a UnicodeDecodeError names the file."""
+
+    def read(path: Path) -> Iterator[tuple[int, Any]]:
+        try:
+            yield from reader(path)
+        except UnicodeDecodeError as err:
+            raise _not_text(path, err) from None
+
+    read.__name__ = reader.__name__
+    read.__doc__ = reader.__doc__
+    return read
+
+
+@_decoding_errors
 def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8-sig") as f:
+    with path.open(encoding=_encoding(path)) as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -207,10 +252,11 @@ def _skip_ws(text: str, pos: int) -> int:
     return pos
 
 
+@_decoding_errors
 def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
     """Items of a top-level list, or of the "data" list of a top-level object, with the line on
     which each item starts."""
-    text = path.read_text(encoding="utf-8-sig")
+    text = path.read_text(encoding=_encoding(path))
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
@@ -251,24 +297,27 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
             pos = _skip_ws(text, pos + 1)
 
 
+@_decoding_errors
 def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
+    with path.open(encoding=_encoding(path), newline="") as f:
+        # strict: a quote left open is an error, not a cell that silently swallows the rest of the file
+        reader = csv.reader(f, strict=True)
+        start = 1  # the line the row being read starts on
         try:
             header = next(reader, None)
             if header is None:
                 return
-            header_line = reader.line_num
             names = [h.strip() for h in header]
             if any(not h for h in names) or len(set(names)) != len(names):
                 raise ValueError(
-                    f"{path}, line {header_line}: expected a header row of distinct, non-empty "
+                    f"{path}, line 1: expected a header row of distinct, non-empty "
                     f"column names, got {header}."
                 )
+            start = reader.line_num + 1
             for row in reader:
+                line, start = start, reader.line_num + 1
                 if not row:
                     continue  # blank line
-                line = reader.line_num - sum(cell.count("\n") for cell in row)
                 if len(row) != len(names):
                     raise ValueError(
                         f"{path}, line {line}: expected {len(names)} fields (columns {names}), "
@@ -276,8 +325,9 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
                     )
                 yield line, dict(zip(names, row, strict=True))
         except csv.Error as err:
+            hint = " (a quoted field is never closed)" if "unexpected end of data" in str(err) else ""
             raise ValueError(
-                f"{path}, line {reader.line_num}: expected valid CSV, got: {err}."
+                f"{path}, line {start}: expected valid CSV, got: {err}{hint}."
             ) from None
 
 
@@ -318,17 +368,27 @@ def load_problems(
             f"one of {', '.join(SUPPORTED_SUFFIXES)}."
         )
     problems: list[Problem] = []
+    seen: dict[str, str] = {}  # id -> where it was first seen
+    per_line: dict[int, int] = {}  # items starting on each line (several on one line of a .json file)
     for line, row in _READERS[suffix](path):
-        problems.append(
-            row_to_problem(
-                row,
-                where=f"{path}, line {line}",
-                default_id=f"{path.name}:{line}",
-                source=path.name,
-                question_field=question_field,
-                answer_field=answer_field,
-            )
+        per_line[line] = per_line.get(line, 0) + 1
+        where = f"{path}, line {line}" + (f", item {per_line[line]}" if per_line[line] > 1 else "")
+        default_id = f"{path.name}:{line}" + (f"#{per_line[line]}" if per_line[line] > 1 else "")
+        problem = row_to_problem(
+            row,
+            where=where,
+            default_id=default_id,
+            source=path.name,
+            question_field=question_field,
+            answer_field=answer_field,
         )
+        if problem.id in seen:
+            raise ValueError(
+                f"{where}: problem id {problem.id!r} was already used at {seen[problem.id]}; ids must "
+                f"be unique within a file (results are keyed by problem id)."
+            )
+        seen[problem.id] = where
+        problems.append(problem)
         if limit is not None and len(problems) >= limit:
             break
     return problems
