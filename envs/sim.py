@@ -22,7 +22,8 @@ from ttc_gym.envs.sim_model import (
     SimParams,
 )
 from ttc_gym.actions import check_meta_action
-from ttc_gym.rewards import compose_reward, reward_info
+from ttc_gym.prover import simulated_monte_carlo_j
+from ttc_gym.rewards import compose_reward, progress_between, reward_info
 from ttc_gym.validation import check_render_mode
 
 
@@ -39,7 +40,7 @@ class TTCSimEnv(gym.Env):
     to spend the budget: continue, switch strategy (explore), verify, or answer now.
 
     After every episode an *exact prover* reports J, the probability that an answer forced at that
-    point is correct (DESIGN.md §2), and the progress J_j - J_{j-1}. With `prover_samples=K`, J is
+    point is correct (docs/formulation.md §2), and the progress J_j - J_{j-1}. With `prover_samples=K`, J is
     instead a Monte Carlo estimate from K forced answers, to study the noise of a sampled prover.
     The full belief-MDP over observations is public (`env.unwrapped.model`), which is how the DP
     oracle in `ttc_gym.agents.oracle` computes the optimal policy and J*.
@@ -119,13 +120,11 @@ class TTCSimEnv(gym.Env):
     # -- the prover ------------------------------------------------------------------------------
     def _true_j(self) -> float:
         _, level, _, steps, _, cand = self._state
-        if cand == NO_CANDIDATE:
-            return self.params.partial_j(level, steps)
-        return 0.0 if self._slipped else 1.0
+        return self.params.exact_j(level, steps, cand, self._slipped)
 
     def _estimate_j(self, j_true: float) -> float:
         k = self.params.prover_samples
-        return j_true if k is None else float(self.np_random.binomial(k, j_true)) / k
+        return j_true if k is None else simulated_monte_carlo_j(j_true, k, self.np_random)
 
     # -- the gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -140,7 +139,6 @@ class TTCSimEnv(gym.Env):
         self._state = [0, level, 0, 0, 0, NO_CANDIDATE]
         self._j_true = self._true_j()
         self._j = self._estimate_j(self._j_true)
-        self._j0 = self._j
         self._trace = [f"level={self.params.levels[level].name} J={self._j:.2f}"]
         info = reward_info(
             j=self._j, progress=0.0, outcome=0.0, alpha=self.params.alpha, cost=0.0,
@@ -192,7 +190,7 @@ class TTCSimEnv(gym.Env):
         s[0] = t + 1
         self._j_true = self._true_j()
         j_new = self._estimate_j(self._j_true)
-        progress = j_new - self._j
+        progress = progress_between(self._j, j_new)
         self._j = j_new
         truncated = s[0] >= P.max_episodes
         outcome = 0.0
@@ -222,7 +220,6 @@ class TTCSimEnv(gym.Env):
         obs = np.array(s, dtype=np.int64)
         if terminated or truncated:
             self._state = None  # a finished episode needs reset() before the next step
-            self._last_obs = obs
         return obs, reward, terminated, truncated, info
 
     def render(self):

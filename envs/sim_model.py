@@ -20,12 +20,13 @@ exactly (Bayes over the hidden strategy type and slip), and the oracle solves it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from ttc_gym.actions import META_ACTION_NAMES as ACTION_NAMES
 from ttc_gym.actions import MetaAction
-from ttc_gym.rewards import check_alpha
+from ttc_gym.rewards import check_alpha, compose_reward, progress_between
 from ttc_gym.validation import (
     check_distribution,
     check_float,
@@ -35,6 +36,9 @@ from ttc_gym.validation import (
 )
 
 CONTINUE, SWITCH, VERIFY, ANSWER = (int(a) for a in MetaAction)
+
+# A number (the single env) or a numpy array of them (the vector env's batch).
+Index = TypeVar("Index", int, float, np.ndarray)
 
 # Observation components, in order.
 OBS_FIELDS = ("episodes_used", "difficulty", "strategy", "steps_done", "attempts", "candidate")
@@ -184,11 +188,22 @@ class SimParams:
             dtype=np.int64,
         )
 
-    def partial_j(self, level: int, steps_done: int) -> float:
-        """J with `steps_done` < steps_needed steps done: a forced answer is a guess helped by partial work."""
-        return self.guess_prob + (1.0 - self.guess_prob) * self.partial_credit * steps_done / float(
-            self.steps_needed[level]
-        )
+    def partial_j(self, level: Index, steps_done: Index) -> Index:
+        """J with `steps_done` < steps_needed steps done: a forced answer is a guess helped by partial
+        work, `guess_prob + (1 - guess_prob) * partial_credit * steps_done / steps_needed`. Indices or
+        integer arrays (the vector env's batch)."""
+        j = self.guess_prob + (1.0 - self.guess_prob) * self.partial_credit * steps_done / self.steps_needed[level]
+        return j if isinstance(j, np.ndarray) else float(j)
+
+    def exact_j(self, level: Index, steps_done: Index, candidate: Index, slipped: Index) -> Index:
+        """The exact prover's J from the hidden state: `partial_j` without a candidate answer, else 1
+        for a candidate without slip and 0 for a slipped one. Numbers (the env's step) or arrays
+        (the vector env's batch)."""
+        if isinstance(candidate, np.ndarray):
+            return np.where(candidate == NO_CANDIDATE, self.partial_j(level, steps_done), np.where(slipped, 0.0, 1.0))
+        if candidate == NO_CANDIDATE:
+            return self.partial_j(level, steps_done)
+        return 0.0 if slipped else 1.0
 
 
 @dataclass(frozen=True)
@@ -241,8 +256,8 @@ class SimModel:
         P = self.params
         t, level, strat, steps, attempts, cand = obs
         j_now = self.expected_j(obs)
-        if action == ANSWER:
-            return [Outcome(1.0, None, j_now, j_now)]
+        if action == ANSWER:  # the answer is correct with probability J; no episode, no cost
+            return [Outcome(1.0, None, compose_reward(j_now, 0.0, P.alpha), j_now)]
         branches: list[tuple[float, tuple[int, ...]]] = []
         t1 = t + 1
         if action == CONTINUE and cand == NO_CANDIDATE:
@@ -265,8 +280,8 @@ class SimModel:
             if prob <= 0.0:
                 continue
             j_next = self.expected_j(nxt)
-            reward = P.alpha * (j_next - j_now) - P.episode_cost
-            if truncated and P.answer_on_truncation:
-                reward += j_next
+            # A forced answer at the budget's end is correct with probability J (the outcome in expectation).
+            outcome = j_next if truncated and P.answer_on_truncation else 0.0
+            reward = compose_reward(outcome, progress_between(j_now, j_next), P.alpha, P.episode_cost)
             out.append(Outcome(prob, None if truncated else nxt, reward, j_next))
         return out

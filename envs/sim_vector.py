@@ -14,6 +14,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ttc_gym.envs.sim_model import ACTION_NAMES, ANSWER, CONTINUE, FRESH_CANDIDATE, KNOWN_CORRECT, SWITCH, VERIFY, SimParams, SimModel
+from ttc_gym.prover import simulated_monte_carlo_j
+from ttc_gym.rewards import compose_reward, progress_between
 from ttc_gym.validation import check_int, check_render_mode
 
 T, LEVEL, STRAT, STEPS, ATTEMPTS, CAND = range(6)
@@ -33,7 +35,6 @@ class TTCSimVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._steps_needed = P.steps_needed
-        self._partial_per_step = (1.0 - P.guess_prob) * P.partial_credit / P.steps_needed
         self._cdf = np.cumsum(P.difficulty_probs)
         self._rows = np.arange(self.num_envs)
         self._all = np.ones(self.num_envs, dtype=bool)
@@ -54,17 +55,16 @@ class TTCSimVectorEnv(VectorEnv):
         self._state[rows, LEVEL] = lv
         self._working[rows] = rng.random((n, self.params.num_strategies)) < self.params.success_prob[lv][:, None]
         self._slipped[rows] = False
-        self._j_true[rows] = self.params.guess_prob
+        self._j_true[rows] = self.params.partial_j(lv, np.zeros(n, dtype=np.int64))
         self._j[rows] = self._estimate(self._j_true[rows])
 
     def _true_j(self) -> np.ndarray:
         s = self._state
-        partial = self.params.guess_prob + self._partial_per_step[s[:, LEVEL]] * s[:, STEPS]
-        return np.where(s[:, CAND] == 0, partial, np.where(self._slipped, 0.0, 1.0))
+        return self.params.exact_j(s[:, LEVEL], s[:, STEPS], s[:, CAND], self._slipped)
 
     def _estimate(self, j_true: np.ndarray) -> np.ndarray:
         k = self.params.prover_samples
-        return j_true.copy() if k is None else self.np_random.binomial(k, j_true) / k
+        return j_true.copy() if k is None else simulated_monte_carlo_j(j_true, k, self.np_random)
 
     def _info(self, progress, outcome, cost, answered) -> dict:
         s = self._state
@@ -137,13 +137,13 @@ class TTCSimVectorEnv(VectorEnv):
         s[:, T] += episode
         self._j_true = self._true_j()
         j_new = np.where(episode, self._estimate(self._j_true), self._j)
-        progress = j_new - self._j
+        progress = progress_between(self._j, j_new)
         self._j = j_new
         truncated = episode & (s[:, T] >= P.max_episodes)
         answered = answer | (truncated & P.answer_on_truncation)
         outcome = (answered & (u[2] < self._j_true)).astype(np.float64)
         cost = episode * P.episode_cost
-        reward = outcome + P.alpha * progress - cost
+        reward = compose_reward(outcome, progress, P.alpha, cost)
         terminated = answered  # a forced answer at the budget's end also terminates (see TTCSimEnv)
 
         # Next-step autoreset: sub-envs that ended on the previous call start a new problem now.

@@ -48,9 +48,10 @@ from ttc_gym.engines import SamplingConfig, make_engine
 from ttc_gym.engines.base import generate_per_prompt
 from ttc_gym.engines.transformers_engine import TransformersEngine
 from ttc_gym.grading import answers_equivalent, normalize_answer
-from ttc_gym.llm_prover import LLMProver, prefix_seed
+from ttc_gym.llm_prover import LLMProver
 from ttc_gym.problems import make_source
 from ttc_gym.prompts import PromptTemplate, close_boxed
+from ttc_gym.seeding import prefix_seed
 
 
 def load() -> str:

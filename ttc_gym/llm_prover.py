@@ -9,23 +9,15 @@ result is memoized: a repeated prefix costs nothing.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from typing import Any, Sequence
 
 from ttc_gym.engines.base import SamplingConfig, generate_per_prompt
 from ttc_gym.grading import answers_equivalent, normalize_answer
 from ttc_gym.prompts import PromptTemplate, close_boxed, forced_answer_sampling
-from ttc_gym.prover import ProverEstimate
+from ttc_gym.prover import ProverEstimate, monte_carlo_j
+from ttc_gym.seeding import prefix_seed
 from ttc_gym.validation import check_float, check_int
-
-
-def prefix_seed(seed: int, *parts: str) -> int:
-    """A 63-bit seed from `seed` and the text `parts` (stable across processes and platforms)."""
-    h = hashlib.blake2b(str(seed).encode(), digest_size=8)
-    for part in parts:
-        h.update(b"\x00" + part.encode("utf-8", "surrogatepass"))
-    return int.from_bytes(h.digest(), "little") >> 1
 
 
 class LLMProver:
@@ -112,5 +104,5 @@ class LLMProver:
         answers = tuple(normalize_answer(close_boxed(c.text)) for c in completions)
         correct = tuple(bool(a) and answers_equivalent(a, problem.answer) for a in answers)
         return ProverEstimate(
-            j=sum(correct) / len(correct), answers=answers, correct=correct, num_samples=len(correct)
+            j=monte_carlo_j(sum(correct), len(correct)), answers=answers, correct=correct, num_samples=len(correct)
         )

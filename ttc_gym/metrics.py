@@ -1,4 +1,4 @@
-"""Metrics of how test-time compute is spent (DESIGN.md §2). One implementation, shared by the envs,
+"""Metrics of how test-time compute is spent (docs/formulation.md §5). One implementation, shared by the envs,
 the benchmark runner and the examples.
 
 Conventions: a J curve `j_curve[i]` is the forced-answer accuracy after i episodes, with

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from ttc_gym.actions import MetaAction
 from ttc_gym.engines.base import SamplingConfig, closing_brace
 
-# Paragraph openers at which MRT's analysis starts a new episode (DESIGN.md §2).
+# Paragraph openers at which MRT's analysis starts a new episode (docs/formulation.md §6).
 EPISODE_MARKERS = (
     "Wait",
     "But wait",

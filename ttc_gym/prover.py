@@ -8,11 +8,13 @@ forced answers, grades them and returns the fraction correct.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 
 from ttc_gym.validation import check_int, check_probability
+
+Count = TypeVar("Count", float, np.ndarray)
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,24 @@ class Prover(Protocol):
     def estimate(self, problem: Any, episodes: Sequence[str]) -> ProverEstimate: ...
 
 
-def monte_carlo_j(p_correct: float, num_samples: int, rng: np.random.Generator) -> float:
-    """Fraction correct among K forced answers that are each correct with probability p_correct."""
-    check_probability("p_correct", p_correct)
+def monte_carlo_j(num_correct: Count, num_samples: int) -> Count:
+    """MRT's Monte Carlo estimate of J: the fraction of K = `num_samples` forced answers graded
+    correct, num_correct / K (docs/formulation.md §2). `num_correct` is a count or an array of counts
+    (then an array of estimates)."""
     check_int("num_samples (K)", num_samples, minimum=1)
-    return float(rng.binomial(num_samples, p_correct)) / num_samples
+    j = num_correct / num_samples
+    return j if isinstance(j, np.ndarray) else float(j)
+
+
+def simulated_monte_carlo_j(p_correct: Count, num_samples: int, rng: np.random.Generator) -> Count:
+    """`monte_carlo_j` of K simulated forced answers that are each correct with probability
+    `p_correct`: the number correct is drawn from Binomial(K, p_correct) with `rng`. `p_correct` is
+    a probability or an array of them (one draw each, in order)."""
+    if isinstance(p_correct, np.ndarray):
+        if p_correct.size and not (np.all(p_correct >= 0.0) and np.all(p_correct <= 1.0)):
+            raise ValueError(f"p_correct must hold probabilities in [0, 1], got values in "
+                             f"[{p_correct.min()}, {p_correct.max()}].")
+    else:
+        check_probability("p_correct", p_correct)
+    check_int("num_samples (K)", num_samples, minimum=1)
+    return monte_carlo_j(rng.binomial(num_samples, p_correct), num_samples)

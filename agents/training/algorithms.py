@@ -6,7 +6,7 @@ log-probability of the episode's action or tokens, its progress and its cost) an
 outcome. The TTC-Sim-v0 trainer and the LLM trainer build these from their own rollouts and call the
 same functions.
 
-Notation (DESIGN.md §2): trajectory i of group g (the G rollouts of one problem) has episodes
+Notation (docs/formulation.md §4): trajectory i of group g (the G rollouts of one problem) has episodes
 j = 0..n_i-1 with progress p_ij = J_j - J_{j-1} and cost c_ij, and a final outcome o_i in {0, 1}.
 
 * Outcome-only (GRPO): R_i = o_i - cost_coef * sum_j c_ij (cost_coef = 0 by default: the plain 0/1
@@ -36,8 +36,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ttc_gym.rewards import check_alpha
-from ttc_gym.validation import check_float
+from ttc_gym.rewards import check_alpha, j_curve_from_progress
+from ttc_gym.validation import check_float, unknown_name_error
+
+#: The policy-gradient algorithms `advantages` dispatches on, and the two forms of MRT's advantage.
+ADVANTAGE_ALGOS = ("grpo", "mrt")
+MRT_FORMS = ("group", "termination")
 
 
 @dataclass
@@ -177,10 +181,35 @@ def termination_advantages(
     for t in trajectories:
         if not np.isfinite(t.j0):
             raise ValueError("termination_advantages needs Trajectory.j0 (J before any episode); got NaN.")
-        j_before = t.j0 + np.concatenate([[0.0], np.cumsum(t.progress)[:-1]])
+        j_before = j_curve_from_progress(t.j0, t.progress)[:-1]
         cost_to_go = np.cumsum(t.cost[::-1])[::-1]
         out.append(t.outcome + alpha * progress_to_go(t) - cost_coef * cost_to_go - j_before)
     return out
+
+
+def advantages(
+    algo: str,
+    trajectories: Sequence[Trajectory],
+    *,
+    alpha: float,
+    mrt_form: str,
+    cost_coef: float = 0.0,
+    eps: float = 1e-6,
+    scale: bool = True,
+) -> list[np.ndarray]:
+    """The advantages of a batch as a trainer's settings choose them, the one dispatch every trainer
+    uses (docs/formulation.md §4): `algo` "grpo" -> `outcome_advantages`; "mrt" with `mrt_form`
+    "group" -> `mrt_advantages`, with "termination" -> `termination_advantages` (which has no group
+    statistics, so `eps` and `scale` do not apply to it)."""
+    if algo not in ADVANTAGE_ALGOS:
+        raise unknown_name_error("advantage algo", algo, ADVANTAGE_ALGOS)
+    if mrt_form not in MRT_FORMS:
+        raise unknown_name_error("mrt_form", mrt_form, MRT_FORMS)
+    if algo == "grpo":
+        return outcome_advantages(trajectories, cost_coef=cost_coef, eps=eps, scale=scale)
+    if mrt_form == "termination":
+        return termination_advantages(trajectories, alpha=alpha, cost_coef=cost_coef)
+    return mrt_advantages(trajectories, alpha=alpha, cost_coef=cost_coef, eps=eps, scale=scale)
 
 
 # -- losses ---------------------------------------------------------------------------------------

@@ -61,18 +61,6 @@ class TrainResult:
     wall_s: float = 0.0
 
 
-def advantages(config: SimTrainConfig, trajectories: Sequence[alg.Trajectory]) -> list[np.ndarray]:
-    if config.algo == "grpo":
-        return alg.outcome_advantages(
-            trajectories, cost_coef=config.cost_coef, eps=config.adv_eps, scale=config.adv_scale
-        )
-    if config.mrt_form == "termination":
-        return alg.termination_advantages(trajectories, alpha=config.alpha, cost_coef=config.cost_coef)
-    return alg.mrt_advantages(
-        trajectories, alpha=config.alpha, cost_coef=config.cost_coef, eps=config.adv_eps, scale=config.adv_scale
-    )
-
-
 def evaluate_policy(
     policy: SimPolicy, env_kwargs: dict, *, problems: int = 1000, seed: int = 0, greedy: bool = False,
     chunk: int = 1000, actor=None,
@@ -161,7 +149,11 @@ def _rl_step(config, policy, ref, optimizer, envs, rng, gen):
         noise = rng.integers(0, 2**62, size=config.batch_size)
         traces = rollout(envs, PolicyActor(policy, gen), seeds, groups=np.repeat(np.arange(P), G), noise_seeds=noise)
     trajectories = to_trajectories(traces, policy, ref)
-    loss = alg.pg_loss(trajectories, advantages(config, trajectories), kl_coef=config.kl_coef)
+    advantages = alg.advantages(
+        config.algo, trajectories, alpha=config.alpha, mrt_form=config.mrt_form, cost_coef=config.cost_coef,
+        eps=config.adv_eps, scale=config.adv_scale,
+    )
+    loss = alg.pg_loss(trajectories, advantages, kl_coef=config.kl_coef)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
