@@ -21,11 +21,14 @@ import re
 from typing import Any
 
 __all__ = [
+    "BOX_COMMANDS",
     "MAX_BRACE_DEPTH",
     "SCAN_CHARS",
+    "closing_brace",
     "extract_answer",
     "extract_boxed",
     "extract_last_number",
+    "first_box_command",
     "gsm8k_answer",
 ]
 
@@ -39,13 +42,59 @@ _MAX_BOX_CANDIDATES = 8
 #: A phrase answer ("the answer is …") longer than this is not an answer but prose.
 _MAX_PHRASE_ANSWER = 300
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
+#: The commands whose argument is a committed answer.
+BOX_COMMANDS = ("\\boxed", "\\fbox")
+# A brace, escaped (``\{``, ``\}``: content, e.g. set notation) or not (structure).
+_BRACE_RE = re.compile(r"\\[{}]|[{}]")
 
 
 def _check_text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r:.80}.")
     return value
+
+
+def closing_brace(text: str, start: int = 0) -> int | None:
+    r"""Index of the first ``}`` at or after ``start`` that closes a brace opened before ``start``
+    (a ``}`` matching no ``{`` between ``start`` and it), or None when there is none.
+
+    The one brace scanner of ttc-gym: the argument of ``\boxed{`` is what lies between its ``{``
+    and ``closing_brace(text, index of "{" + 1)``; a forced answer after a prompt that ends inside
+    ``\boxed{`` ends at ``closing_brace(answer)``. Escaped braces ``\{`` ``\}`` (set notation) are
+    content, not structure. Nesting deeper than :data:`MAX_BRACE_DEPTH` counts as malformed (None).
+    Time linear in ``len(text) - start``.
+    """
+    depth = 1
+    for m in _BRACE_RE.finditer(_check_text("text", text), start):
+        brace = m.group()
+        if brace == "{":
+            depth += 1
+            if depth > MAX_BRACE_DEPTH:
+                return None
+        elif brace == "}":
+            depth -= 1
+            if depth == 0:
+                return m.start()
+    return None
+
+
+def _is_box_command(text: str, end: int) -> bool:
+    r"""Whether the box command's name that ends at ``end`` is the command itself (``\boxedx`` is another)."""
+    return not (end < len(text) and text[end].isalpha())
+
+
+def first_box_command(text: str) -> int | None:
+    r"""Index where the first box command (``\boxed``, ``\fbox``: :data:`BOX_COMMANDS`) of ``text``
+    starts, well-formed or not, or None: where an answer is committed, or begins to be."""
+    text = _check_text("text", text)
+    starts = []
+    for cmd in BOX_COMMANDS:
+        pos = text.find(cmd)
+        while pos != -1 and not _is_box_command(text, pos + len(cmd)):
+            pos = text.find(cmd, pos + 1)
+        if pos != -1:
+            starts.append(pos)
+    return min(starts, default=None)
 
 
 def _box_content(text: str, start: int) -> str | None:
@@ -58,23 +107,8 @@ def _box_content(text: str, start: int) -> str | None:
     while j < n and text[j] in " \t":
         j += 1
     if j < n and text[j] == "{":
-        depth = 0
-        k = j
-        while k < n:
-            c = text[k]
-            if c == "\\" and k + 1 < n and text[k + 1] in "{}":
-                k += 2  # escaped brace: \{ \} (set notation) is content, not structure
-                continue
-            if c == "{":
-                depth += 1
-                if depth > MAX_BRACE_DEPTH:
-                    return None
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[j + 1 : k]
-            k += 1
-        return None  # unbalanced
+        end = closing_brace(text, j + 1)
+        return None if end is None else text[j + 1 : end]  # None: unbalanced or nested too deep
     # `\boxed 5` without braces: needs a space, then one token.
     if j == i or j >= n:
         return None
@@ -95,13 +129,12 @@ def extract_boxed(text: str) -> str | None:
     text = _check_text("text", text)[-SCAN_CHARS:]
     # Candidate positions of every box command, latest first.
     positions: list[tuple[int, int]] = []
-    for cmd in _BOX_COMMANDS:
+    for cmd in BOX_COMMANDS:
         pos = text.rfind(cmd)
         tries = 0
         while pos != -1 and tries < _MAX_BOX_CANDIDATES:
             end = pos + len(cmd)
-            # `\boxedx` is another command, not a box.
-            if not (end < len(text) and text[end].isalpha()):
+            if _is_box_command(text, end):
                 positions.append((pos, end))
                 tries += 1
             pos = text.rfind(cmd, 0, pos)

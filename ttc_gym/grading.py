@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from ttc_gym.answer_extraction import extract_answer, extract_boxed, gsm8k_answer
+from ttc_gym.answer_extraction import BOX_COMMANDS, extract_answer, extract_boxed, gsm8k_answer
 
 __all__ = [
     "CACHE_SIZE",
@@ -148,7 +148,7 @@ _LATEX_FRACTION_RE = re.compile(r"^([-+]?)\\frac\{([-+]?\d+(?:\.\d+)?)\}\{([-+]?
 def _strip_delimiters(ans: str) -> str:
     """Remove math delimiters and a surrounding ``\\boxed{}``."""
     ans = ans.strip()
-    if "\\boxed" in ans or "\\fbox" in ans:
+    if any(cmd in ans for cmd in BOX_COMMANDS):
         boxed = extract_boxed(ans)
         if boxed is not None:
             ans = boxed
@@ -606,7 +606,7 @@ def _gold_answer(gold: str) -> str:
         found = gsm8k_answer(gold)
         if found is not None:
             return found
-    if "\\boxed" in gold or "\\fbox" in gold:
+    if any(cmd in gold for cmd in BOX_COMMANDS):
         found = extract_boxed(gold)
         if found is not None:
             return found

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ttc_gym.actions import MetaAction
-from ttc_gym.engines.base import SamplingConfig, closing_brace
+from ttc_gym.answer_extraction import closing_brace
+from ttc_gym.engines.base import SamplingConfig
 
 # Paragraph openers at which MRT's analysis starts a new episode (docs/formulation.md §6).
 EPISODE_MARKERS = (
@@ -100,6 +101,6 @@ def forced_answer_sampling(max_new_tokens: int, temperature: float, n: int = 1) 
 
 def close_boxed(text: str) -> str:
     """The content of a `\\boxed{` opened by the prompt: `text` up to its first unbalanced `}`
-    (the whole text when the brace is never closed)."""
+    (`ttc_gym.answer_extraction.closing_brace`; the whole text when the brace is never closed)."""
     end = closing_brace(text)
     return (text if end is None else text[:end]).strip()
