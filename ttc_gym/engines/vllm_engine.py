@@ -31,7 +31,6 @@ how tests run this engine on a CPU against recorded vLLM output objects.
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 import secrets
 import threading
@@ -42,6 +41,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ttc_gym.engines.base import (
     CLOSING_BRACE, Completion, SamplingConfig, chat_prompt, check_generate_args, find_stop, tokens_to_stop,
 )
+from ttc_gym.seeding import text_seed
 from ttc_gym.validation import check_float, check_int
 
 VLLM_PURPOSE = "the vLLM engine (engine='vllm:<model>')"
@@ -79,8 +79,7 @@ def request_seed(seed: int, index: int) -> int:
 
     62 bits leave room for vLLM to add a sample's index to it (n > 1) without overflowing 64 bits.
     """
-    digest = hashlib.blake2b(f"vllm-request:{seed}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 2
+    return text_seed(f"vllm-request:{seed}:{index}", bits=62)
 
 
 class _LoadWeights:
