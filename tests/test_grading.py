@@ -317,3 +317,148 @@ def test_import_is_silent_and_light():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] ''"
+
+
+# -- the worker program (ttc_gym.grading_worker) -----------------------------------------------------
+def _same_text(pred: str, gold: str) -> bool:
+    """A stand-in checker: equal when the strings are."""
+    return pred == gold
+
+
+def test_worker_answers_a_request_in_process_with_the_real_checker():
+    import json
+
+    from ttc_gym.grading_worker import handle_line, load_checker
+
+    equal, has_math_verify = load_checker()
+    assert has_math_verify is True  # math-verify is a dependency of ttc-gym
+    reply = handle_line(json.dumps({"id": 3, "pred": "2x+1", "gold": "1+2x"}), equal)
+    assert json.loads(reply) == {"id": 3, "equal": True}
+    reply = handle_line(json.dumps({"id": "b", "pred": "2x", "gold": "2y"}), equal)
+    assert json.loads(reply) == {"id": "b", "equal": False}
+    assert equal("(x-1)(x+1)", "x^2-1") is True and equal("x^2", "x^3") is False
+
+
+def test_worker_handler_never_fails_on_bad_requests():
+    import json
+
+    from ttc_gym.grading_worker import handle_line
+
+    def broken(pred: str, gold: str) -> bool:
+        raise RecursionError("deep")
+
+    assert handle_line("not json", _same_text) is None
+    assert handle_line("[1, 2]", _same_text) is None  # JSON, but not a request object
+    assert json.loads(handle_line('{"id": 1, "pred": "5"}', _same_text)) == {"id": 1, "equal": False}
+    assert json.loads(handle_line('{"id": 2, "pred": "5", "gold": "5"}', broken)) == {"id": 2, "equal": False}
+    assert json.loads(handle_line('{"pred": "5", "gold": "5"}', _same_text)) == {"id": None, "equal": True}
+
+
+def test_worker_serves_a_ready_line_then_one_reply_per_request():
+    import io
+    import json
+
+    from ttc_gym.grading_worker import serve
+
+    out = io.StringIO()
+    lines = ['{"id": 1, "pred": "a", "gold": "a"}\n', "garbage\n", '{"id": 2, "pred": "a", "gold": "b"}\n']
+    serve(lines, out, _same_text, math_verify=False)
+    assert [json.loads(x) for x in out.getvalue().splitlines()] == [
+        {"ready": True, "math_verify": False}, {"id": 1, "equal": True}, {"id": 2, "equal": False},
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [([], "expected 2 arguments"), (["12", "x"], "must be integers"), (["0", "100"], "must be >= 1")],
+)
+def test_worker_command_line_is_checked(argv, message, capsys):
+    from ttc_gym.grading_worker import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "usage: python -m ttc_gym.grading_worker PARENT_PID MEMORY_LIMIT_BYTES" in err and message in err
+
+
+def _start_worker_process(parent_pid: int, limit: int = 4 * 1024**3):
+    import subprocess
+    import sys
+
+    from ttc_gym.grading import _worker_environment
+
+    return subprocess.Popen(
+        [sys.executable, "-P", "-m", "ttc_gym.grading_worker", str(parent_pid), str(limit)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_worker_environment(),
+    )
+
+
+def test_worker_module_speaks_the_protocol_and_ends_with_its_input():
+    import json
+    import os
+
+    limit = 3 * 1024**3
+    proc = _start_worker_process(os.getpid(), limit)
+    try:
+        assert json.loads(proc.stdout.readline()) == {"ready": True, "math_verify": True}
+        if os.path.exists(f"/proc/{proc.pid}/limits"):  # Linux: the address-space cap is in place
+            with open(f"/proc/{proc.pid}/limits") as f:
+                row = next(line for line in f if line.startswith("Max address space"))
+            assert row.split()[3:5] == [str(limit), str(limit)]
+        proc.stdin.write('{"id": 7, "pred": "(x+1)^2", "gold": "x^2+2x+1"}\nnot json\n{"id": 8, "pred": "1", "gold": "2"}\n')
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline()) == {"id": 7, "equal": True}
+        assert json.loads(proc.stdout.readline()) == {"id": 8, "equal": False}
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+        assert proc.stdout.read() == ""
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_worker_exits_when_its_parent_is_gone():
+    import os
+    import subprocess
+    import sys
+
+    # An intermediate parent starts a worker and exits at once. The worker's stdin is a pipe whose
+    # write end this test holds open, so only the parent's death can end the worker.
+    read_end, write_end = os.pipe()
+    code = (
+        "import os, subprocess, sys\n"
+        "from ttc_gym.grading import _worker_environment\n"
+        "p = subprocess.Popen([sys.executable, '-P', '-m', 'ttc_gym.grading_worker', str(os.getpid()), str(4 * 1024**3)],"
+        " stdin=int(sys.argv[1]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_worker_environment())\n"
+        "print(p.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    try:
+        out = subprocess.run([sys.executable, "-c", code, str(read_end)], pass_fds=(read_end,), capture_output=True,
+                             text=True, timeout=120, check=True)
+        os.close(read_end)
+        worker_pid = int(out.stdout.strip())
+        deadline = time.monotonic() + 60  # a liveness bound, not a speed requirement (it checks every second)
+        while _running(worker_pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        orphan_alive = _running(worker_pid)
+        if orphan_alive:
+            os.kill(worker_pid, 9)
+        assert not orphan_alive, "the orphaned worker did not exit"
+    finally:
+        os.close(write_end)
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie waiting to be reaped has)."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc (not Linux): it exists
+        return True

@@ -24,10 +24,11 @@ How equivalence is decided (:func:`answers_equivalent`), cheapest first:
    its own ``signal.alarm`` timeouts disabled — with a sympy fallback (``simplify(a - b) == 0``),
    run in a persistent worker subprocess. The call waits at most ``timeout`` seconds for it; on
    timeout the worker is killed (and restarted on the next call) and the answer is ``False``.
-   This works from any thread, unlike math-verify's own timeouts. The worker is a fresh
-   interpreter started with ``subprocess`` (fork + exec, so a parent that has loaded torch is
-   safe, and the parent's ``__main__`` is never re-imported); the first slow-path call waits for
-   it to start (about 1–2 s, not counted in ``timeout``).
+   This works from any thread, unlike math-verify's own timeouts. The worker is the module
+   :mod:`ttc_gym.grading_worker` run as ``python -m`` in a fresh interpreter started with
+   ``subprocess`` (fork + exec, so a parent that has loaded torch is safe, and the parent's
+   ``__main__`` is never re-imported); the first slow-path call waits for it to start (about 1–2 s,
+   not counted in ``timeout``).
 
 Results are memoized (``functools.lru_cache``, :data:`CACHE_SIZE` entries) on ``(pred, gold,
 timeout)``. Importing this module is cheap and silent: math-verify and sympy are only imported in
@@ -307,82 +308,25 @@ def _too_hard(ans: str) -> bool:
 # The verifier worker subprocess
 # --------------------------------------------------------------------------------------------
 
-# Runs in a fresh interpreter (`python -c`). Protocol: one JSON object per line on stdin
-# {"id", "pred", "gold"}; one per line on stdout {"id", "equal"}; a first line {"ready": true}.
-_WORKER_SOURCE = r"""
-import json, logging, os, signal, sys, threading, time
-def _watch_parent(ppid):
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != ppid:
-            os._exit(0)
-def _main():
-    out = sys.stdout
-    sys.stdout = sys.stderr  # anything printed by libraries must not corrupt the protocol
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
-    threading.Thread(target=_watch_parent, args=(int(sys.argv[1]),), daemon=True).start()
-    try:
-        import resource
-        limit = int(sys.argv[2])
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except Exception:
-        pass
-    logging.disable(logging.CRITICAL)
-    import sympy
-    from sympy.parsing.sympy_parser import (
-        convert_xor, implicit_multiplication_application, parse_expr, standard_transformations)
-    try:
-        from math_verify import parse, verify
-    except Exception:
-        parse = verify = None
-    transformations = standard_transformations + (implicit_multiplication_application, convert_xor)
-
-    def mv_parse(s):
-        got = parse("$" + s + "$", parsing_timeout=None)
-        return got if got else parse(s, parsing_timeout=None)
-
-    def sympy_equal(a, b):
-        if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
-            return False
-        if a.free_symbols != b.free_symbols and not (a.is_number and b.is_number):
-            return False
-        return sympy.simplify(a - b) == 0
-
-    def equal(pred, gold):
-        g = p = []
-        if parse is not None:
-            g = mv_parse(gold)
-            p = mv_parse(pred)
-            if g and p and verify(g, p, timeout_seconds=None):
-                return True
-        if g and p:
-            return bool(sympy_equal(g[0], p[0]))
-        try:
-            a = parse_expr(gold, transformations=transformations, evaluate=True)
-            b = parse_expr(pred, transformations=transformations, evaluate=True)
-        except BaseException:
-            return False
-        return bool(sympy_equal(a, b))
-
-    out.write(json.dumps({"ready": True, "math_verify": parse is not None}) + "\n")
-    out.flush()
-    for line in sys.stdin:
-        try:
-            req = json.loads(line)
-        except ValueError:
-            continue
-        try:
-            ok = equal(req["pred"], req["gold"])
-        except BaseException:
-            ok = False
-        out.write(json.dumps({"id": req.get("id"), "equal": bool(ok)}) + "\n")
-        out.flush()
-_main()
-"""
+# The worker is the module `ttc_gym.grading_worker`, run as `python -m` in a fresh interpreter; its
+# docstring gives the protocol (JSON lines: a ready line, then one {"id", "equal"} per {"id", "pred", "gold"}).
+WORKER_MODULE = "ttc_gym.grading_worker"
 
 #: Address-space cap for the worker (bytes), so a runaway sympy computation fails instead of
 #: swapping the machine; it is killed on timeout anyway.
 _WORKER_MEMORY_LIMIT = 4 * 1024**3
+
+
+def _worker_environment() -> dict[str, str]:
+    """The worker's environment: this one, with this process's copy of ttc_gym first on the path
+    (the worker runs the parent's code) and one BLAS thread (it does no linear algebra; fewer
+    threads reserve less of its capped address space)."""
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[name] = "1"
+    return env
 
 
 def _pump(stream: Any, sink: queue.SimpleQueue) -> None:
@@ -420,7 +364,7 @@ class _Worker:
         cmd = [sys.executable]
         if sys.version_info >= (3, 11):
             cmd.append("-P")  # do not put the working directory on sys.path
-        cmd += ["-c", _WORKER_SOURCE, str(os.getpid()), str(_WORKER_MEMORY_LIMIT)]
+        cmd += ["-m", WORKER_MODULE, str(os.getpid()), str(_WORKER_MEMORY_LIMIT)]
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE,
@@ -429,6 +373,7 @@ class _Worker:
             text=True,
             encoding="utf-8",
             bufsize=1,
+            env=_worker_environment(),
         )
         replies: queue.SimpleQueue = queue.SimpleQueue()
         threading.Thread(
@@ -441,9 +386,10 @@ class _Worker:
         if not (isinstance(hello, dict) and hello.get("ready")):
             self._kill(proc)
             raise RuntimeError(
-                f"The grading worker ({sys.executable} -c ...) did not start within "
-                f"{WORKER_STARTUP_TIMEOUT:.0f} s: expected a ready message, got {hello!r}. "
-                "Check that sympy and math-verify import in this interpreter."
+                f"The grading worker ({sys.executable} -m {WORKER_MODULE}) did not start within "
+                f"{WORKER_STARTUP_TIMEOUT:.0f} s: expected a ready message, got {hello!r} (None: it "
+                f"exited). Check that `{sys.executable} -m {WORKER_MODULE} {os.getpid()} "
+                f"{_WORKER_MEMORY_LIMIT}` starts (sympy and math-verify must import)."
             )
         self._proc, self._replies = proc, replies
 

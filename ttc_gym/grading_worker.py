@@ -1,0 +1,166 @@
+"""The grader's verifier worker: a separate interpreter in which math-verify and sympy decide whether
+two answers are equivalent, for `ttc_gym.grading` (which starts it, waits at most a timeout for each
+answer and kills it when that runs out).
+
+    python -m ttc_gym.grading_worker PARENT_PID MEMORY_LIMIT_BYTES
+
+Protocol, one JSON object per line: the worker first writes `{"ready": true, "math_verify": bool}`
+(whether math-verify imported; without it only the sympy fallback runs), then answers each request
+line `{"id": ..., "pred": str, "gold": str}` read from stdin with one line `{"id": ..., "equal":
+bool}` on stdout. A line that is not a JSON object gets no answer; a comparison that fails in any
+way answers `"equal": false`. The worker ends when its stdin closes or when its parent (PARENT_PID)
+is gone (checked every second); Ctrl+C is left to the parent; its address space is capped at
+MEMORY_LIMIT_BYTES so that a runaway sympy computation fails instead of swapping the machine; what
+libraries print goes to stderr, never into the protocol.
+
+Importing this module does nothing else: sympy and math-verify are imported by `load_checker`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+USAGE = "usage: python -m ttc_gym.grading_worker PARENT_PID MEMORY_LIMIT_BYTES"
+
+#: `equal(pred, gold) -> bool`: the slow-path equivalence check.
+Checker = Callable[[str, str], bool]
+
+
+def load_checker() -> tuple[Checker, bool]:
+    """(equal, has_math_verify): imports sympy (and math-verify, when installed) and returns the check.
+
+    `equal(pred, gold)`: math-verify's `verify(parse(gold), parse(pred))` (each side parsed as
+    `$...$` first, then as it is; no timeouts of its own), then sympy's `simplify(a - b) == 0` on
+    the parsed expressions, or on sympy's own parse of both strings when math-verify parsed nothing.
+    Expressions over different free symbols are never equal.
+    """
+    import sympy
+    from sympy.parsing.sympy_parser import (
+        convert_xor,
+        implicit_multiplication_application,
+        parse_expr,
+        standard_transformations,
+    )
+
+    try:
+        from math_verify import parse, verify
+    except Exception:  # not installed, or broken: the sympy path still works
+        parse = verify = None
+    transformations = standard_transformations + (implicit_multiplication_application, convert_xor)
+
+    def mv_parse(s: str) -> list:
+        got = parse("$" + s + "$", parsing_timeout=None)
+        return got if got else parse(s, parsing_timeout=None)
+
+    def sympy_equal(a: Any, b: Any) -> bool:
+        if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
+            return False
+        if a.free_symbols != b.free_symbols and not (a.is_number and b.is_number):
+            return False
+        return sympy.simplify(a - b) == 0
+
+    def equal(pred: str, gold: str) -> bool:
+        g = p = []
+        if parse is not None:
+            g = mv_parse(gold)
+            p = mv_parse(pred)
+            if g and p and verify(g, p, timeout_seconds=None):
+                return True
+        if g and p:
+            return bool(sympy_equal(g[0], p[0]))
+        try:
+            a = parse_expr(gold, transformations=transformations, evaluate=True)
+            b = parse_expr(pred, transformations=transformations, evaluate=True)
+        except BaseException:  # sympy's parser raises anything, SyntaxError and TokenError included
+            return False
+        return bool(sympy_equal(a, b))
+
+    return equal, parse is not None
+
+
+def handle_line(line: str, equal: Checker) -> str | None:
+    """The answer line (without newline) to one request line, or None for a line that is not a JSON
+    object. Any failure of `equal`, or a request without "pred" / "gold", answers "equal": false."""
+    try:
+        request = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    try:
+        ok = bool(equal(request["pred"], request["gold"]))
+    except BaseException:  # the comparison must never end the worker (RecursionError, MemoryError, ...)
+        ok = False
+    return json.dumps({"id": request.get("id"), "equal": ok})
+
+
+def serve(lines: Iterable[str], out: TextIO, equal: Checker, *, math_verify: bool) -> None:
+    """Write the ready line, then answer every request of `lines` on `out`, flushing each."""
+    out.write(json.dumps({"ready": True, "math_verify": math_verify}) + "\n")
+    out.flush()
+    for line in lines:
+        reply = handle_line(line, equal)
+        if reply is not None:
+            out.write(reply + "\n")
+            out.flush()
+
+
+def exit_when_orphaned(parent_pid: int, interval: float = 1.0) -> None:
+    """Loop forever; end the process at once when its parent is no longer `parent_pid`."""
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
+def limit_memory(limit: int) -> None:
+    """Cap the process's address space at `limit` bytes where the platform allows (Unix)."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):
+        pass  # no `resource` (Windows), or a hard limit already lower: run without the cap
+
+
+def parse_args(argv: list[str]) -> tuple[int, int]:
+    """(parent_pid, memory_limit) from the command line; ValueError naming what was expected."""
+    if len(argv) != 2:
+        raise ValueError(f"expected 2 arguments, PARENT_PID and MEMORY_LIMIT_BYTES, got {len(argv)}: {argv!r}.")
+    try:
+        parent_pid, limit = int(argv[0]), int(argv[1])
+    except ValueError:
+        raise ValueError(f"PARENT_PID and MEMORY_LIMIT_BYTES must be integers, got {argv!r}.") from None
+    if parent_pid < 1 or limit < 1:
+        raise ValueError(f"PARENT_PID and MEMORY_LIMIT_BYTES must be >= 1, got {argv!r}.")
+    return parent_pid, limit
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the worker on this process's stdin and stdout (see the module docstring)."""
+    try:
+        parent_pid, limit = parse_args(sys.argv[1:] if argv is None else list(argv))
+    except ValueError as err:
+        print(f"{USAGE}\nerror: {err}", file=sys.stderr)
+        return 2
+    out = sys.stdout
+    sys.stdout = sys.stderr  # anything printed by libraries must not corrupt the protocol
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the parent's to handle
+    threading.Thread(target=exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    limit_memory(limit)
+    logging.disable(logging.CRITICAL)
+    equal, has_math_verify = load_checker()
+    serve(sys.stdin, out, equal, math_verify=has_math_verify)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
