@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ttc_gym.engines.base import SamplingConfig, generate_per_prompt, make_engine
-from ttc_gym.llm_prover import prefix_seed
+from ttc_gym.agent import problem_seed
+from ttc_gym.engines.base import SamplingConfig, generate_per_prompt
+from ttc_gym.engines.registry import make_engine
 from ttc_gym.prompts import PromptTemplate, close_boxed, forced_answer_sampling
+from ttc_gym.seeding import prefix_seed
 from ttc_gym.validation import check_float, check_int
 
 
@@ -24,12 +26,20 @@ def commit_text(answer: str) -> str:
 
 @dataclass(frozen=True)
 class Episode:
-    """An episode the agent wrote: its text and the token ids it sampled for it (what a trainer
-    scores; empty when the text was not sampled as such, e.g. a committed final answer, or the
-    engine does not report ids)."""
+    """An episode the agent wrote, with what a trainer scores it by.
+
+    text: the episode (the env's action).
+    token_ids: the token ids sampled for it; empty when the text was not sampled as such (a
+        committed final answer) or the engine does not report ids.
+    prompt: the prompt the episode continues (the template's reasoning prompt of the trace).
+    prompt_ids: that prompt's token ids as the engine encoded it for generation (`engine.encode`;
+        empty when the engine has no `encode`). Re-tokenizing `prompt` can give other ids.
+    """
 
     text: str
     token_ids: tuple[int, ...] = ()
+    prompt: str = ""
+    prompt_ids: tuple[int, ...] = ()
 
 
 class LLMAgent:
@@ -42,8 +52,8 @@ class LLMAgent:
         temperature, top_p: sampling of the episodes (0.2 by default: small models stay coherent;
             RL training usually samples hotter).
         template: the prompts (must match the env's to continue the same trace).
-        seed: base seed; each episode's seed derives from it and the trace, so the same trace
-            always gets the same next episode.
+        seed: base seed. `reset(seed=s)` derives the problem's seed from it and s; each episode's
+            seed derives from that and the trace, so the same trace always gets the same next episode.
     """
 
     def __init__(
@@ -61,10 +71,15 @@ class LLMAgent:
         self.temperature = check_float("temperature", temperature, minimum=0.0)
         self.top_p = check_float("top_p", top_p, minimum=0.0, maximum=1.0)
         self.template = template or PromptTemplate()
-        self.seed = check_int("seed", seed)
+        self.base_seed = check_int("seed", seed)
+        self.seed = self.base_seed  # the seed of the current problem (see `reset`)
 
-    def reset(self) -> None:
-        """The agent keeps no per-problem state."""
+    def reset(self, seed: int | None = None) -> None:
+        """Before each problem (`ttc_gym.agent.Agent`): with the problem's seed, `seed` (what each
+        episode's sampling seed derives from, with the trace) becomes `problem_seed(base_seed, seed)`,
+        so problem i is sampled alike whatever ran before it; with None it stays. No other state."""
+        if seed is not None:
+            self.seed = problem_seed(self.base_seed, seed)
 
     def act(self, obs: dict, info: dict) -> str:
         return self.act_batch([obs], [info])[0]
@@ -76,7 +91,8 @@ class LLMAgent:
 
     def write_batch(self, observations: Sequence[dict], infos: Sequence[dict],
                     seeds: Sequence[int] | None = None) -> list[Episode]:
-        """Next episodes for several traces in one engine call (one per distinct token cap).
+        """Next episodes for several traces in one engine call (one per distinct token cap), each
+        with its prompt and token ids (`Episode`).
 
         Each trace is sampled with its own seed, derived from the agent's seed and that trace, so
         `act_batch([o], [i]) == [act(o, i)]` and a batch gives what acting on each trace alone gives
@@ -106,10 +122,13 @@ class LLMAgent:
                 question, episodes = observations[i]["problem"], list(observations[i]["episodes"])
                 prompts.append(self.template.reasoning_prompt(self.engine, question, episodes))
                 row_seeds.append(prefix_seed(seeds[i], "episode", question, *episodes, "\x00"))
-            for i, completions in zip(rows, generate_per_prompt(self.engine, prompts, sampling, row_seeds)):
-                c = completions[0]
-                written[i] = (Episode(c.text, c.token_ids) if c.text.strip()
-                              else Episode(commit_text(self.final_answer(observations[i]))))
+            encode = getattr(self.engine, "encode", None)
+            completions = generate_per_prompt(self.engine, prompts, sampling, row_seeds)
+            for i, prompt, row in zip(rows, prompts, completions):
+                c = row[0]
+                prompt_ids = tuple(encode(prompt)) if encode is not None else ()
+                written[i] = (Episode(c.text, c.token_ids, prompt, prompt_ids) if c.text.strip()
+                              else Episode(commit_text(self.final_answer(observations[i])), (), prompt, prompt_ids))
         return written
 
     def _token_cap(self, info: dict) -> int:

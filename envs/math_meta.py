@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from ttc_gym.envs.math_core import MathSettings, MathTrace
+from ttc_gym.envs.math_text import check_reset_options
 from ttc_gym.actions import MetaAction, check_meta_action
 from ttc_gym.engines.base import SamplingConfig
 from ttc_gym.prompts import META_ACTION_CUES, PromptTemplate
@@ -63,6 +64,9 @@ class TTCMathMetaEnv(gym.Env):
     `temperature` (sampling temperature of the episodes, 0.7). The episodes' sampling seeds come
     from the env's `np_random`, so the same seed and actions give the same rollout.
 
+    Accessors (on `env.unwrapped`): `engine` (the model that writes the episodes), `template`,
+    `prover` and `trace`, as in TTC-Math-v0; `reset(options={"problem": p})` as in TTC-Math-v0.
+
     `info`: that of TTC-Math-v0, plus `episode_text` (what the model wrote this step).
 
     ## Version History
@@ -74,19 +78,19 @@ class TTCMathMetaEnv(gym.Env):
 
     def __init__(self, render_mode: str | None = None, episode_tokens: int = 96, temperature: float = 0.7, **kwargs: Any):
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
-        self.settings = MathSettings.from_kwargs("TTC-MathMeta-v0", kwargs)
+        self._settings = MathSettings.from_kwargs("TTC-MathMeta-v0", kwargs)
         self.episode_tokens = check_int("episode_tokens", episode_tokens, minimum=1)
         self.temperature = check_float("temperature", temperature, minimum=0.0)
-        self.source, self.engine, self.prover = self.settings.build()
-        H, K = self.settings.max_episodes, self.settings.num_prover_samples
+        self._source, self.engine, self.prover = self._settings.build()
+        H, K = self._settings.max_episodes, self._settings.num_prover_samples
         self.observation_space = spaces.MultiDiscrete([H + 1, K + 1, 3, K + 1, TOKEN_BUCKETS + 1, len(MetaAction) + 1])
         self.action_space = spaces.Discrete(len(MetaAction))
-        self._token_scale = self.settings.max_tokens or H * self.episode_tokens
-        self.trace: MathTrace | None = None
+        self._token_scale = self._settings.max_tokens or H * self.episode_tokens
+        self._trace: MathTrace | None = None
 
     def _obs(self, last_action: int, progress: float) -> np.ndarray:
-        t = self.trace
-        K = self.settings.num_prover_samples
+        t = self._trace
+        K = self._settings.num_prover_samples
         answers = [a for a in t.estimate.answers if a]
         agreement = max(Counter(answers).values()) if answers else 0
         tokens = min(TOKEN_BUCKETS, t.tokens_used * TOKEN_BUCKETS // self._token_scale)
@@ -98,34 +102,37 @@ class TTCMathMetaEnv(gym.Env):
     @property
     def template(self) -> PromptTemplate:
         """The prompts this env builds (an agent that writes episodes for it must use the same)."""
-        return self.settings.template
+        return self._settings.template
+
+    @property
+    def trace(self) -> MathTrace | None:
+        """The current problem's trace (None before the first reset): to read, not to change."""
+        return self._trace
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if options and set(options) - {"problem"}:
-            raise ValueError(f"reset options accept only 'problem', got {sorted(options)}.")
-        problem = (options or {}).get("problem") or self.source.sample(self.np_random)
-        self.trace = MathTrace(self.settings, self.prover, self.prover.engine.count_tokens, problem)
-        info = self.trace.info()
+        problem = check_reset_options(options).get("problem") or self._source.sample(self.np_random)
+        self._trace = MathTrace(self._settings, self.prover, self.prover.engine.count_tokens, problem)
+        info = self._trace.info()
         info["episode_text"] = ""
         return self._obs(len(MetaAction), 0.0), info
 
     def step(self, action: Any):
-        if self.trace is None or self.trace.done:
+        if self._trace is None or self._trace.done:
             raise RuntimeError("TTCMathMetaEnv.step called before reset() or after the episode ended; call reset() first.")
         action = check_meta_action(self.action_space, action)
         if action == MetaAction.ANSWER:
-            result, text = self.trace.answer_now(), ""
+            result, text = self._trace.answer_now(), ""
         else:
             text, tokens = self._write_episode(MetaAction(action))
-            result = self.trace.add_episode(text, tokens)
+            result = self._trace.add_episode(text, tokens)
         result.info["episode_text"] = text
         obs = self._obs(action, result.info["progress"])
         return obs, result.reward, result.terminated, result.truncated, result.info
 
     def _write_episode(self, action: MetaAction) -> tuple[str, int]:
         """The env's model continues the trace after the action's cue, up to a paragraph break."""
-        t, s = self.trace, self.settings
+        t, s = self._trace, self._settings
         cue = META_ACTION_CUES[action]
         prompt = s.template.reasoning_prompt(self.engine, t.problem.question, t.episodes, cue)
         budget = self.episode_tokens
@@ -141,6 +148,6 @@ class TTCMathMetaEnv(gym.Env):
         return text, completion.num_tokens
 
     def render(self):
-        if self.render_mode == "ansi" and self.trace is not None:
-            return self.trace.render()
+        if self.render_mode == "ansi" and self._trace is not None:
+            return self._trace.render()
         return None

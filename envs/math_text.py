@@ -28,6 +28,18 @@ def check_episode_text(text: Any, max_chars: int) -> str:
     return text
 
 
+def check_reset_options(options: dict | None, allowed: tuple[str, ...] = ("problem",)) -> dict:
+    """The `reset` options of a math env: a dict (or None) with no key outside `allowed`."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"reset options must be a dict, got {type(options).__name__}: {options!r:.80}.")
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"reset options accept only {', '.join(map(repr, allowed))}, got {sorted(options)}.")
+    return options
+
+
 def text_observation_space(max_episode_chars: int) -> spaces.Dict:
     return spaces.Dict({
         "problem": AnyText(MAX_QUESTION_CHARS),
@@ -87,6 +99,16 @@ class TTCMathEnv(gym.Env):
     `episode_cost` (0.0), `max_episode_chars` (8000), `template` (`ttc_gym.prompts.PromptTemplate`),
     `answer_on_truncation` (True), `render_mode` (None or "ansi").
 
+    Accessors (on `env.unwrapped`; every other attribute is internal): `engine` (the env's model
+    engine, an `ttc_gym.engines` Engine; an LLM agent writing for this env shares it, so that one
+    model is loaded once), `template` (the prompts the env builds; an agent writing for it must use
+    the same), `prover` (the `ttc_gym.llm_prover.LLMProver` that measures J: its `calls` counts the
+    (problem, prefix) estimates it sampled, `estimate(problem, episodes)` asks it directly) and
+    `trace` (the current problem's trace, None before the first reset, to read and not to change:
+    `problem`, `episodes`, `tokens_used`, `tracker.j_curve` (J_0, J_1, ...), `estimate` (the
+    prover's last `ProverEstimate`), `render()`). `reset(options={"problem": p})` rolls out the
+    `ttc_gym.problems.Problem` p instead of drawing one.
+
     `info`: J, progress, outcome, alpha, cost, reward, episodes_used, tokens_used, answered,
     problem_id, difficulty, prover_answers (the K normalized forced answers), prover_correct,
     episode_tokens, tokens_left, committed_answer, and gold_answer once answered.
@@ -103,38 +125,41 @@ class TTCMathEnv(gym.Env):
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any):
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
-        self.settings = MathSettings.from_kwargs("TTC-Math-v0", kwargs)
-        self.source, self.engine, self.prover = self.settings.build()
-        self.observation_space = text_observation_space(self.settings.max_episode_chars)
-        self.action_space = AnyText(self.settings.max_episode_chars, min_length=1)
-        self.trace: MathTrace | None = None
+        self._settings = MathSettings.from_kwargs("TTC-Math-v0", kwargs)
+        self._source, self.engine, self.prover = self._settings.build()
+        self.observation_space = text_observation_space(self._settings.max_episode_chars)
+        self.action_space = AnyText(self._settings.max_episode_chars, min_length=1)
+        self._trace: MathTrace | None = None
 
     def _obs(self) -> dict:
-        return {"problem": self.trace.problem.question, "episodes": tuple(self.trace.episodes)}
+        return {"problem": self._trace.problem.question, "episodes": tuple(self._trace.episodes)}
 
     @property
     def template(self) -> PromptTemplate:
         """The prompts this env builds (an agent that writes episodes for it must use the same)."""
-        return self.settings.template
+        return self._settings.template
+
+    @property
+    def trace(self) -> MathTrace | None:
+        """The current problem's trace (None before the first reset): to read, not to change."""
+        return self._trace
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        problem = (options or {}).get("problem")
-        if options and set(options) - {"problem"}:
-            raise ValueError(f"reset options accept only 'problem', got {sorted(options)}.")
+        problem = check_reset_options(options).get("problem")
         if problem is None:
-            problem = self.source.sample(self.np_random)
-        self.trace = MathTrace(self.settings, self.prover, self.prover.engine.count_tokens, problem)
-        return self._obs(), self.trace.info()
+            problem = self._source.sample(self.np_random)
+        self._trace = MathTrace(self._settings, self.prover, self.prover.engine.count_tokens, problem)
+        return self._obs(), self._trace.info()
 
     def step(self, action: Any):
-        if self.trace is None or self.trace.done:
+        if self._trace is None or self._trace.done:
             raise RuntimeError("TTCMathEnv.step called before reset() or after the episode ended; call reset() first.")
-        text = check_episode_text(action, self.settings.max_episode_chars)
-        result = self.trace.add_episode(text)
+        text = check_episode_text(action, self._settings.max_episode_chars)
+        result = self._trace.add_episode(text)
         return self._obs(), result.reward, result.terminated, result.truncated, result.info
 
     def render(self):
-        if self.render_mode == "ansi" and self.trace is not None:
-            return self.trace.render()
+        if self.render_mode == "ansi" and self._trace is not None:
+            return self._trace.render()
         return None

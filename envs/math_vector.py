@@ -8,17 +8,38 @@ a `ttc_gym.agents.llm.LLMAgent` writes every sub-env's next episode in one engin
 `act_batch(*unbatch(obs, infos))`.
 
 Seeding and autoreset follow Gymnasium's `SyncVectorEnv` exactly, so that
-`gym.make_vec(..., vectorization_mode="sync")` — a loop over single envs — gives the same results:
+`gym.make_vec(..., vectorization_mode="sync")` — a loop over single envs, with the same
+`vector_kwargs={"autoreset_mode": ...}` — gives the same results:
 - `reset(seed=s)` seeds sub-env i's own random generator with `s + i` (a list seeds each sub-env
   with its entry; None keeps each sub-env's generator, or draws a fresh one the first time), as
   `TTCMathEnv.reset(seed=s + i)` would (`gymnasium.utils.seeding.np_random`);
-- sub-env i draws each problem with its own generator (`source.sample(rng_i)`): on `reset`, and
-  on the `step` after its episode ended (next-step autoreset: that step ignores its action and
-  returns the new problem's first observation with reward 0, not terminated, not truncated);
+- sub-env i draws each problem with its own generator (`source.sample(rng_i)`) unless `reset` is
+  given it: `options={"problem": p}` gives every sub-env the problem `p`, `options={"problems":
+  [p_0, ..., p_{n-1}]}` gives sub-env i the problem `p_i` (an entry None: it draws its own), as
+  `TTCMathEnv.reset(options={"problem": p_i})` would;
+- `options={"reset_mask": mask}` (a bool array of shape `(num_envs,)`, at least one True) resets
+  only the sub-envs where `mask` is True; the others keep their trace, and the returned infos hold
+  only the reset sub-envs' (their `_key` masks are False for the others);
 - the prover's samples depend only on `prover_seed` and the (problem, prefix), never on which
   sub-envs share a batch.
+
+Autoreset (`autoreset_mode`, a constructor argument, also in `metadata["autoreset_mode"]`):
+- "next_step" (default, `AutoresetMode.NEXT_STEP`): on the `step` after a sub-env's problem ended,
+  that sub-env draws a new problem, ignores its action and returns the new problem's first
+  observation with reward 0, not terminated, not truncated.
+- "disabled" (`AutoresetMode.DISABLED`): a sub-env whose problem ended stays ended until a `reset`
+  (with a `reset_mask`, or of all sub-envs). Its action must be None meanwhile (any other action is
+  a ValueError; None for a running sub-env too): stepping it does nothing — it keeps its last
+  observation and reports reward 0, terminated = truncated = False and no info (its `_key` masks
+  are False). So a client rolls out a batch of problems of different lengths to their ends with
+  `step([text or None for each sub-env])` (Gymnasium's own `SyncVectorEnv` asserts instead; with
+  None actions it could not step the unfinished sub-envs alone).
+
 Observations and infos are batched with Gymnasium's own helpers (`concatenate`, `_add_info`):
 `obs["problem"][i]`, `obs["episodes"][i]`, `infos["J"][i]`, ...
+
+Accessors: `engine` and `prover` (shared by all sub-envs), `template` and `traces` (a tuple, one
+per sub-env, read-only views as `TTCMathEnv.trace`), as documented in `TTCMathEnv`'s Arguments.
 """
 
 from __future__ import annotations
@@ -31,33 +52,64 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
 from ttc_gym.envs.math_core import MathSettings, MathTrace
-from ttc_gym.envs.math_text import check_episode_text, text_observation_space
+from ttc_gym.envs.math_text import check_episode_text, check_reset_options, text_observation_space
+from ttc_gym.problems import Problem
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.spaces import AnyText
 from ttc_gym.validation import check_int, check_render_mode
+
+AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "disabled": AutoresetMode.DISABLED}
+
+
+def check_autoreset_mode(mode: Any) -> AutoresetMode:
+    """"next_step" or "disabled" (or the `AutoresetMode` / its value, e.g. "NextStep")."""
+    if isinstance(mode, AutoresetMode):
+        found = mode
+    else:
+        found = AUTORESET_MODES.get(mode) if isinstance(mode, str) else None
+        if found is None and isinstance(mode, str):
+            found = next((m for m in AutoresetMode if m.value == mode), None)
+    if found not in AUTORESET_MODES.values():
+        raise ValueError(f"autoreset_mode must be one of {sorted(AUTORESET_MODES)}, got {mode!r}.")
+    return found
+
+
+def check_reset_mask(mask: Any, num_envs: int) -> np.ndarray:
+    """Gymnasium's `reset_mask`: a numpy bool array of shape (num_envs,) with at least one True."""
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (num_envs,):
+        raise ValueError(
+            f"options['reset_mask'] must be a numpy bool array of shape ({num_envs},), got {mask!r:.80}."
+        )
+    if not mask.any():
+        raise ValueError(f"options['reset_mask'] must reset at least one sub-env, got {mask!r}.")
+    return mask
 
 
 class TTCMathVectorEnv(VectorEnv):
     """`num_envs` TTC-Math-v0 traces stepped together; see the module docstring.
 
-    Args: `num_envs`, `render_mode` (None or "ansi": `render()` returns each sub-env's trace) and
-    every keyword argument of TTC-Math-v0 (source, engine, prover_engine, num_prover_samples, ...).
+    Args: `num_envs`, `autoreset_mode` ("next_step", default, or "disabled"), `render_mode` (None
+    or "ansi": `render()` returns each sub-env's trace) and every keyword argument of TTC-Math-v0
+    (source, engine, prover_engine, num_prover_samples, ...).
     """
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any):
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, autoreset_mode: Any = "next_step",
+                 **kwargs: Any):
         self.num_envs = check_int("num_envs", num_envs, minimum=1)
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
-        self.settings = MathSettings.from_kwargs("TTC-Math-v0", kwargs)
-        self.source, self.engine, self.prover = self.settings.build()
-        self.single_observation_space = text_observation_space(self.settings.max_episode_chars)
-        self.single_action_space = AnyText(self.settings.max_episode_chars, min_length=1)
+        self.autoreset_mode = check_autoreset_mode(autoreset_mode)
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+        self._settings = MathSettings.from_kwargs("TTC-Math-v0", kwargs)
+        self._source, self.engine, self.prover = self._settings.build()
+        self.single_observation_space = text_observation_space(self._settings.max_episode_chars)
+        self.single_action_space = AnyText(self._settings.max_episode_chars, min_length=1)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.traces: list[MathTrace | None] = [None] * self.num_envs
+        self._traces: list[MathTrace | None] = [None] * self.num_envs
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
-        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._ended = np.zeros(self.num_envs, dtype=bool)  # the last step ended the sub-env's problem
         self._observations = create_empty_array(self.single_observation_space, self.num_envs)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -72,19 +124,35 @@ class TTCMathVectorEnv(VectorEnv):
             raise ValueError(f"reset(seed=...) got {len(seeds)} seeds for num_envs={self.num_envs}; give one per sub-env.")
         return seeds
 
+    def _given_problems(self, options: dict) -> list[Problem | None]:
+        """The problem `reset` options give each sub-env (None: it draws its own)."""
+        if "problems" in options:
+            if "problem" in options:
+                raise ValueError("reset options take 'problem' (one for all sub-envs) or 'problems' (one per "
+                                 "sub-env), not both.")
+            problems = options["problems"]
+            if isinstance(problems, (str, Problem)) or not isinstance(problems, Sequence) or len(problems) != self.num_envs:
+                raise ValueError(f"options['problems'] must be a sequence of {self.num_envs} problems (one per "
+                                 f"sub-env, None to draw one), got {problems!r:.120}.")
+            problems = list(problems)
+        else:
+            problems = [options.get("problem")] * self.num_envs
+        for i, p in enumerate(problems):
+            if p is not None and not isinstance(p, Problem):
+                raise TypeError(f"the problem of sub-env {i} must be a ttc_gym.problems.Problem, got "
+                                f"{type(p).__name__}: {p!r:.80}.")
+        return problems
+
     def _rng(self, i: int) -> np.random.Generator:
         if self._rngs[i] is None:
             self._rngs[i], _ = seeding.np_random()
         return self._rngs[i]
 
-    def _start_traces(self, problems: dict[int, Any]) -> None:
-        """New traces for the given sub-envs; their J_0 estimates come from one prover batch."""
-        self.prover.estimate_many([(p, ()) for p in problems.values()])
-        for i, problem in problems.items():
-            self.traces[i] = MathTrace(self.settings, self.prover, self.prover.engine.count_tokens, problem)
+    def _new_trace(self, problem: Problem) -> MathTrace:
+        return MathTrace(self._settings, self.prover, self.prover.engine.count_tokens, problem)
 
     def _obs(self, i: int) -> dict:
-        trace = self.traces[i]
+        trace = self._traces[i]
         return {"problem": trace.problem.question, "episodes": tuple(trace.episodes)}
 
     def _batched_obs(self) -> Any:
@@ -93,48 +161,73 @@ class TTCMathVectorEnv(VectorEnv):
         )
         return self._observations
 
-    # -- the vector API ---------------------------------------------------------------------------
+    # -- accessors --------------------------------------------------------------------------------
 
     @property
     def template(self) -> PromptTemplate:
         """The prompts this env builds (an agent that writes episodes for it must use the same)."""
-        return self.settings.template
+        return self._settings.template
+
+    @property
+    def traces(self) -> tuple[MathTrace | None, ...]:
+        """Each sub-env's current trace (None before the first reset): to read, as `TTCMathEnv.trace`."""
+        return tuple(self._traces)
+
+    # -- the vector API ---------------------------------------------------------------------------
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
         seeds = self._sub_seeds(seed)
         super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
-        if options and set(options) - {"problem"}:
-            raise ValueError(f"reset options accept only 'problem', got {sorted(options)}.")
-        forced = (options or {}).get("problem")
+        options = dict(check_reset_options(options, ("problem", "problems", "reset_mask")))
+        mask = options.pop("reset_mask", None)
+        mask = np.ones(self.num_envs, dtype=bool) if mask is None else check_reset_mask(mask, self.num_envs)
+        given = self._given_problems(options)
+        if any(t is None for t, m in zip(self._traces, mask) if not m):
+            raise RuntimeError("reset(options={'reset_mask': ...}) before a first reset of every sub-env; "
+                               "call reset() without a mask first.")
         problems = {}
-        for i, s in enumerate(seeds):
-            if s is not None:
-                self._rngs[i], _ = seeding.np_random(s)
-            problems[i] = forced if forced is not None else self.source.sample(self._rng(i))
-        self._start_traces(problems)
-        self._autoreset[:] = False
+        for i in np.flatnonzero(mask):
+            if seeds[i] is not None:
+                self._rngs[i], _ = seeding.np_random(seeds[i])
+            problems[i] = given[i] if given[i] is not None else self._source.sample(self._rng(i))
+        # Every new trace's J_0 from one prover batch (memoized: the traces read it without a call).
+        self.prover.estimate_many([(p, ()) for p in problems.values()])
         infos: dict = {}
-        for i in range(self.num_envs):
-            infos = self._add_info(infos, self.traces[i].info(), i)
+        for i, problem in problems.items():
+            self._traces[i] = self._new_trace(problem)
+            self._ended[i] = False
+            infos = self._add_info(infos, self._traces[i].info(), i)
         return self._batched_obs(), infos
 
-    def step(self, actions: Sequence[str]):
-        if any(t is None for t in self.traces):
+    def step(self, actions: Sequence[str | None]):
+        if any(t is None for t in self._traces):
             raise RuntimeError("TTCMathVectorEnv.step called before reset(); call reset() first.")
         if isinstance(actions, str) or len(actions) != self.num_envs:
             raise ValueError(
                 f"actions must be a sequence of {self.num_envs} episode texts (one per sub-env), got {actions!r:.120}."
             )
+        disabled = self.autoreset_mode == AutoresetMode.DISABLED
+        if disabled:
+            for i, action in enumerate(actions):
+                if self._ended[i] and action is not None:
+                    raise ValueError(
+                        f"sub-env {i}'s problem has ended and autoreset_mode='disabled': its action must be None "
+                        f"until it is reset (reset(options={{'reset_mask': ...}})), got {action!r:.80}."
+                    )
+                if not self._ended[i] and action is None:
+                    raise ValueError(f"sub-env {i} is still running: its action must be an episode text, got None.")
         texts = {
-            i: check_episode_text(actions[i], self.settings.max_episode_chars)
-            for i in range(self.num_envs) if not self._autoreset[i]
+            i: check_episode_text(actions[i], self._settings.max_episode_chars)
+            for i in range(self.num_envs) if not self._ended[i]
         }
-        restart = {i: self.source.sample(self._rng(i)) for i in range(self.num_envs) if self._autoreset[i]}
+        restart = {} if disabled else {
+            i: self._source.sample(self._rng(i)) for i in range(self.num_envs) if self._ended[i]
+        }
         # One prover batch for every sub-env: new problems' J_0 and each trace's next prefix. The
         # estimates are memoized, so the traces below read them without another engine call.
         self.prover.estimate_many(
             [(p, ()) for p in restart.values()]
-            + [(self.traces[i].problem, (*self.traces[i].episodes, text)) for i, text in texts.items()]
+            + [(self._traces[i].problem, (*self._traces[i].episodes, text)) for i, text in texts.items()]
         )
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminated = np.zeros(self.num_envs, dtype=bool)
@@ -142,18 +235,23 @@ class TTCMathVectorEnv(VectorEnv):
         infos: dict = {}
         for i in range(self.num_envs):
             if i in restart:
-                self.traces[i] = MathTrace(self.settings, self.prover, self.prover.engine.count_tokens, restart[i])
-                info = self.traces[i].info()
-            else:
-                result = self.traces[i].add_episode(texts[i])
+                self._traces[i] = self._new_trace(restart[i])
+                info = self._traces[i].info()
+            elif i in texts:
+                result = self._traces[i].add_episode(texts[i])
                 rewards[i], terminated[i], truncated[i], info = result.reward, result.terminated, result.truncated, result.info
+            else:  # autoreset disabled and this sub-env has ended: nothing happens
+                continue
             infos = self._add_info(infos, info, i)
-        self._autoreset = terminated | truncated
+        if disabled:
+            self._ended |= terminated | truncated
+        else:
+            self._ended = terminated | truncated
         return self._batched_obs(), rewards, terminated, truncated, infos
 
     def render(self):
         if self.render_mode == "ansi":
-            return tuple(None if t is None else t.render() for t in self.traces)
+            return tuple(None if t is None else t.render() for t in self._traces)
         return None
 
 

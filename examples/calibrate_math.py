@@ -19,7 +19,7 @@ import numpy as np
 
 import ttc_gym  # noqa: F401
 from ttc_gym.agents.llm import LLMAgent
-from ttc_gym.evaluation import run_episode
+from ttc_gym.evaluation import run_rollout
 from ttc_gym.metrics import mean_and_stderr, pad_curve
 
 
@@ -32,11 +32,11 @@ def main() -> None:
     args = parser.parse_args()
 
     env = gym.make("TTC-Math-v0", source=args.source, max_episodes=args.episodes)
-    agent = LLMAgent(env.unwrapped.engine)
+    agent = LLMAgent(env.unwrapped.engine, template=env.unwrapped.template)  # the env's documented accessors
     curves, by_level = [], defaultdict(list)
     start = time.perf_counter()
     for i in range(args.problems):
-        record = run_episode(env, agent, seed=args.seed + i)
+        record = run_rollout(env, agent, seed=args.seed + i)
         curve = pad_curve(record.j_curve, args.episodes + 1)
         curves.append(curve)
         by_level[record.extra.get("difficulty")].append(curve)

@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
 
     env = gym.make("TTC-Math-v0", source=args.source, max_episodes=args.episodes, engine=args.engine)
-    agent = LLMAgent(env.unwrapped.engine)
+    agent = LLMAgent(env.unwrapped.engine, template=env.unwrapped.template)  # the env's documented accessors
     obs, info = env.reset(seed=args.seed)
     print(f"Problem: {obs['problem']}\n")
     print(f"J_0 = {info['J']:.3f}   prover answers: {', '.join(info['prover_answers'])}")

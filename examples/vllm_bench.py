@@ -109,7 +109,7 @@ def measure_env(engine: Any, args: argparse.Namespace) -> None:
         "TTC-Math-v0", engine=counting, source=args.source, max_episodes=args.budget,
         num_prover_samples=args.k, max_answer_tokens=args.max_answer_tokens,
     )
-    template = env.unwrapped.template
+    template = env.unwrapped.template  # the env's documented accessors: template, prover
     correct = episodes = 0
     start = time.perf_counter()
     for i in range(args.problems):

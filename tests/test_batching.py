@@ -27,7 +27,8 @@ torch = pytest.importorskip("torch")
 
 from ttc_gym.engines.kv_cache import PrefixStore  # noqa: E402
 from ttc_gym.engines.testing import tiny_random_model  # noqa: E402
-from ttc_gym.engines.transformers_engine import _BLOCK, TransformersEngine  # noqa: E402
+from ttc_gym.engines.sampling import UNIFORMS_PER_ROW, pick_tokens  # noqa: E402
+from ttc_gym.engines.transformers_engine import TransformersEngine  # noqa: E402
 
 SAMPLE = SamplingConfig(max_new_tokens=10, temperature=1.0, n=3)
 
@@ -121,40 +122,47 @@ def test_every_decoding_path_gives_the_same_texts(prompts, sampling):
                    variant(shared_prefix=False), variant(max_batch_size=64), packed_in_pieces,
                    variant(small_row_matmul=False)):
         assert engine.generate(prompts, sampling, seed=seeds) == expected
-    assert variant(shared_prefix=False)._shared_prefix is False and tiny_engine()._shared_prefix is True
+    assert variant(shared_prefix=False).shared_prefix is False and tiny_engine().shared_prefix is True
 
 
 def test_greedy_rows_equal_the_models_own_greedy_decoding(prompts):
     engine = variant(max_batch_size=64)
     rows = engine.generate(prompts, SamplingConfig(max_new_tokens=8, temperature=0.0, n=2), seed=0)
     for prompt, row in zip(prompts, rows):
-        ids = torch.tensor([engine._encode(prompt)])
+        ids = torch.tensor([engine.encode(prompt)])
         with torch.inference_mode():
             out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
-                                        do_sample=False, eos_token_id=engine._eos_ids, pad_token_id=0)
+                                        do_sample=False, eos_token_id=engine.eos_token_ids, pad_token_id=0)
         assert row[0] == row[1] and row[0].text == engine.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
         # token_ids are the generated ids themselves (not the text re-tokenized).
         assert list(row[0].token_ids) == out[0, ids.shape[1]:].tolist()[: row[0].num_tokens]
-        assert engine.encode(prompt) == ids[0].tolist()
 
 
-def test_prefix_reuse_is_exact():
-    engine = variant()
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_prefix_reuse_is_exact(shared_prefix):
+    """A prompt whose prefix comes from the store gets what it gets encoded afresh, on both decoding
+    paths: the model's own greedy tokens, and the same sampled texts (a stale or misplaced key would
+    change the distributions, and with them the draws)."""
+    engine = variant(shared_prefix=shared_prefix)
+    fresh = variant(shared_prefix=shared_prefix, prefix_cache_bytes=0)
     base = engine.format_chat("What is 12 + 30?", assistant_prefix="I add the tens: 10 + 30 = 40.")
     longer = base + "\n\nThen the units: 2. So 42.\n\nTime is up. The answer is $\\boxed{"
-    ids = engine._encode(longer)
-    with torch.inference_mode():
-        full = engine.model(input_ids=torch.tensor([ids])).logits[0, -1]
-        engine.generate([base], SAMPLE, seed=0)  # stores the prefix of `base` (and its samples)
-        reused = engine.stats["reused_tokens"]
-        kv = engine._prefill(ids[:-1])  # extends the stored prefix
-        assert engine.stats["reused_tokens"] - reused >= len(engine._encode(base)) - 2
-        cache = engine._new_cache(kv)
-        logits = engine._forward(torch.tensor([[ids[-1]]]), torch.tensor([[len(ids) - 1]]), cache)[0]
-    torch.testing.assert_close(logits, full, rtol=1e-4, atol=1e-4)
-    fresh = variant(prefix_cache_bytes=0)
+    engine.generate([base], SAMPLE, seed=0)  # stores the prefix of `base` (and its samples)
+    reused = engine.stats["reused_tokens"]
     greedy = SamplingConfig(max_new_tokens=12, temperature=0.0)
-    assert engine.generate([longer], greedy, seed=0) == fresh.generate([longer], greedy, seed=0)
+    [[first]] = engine.generate([longer], greedy, seed=0)  # extends the stored prefix
+    assert engine.stats["reused_tokens"] - reused >= len(engine.encode(base)) - 2
+    ids = torch.tensor([engine.encode(longer)])
+    with torch.inference_mode():
+        out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
+                                    do_sample=False, eos_token_id=engine.eos_token_ids, pad_token_id=0)
+    assert first.num_tokens >= 1 and list(first.token_ids) == out[0, ids.shape[1]:].tolist()[: first.num_tokens]
+    assert [[first]] == fresh.generate([longer], greedy, seed=0)
+    sampled = SamplingConfig(max_new_tokens=12, temperature=1.0, n=16)
+    reused = engine.stats["reused_tokens"]
+    assert engine.generate([longer], sampled, seed=3) == fresh.generate([longer], sampled, seed=3)
+    assert engine.stats["reused_tokens"] - reused == len(ids[0]) - 1  # the whole prompt but its last token
+    assert fresh.stats["reused_tokens"] == 0
 
 
 def test_policy_episodes_are_stored_for_the_next_prompt():
@@ -207,10 +215,10 @@ def test_the_sampler_draws_from_softmax_over_temperature_and_top_p():
     # 4.5 binomial standard deviations (a false alarm has probability < 1e-5 per token).
     n = 40_000
     logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -9.0]).repeat(n, 1)
-    uniforms = torch.rand(n, 1 + _BLOCK, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    uniforms = torch.rand(n, UNIFORMS_PER_ROW, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for temperature, top_p in ((1.0, 1.0), (0.5, 1.0), (1.0, 0.8)):
         sampling = SamplingConfig(temperature=temperature, top_p=top_p)
-        picks = TransformersEngine._pick(logits, uniforms, sampling)
+        picks = pick_tokens(logits, uniforms, sampling)
         probs = torch.softmax(logits[0] / temperature, -1).double()
         if top_p < 1:
             keep = (probs.cumsum(-1) - probs) < top_p  # the nucleus: here the first 3 tokens
@@ -220,7 +228,7 @@ def test_the_sampler_draws_from_softmax_over_temperature_and_top_p():
         assert ((freq - probs).abs() <= bound).all(), (temperature, top_p, freq, probs)
         if top_p < 1:
             assert freq[3:].sum() == 0
-    greedy = TransformersEngine._pick(logits[:3], None, SamplingConfig(temperature=0.0))
+    greedy = pick_tokens(logits[:3], None, SamplingConfig(temperature=0.0))
     assert greedy.tolist() == [0, 0, 0]
 
 
@@ -229,16 +237,16 @@ def test_the_sampler_is_robust_to_float_noise_and_its_blocks_are_exact():
     # the logits move by float rounding (here 1e-6, ten times more than batched products differ).
     gen = torch.Generator().manual_seed(1)
     logits = 0.01 * torch.randn(2000, 49152, generator=gen)
-    uniforms = torch.rand(2000, 1 + _BLOCK, generator=gen, dtype=torch.float64)
+    uniforms = torch.rand(2000, UNIFORMS_PER_ROW, generator=gen, dtype=torch.float64)
     cfg = SamplingConfig(temperature=1.0)
-    a = TransformersEngine._pick(logits, uniforms, cfg)
-    b = TransformersEngine._pick(logits * (1 + 1e-6), uniforms, cfg)
+    a = pick_tokens(logits, uniforms, cfg)
+    b = pick_tokens(logits * (1 + 1e-6), uniforms, cfg)
     assert (a == b).float().mean() >= 0.999
     # Across blocks: the block totals decide the block (here token 300 holds half the mass).
     skewed = torch.full((4000, 600), -30.0)
     skewed[:, 300], skewed[:, 5] = 0.0, 0.0
-    u = torch.rand(4000, 1 + _BLOCK, generator=gen, dtype=torch.float64)
-    picks = TransformersEngine._pick(skewed, u, cfg)
+    u = torch.rand(4000, UNIFORMS_PER_ROW, generator=gen, dtype=torch.float64)
+    picks = pick_tokens(skewed, u, cfg)
     assert set(picks.tolist()) == {5, 300} and abs((picks == 300).float().mean() - 0.5) < 0.04
 
 
@@ -398,6 +406,83 @@ def test_the_vector_env_checks_its_arguments():
     ansi = make_vector(2, "vector_entry_point", render_mode="ansi")
     ansi.reset(seed=0)
     assert all("J_0" in text for text in ansi.render())
+
+
+def test_per_sub_env_problems_equal_single_envs_given_that_problem():
+    vec = make_vector(3, "vector_entry_point", max_episodes=3)
+    singles = [gym.make("TTC-Math-v0", **{**fast_env_kwargs("TTC-Math-v0"), "max_episodes": 3}) for _ in range(3)]
+    given = [PROBLEMS[2], None, PROBLEMS[0]]  # None: sub-env 1 draws its own problem
+    obs, infos = vec.reset(seed=7, options={"problems": given})
+    ref = [env.reset(seed=7 + i, options={"problem": p} if p else None) for i, (env, p) in enumerate(zip(singles, given))]
+    assert unbatch(obs, infos) == ([o for o, _ in ref], [i for _, i in ref])
+    assert obs["problem"][0] == PROBLEMS[2].question and obs["problem"][2] == PROBLEMS[0].question
+    for options, error, words in [
+        ({"problems": PROBLEMS[:2]}, ValueError, "sequence of 3 problems"),
+        ({"problems": PROBLEMS, "problem": PROBLEMS[0]}, ValueError, "not both"),
+        ({"problems": ["What is 1 + 1?", None, None]}, TypeError, "sub-env 0 must be a ttc_gym.problems.Problem"),
+        ({"problem_list": PROBLEMS}, ValueError, "accept only 'problem', 'problems', 'reset_mask'"),
+        ({"reset_mask": [True, False, False]}, ValueError, "numpy bool array of shape"),
+        ({"reset_mask": np.zeros(3, dtype=bool)}, ValueError, "at least one"),
+    ]:
+        with pytest.raises(error, match=words):
+            vec.reset(seed=0, options=options)
+    with pytest.raises(ValueError, match="autoreset_mode must be one of"):
+        make_vector(2, "vector_entry_point", autoreset_mode="same_step")
+    with pytest.raises(RuntimeError, match="first reset"):
+        make_vector(2, "vector_entry_point").reset(options={"reset_mask": np.array([True, False])})
+
+
+def test_without_autoreset_finished_sub_envs_take_none_and_stay_put():
+    """autoreset_mode="disabled": each sub-env is a single env stepped until its problem ends; then
+    its action is None and it reports reward 0, not terminated, not truncated, no info, its last
+    observation, until `reset(options={"reset_mask": ...})` restarts it alone."""
+    from gymnasium.vector import AutoresetMode
+
+    engine = CountingEngine(tiny_engine())
+    vec = make_vector(3, "vector_entry_point", engine=engine, max_episodes=3, autoreset_mode="disabled")
+    assert vec.metadata["autoreset_mode"] == AutoresetMode.DISABLED
+    assert make_vector(1, "vector_entry_point", autoreset_mode=AutoresetMode.DISABLED).autoreset_mode == AutoresetMode.DISABLED
+    singles = [gym.make("TTC-Math-v0", **{**fast_env_kwargs("TTC-Math-v0"), "max_episodes": 3}) for _ in range(3)]
+    obs, infos = vec.reset(seed=3, options={"problem": PROBLEMS[1]})
+    assert unbatch(obs, infos) == tuple(map(list, zip(*[env.reset(seed=3 + i, options={"problem": PROBLEMS[1]})
+                                                         for i, env in enumerate(singles)])))
+    script = [["First I add.", "So \\boxed{2}.", "Hmm."], ["More.", None, "Next."], ["Done.", None, "x"]]
+    for actions in script:
+        engine.calls.clear()
+        obs, rewards, terminated, truncated, infos = vec.step(actions)
+        assert engine.calls == [sum(a is not None for a in actions)]  # one prover call, running sub-envs only
+        per_obs, per_info = unbatch(obs, infos)
+        for i, (env, action) in enumerate(zip(singles, actions)):
+            if action is None:  # stepping a finished sub-env does nothing
+                assert (rewards[i], terminated[i], truncated[i], per_info[i]) == (0.0, False, False, {})
+                assert not infos["_J"][i]
+                assert per_obs[i]["episodes"] == tuple(env.unwrapped.trace.episodes)
+                continue
+            o, r, term, trunc, info = env.step(action)
+            assert (per_obs[i], rewards[i], terminated[i], truncated[i], per_info[i]) == (o, r, term, trunc, info)
+        if actions is script[0]:
+            assert terminated[1] and per_info[1]["committed_answer"] == "2"
+            with pytest.raises(ValueError, match="sub-env 1's problem has ended.*must be None"):
+                vec.step(["a", "b", "c"])
+            with pytest.raises(ValueError, match="sub-env 0 is still running"):
+                vec.step([None, None, "c"])
+    assert terminated[0] and truncated[0] and terminated[2]  # the budget's forced answers
+    engine.calls.clear()
+    obs, rewards, terminated, truncated, infos = vec.step([None, None, None])
+    assert engine.calls == [] and infos == {} and not rewards.any() and not (terminated | truncated).any()
+    # Restart sub-env 1 alone: the others keep their traces.
+    before = vec.traces
+    obs, infos = vec.reset(seed=[None, 11, None], options={"reset_mask": np.array([False, True, False]),
+                                                          "problems": [None, PROBLEMS[2], None]})
+    assert vec.traces[0] is before[0] and vec.traces[2] is before[2] and vec.traces[1] is not before[1]
+    assert list(infos["_J"]) == [False, True, False]
+    assert obs["problem"][1] == PROBLEMS[2].question and obs["episodes"][1] == ()
+    assert obs["episodes"][0] == tuple(singles[0].unwrapped.trace.episodes)
+    ref_obs, ref_info = singles[1].reset(seed=11, options={"problem": PROBLEMS[2]})
+    assert unbatch(obs, infos)[1][1] == ref_info
+    obs, rewards, terminated, truncated, infos = vec.step([None, "Go on.", None])
+    o, r, term, trunc, info = singles[1].step("Go on.")
+    assert unbatch(obs, infos)[0][1] == o and rewards[1] == r and unbatch(obs, infos)[1][1] == info
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from ttc_gym.agents.heuristics import AnswerAfterK
 from ttc_gym.agents.llm import LLMAgent
 from ttc_gym.agents.strategies import BudgetForcing, MajorityVote, StopWhenConfident, ThinkUntilBudget
 from ttc_gym.engines.base import Completion
-from ttc_gym.evaluation import run_episode
+from ttc_gym.evaluation import run_rollout
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.problems import Problem
 from tests.conftest import make_fast_env
@@ -156,6 +156,28 @@ def test_bad_arguments_and_sources(tmp_path):
         env.unwrapped.step("hello")
 
 
+@pytest.mark.parametrize("env_id", ["TTC-Math-v0", "TTC-MathMeta-v0"])
+def test_documented_accessors(env_id):
+    """engine, template, prover and a read-only trace: what clients may use; the rest is internal."""
+    env = scripted_env(env_id, max_episodes=3)
+    base = env.unwrapped
+    assert isinstance(base.engine, ScriptedEngine) and base.prover.engine is base.engine
+    assert base.template.separator == "\n\n" and base.trace is None
+    other = Problem(id="p2", question="What is 1 + 1?", answer="2", source="test")
+    obs, info = env.reset(seed=0, options={"problem": other})
+    assert base.trace.problem == other and base.trace.episodes == [] and base.trace.tracker.j_curve == [info["J"]]
+    calls = base.prover.calls
+    env.step(0 if env_id == "TTC-MathMeta-v0" else "[ep] I add.")
+    assert base.prover.calls == calls + 1 and len(base.trace.episodes) == 1
+    with pytest.raises(AttributeError):
+        base.trace = None
+    assert not any(hasattr(base, name) for name in ("settings", "source", "traces"))
+    with pytest.raises(ValueError, match="accept only 'problem', got \\['problems'\\]"):
+        env.reset(seed=0, options={"problems": [other]})
+    with pytest.raises(TypeError, match="reset options must be a dict"):
+        env.reset(seed=0, options=[("problem", other)])
+
+
 def test_meta_env_with_scripted_engine():
     env = scripted_env("TTC-MathMeta-v0", max_episodes=4)
     obs, info = env.reset(seed=0)
@@ -172,7 +194,7 @@ def test_meta_env_with_scripted_engine():
 
 def test_sim_heuristics_run_unchanged_on_the_meta_env():
     env = scripted_env("TTC-MathMeta-v0", max_episodes=4)
-    record = run_episode(env, AnswerAfterK(2), seed=0)
+    record = run_rollout(env, AnswerAfterK(2), seed=0)
     assert record.episodes_used == 2 and record.j_curve == [1 / 8, 3 / 8, 5 / 8]
 
 
@@ -186,9 +208,9 @@ def tiny_math_env():
 
 def test_llm_agent_runs_a_full_episode(tiny_math_env):
     agent = LLMAgent(tiny_math_env.unwrapped.engine, max_episode_tokens=12)
-    record = run_episode(tiny_math_env, agent, seed=0)
+    record = run_rollout(tiny_math_env, agent, seed=0)
     assert 1 <= record.episodes_used <= 3 and len(record.j_curve) == record.episodes_used + 1
-    again = run_episode(tiny_math_env, agent, seed=0)
+    again = run_rollout(tiny_math_env, agent, seed=0)
     assert again.j_curve == record.j_curve and again.actions == record.actions  # reproducible
 
 
@@ -201,13 +223,13 @@ def test_llm_agent_batch_of_one_equals_act(tiny_math_env):
 
 def test_strategies(tiny_math_env):
     llm = LLMAgent(tiny_math_env.unwrapped.engine, max_episode_tokens=12)
-    record = run_episode(tiny_math_env, ThinkUntilBudget(llm), seed=0)
+    record = run_rollout(tiny_math_env, ThinkUntilBudget(llm), seed=0)
     assert record.episodes_used == 3 and all("\\boxed" not in a for a in record.actions)
-    record = run_episode(tiny_math_env, StopWhenConfident(llm, threshold=0.0), seed=0)
+    record = run_rollout(tiny_math_env, StopWhenConfident(llm, threshold=0.0), seed=0)
     assert record.episodes_used == 1 and "\\boxed" in record.actions[0]
-    record = run_episode(tiny_math_env, MajorityVote(llm, k=2), seed=0)
+    record = run_rollout(tiny_math_env, MajorityVote(llm, k=2), seed=0)
     assert record.episodes_used <= 3 and all("\\boxed" not in a for a in record.actions[:2])
-    record = run_episode(tiny_math_env, BudgetForcing(llm, min_episodes=3), seed=0)
+    record = run_rollout(tiny_math_env, BudgetForcing(llm, min_episodes=3), seed=0)
     assert all("\\boxed" not in a for a in record.actions[:2])
 
 

@@ -14,8 +14,11 @@ from ttc_gym.agents.training.llm_train import (
     collect_batch,
     episode_logprobs,
     find_checkpoints,
+    make_envs,
+    plan_iteration,
     train,
 )
+from ttc_gym.problems import make_source
 from tests.conftest import tiny_engine
 from ttc_gym.engines.testing import tiny_random_engine
 
@@ -26,6 +29,12 @@ FAST = dict(iterations=1, problems_per_iter=2, group_size=2, max_episodes=2, max
 
 def _config(tmp_path, **kw) -> LLMTrainConfig:
     return LLMTrainConfig(**{**FAST, "out": str(tmp_path / "run"), **kw})
+
+
+def _collect(config, agent, iteration=0):
+    """The rollouts of `iteration`, as the trainer collects them (prover: the tiny engine)."""
+    plans = plan_iteration(config, make_source(config.source), iteration)
+    return collect_batch(make_envs(config, tiny_engine()), agent, plans)
 
 
 def _prompt_and_text(engine):
@@ -54,20 +63,17 @@ def test_episode_logprobs_matches_hand_computation():
 def test_rollouts_record_the_ids_the_engine_conditioned_on_and_sampled(tmp_path):
     """A prompt that ends with the paragraph break tokenizes differently alone than as the engine
     encodes it; the trainer scores the engine's ids and the sampled ids, not re-tokenized text."""
-    import gymnasium as gym
-
     from ttc_gym.agents.llm import LLMAgent
     from ttc_gym.engines import SamplingConfig
-    from ttc_gym.llm_prover import prefix_seed
+    from ttc_gym.seeding import prefix_seed
     from ttc_gym.prompts import PromptTemplate
 
     engine = tiny_random_engine(seed=2)
     prompt = PromptTemplate().reasoning_prompt(engine, "What is 2+3?", ["First I add.", "Then I check."])
     assert engine.encode(prompt) != engine.tokenizer(prompt, add_special_tokens=False)["input_ids"]
     config = _config(tmp_path, problems_per_iter=1, group_size=2)
-    env = gym.make("TTC-Math-v0", engine=tiny_engine(), max_episodes=2, num_prover_samples=2, max_answer_tokens=4)
     agent = LLMAgent(engine, max_episode_tokens=8, temperature=1.0)
-    for ro in collect_batch(config, env, agent, iteration=0):
+    for ro in _collect(config, agent):
         assert ro.prompt_ids == [engine.encode(p) for p in ro.prompts]
         for e_ids, text in zip(ro.episode_ids, ro.episodes):
             assert 1 <= len(e_ids) <= 8 and engine.tokenizer.decode(e_ids).startswith(text)
@@ -77,6 +83,8 @@ def test_rollouts_record_the_ids_the_engine_conditioned_on_and_sampled(tmp_path)
     completion = engine.generate([prompt], SamplingConfig(max_new_tokens=8, temperature=1.0, stop=("\n\n",)),
                                  seed=[prefix_seed(0, "episode", "What is 2+3?", "First I add.", "Then I check.", "\x00")])
     assert episode.token_ids == completion[0][0].token_ids and len(episode.token_ids) == completion[0][0].num_tokens
+    # ... and the agent reports the prompt it wrote after, as the engine encoded it.
+    assert episode.prompt == prompt and episode.prompt_ids == tuple(engine.encode(prompt))
 
 
 def test_bad_configs_fail_before_any_model_loads(tmp_path, monkeypatch):
@@ -102,14 +110,11 @@ def test_bad_configs_fail_before_any_model_loads(tmp_path, monkeypatch):
 
 
 def test_mrt_reduces_to_grpo_at_alpha_zero_on_real_rollouts(tmp_path):
-    import gymnasium as gym
-
     from ttc_gym.agents.llm import LLMAgent
 
     config = _config(tmp_path, problems_per_iter=2, group_size=3)
-    env = gym.make("TTC-Math-v0", engine=tiny_engine(), max_episodes=2, num_prover_samples=2, max_answer_tokens=4)
     agent = LLMAgent(tiny_random_engine(seed=2), max_episode_tokens=8, temperature=1.0)
-    rollouts = collect_batch(config, env, agent, iteration=0)
+    rollouts = _collect(config, agent)
     assert len(rollouts) == 6 and [r.group for r in rollouts] == [0, 0, 0, 1, 1, 1]
     assert len({tuple(r.episodes) for r in rollouts[:3]}) > 1  # per-rollout seeds: the G traces differ
     trajs = [r.trajectory() for r in rollouts]
@@ -123,35 +128,58 @@ def test_mrt_reduces_to_grpo_at_alpha_zero_on_real_rollouts(tmp_path):
 
 
 def test_collect_batch_equals_collecting_each_rollout_alone(tmp_path):
-    """The lockstep collection (one policy call and one prover batch per round) gives exactly the
-    rollouts that `collect` gives one at a time through the gym API, with the same seeds."""
+    """The lockstep collection on the vector env (one policy call and one prover batch per round,
+    finished rollouts not stepped) gives exactly the rollouts that `collect` gives one at a time on
+    a single env, with the same plans."""
     import gymnasium as gym
 
     from ttc_gym.agents.llm import LLMAgent
-    from ttc_gym.agents.training.llm_train import collect
+    from ttc_gym.agents.training.llm_train import collect, math_env_kwargs
 
-    config = _config(tmp_path, problems_per_iter=2, group_size=3)
-
-    def make():
-        # A token budget that ends some rollouts an episode before others (episodes are counted as
-        # their text re-tokenizes: 8 or 9 tokens).
-        env = gym.make("TTC-Math-v0", engine=tiny_engine(), max_episodes=4, max_tokens=17, num_prover_samples=2,
-                       max_answer_tokens=4, prover_seed=1)
-        return env, LLMAgent(tiny_random_engine(seed=2), max_episode_tokens=8, temperature=1.0)
-
-    env, agent = make()
-    batched = collect_batch(config, env, agent, iteration=1)
-    env, agent = make()  # fresh prover memo: the reference samples every estimate itself
-    rng = np.random.default_rng([config.seed, 1])
-    alone = []
-    for group in range(config.problems_per_iter):
-        problem = env.unwrapped.source.sample(rng)
-        reset_seed = int(rng.integers(0, 2**31))
-        for _ in range(config.group_size):
-            alone.append(collect(env, agent, problem, group=group, seed=reset_seed,
-                                 agent_seed=int(rng.integers(0, 2**31))))
+    # A token budget that ends some rollouts an episode before others (episodes are counted as
+    # their text re-tokenizes: 8 or 9 tokens).
+    config = _config(tmp_path, problems_per_iter=2, group_size=3, max_episodes=4, max_tokens=17,
+                     env_kwargs={"max_answer_tokens": 4, "prover_seed": 1})
+    plans = plan_iteration(config, make_source(config.source), 1)
+    assert [p.group for p in plans] == [0, 0, 0, 1, 1, 1] and len({p.seed for p in plans}) == 6
+    assert plans[0].problem == plans[2].problem != plans[3].problem
+    batched = collect_batch(make_envs(config, tiny_engine()), LLMAgent(tiny_random_engine(seed=2), max_episode_tokens=8,
+                                                                       temperature=1.0), plans)
+    # A fresh env (own prover memo): the reference samples every estimate itself.
+    env = gym.make("TTC-Math-v0", engine=tiny_engine(), **math_env_kwargs(config))
+    agent = LLMAgent(tiny_random_engine(seed=2), max_episode_tokens=8, temperature=1.0)
+    alone = [collect(env, agent, plan) for plan in plans]
     assert batched == alone
     assert len({len(r.episodes) for r in batched}) >= 2, [len(r.episodes) for r in batched]
+    assert agent.seed == 0  # the trainer passes seeds, never sets the agent's
+    with pytest.raises(ValueError, match="one sub-env per rollout"):
+        collect_batch(make_envs(config, tiny_engine()), agent, plans[:4])
+
+
+def test_the_iteration_plan_depends_only_on_seed_and_iteration(tmp_path):
+    source = make_source("procedural")
+    config = _config(tmp_path, problems_per_iter=3, group_size=2)
+    a = plan_iteration(config, source, 5)
+    source.sample(np.random.default_rng(123))  # other draws do not matter
+    assert plan_iteration(config, make_source("procedural"), 5) == a == plan_iteration(config, source, 5)
+    assert plan_iteration(config, source, 6) != a
+    assert plan_iteration(_config(tmp_path, problems_per_iter=3, group_size=2, seed=1), source, 5) != a
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path):
+    """Two runs of the same config from the same initial weights log the same rows and end with
+    the same weights."""
+    runs = []
+    for name in ("a", "b"):
+        engine = tiny_random_engine(seed=7)
+        result = train(_config(tmp_path / name, algo="mrt", temperature=1.0, kl_coef=0.1, iterations=2),
+                       policy_engine=engine, prover_engine=tiny_engine())
+        rows = [{k: v for k, v in row.items() if k != "wall_s"} for row in result.history]
+        runs.append((rows, [p.detach().clone() for p in engine.model.parameters()]))
+    (rows_a, weights_a), (rows_b, weights_b) = runs
+    assert len(rows_a) == 2
+    np.testing.assert_equal(rows_a, rows_b)
+    assert all(torch.equal(x, y) for x, y in zip(weights_a, weights_b))
 
 
 def _mixed_outcomes(monkeypatch):
@@ -161,10 +189,10 @@ def _mixed_outcomes(monkeypatch):
 
     real = lt.collect_batch
 
-    def collect(config, env, agent, iteration):
-        rollouts = real(config, env, agent, iteration)
+    def collect(envs, agent, plans):
+        rollouts = real(envs, agent, plans)
         for i, ro in enumerate(rollouts):
-            ro.outcome = float(i % config.group_size == 0)
+            ro.outcome = float(i == 0 or plans[i].group != plans[i - 1].group)
         return rollouts
 
     monkeypatch.setattr(lt, "collect_batch", collect)

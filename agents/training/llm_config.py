@@ -163,7 +163,8 @@ class LLMTrainConfig:
         check_int("num_prover_samples", self.num_prover_samples, minimum=1)
         if not isinstance(self.env_kwargs, dict):
             raise TypeError(f"env_kwargs must be a dict, got {self.env_kwargs!r}.")
-        clash = {"engine", "prover_engine", "alpha", "max_episodes", "max_tokens", "num_prover_samples", "source"} & set(self.env_kwargs)
+        clash = {"engine", "prover_engine", "alpha", "max_episodes", "max_tokens", "num_prover_samples", "source",
+                 "num_envs", "autoreset_mode"} & set(self.env_kwargs)
         if clash:
             raise ValueError(f"set {sorted(clash)} through their own config fields (or the trainer), not env_kwargs.")
         if not isinstance(self.out, str) or not self.out:

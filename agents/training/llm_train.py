@@ -15,11 +15,15 @@ given; bf16 weights, AdamW states in bf16 too — use --lora-rank 16 to train ad
         --source hf:<dataset> --out runs/mrt_qwen15
 
 Read top to bottom. Each iteration:
-1. draws `problems_per_iter` problems (seeded by `seed` and the iteration) and rolls each out
-   `group_size` times on TTC-Math-v0 (all rollouts advance together, `collect_batch`); the policy
-   is an `LLMAgent` over a `TransformersEngine` whose `.model` is the trainable torch model, each
-   rollout with its own agent seed so the G traces differ. The env's prover is a separate, frozen
-   engine (the default model unless `--prover-model`): it measures J, progress and the outcome.
+1. draws `problems_per_iter` problems from its own problem source, with a generator seeded by
+   (`seed`, iteration), and gives each `group_size` rollouts with their own seeds (`plan_iteration`);
+   rolls them all out together on the vectorized TTC-Math-v0, one sub-env per rollout with
+   autoreset disabled (`collect_batch`: reset / `agent.write_batch` / `envs.step` until every
+   rollout is done). The policy is an `LLMAgent` over a `TransformersEngine` whose `.model` is the
+   trainable torch model; each episode comes back with its prompt and token ids
+   (`ttc_gym.agents.llm.Episode`), its reward, progress, outcome and J from the env's step. The
+   env's prover is a separate, frozen engine (the default model unless `--prover-model`): it
+   measures J, progress and the outcome.
 2. (grpo, mrt) computes advantages with `algorithms` (grpo: outcome-only, group-normalized; mrt:
    + alpha * progress credit per episode), the token log-probabilities of every episode's sampled
    tokens given the prompt's tokens as the engine encoded them (`episode_logprobs`), optionally
@@ -55,8 +59,8 @@ import torch
 from ttc_gym.agents.training import algorithms as alg
 from ttc_gym.agents.training.config_cli import parse_config
 from ttc_gym.agents.training.llm_config import RL_ALGOS, LLMTrainConfig
-from ttc_gym.envs.math_core import MathTrace
-from ttc_gym.envs.math_text import check_episode_text
+from ttc_gym.envs.math_vector import unbatch
+from ttc_gym.problems import make_source
 
 LOG_FIELDS = (
     "step", "reward", "outcome", "progress", "J_0", "J_final", "episodes", "tokens", "loss", "kl", "kept",
@@ -110,11 +114,12 @@ class Rollout:
     j0: float = 0.0
     j_final: float = 0.0
 
-    def record(self, prompt: str, prompt_ids: list[int], text: str, ids: list[int], reward: float, info: dict) -> None:
-        """One episode: what the policy saw and wrote, and what the env said of it."""
-        self.prompts.append(prompt)
-        self.prompt_ids.append(prompt_ids)
-        self.episodes.append(text)
+    def record(self, episode: Any, ids: list[int], reward: float, info: dict) -> None:
+        """One episode (a `ttc_gym.agents.llm.Episode`, `ids` its token ids), the step's reward and
+        the env's info of it."""
+        self.prompts.append(episode.prompt)
+        self.prompt_ids.append(list(episode.prompt_ids))
+        self.episodes.append(episode.text)
         self.episode_ids.append(ids)
         self.progress.append(float(info["progress"]))
         self.cost.append(float(info.get("cost", 0.0)))
@@ -126,61 +131,88 @@ class Rollout:
                               cost=np.array(self.cost), j0=self.j0)
 
 
-def collect(env: Any, agent: Any, problem: Any, *, group: int, seed: int, agent_seed: int) -> Rollout:
-    """Roll `agent` out on `problem` to the end through the env's gym API, one step per episode
-    (the reference for `collect_batch`, which runs many rollouts together)."""
-    agent.seed = int(agent_seed)
-    obs, info = env.reset(seed=int(seed), options={"problem": problem})
-    ro = Rollout(group=group, j0=float(info["J"]), j_final=float(info["J"]))
+@dataclass(frozen=True)
+class RolloutPlan:
+    """What one rollout of an iteration runs: its group, its problem, and its seed (the env's
+    reset seed and the agent's seed of its episodes, so that the G rollouts of a group differ)."""
+
+    group: int
+    problem: Any
+    seed: int
+
+
+def plan_iteration(config: LLMTrainConfig, source: Any, iteration: int) -> list[RolloutPlan]:
+    """The rollouts of `iteration`: `problems_per_iter` problems drawn from `source` (a
+    `ttc_gym.problems.ProblemSource`), `group_size` rollouts of each, each with its own seed; all
+    drawn from one generator seeded by (seed, iteration)."""
+    rng = np.random.default_rng([config.seed, iteration])
+    problems = [source.sample(rng) for _ in range(config.problems_per_iter)]
+    seeds = rng.integers(0, 2**31, size=len(problems) * config.group_size)
+    return [RolloutPlan(group=k // config.group_size, problem=problems[k // config.group_size], seed=int(s))
+            for k, s in enumerate(seeds)]
+
+
+def math_env_kwargs(config: LLMTrainConfig) -> dict:
+    """The TTC-Math-v0 arguments `config` sets (the env's engine is the prover's, given apart)."""
+    return dict(source=config.source, alpha=config.alpha, max_episodes=config.max_episodes,
+                max_tokens=config.max_tokens, num_prover_samples=config.num_prover_samples, **config.env_kwargs)
+
+
+def make_envs(config: LLMTrainConfig, prover_engine: Any, source: Any = None) -> Any:
+    """The vectorized TTC-Math-v0 the trainer rolls out on: one sub-env per rollout of an iteration
+    (`batch_size`), autoreset disabled (a finished rollout is not stepped again), the prover on
+    `prover_engine`; `source` (a ProblemSource) replaces `config.source`."""
+    import gymnasium as gym
+
+    import ttc_gym  # noqa: F401  (registers the envs)
+
+    kwargs = math_env_kwargs(config)
+    if source is not None:
+        kwargs["source"] = source
+    return gym.make_vec("TTC-Math-v0", num_envs=config.batch_size, vectorization_mode="vector_entry_point",
+                        autoreset_mode="disabled", engine=prover_engine, **kwargs)
+
+
+def collect(env: Any, agent: Any, plan: RolloutPlan) -> Rollout:
+    """Roll `agent` out on one planned rollout to its end on a single TTC-Math-v0 env, one step per
+    episode (the reference for `collect_batch`)."""
+    obs, info = env.reset(seed=plan.seed, options={"problem": plan.problem})
+    rollout = Rollout(group=plan.group, j0=float(info["J"]), j_final=float(info["J"]))
     done = False
     while not done:
-        prompt = agent.template.reasoning_prompt(agent.engine, obs["problem"], list(obs["episodes"]))
-        episode = agent.write_batch([obs], [info])[0]
+        episode = agent.write_batch([obs], [info], seeds=[plan.seed])[0]
         obs, reward, terminated, truncated, info = env.step(episode.text)
-        ro.record(prompt, agent.engine.encode(prompt), episode.text, episode_ids(agent.engine, episode), reward, info)
+        rollout.record(episode, episode_ids(agent.engine, episode), reward, info)
         done = terminated or truncated
-    return ro
+    return rollout
 
 
-def collect_batch(config: LLMTrainConfig, env: Any, agent: Any, iteration: int) -> list[Rollout]:
-    """`problems_per_iter` problems x `group_size` rollouts, seeded by (seed, iteration).
-
-    All rollouts of the iteration advance together, one episode per round: one engine call writes
-    every unfinished rollout's next episode (`LLMAgent.write_batch`, each rollout with its own seed)
-    and one prover batch scores them all (`LLMProver.estimate_many`); rewards come from the env's
-    own `MathTrace`. Rollout k is exactly what `collect` gives for it alone (tested).
-    """
-    rng = np.random.default_rng([config.seed, iteration])
-    base = env.unwrapped
-    plan = []  # (group, problem, agent seed), in the order `collect` would run them
-    for p in range(config.problems_per_iter):
-        problem = base.source.sample(rng)
-        rng.integers(0, 2**31)  # the reset seed of `collect` (no effect with a given problem): same draws
-        plan += [(p, problem, int(rng.integers(0, 2**31))) for _ in range(config.group_size)]
-    prover, settings = base.prover, base.settings
-    with torch.inference_mode():
-        agent.engine.model.eval()
-        prover.estimate_many([(problem, ()) for _, problem, _ in plan])
-        traces = [MathTrace(settings, prover, prover.engine.count_tokens, problem) for _, problem, _ in plan]
-        infos = [trace.info() for trace in traces]
-        rollouts = [Rollout(group=g, j0=float(info["J"]), j_final=float(info["J"]))
-                    for (g, _, _), info in zip(plan, infos)]
-        active = list(range(len(plan)))
-        while active:
-            obs = [{"problem": traces[k].problem.question, "episodes": tuple(traces[k].episodes)} for k in active]
-            prompts = [agent.template.reasoning_prompt(agent.engine, o["problem"], list(o["episodes"])) for o in obs]
-            written = agent.write_batch(obs, [infos[k] for k in active], seeds=[plan[k][2] for k in active])
-            texts = [check_episode_text(e.text, settings.max_episode_chars) for e in written]
-            prover.estimate_many([(traces[k].problem, (*traces[k].episodes, t)) for k, t in zip(active, texts)])
-            still = []
-            for k, prompt, text, episode in zip(active, prompts, texts, written):
-                result = traces[k].add_episode(text)  # reads the estimate memoized just above
-                infos[k] = result.info
-                rollouts[k].record(prompt, agent.engine.encode(prompt), text, episode_ids(agent.engine, episode),
-                                   result.reward, result.info)
-                if not (result.terminated or result.truncated):
-                    still.append(k)
-            active = still
+def collect_batch(envs: Any, agent: Any, plans: Sequence[RolloutPlan]) -> list[Rollout]:
+    """All planned rollouts together on the vectorized TTC-Math-v0 `envs` (one sub-env each,
+    autoreset disabled): reset every sub-env to its problem, then, until every rollout is done, one
+    `agent.write_batch` call writes each unfinished rollout's next episode (each with its own seed)
+    and one `envs.step` scores them all (one prover batch); finished sub-envs get the action None.
+    Rollout k is exactly what `collect` gives for `plans[k]` alone (tested)."""
+    if envs.num_envs != len(plans):
+        raise ValueError(f"collect_batch needs one sub-env per rollout: {len(plans)} rollouts, "
+                         f"num_envs={envs.num_envs}.")
+    obs, infos = envs.reset(seed=[p.seed for p in plans], options={"problems": [p.problem for p in plans]})
+    obs, infos = unbatch(obs, infos)
+    rollouts = [Rollout(group=p.group, j0=float(info["J"]), j_final=float(info["J"])) for p, info in zip(plans, infos)]
+    done = np.zeros(len(plans), dtype=bool)
+    while not done.all():
+        active = np.flatnonzero(~done)
+        written = agent.write_batch([obs[k] for k in active], [infos[k] for k in active],
+                                    seeds=[plans[k].seed for k in active])
+        actions: list[str | None] = [None] * len(plans)
+        for k, episode in zip(active, written):
+            actions[k] = episode.text
+        step_obs, rewards, terminated, truncated, step_infos = envs.step(actions)
+        obs, step_infos = unbatch(step_obs, step_infos)
+        for k, episode in zip(active, written):
+            infos[k] = step_infos[k]
+            rollouts[k].record(episode, episode_ids(agent.engine, episode), rewards[k], infos[k])
+        done |= terminated | truncated
     return rollouts
 
 
@@ -197,11 +229,8 @@ def attach_logprobs(trajectories, rollouts, model, ref: Callable | None) -> None
 
 
 def advantages(config: LLMTrainConfig, trajectories: Sequence[alg.Trajectory]) -> list[np.ndarray]:
-    if config.algo == "grpo":
-        return alg.outcome_advantages(trajectories, eps=config.adv_eps, scale=config.adv_scale)
-    if config.mrt_form == "termination":
-        return alg.termination_advantages(trajectories, alpha=config.alpha)
-    return alg.mrt_advantages(trajectories, alpha=config.alpha, eps=config.adv_eps, scale=config.adv_scale)
+    return alg.advantages(config.algo, trajectories, alpha=config.alpha, mrt_form=config.mrt_form,
+                          eps=config.adv_eps, scale=config.adv_scale)
 
 
 def _token_count(rollouts: Sequence[Rollout]) -> int:
@@ -375,11 +404,8 @@ def train(
 ) -> TrainResult:
     """Train as `config` says. `policy_engine` (a TransformersEngine trained in place) and
     `prover_engine` replace `config.model` / `config.prover_model` (tests pass tiny engines)."""
-    import gymnasium as gym
-
-    import ttc_gym  # noqa: F401  (registers the envs)
     from ttc_gym.agents.llm import LLMAgent
-    from ttc_gym.engines.base import make_engine
+    from ttc_gym.engines.registry import make_engine
 
     start = time.perf_counter()
     out = Path(config.out)
@@ -430,19 +456,18 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
 
-    env = gym.make(
-        "TTC-Math-v0", engine=prover_engine, source=config.source, alpha=config.alpha,
-        max_episodes=config.max_episodes, max_tokens=config.max_tokens,
-        num_prover_samples=config.num_prover_samples, **config.env_kwargs,
-    )
+    source = make_source(config.source)  # the trainer draws the problems; the env rolls them out
+    envs = make_envs(config, prover_engine, source)
     agent = LLMAgent(engine, max_episode_tokens=config.max_episode_tokens, temperature=config.temperature,
-                     top_p=config.top_p, template=env.unwrapped.template, seed=config.seed)
+                     top_p=config.top_p, template=envs.template, seed=config.seed)
     result = TrainResult(engine=engine, step=step, config=config)
     writer, handle = _open_log(out, step)
     tb = _tensorboard(config, out)
     try:
         while step < config.iterations:
-            rollouts = collect_batch(config, env, agent, step)
+            model.eval()
+            with torch.inference_mode():
+                rollouts = collect_batch(envs, agent, plan_iteration(config, source, step))
             optimizer.zero_grad(set_to_none=True)
             kept = 1.0
             if config.algo in RL_ALGOS:
@@ -482,7 +507,7 @@ def train(
         handle.close()
         if tb is not None:
             tb.close()
-        env.close()
+        envs.close()
     model.eval()
     result.step = step
     result.wall_s = time.perf_counter() - start
