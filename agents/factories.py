@@ -1,100 +1,104 @@
 """Agent factories for the benchmark runner (`ttc-gym bench`), one per registered agent name.
 
 A factory is `factory(env, *args, **kwargs) -> agent`: it gets the env the agent will be evaluated on
-(already built at the run's budget, so its spaces, `env.spec` and, on TTC-Sim-v0, the public
-`env.unwrapped.model` are at hand) and the arguments of the agent spec (`"answer-after:3"` ->
-`answer_after(env, 3)`). An agent is anything with `act(obs, info) -> action` and optionally `reset()`
-(between problems) and `seed(seed)` (called with each problem's seed, so a stochastic agent is
-reproducible problem by problem and a resumed run equals an uninterrupted one).
+(already built at the run's budget, so its spaces, `env.spec` and the env's documented accessors —
+`env.unwrapped.model` on TTC-Sim-v0, `env.unwrapped.engine` and `.template` on the math envs — are at
+hand) and the arguments of the agent spec (`"answer-after:3"` -> `answer_after(env, 3)`). The agent
+follows `ttc_gym.agent.Agent`: the runner calls `reset(seed=...)` with each problem's seed, then `act`.
 
-A factory may carry a `check(*args, **kwargs)` attribute: the runner calls it before any compute to
+Defaults are written once: a factory's argument defaults are read from the class it builds (a
+frozen dataclass of settings: `AnswerAfterK.k`, `BudgetForcing.min_episodes`, `QLearningConfig`,
+`PPOSettings`, `LLMSettings`, ...), and `ttc-gym bench --list-agents` shows them from the signature.
+
+Each factory carries `check(*args, **kwargs)` (`_checked`): the runner calls it before any compute to
 validate the arguments (bad thresholds, missing checkpoint files), so that an error in the last agent
 of a list is not found after the first one has trained. Training happens inside the factory, on the
 spot, with fixed seeds: the same spec and env give the same agent.
 
-`ttc_gym` refers to this module only by strings (`"ttc_gym.agents.factories:ppo"`), resolved when a run starts.
+The benchmark (`ttc_gym.bench`) names these factories by strings (`"ttc_gym.agents.factories:ppo"`),
+resolved when a run starts.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 
-from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify
-from ttc_gym.validation import check_int
+from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify, RandomAgent
+from ttc_gym.agents.llm import LLMAgent
+from ttc_gym.agents.strategies import BudgetForcing, MajorityVote, StopWhenConfident, ThinkUntilBudget
+from ttc_gym.agents.tabular import QLearningConfig
+from ttc_gym.validation import check_float, check_int
+
+
+def _checked(validate: Callable[..., Any]):
+    """Give the decorated factory its `check(*args, **kwargs)`: the spec's arguments bound to the
+    factory's signature, its defaults filled in, and passed by name to `validate` (which raises on a
+    bad value). The check thus sees exactly what the factory would get, and no default is repeated."""
+
+    def attach(factory: Callable) -> Callable:
+        signature = inspect.signature(factory)
+        env_param = next(iter(signature.parameters))
+
+        def check(*args: Any, **kwargs: Any) -> None:
+            bound = signature.bind(None, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            arguments.pop(env_param)
+            validate(**arguments)
+
+        factory.check = check
+        return factory
+
+    return attach
+
 
 # ----------------------------------------------------------------------------------------------------
 # Fixed test-time strategies (cheap: built in microseconds)
 
 
-def answer_after(env, k: int = 3) -> AnswerAfterK:
+@_checked(AnswerAfterK)
+def answer_after(env, k: int = AnswerAfterK.k) -> AnswerAfterK:
     """Think (continue) for exactly k episodes, then answer."""
     return AnswerAfterK(k)
 
 
-answer_after.check = lambda k=3: AnswerAfterK(k)
-
-
-def answer_when_confident(env, threshold: float = 0.9, patience: int = 2) -> AnswerWhenConfident:
+@_checked(AnswerWhenConfident)
+def answer_when_confident(
+    env, threshold: float = AnswerWhenConfident.threshold, patience: int = AnswerWhenConfident.patience
+) -> AnswerWhenConfident:
     """Continue until the prover's J reaches `threshold`; switch approach after `patience` stalls."""
     return AnswerWhenConfident(threshold, patience)
 
 
-answer_when_confident.check = lambda threshold=0.9, patience=2: AnswerWhenConfident(threshold, patience)
-
-
-def never_verify(env, patience: int = 2) -> NeverVerify:
+@_checked(NeverVerify)
+def never_verify(env, patience: int = NeverVerify.patience) -> NeverVerify:
     """TTC-Sim-v0 hand policy: answer as soon as a candidate exists, never verify."""
     return NeverVerify(patience)
 
 
-never_verify.check = lambda patience=2: NeverVerify(patience)
-
-
-class SeededRandomAgent:
-    """Uniformly random actions, re-seeded from each problem's seed (reproducible per problem)."""
-
-    def __init__(self, action_space: gym.Space, seed: int = 0):
-        self.action_space = action_space
-        self.base_seed = seed
-        self._rng = np.random.default_rng(seed)
-
-    def seed(self, seed: int) -> None:
-        self._rng = np.random.default_rng([self.base_seed, int(seed)])
-
-    def reset(self) -> None:
-        pass
-
-    def act(self, obs, info: dict) -> int:
-        return int(self._rng.integers(self.action_space.n))
-
-
-def random_agent(env, seed: int = 0) -> SeededRandomAgent:
-    """Uniformly random meta-actions."""
-    if not isinstance(env.action_space, gym.spaces.Discrete):
-        raise TypeError(f"the random agent needs a Discrete action space, got {env.action_space}.")
-    return SeededRandomAgent(env.action_space, seed)
-
-
-random_agent.check = lambda seed=0: check_int("seed", seed, minimum=0)
+@_checked(lambda seed: RandomAgent(gym.spaces.Discrete(1), seed))
+def random_agent(env, seed: int = RandomAgent.seed) -> RandomAgent:
+    """Uniformly random meta-actions, reseeded from `seed` and each problem's seed."""
+    return RandomAgent(env.action_space, seed)
 
 
 # ----------------------------------------------------------------------------------------------------
 # The exact oracle (TTC-Sim-v0)
 
 
+@_checked(lambda: None)
 def oracle(env):
     """The exact optimal policy by dynamic programming over the simulator's public belief-MDP."""
     from ttc_gym.agents.oracle import OracleAgent
 
     return OracleAgent.from_env(env)
-
-
-oracle.check = lambda: None
 
 
 def sim_j_star(env) -> float:
@@ -121,29 +125,27 @@ def _env_id_and_kwargs(env) -> tuple[str, dict]:
     return spec.id, dict(spec.kwargs)
 
 
-def _check_q(steps=500_000, seed=0, num_envs=256) -> None:
-    check_int("steps", steps, minimum=1)
-    check_int("seed", seed, minimum=0)
+def _check_q(steps: int, seed: int, num_envs: int) -> QLearningConfig:
     check_int("num_envs", num_envs, minimum=1)
+    return QLearningConfig(total_steps=steps, seed=seed)
 
 
-def q_learning(env, steps: int = 500_000, seed: int = 0, num_envs: int = 256):
-    """Tabular Q-learning trained for `steps` transitions on the env's vectorized twin."""
-    from ttc_gym.agents.tabular import QLearningAgent, QLearningConfig
+@_checked(_check_q)
+def q_learning(env, steps: int = QLearningConfig.total_steps, seed: int = QLearningConfig.seed, num_envs: int = 256):
+    """Tabular Q-learning trained for `steps` transitions on `num_envs` copies of the env (its
+    vectorized twin when it has one); the other settings are `QLearningConfig`'s."""
+    from ttc_gym.agents.tabular import QLearningAgent
 
-    _check_q(steps, seed, num_envs)
+    config = _check_q(steps, seed, num_envs)
     env_id, kwargs = _env_id_and_kwargs(env)
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
     except Exception:  # no numpy-vectorized twin: a synchronous vector env of copies
         envs = gym.make_vec(env_id, num_envs=min(num_envs, 16), vectorization_mode="sync", **kwargs)
     agent = QLearningAgent(envs.single_observation_space, envs.single_action_space)
-    agent.train(envs, QLearningConfig(total_steps=steps, seed=seed))
+    agent.train(envs, config)
     envs.close()
     return agent
-
-
-q_learning.check = _check_q
 
 
 class MemoizedPolicyAgent:
@@ -154,8 +156,8 @@ class MemoizedPolicyAgent:
         self.model = model
         self._cache: dict[tuple, int] = {}
 
-    def reset(self) -> None:
-        pass
+    def reset(self, seed: int | None = None) -> None:
+        """Deterministic: nothing to reset (the cache holds for every problem)."""
 
     def act(self, obs, info: dict | None = None) -> int:
         key = tuple(np.asarray(obs).ravel().tolist())
@@ -165,17 +167,46 @@ class MemoizedPolicyAgent:
         return action
 
 
-# The settings of tests/test_learning.py (which reach ~98% of the oracle at 200k steps).
-PPO_SETTINGS = dict(learning_rate=1e-3, n_steps=64, batch_size=512, n_epochs=4, ent_coef=0.01, gamma=1.0)
+@dataclass(frozen=True)
+class PPOSettings:
+    """The bench's `ppo` agent: how long and on how many env copies stable-baselines3 PPO trains,
+    and its hyperparameters for TTC-Sim-v0 (close to tests/test_learning.py's, which reach ~98% of
+    the oracle's return at 200k steps)."""
+
+    steps: int = 40_000
+    seed: int = 0
+    n_envs: int = 16
+    learning_rate: float = 1e-3
+    n_steps: int = 64
+    batch_size: int = 512
+    n_epochs: int = 4
+    ent_coef: float = 0.01
+    gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_int("steps", self.steps, minimum=1)
+        check_int("seed", self.seed, minimum=0)
+        check_int("n_envs", self.n_envs, minimum=1)
+        check_float("learning_rate", self.learning_rate, minimum=0.0)
+        check_int("n_steps", self.n_steps, minimum=1)
+        check_int("batch_size", self.batch_size, minimum=1)
+        check_int("n_epochs", self.n_epochs, minimum=1)
+        check_float("ent_coef", self.ent_coef, minimum=0.0)
+        check_float("gamma", self.gamma, minimum=0.0, maximum=1.0)
+
+    def ppo_kwargs(self) -> dict:
+        """The keyword arguments of `PPO(...)` among these settings."""
+        kwargs = asdict(self)
+        for key in ("steps", "n_envs"):
+            kwargs.pop(key)
+        return kwargs
 
 
-def _check_ppo(path=None, steps=40_000, seed=0, n_envs=16) -> None:
+def _check_ppo(path: str | None, steps: int, seed: int, n_envs: int) -> PPOSettings:
     if path is not None:
         if not isinstance(path, str) or not os.path.isfile(path):
             raise FileNotFoundError(f"ppo checkpoint {path!r} is not a file (expected a .zip saved by PPO.save).")
-    check_int("steps", steps, minimum=1)
-    check_int("seed", seed, minimum=0)
-    check_int("n_envs", n_envs, minimum=1)
+    return PPOSettings(steps=steps, seed=seed, n_envs=n_envs)
 
 
 def _fits(checkpoint_space, env_space) -> bool:
@@ -203,10 +234,12 @@ class _NoInfo(gym.Wrapper):
         return obs, reward, terminated, truncated, {}
 
 
-def ppo(env, path: str | None = None, steps: int = 40_000, seed: int = 0, n_envs: int = 16):
+@_checked(_check_ppo)
+def ppo(env, path: str | None = None, steps: int = PPOSettings.steps, seed: int = PPOSettings.seed,
+        n_envs: int = PPOSettings.n_envs):
     """stable-baselines3 PPO: loaded from `path` (a .zip checkpoint), else trained for `steps`
-    timesteps on `n_envs` copies of the env (settings: `PPO_SETTINGS`)."""
-    _check_ppo(path, steps, seed, n_envs)
+    timesteps on `n_envs` copies of the env (the other settings: `PPOSettings`)."""
+    settings = _check_ppo(path, steps, seed, n_envs)
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -223,98 +256,90 @@ def ppo(env, path: str | None = None, steps: int = 40_000, seed: int = 0, n_envs
     env_id, kwargs = _env_id_and_kwargs(env)
     with warnings.catch_warnings():  # make_vec_env asks for render_mode="rgb_array" first
         warnings.simplefilter("ignore")
-        envs = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=kwargs, wrapper_class=_NoInfo)
-        model = PPO("MlpPolicy", envs, seed=seed, verbose=0, device="cpu", **PPO_SETTINGS)
-        model.learn(steps)
+        envs = make_vec_env(env_id, n_envs=settings.n_envs, seed=settings.seed, env_kwargs=kwargs,
+                            wrapper_class=_NoInfo)
+        model = PPO("MlpPolicy", envs, verbose=0, device="cpu", **settings.ppo_kwargs())
+        model.learn(settings.steps)
     envs.close()
     return MemoizedPolicyAgent(model)
-
-
-ppo.check = _check_ppo
 
 
 # ----------------------------------------------------------------------------------------------------
 # LLM agents and test-time strategies (TTC-Math-v0): they share the env's engine, so one model is loaded
 
-
-def _check_llm(max_episode_tokens=64, temperature=0.2, seed=0) -> None:
-    check_int("max_episode_tokens", max_episode_tokens, minimum=1)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}.")
-    check_int("seed", seed, minimum=0)
+_LLM_AGENT_DEFAULTS = {name: p.default for name, p in inspect.signature(LLMAgent).parameters.items()}
 
 
-def _llm(env, max_episode_tokens=64, temperature=0.2, seed=0):
-    from ttc_gym.agents.llm import LLMAgent
+@dataclass(frozen=True)
+class LLMSettings:
+    """How the bench's LLM agents write episodes; the defaults are `LLMAgent`'s own."""
 
-    _check_llm(max_episode_tokens, temperature, seed)
+    max_episode_tokens: int = _LLM_AGENT_DEFAULTS["max_episode_tokens"]
+    temperature: float = _LLM_AGENT_DEFAULTS["temperature"]
+    seed: int = _LLM_AGENT_DEFAULTS["seed"]
+
+    def __post_init__(self) -> None:
+        check_int("max_episode_tokens", self.max_episode_tokens, minimum=1)
+        check_float("temperature", self.temperature, minimum=0.0)
+        check_int("seed", self.seed, minimum=0)
+
+    def build(self, engine: Any, template: Any) -> LLMAgent:
+        return LLMAgent(engine, max_episode_tokens=self.max_episode_tokens, temperature=self.temperature,
+                        template=template, seed=self.seed)
+
+
+def _env_llm(env, settings: LLMSettings) -> LLMAgent:
+    """An LLM agent on the env's own engine and prompt template."""
     engine = getattr(env.unwrapped, "engine", None)
     if engine is None:
         raise TypeError(f"LLM agents need an env with an engine (TTC-Math-v0), got {env.unwrapped!r}.")
-    return LLMAgent(engine, max_episode_tokens=max_episode_tokens, temperature=temperature,
-                    template=env.unwrapped.template, seed=seed)
+    return settings.build(engine, env.unwrapped.template)
 
 
-def llm(env, max_episode_tokens=64, temperature=0.2, seed=0):
+# A strategy's settings are checked by building it without an LLM: its __post_init__ checks them.
+_NO_LLM: Any = None
+
+
+@_checked(LLMSettings)
+def llm(env, max_episode_tokens: int = LLMSettings.max_episode_tokens,
+        temperature: float = LLMSettings.temperature, seed: int = LLMSettings.seed) -> LLMAgent:
     """The env's model writes each episode (one paragraph, at most max_episode_tokens)."""
-    return _llm(env, max_episode_tokens, temperature, seed)
+    return _env_llm(env, LLMSettings(max_episode_tokens, temperature, seed))
 
 
-llm.check = _check_llm
-
-
-def think_until_budget(env, max_episode_tokens=64):
+@_checked(LLMSettings)
+def think_until_budget(env, max_episode_tokens: int = LLMSettings.max_episode_tokens) -> ThinkUntilBudget:
     """Never commit: think until the budget runs out, then the env forces the answer."""
-    from ttc_gym.agents.strategies import ThinkUntilBudget
-
-    return ThinkUntilBudget(_llm(env, max_episode_tokens))
+    return ThinkUntilBudget(_env_llm(env, LLMSettings(max_episode_tokens)))
 
 
-think_until_budget.check = lambda max_episode_tokens=64: _check_llm(max_episode_tokens)
-
-
-def budget_forcing(env, min_episodes=3, max_episode_tokens=64):
+@_checked(lambda min_episodes, max_episode_tokens: (BudgetForcing(_NO_LLM, min_episodes),
+                                                    LLMSettings(max_episode_tokens)))
+def budget_forcing(env, min_episodes: int = BudgetForcing.min_episodes,
+                   max_episode_tokens: int = LLMSettings.max_episode_tokens) -> BudgetForcing:
     """s1-style budget forcing: replace early commits by 'Wait,' until min_episodes."""
-    from ttc_gym.agents.strategies import BudgetForcing
-
-    return BudgetForcing(_llm(env, max_episode_tokens), min_episodes)
+    return BudgetForcing(_env_llm(env, LLMSettings(max_episode_tokens)), min_episodes)
 
 
-budget_forcing.check = lambda min_episodes=3, max_episode_tokens=64: (
-    check_int("min_episodes", min_episodes, minimum=1), _check_llm(max_episode_tokens))
-
-
-def stop_when_confident(env, threshold=0.75, max_episode_tokens=64):
+@_checked(lambda threshold, max_episode_tokens: (StopWhenConfident(_NO_LLM, threshold),
+                                                 LLMSettings(max_episode_tokens)))
+def stop_when_confident(env, threshold: float = StopWhenConfident.threshold,
+                        max_episode_tokens: int = LLMSettings.max_episode_tokens) -> StopWhenConfident:
     """Commit the prover's majority answer once its J (from info) reaches threshold."""
-    from ttc_gym.agents.strategies import StopWhenConfident
-
-    return StopWhenConfident(_llm(env, max_episode_tokens), threshold)
+    return StopWhenConfident(_env_llm(env, LLMSettings(max_episode_tokens)), threshold)
 
 
-def _check_threshold(threshold=0.75, max_episode_tokens=64):
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}.")
-    _check_llm(max_episode_tokens)
-
-
-stop_when_confident.check = _check_threshold
-
-
-def majority_vote(env, k=2, max_episode_tokens=64):
+@_checked(lambda k, max_episode_tokens: (MajorityVote(_NO_LLM, k), LLMSettings(max_episode_tokens)))
+def majority_vote(env, k: int = MajorityVote.k, max_episode_tokens: int = LLMSettings.max_episode_tokens) -> MajorityVote:
     """Think k episodes, then commit the majority of all the prover's forced answers so far."""
-    from ttc_gym.agents.strategies import MajorityVote
-
-    return MajorityVote(_llm(env, max_episode_tokens), k)
-
-
-majority_vote.check = lambda k=2, max_episode_tokens=64: (check_int("k", k, minimum=1), _check_llm(max_episode_tokens))
+    return MajorityVote(_env_llm(env, LLMSettings(max_episode_tokens)), k)
 
 
 # ----------------------------------------------------------------------------------------------------
 # A trained LLM checkpoint (ttc_gym.agents.training.llm_train) writes the episodes; the env's prover keeps its engine
 
 
-def _check_llm_checkpoint(path=None, max_episode_tokens=64, temperature=0.2, seed=0, device="cpu") -> None:
+def _check_llm_checkpoint(path, max_episode_tokens, temperature, seed, device) -> LLMSettings:
     if not isinstance(path, str) or not path:
         raise ValueError("llm-checkpoint needs a checkpoint folder: llm-checkpoint:runs/mrt_cpu/checkpoint-2")
     if not os.path.isfile(os.path.join(path, "config.json")):
@@ -322,25 +347,22 @@ def _check_llm_checkpoint(path=None, max_episode_tokens=64, temperature=0.2, see
             f"llm-checkpoint: {path!r} is not a model folder (no config.json); give a checkpoint-N folder "
             f"written by `ttc-gym train --env TTC-Math-v0`."
         )
-    _check_llm(max_episode_tokens, temperature, seed)
+    if not isinstance(device, str) or not device:
+        raise ValueError(f"device must be a torch device string such as 'cpu' or 'cuda', got {device!r}.")
+    return LLMSettings(max_episode_tokens, temperature, seed)
 
 
 _CHECKPOINT_ENGINES: dict = {}
 
 
-def llm_checkpoint(env, path=None, max_episode_tokens=64, temperature=0.2, seed=0, device="cpu"):
+@_checked(_check_llm_checkpoint)
+def llm_checkpoint(env, path: str | None = None, max_episode_tokens: int = LLMSettings.max_episode_tokens,
+                   temperature: float = LLMSettings.temperature, seed: int = LLMSettings.seed, device: str = "cpu"):
     """A trained checkpoint (a HF model folder, e.g. runs/mrt/checkpoint-N) writes each episode."""
-    from ttc_gym.agents.llm import LLMAgent
-
-    _check_llm_checkpoint(path, max_episode_tokens, temperature, seed, device)
+    settings = _check_llm_checkpoint(path, max_episode_tokens, temperature, seed, device)
     key = (os.path.abspath(path), str(device))
     if key not in _CHECKPOINT_ENGINES:  # loaded once per process, reused across budgets
         from ttc_gym.engines.transformers_engine import TransformersEngine
 
         _CHECKPOINT_ENGINES[key] = TransformersEngine(path, device=device, name=f"checkpoint:{path}")
-    template = getattr(env.unwrapped, "template", None)
-    return LLMAgent(_CHECKPOINT_ENGINES[key], max_episode_tokens=max_episode_tokens, temperature=temperature,
-                    template=template, seed=seed)
-
-
-llm_checkpoint.check = _check_llm_checkpoint
+    return settings.build(_CHECKPOINT_ENGINES[key], getattr(env.unwrapped, "template", None))

@@ -58,8 +58,8 @@ class OracleAgent:
         best = max(q)
         return int(next(a for a in _TIE_ORDER if q[a] >= best - 1e-12))
 
-    def reset(self) -> None:
-        """The oracle keeps no per-episode state."""
+    def reset(self, seed: int | None = None) -> None:
+        """Deterministic, and it keeps no per-problem state: nothing to reset."""
 
     @property
     def expected_return(self) -> float:

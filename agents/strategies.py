@@ -6,7 +6,11 @@
 - `StopWhenConfident`: commits the prover's majority answer as soon as the prover's J (from `info`)
   reaches a threshold.
 - `MajorityVote`: thinks for k episodes, then commits the majority vote of all the prover's forced
-  answers collected across those episodes (maj@k over episodes, DESIGN.md §2).
+  answers collected across those episodes (maj@k over episodes, docs/formulation.md §5).
+
+Each follows `ttc_gym.agent.Agent` and is a frozen dataclass of its LLM and its settings, whose
+defaults are written once, here (the bench factories take theirs from these classes). `reset(seed=s)`
+passes the problem's seed on to the LLM, which re-derives its sampling seed from it.
 """
 
 from __future__ import annotations
@@ -34,27 +38,27 @@ def without_commit(text: str) -> str:
     return text if cut < 0 else text[:cut].rstrip(" $([")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ThinkUntilBudget:
     llm: LLMAgent
 
-    def reset(self) -> None:
-        pass
+    def reset(self, seed: int | None = None) -> None:
+        self.llm.reset(seed=seed)
 
     def act(self, obs: dict, info: dict) -> str:
         return keep_thinking(self.llm, obs, info)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BudgetForcing:
     llm: LLMAgent
-    min_episodes: int = 4
+    min_episodes: int = 3
 
     def __post_init__(self) -> None:
         check_int("min_episodes", self.min_episodes, minimum=1)
 
-    def reset(self) -> None:
-        pass
+    def reset(self, seed: int | None = None) -> None:
+        self.llm.reset(seed=seed)
 
     def act(self, obs: dict, info: dict) -> str:
         text = self.llm.act(obs, info)
@@ -64,7 +68,7 @@ class BudgetForcing:
         return (cut + " Wait,").strip() if cut != text or not cut.strip() else text
 
 
-@dataclass
+@dataclass(frozen=True)
 class StopWhenConfident:
     llm: LLMAgent
     threshold: float = 0.75
@@ -72,8 +76,8 @@ class StopWhenConfident:
     def __post_init__(self) -> None:
         check_float("threshold", self.threshold, minimum=0.0, maximum=1.0)
 
-    def reset(self) -> None:
-        pass
+    def reset(self, seed: int | None = None) -> None:
+        self.llm.reset(seed=seed)
 
     def act(self, obs: dict, info: dict) -> str:
         answer = majority_vote([a for a in info.get("prover_answers", ()) if a])
@@ -82,17 +86,18 @@ class StopWhenConfident:
         return keep_thinking(self.llm, obs, info)
 
 
-@dataclass
+@dataclass(frozen=True)
 class MajorityVote:
     llm: LLMAgent
-    k: int = 3
-    _pool: list = field(default_factory=list, init=False, repr=False)
+    k: int = 2
+    _pool: list = field(default_factory=list, init=False, repr=False, compare=False)  # this problem's answers
 
     def __post_init__(self) -> None:
         check_int("k", self.k, minimum=1)
 
-    def reset(self) -> None:
-        self._pool = []
+    def reset(self, seed: int | None = None) -> None:
+        self._pool.clear()
+        self.llm.reset(seed=seed)
 
     def act(self, obs: dict, info: dict) -> str:
         if info["episodes_used"] > 0:  # the prover's answers after the last episode

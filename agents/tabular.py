@@ -12,10 +12,12 @@ from gymnasium import spaces
 from ttc_gym.validation import check_float, check_int
 
 
-@dataclass
+@dataclass(frozen=True)
 class QLearningConfig:
-    total_steps: int = 400_000  # environment transitions over all sub-envs
-    gamma: float = 1.0  # episodes are short and finite: no discount
+    """How `QLearningAgent.train` learns (the bench's `q-learning` agent takes its defaults from here)."""
+
+    total_steps: int = 500_000  # environment transitions over all sub-envs
+    gamma: float = 1.0  # rollouts are short and finite: no discount
     epsilon_start: float = 1.0
     epsilon_end: float = 0.05
     epsilon_decay_fraction: float = 0.6  # fraction of training over which epsilon decays linearly
@@ -24,6 +26,7 @@ class QLearningConfig:
 
     def __post_init__(self) -> None:
         check_int("total_steps", self.total_steps, minimum=1)
+        check_int("seed", self.seed, minimum=0)
         check_float("gamma", self.gamma, minimum=0.0, maximum=1.0)
         check_float("epsilon_start", self.epsilon_start, minimum=0.0, maximum=1.0)
         check_float("epsilon_end", self.epsilon_end, minimum=0.0, maximum=1.0)
@@ -68,11 +71,12 @@ class QLearningAgent:
         """Greedy action (ties to the lowest index)."""
         return int(np.argmax(self.q[self.state_index(obs)[0]]))
 
-    def reset(self) -> None:
-        pass
+    def reset(self, seed: int | None = None) -> None:
+        """Greedy, hence deterministic: nothing to reset."""
 
     def train(self, envs: gym.vector.VectorEnv, config: QLearningConfig = QLearningConfig()) -> dict:
-        """Q-learning on a vector env with next-step autoreset. Returns episode returns seen in training."""
+        """Q-learning on a vector env with next-step autoreset. Returns {"rollout_returns": the return of
+        every rollout (one problem, reset to end) finished in training}."""
         mode = envs.metadata.get("autoreset_mode")
         if mode is not None and getattr(mode, "value", mode) != "NextStep":
             raise ValueError(f"QLearningAgent.train expects next-step autoreset, got {mode!r}.")
@@ -106,4 +110,4 @@ class QLearningAgent:
             running[done] = 0.0
             restarting = done
             s = s_next
-        return {"episode_returns": returns}
+        return {"rollout_returns": returns}

@@ -21,7 +21,7 @@ from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVe
 from ttc_gym.agents.oracle import OracleAgent
 from ttc_gym.agents.sb3 import SB3Agent
 from ttc_gym.agents.tabular import QLearningAgent, QLearningConfig
-from ttc_gym.evaluation import run_episode, summarize
+from ttc_gym.evaluation import run_rollout, summarize
 
 
 @dataclass
@@ -48,7 +48,7 @@ def train_ppo(steps: int, seed: int):
 
 def main(cfg: Config) -> None:
     env = gym.make("TTC-Sim-v0")
-    params = env.unwrapped.params
+    params = env.unwrapped.model.params  # the documented transition model's parameters
     oracle = OracleAgent.from_env(env)
     agents = {"oracle (DP)": oracle}
 
@@ -80,7 +80,7 @@ def main(cfg: Config) -> None:
     print(header)
     print("-" * len(header))
     for name, agent in agents.items():
-        records = [run_episode(env, agent, seed=10**6 + i) for i in range(cfg.eval_problems)]
+        records = [run_rollout(env, agent, seed=10**6 + i) for i in range(cfg.eval_problems)]
         s = summarize(records, budget_episodes=params.max_episodes, budget_tokens=budget_tokens)
         pct = 100 * s["return"][0] / oracle.expected_return
         print(f"{name:20} {s['return'][0]:7.3f} ± {s['return'][1]:.3f} {pct:8.1f}% "

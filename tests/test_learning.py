@@ -27,7 +27,7 @@ def test_q_learning_reaches_90_percent_of_the_oracle():
     envs = gym.make_vec("TTC-Sim-v0", num_envs=256, vectorization_mode="vector_entry_point")
     agent = QLearningAgent(envs.single_observation_space, envs.single_action_space)
     history = agent.train(envs, QLearningConfig(total_steps=1_000_000, seed=0))
-    assert len(history["episode_returns"]) > 100_000
+    assert len(history["rollout_returns"]) > 100_000
     env = gym.make("TTC-Sim-v0")
     oracle = OracleAgent.from_env(env).expected_return
     mean, se = evaluate(env, agent.act)

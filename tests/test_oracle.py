@@ -11,11 +11,12 @@ from ttc_gym.actions import MetaAction
 from ttc_gym.metrics import mean_and_stderr
 
 
-def episode_returns(env, agent, n, seed=0, options=None):
+def rollout_returns(env, agent, n, seed=0, options=None):
+    """The return of each of n rollouts (problems seed, seed + 1, ...) and every action taken."""
     returns, actions = [], []
     for i in range(n):
         obs, info = env.reset(seed=seed + i, options=options)
-        agent.reset()
+        agent.reset(seed=seed + i)
         total, done = 0.0, False
         while not done:
             a = agent.act(obs, info)
@@ -31,7 +32,7 @@ def episode_returns(env, agent, n, seed=0, options=None):
 def test_oracle_value_matches_monte_carlo(kwargs):
     env = gym.make("TTC-Sim-v0", **kwargs)
     oracle = OracleAgent.from_env(env)
-    returns, _ = episode_returns(env, oracle, 6000)
+    returns, _ = rollout_returns(env, oracle, 6000)
     mean, se = mean_and_stderr(returns)
     assert abs(mean - oracle.expected_return) < 3 * se, (mean, se, oracle.expected_return)
 
@@ -57,11 +58,11 @@ def test_no_heuristic_beats_the_oracle():
     oracle = OracleAgent.from_env(env)
     for agent in [AnswerAfterK(1), AnswerAfterK(4), AnswerWhenConfident(0.6), AnswerWhenConfident(0.95),
                   NeverVerify(1), NeverVerify(3), RandomAgent(env.action_space, seed=0)]:
-        returns, _ = episode_returns(env, agent, 3000, seed=100)
+        returns, _ = rollout_returns(env, agent, 3000, seed=100)
         mean, se = mean_and_stderr(returns)
         assert mean <= oracle.expected_return + 3 * se, (agent, mean, se)
     # ... and the oracle clearly beats the simple fixed-budget strategy.
-    returns, _ = episode_returns(env, AnswerAfterK(4), 3000, seed=100)
+    returns, _ = rollout_returns(env, AnswerAfterK(4), 3000, seed=100)
     assert oracle.expected_return > returns.mean() + 5 * mean_and_stderr(returns)[1]
 
 
@@ -83,14 +84,14 @@ def test_oracle_answers_easy_problems_faster_than_hard_ones():
             lengths.append(info["episodes_used"])
         sampled.append(np.mean(lengths))
     assert sampled[0] < sampled[1] < sampled[2], sampled
-    assert sampled[0] <= 3 < env.unwrapped.params.max_episodes
+    assert sampled[0] <= 3 < env.unwrapped.model.params.max_episodes
 
 
 def test_oracle_explores_only_when_strategies_differ():
     switches = {}
     for h in (0.0, 1.0):
         env = gym.make("TTC-Sim-v0", heterogeneity=h, difficulty_probs=(0, 0, 1))
-        _, actions = episode_returns(env, OracleAgent.from_env(env), 300)
+        _, actions = rollout_returns(env, OracleAgent.from_env(env), 300)
         switches[h] = actions.count(MetaAction.SWITCH)
     assert switches[0.0] == 0 and switches[1.0] > 50, switches
 
@@ -99,7 +100,7 @@ def test_oracle_j_curve_and_accuracy_agree():
     env = gym.make("TTC-Sim-v0")
     oracle = OracleAgent.from_env(env)
     curve = oracle.expected_j_curve()
-    assert curve[0] == pytest.approx(env.unwrapped.params.guess_prob)
+    assert curve[0] == pytest.approx(env.unwrapped.model.params.guess_prob)
     assert curve[-1] == pytest.approx(oracle.expected_accuracy())
     assert np.all(np.diff(curve) >= -1e-12)  # the oracle never loses ground in expectation
 

@@ -19,7 +19,7 @@ from ttc_gym.agents.training.sim_config import SimTrainConfig
 from ttc_gym.agents.training.sim_policy import SimPolicy
 from ttc_gym.agents.training.sim_rollout import AgentsActor, batch_stats, make_envs, rollout
 from ttc_gym.agents.training.sim_train import evaluate_policy, train
-from ttc_gym.evaluation import run_episode, summarize
+from ttc_gym.evaluation import run_rollout, summarize
 
 
 def traj(group, outcome, progress, cost=None, logprobs=None, j0=0.1, ref=None):
@@ -155,7 +155,7 @@ def test_policy_is_an_agent_and_seeded_without_global_state():
     twin = _policy(seed=0)[1]
     assert torch.equal(torch.random.get_rng_state(), state)  # construction leaves global RNG alone
     assert all(torch.equal(a, b) for a, b in zip(policy.state_dict().values(), twin.state_dict().values()))
-    record = run_episode(env, policy, seed=5)
+    record = run_rollout(env, policy, seed=5)
     assert record.episodes_used <= env.unwrapped.params.max_episodes
     probs = policy.log_probs_all(np.zeros((1, 6), dtype=np.int64)).exp()
     assert torch.allclose(probs, torch.full((1, 4), 0.25), atol=0.02)  # starts near uniform

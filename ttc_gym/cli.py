@@ -21,7 +21,7 @@ key=value pairs), or a factory by import path (package.module:factory[:ARGS]) ca
 factory(env, *args, **kwargs). `ttc-gym bench --list-agents` lists the names. Examples:
   oracle  q-learning:steps=1000000  ppo  ppo:/path/model.zip  answer-after:3
   answer-when-confident:0.8,patience=3  never-verify  random                   (meta-action envs)
-  llm  think-until-budget  budget-forcing:3  stop-when-confident:0.5  majority-vote:2  (TTC-Math-v0)
+  llm  think-until-budget  budget-forcing:4  stop-when-confident:0.5  majority-vote:3  (TTC-Math-v0)
 
 budgets: H (episodes), H:C0 (episodes and tokens) or :C0 (tokens), e.g. --budgets 2 4 8 or 4:2048.
 
@@ -52,13 +52,17 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ttc_gym.bench import AGENTS, BenchConfig, prepare, run_bench
+    from ttc_gym.bench import AGENTS, BenchConfig, agent_arguments, prepare, run_bench
 
-    if args.list_agents:
+    if args.list_agents:  # the arguments and their defaults come from each factory's signature
         width = max(len(name) for name in AGENTS)
         for entry in AGENTS.values():
+            try:
+                arguments = agent_arguments(entry.entry_point)
+            except (ImportError, AttributeError, TypeError, ValueError) as err:
+                arguments = f"arguments unavailable: {err}"
             where = f"  [{', '.join(entry.envs)}]" if entry.envs else ""
-            print(f"{entry.name:<{width}}  {entry.summary}{where}")
+            print(f"{entry.name:<{width}}  {entry.summary}" + (f" ({arguments})" if arguments else "") + where)
         return 0
     config = BenchConfig(
         env_id=args.env, agents=tuple(args.agents or ()), budgets=tuple(args.budgets or ()),

@@ -1,33 +1,34 @@
 """Run agents on envs and summarize how they spend test-time compute.
 
-An agent is anything with `act(obs, info) -> action` (and optionally `reset()` between problems).
-The summary uses the metric functions of `ttc_gym.metrics` and nothing else.
+A *rollout* is one problem from `reset` to its end; each step in it is one reasoning *episode*. An
+agent follows `ttc_gym.agent.Agent`: `reset(seed=...)` before each problem, `act(obs, info)` at each
+step (agents with `act` only are accepted too). The summary uses the metric functions of
+`ttc_gym.metrics` and nothing else.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Sequence
 
 import numpy as np
 
+from ttc_gym.agent import Agent, reset_agent
 from ttc_gym.metrics import cumulative_regret, mean_and_stderr, normalized_token_regret, pad_curve
 
 
-# `info` entries kept in `EpisodeRecord.extra`: from reset (which problem) and after every episode
+# `info` entries kept in `RolloutRecord.extra`: from reset (which problem) and after every episode
 # (the prover's K normalized forced answers and, when the env grades them, one bool per answer).
 RESET_INFO_KEYS = ("problem_id", "difficulty")
 EPISODE_INFO_KEYS = ("prover_answers", "prover_correct")
 
 
-@runtime_checkable
-class Agent(Protocol):
-    def act(self, obs: Any, info: dict) -> Any: ...
+__all__ = ["Agent", "RolloutRecord", "per_problem_metrics", "run_rollout", "summarize"]
 
 
 @dataclass
-class EpisodeRecord:
-    """What one problem's trajectory produced (JSON-serializable through `to_dict`)."""
+class RolloutRecord:
+    """What one problem's rollout produced (JSON-serializable through `to_dict`)."""
 
     seed: int
     total_reward: float
@@ -43,11 +44,12 @@ class EpisodeRecord:
         return asdict(self)
 
 
-def run_episode(env, agent: Agent, seed: int, options: dict | None = None, max_steps: int = 100_000) -> EpisodeRecord:
-    """Roll out one problem with `agent`; the env's `info` must carry J, outcome, episodes_used and tokens_used."""
+def run_rollout(env, agent: Agent, seed: int, options: dict | None = None, max_steps: int = 100_000) -> RolloutRecord:
+    """Roll out one problem with `agent`: `env.reset(seed=seed)`, `agent.reset(seed=seed)`, then `act` and
+    `step` until the env ends the rollout. The env's `info` must carry J, outcome, episodes_used and
+    tokens_used."""
     obs, info = env.reset(seed=seed, options=options)
-    if hasattr(agent, "reset"):
-        agent.reset()
+    reset_agent(agent, seed)
     j_curve, token_curve, actions = [float(info["J"])], [int(info["tokens_used"])], []
     extra: dict = {key: info[key] for key in RESET_INFO_KEYS if key in info}
     total = 0.0
@@ -65,8 +67,8 @@ def run_episode(env, agent: Agent, seed: int, options: dict | None = None, max_s
         if terminated or truncated:
             break
     else:
-        raise RuntimeError(f"episode did not end within {max_steps} steps; is the env's budget set?")
-    return EpisodeRecord(
+        raise RuntimeError(f"the rollout did not end within {max_steps} steps; is the env's budget set?")
+    return RolloutRecord(
         seed=seed, total_reward=total, outcome=float(info["outcome"]),
         episodes_used=int(info["episodes_used"]), tokens_used=int(info["tokens_used"]),
         j_curve=j_curve, token_curve=token_curve, actions=actions, extra=extra,
@@ -74,7 +76,7 @@ def run_episode(env, agent: Agent, seed: int, options: dict | None = None, max_s
 
 
 def per_problem_metrics(
-    records: Sequence[EpisodeRecord], *, budget_episodes: int, budget_tokens: int, j_star: float = 1.0
+    records: Sequence[RolloutRecord], *, budget_episodes: int, budget_tokens: int, j_star: float = 1.0
 ) -> dict[str, list[float]]:
     """Each metric's value on each problem (the columns `summarize` averages).
 
@@ -83,18 +85,18 @@ def per_problem_metrics(
     padded with their final J once the agent answered).
     """
     if not records:
-        raise ValueError("summarize needs at least one episode record.")
-    # Many problems share a trajectory's curves (always on the simulator): compute each distinct one once.
+        raise ValueError("summarize needs at least one rollout record.")
+    # Many problems share a rollout's curves (always on the simulator): compute each distinct one once.
     token_memo: dict = {}
     episode_memo: dict = {}
 
-    def token_regret(r: EpisodeRecord) -> float:
+    def token_regret(r: RolloutRecord) -> float:
         key = (tuple(r.token_curve), tuple(r.j_curve))
         if key not in token_memo:
             token_memo[key] = normalized_token_regret(r.token_curve, r.j_curve, budget_tokens, j_star)
         return token_memo[key]
 
-    def episode_regret(r: EpisodeRecord) -> float:
+    def episode_regret(r: RolloutRecord) -> float:
         key = tuple(r.j_curve)
         if key not in episode_memo:
             episode_memo[key] = float(cumulative_regret(pad_curve(r.j_curve, budget_episodes + 1), j_star)[-1])
@@ -111,7 +113,7 @@ def per_problem_metrics(
 
 
 def summarize(
-    records: Sequence[EpisodeRecord], *, budget_episodes: int, budget_tokens: int, j_star: float = 1.0
+    records: Sequence[RolloutRecord], *, budget_episodes: int, budget_tokens: int, j_star: float = 1.0
 ) -> dict[str, tuple[float, float]]:
     """Mean and standard error of each metric of `per_problem_metrics` over problems."""
     columns = per_problem_metrics(

@@ -1,7 +1,7 @@
 """A small softmax policy for TTC-Sim-v0 (and any env with a 1-D MultiDiscrete observation and a
 Discrete action): an MLP over the one-hot encoding of the observation.
 
-It is an agent for `ttc_gym.evaluation.run_episode` (`act(obs, info)`, `reset()`), gives the
+It is an agent for `ttc_gym.evaluation.run_rollout` (`act(obs, info)`, `reset()`), gives the
 log-probabilities the trainers need (`log_prob`), samples batches from an explicit
 `torch.Generator`, and saves / loads checkpoints that reproduce its log-probabilities exactly.
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ttc_gym.agents.training.algorithms import Trajectory
-from ttc_gym.evaluation import EpisodeRecord
+from ttc_gym.evaluation import RolloutRecord
 
 
 @dataclass
@@ -49,9 +49,9 @@ class SimTrace:
     def episodes_used(self) -> int:
         return len(self.j_curve) - 1
 
-    def to_record(self) -> EpisodeRecord:
-        """As `ttc_gym.evaluation.EpisodeRecord`, for `ttc_gym.evaluation.summarize`."""
-        return EpisodeRecord(
+    def to_record(self) -> RolloutRecord:
+        """As `ttc_gym.evaluation.RolloutRecord`, for `ttc_gym.evaluation.summarize`."""
+        return RolloutRecord(
             seed=self.seed, total_reward=self.total_reward, outcome=self.outcome,
             episodes_used=self.episodes_used, tokens_used=self.token_curve[-1],
             j_curve=list(self.j_curve), token_curve=list(self.token_curve),

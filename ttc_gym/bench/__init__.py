@@ -11,6 +11,7 @@ from ttc_gym.bench.agent_registry import (
     AGENTS,
     AgentEntry,
     AgentSpec,
+    agent_arguments,
     build_agent,
     check_agent_spec,
     parse_agent_spec,
@@ -32,6 +33,6 @@ from ttc_gym.bench.runner import (
 
 __all__ = [
     "AGENTS", "AgentEntry", "AgentSpec", "BenchConfig", "BenchPlan", "BenchResult", "EnvProfile", "Executor",
-    "ItemEvaluator", "PROFILES", "WorkItem", "build_agent", "check_agent_spec", "parse_agent_spec",
+    "ItemEvaluator", "PROFILES", "WorkItem", "agent_arguments", "build_agent", "check_agent_spec", "parse_agent_spec",
     "parse_budget", "prepare", "profile_for", "register_agent", "run_bench", "serial_executor",
 ]

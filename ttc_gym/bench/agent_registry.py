@@ -10,9 +10,12 @@ code. A spec names an agent and its arguments, or a factory by Python import pat
     mypkg.agents:make_agent:4,mode=fast
 
 A factory is called as `factory(env, *args, **kwargs)` with the env the agent is evaluated on (built at
-the run's budget) and returns an object with `act(obs, info) -> action` (optionally `reset()` between
-problems and `seed(seed)` with each problem's seed). An optional `factory.check(*args, **kwargs)`
-validates the arguments without building anything; the runner calls it before any compute.
+the run's budget) and returns an agent (`ttc_gym.agent.Agent`): `act(obs, info) -> action`, and
+`reset(seed=...)`, which the runner calls before each problem with that problem's seed (an agent with
+`act` only is accepted too). An optional `factory.check(*args, **kwargs)` validates the arguments
+without building anything; the runner calls it before any compute. An agent's argument defaults live
+in its factory's signature (`agent_arguments` reads them there for `--list-agents`), so the summaries
+below name arguments but repeat no default.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class AgentEntry:
     Attributes:
         name: what users type (`ttc-gym bench --agents NAME[:ARGS]`).
         entry_point: `"module:attr"` of its factory, imported only when a run starts.
-        summary: one line for `ttc-gym bench --list-agents`.
+        summary: one line for `ttc-gym bench --list-agents` (the arguments' defaults are read from the
+            factory: `agent_arguments`).
         envs: the env ids it runs on (None: any env with a matching action kind).
         action_kinds: the kinds of action it emits: "meta" (the Discrete(4) `MetaAction`s of TTC-Sim-v0
             and TTC-MathMeta-v0) or "text" (the next episode, TTC-Math-v0).
@@ -67,31 +71,30 @@ for _entry in (
                "exact optimal policy by dynamic programming over the simulator's belief-MDP",
                envs=("TTC-Sim-v0",)),
     AgentEntry("q-learning", "ttc_gym.agents.factories:q_learning",
-               "tabular Q-learning, trained on the spot (args: steps=500000, seed, num_envs)"),
+               "tabular Q-learning, trained on the spot for `steps` transitions"),
     AgentEntry("ppo", "ttc_gym.agents.factories:ppo",
-               "stable-baselines3 PPO, trained on the spot (steps=40000, seed, n_envs) or ppo:PATH.zip"),
+               "stable-baselines3 PPO, trained on the spot for `steps` timesteps, or loaded: ppo:PATH.zip"),
     AgentEntry("answer-when-confident", "ttc_gym.agents.factories:answer_when_confident",
-               "continue until the prover's J >= threshold (0.9), switch approach after stalls"),
+               "continue until the prover's J >= threshold, switch approach after `patience` stalls"),
     AgentEntry("never-verify", "ttc_gym.agents.factories:never_verify",
-               "answer as soon as a candidate exists, never verify (TTC-Sim-v0 observations)",
+               "answer as soon as a candidate exists, never verify",
                envs=("TTC-Sim-v0",)),
     AgentEntry("answer-after", "ttc_gym.agents.factories:answer_after",
-               "continue for exactly k episodes (3), then answer"),
-    AgentEntry("random", "ttc_gym.agents.factories:random_agent", "uniformly random meta-actions"),
+               "continue for exactly k episodes, then answer"),
+    AgentEntry("random", "ttc_gym.agents.factories:random_agent",
+               "uniformly random meta-actions, reseeded from `seed` and each problem's seed"),
     AgentEntry("llm", "ttc_gym.agents.factories:llm",
-               "the env's model writes each episode (max_episode_tokens=64, temperature=0.2, seed)",
-               action_kinds=("text",)),
+               "the env's model writes each episode (at most max_episode_tokens)", action_kinds=("text",)),
     AgentEntry("think-until-budget", "ttc_gym.agents.factories:think_until_budget",
                "never commit; the env forces an answer when the budget runs out", action_kinds=("text",)),
     AgentEntry("budget-forcing", "ttc_gym.agents.factories:budget_forcing",
-               "s1-style: replace commits by 'Wait,' before min_episodes (3)", action_kinds=("text",)),
+               "s1-style: replace commits by 'Wait,' before min_episodes", action_kinds=("text",)),
     AgentEntry("stop-when-confident", "ttc_gym.agents.factories:stop_when_confident",
-               "commit the prover's majority answer once J >= threshold (0.75)", action_kinds=("text",)),
+               "commit the prover's majority answer once J >= threshold", action_kinds=("text",)),
     AgentEntry("majority-vote", "ttc_gym.agents.factories:majority_vote",
-               "think k episodes (2), then commit the majority of the prover's answers", action_kinds=("text",)),
+               "think k episodes, then commit the majority of the prover's answers", action_kinds=("text",)),
     AgentEntry("llm-checkpoint", "ttc_gym.agents.factories:llm_checkpoint",
-               "a trained checkpoint writes each episode: llm-checkpoint:PATH (max_episode_tokens=64, "
-               "temperature=0.2, seed, device=cpu)", action_kinds=("text",)),
+               "a trained checkpoint writes each episode: llm-checkpoint:PATH", action_kinds=("text",)),
 ):
     register_agent(_entry)
 
@@ -181,6 +184,19 @@ def resolve_entry_point(entry_point: str) -> Callable:
     return obj
 
 
+def agent_arguments(entry_point: str) -> str:
+    """The arguments of a factory after the env, with their defaults, as `--list-agents` prints them
+    (e.g. "threshold=0.9, patience=2"); empty for a factory without arguments."""
+    signature = inspect.signature(resolve_entry_point(entry_point))
+    parts = []
+    for p in list(signature.parameters.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            parts.append(("*" if p.kind == p.VAR_POSITIONAL else "**") + p.name)
+        else:
+            parts.append(p.name if p.default is p.empty else f"{p.name}={p.default!r}")
+    return ", ".join(parts)
+
+
 def check_agent_spec(spec: AgentSpec, env_id: str, action_kind: str | None = None) -> Callable:
     """Everything that can be checked without building the agent: the env fits, the factory imports,
     the arguments bind to its signature and pass its `check`. Returns the factory."""
@@ -225,7 +241,7 @@ def check_agent_spec(spec: AgentSpec, env_id: str, action_kind: str | None = Non
 
 
 def build_agent(spec: AgentSpec, env: Any) -> Any:
-    """Call the spec's factory on `env`; the result must have `act(obs, info)`."""
+    """Call the spec's factory on `env`; the result must have `act(obs, info)` (`ttc_gym.agent.Agent`)."""
     factory = resolve_entry_point(spec.entry_point)
     agent = factory(env, *spec.args, **dict(spec.kwargs))
     if not callable(getattr(agent, "act", None)):

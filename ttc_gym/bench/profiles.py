@@ -16,7 +16,8 @@ class EnvProfile:
     max_episodes, max_tokens: the largest H / C0 the env accepts (None: no known limit).
     episodes_required: every budget must set H (the env needs max_episodes).
     action_kind: "meta" (Discrete(4) MetaAction) or "text"; None when unknown.
-    default_agents, default_budgets, default_problems: what a run without --agents/--budgets/--problems uses.
+    default_agents, default_budgets, default_problems: what a run without --agents/--budgets/--problems uses
+        (an agent at its defaults is named without arguments: they live in its factory).
     rank_by: the metric the table ranks by by default.
     j_star: "module:attr" of `f(env) -> float`, J* at the env's budget; None: J* = 1 (a perfect solver).
     budget_tokens: "module:attr" of `f(env) -> int`, C0 for the token regret; None: the budget's
@@ -49,8 +50,7 @@ PROFILES: dict[str, EnvProfile] = {
         max_episodes=1000,
         action_kind="meta",
         default_agents=(
-            "oracle", "q-learning", "ppo", "answer-when-confident:0.9", "never-verify", "answer-after:3",
-            "random",
+            "oracle", "q-learning", "ppo", "answer-when-confident", "never-verify", "answer-after", "random",
         ),
         default_budgets=(2, 4, 10),
         default_problems=1000,
@@ -59,8 +59,8 @@ PROFILES: dict[str, EnvProfile] = {
         budget_tokens="ttc_gym.agents.factories:sim_budget_tokens",
         cheap_make=True,
         note=(
-            "Learners are trained on the spot for each budget, briefly: q-learning 500k transitions, ppo "
-            "40k timesteps (90-99% of the oracle's return at these budgets; 'ppo:steps=200000' trains "
+            "Learners are trained on the spot for each budget, briefly (their default steps: ttc-gym bench "
+            "--list-agents; 90-99% of the oracle's return at these budgets; 'ppo:steps=200000' trains "
             "longer). J* = the oracle's expected accuracy at each budget; tokens are simulated (256 per "
             "episode). The oracle maximizes return, which charges episode_cost per episode; the regrets "
             "charge nothing for compute, so a policy that spends its whole budget verifying can match or "
@@ -77,8 +77,8 @@ PROFILES: dict[str, EnvProfile] = {
         default_problems=8,
         rank_by="accuracy",
         note=(
-            "Default model SmolLM2-135M-Instruct on CPU, K = 8 forced answers per episode, 64-token "
-            "episodes. Eight problems give wide intervals: use --problems 100 (or a GPU engine) for a "
+            "Default model SmolLM2-135M-Instruct on CPU, K = 8 forced answers per episode, episodes of "
+            "at most max_episode_tokens tokens (ttc-gym bench --list-agents). Eight problems give wide intervals: use --problems 100 (or a GPU engine) for a "
             "real comparison. J* = 1 (a perfect solver) unless --j-star is given."
         ),
     ),
@@ -86,7 +86,7 @@ PROFILES: dict[str, EnvProfile] = {
         env_id="TTC-MathMeta-v0",
         budget_kwargs=("max_episodes", "max_tokens"),
         action_kind="meta",
-        default_agents=("answer-when-confident:0.9", "answer-after:1", "answer-after:3", "random"),
+        default_agents=("answer-when-confident", "answer-after:1", "answer-after", "random"),
         default_problems=20,
         rank_by="accuracy",
     ),

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ttc_gym.evaluation import EpisodeRecord, per_problem_metrics
+from ttc_gym.evaluation import RolloutRecord, per_problem_metrics
 from ttc_gym.metrics import bootstrap_ci, maj_at_k_graded, mean_and_stderr, mean_curve, paired_difference
 
 Z95 = 1.959963984540054
@@ -32,8 +32,8 @@ _RECORD_FIELDS = ("seed", "total_reward", "outcome", "episodes_used", "tokens_us
                   "actions", "extra")
 
 
-def _episode_record(record: dict) -> EpisodeRecord:
-    return EpisodeRecord(**{k: record[k] for k in _RECORD_FIELDS if k in record})
+def _rollout_record(record: dict) -> RolloutRecord:
+    return RolloutRecord(**{k: record[k] for k in _RECORD_FIELDS if k in record})
 
 
 def _maj_curve(record: dict, length: int) -> list[float] | None:
@@ -110,7 +110,7 @@ def summarize_results(
         for agent in agents:
             recs = groups[agent]
             cols = per_problem_metrics(
-                [_episode_record(r) for r in recs], budget_episodes=horizon, budget_tokens=c0, j_star=j_star
+                [_rollout_record(r) for r in recs], budget_episodes=horizon, budget_tokens=c0, j_star=j_star
             )
             majs = [_maj_curve(r, horizon) for r in recs] if graded else [None]
             maj_curve = None

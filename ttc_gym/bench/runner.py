@@ -1,7 +1,8 @@
 """The benchmark runner: agents x budgets x problems on one env, with seeds.
 
 Problem i is `env.reset(seed=base_seed + i)` for every agent and budget, so all agents face the same
-problems and differences between them can be tested pairwise. Every finished problem is appended to
+problems and differences between them can be tested pairwise; the agent is reset with the same seed
+(`ttc_gym.agent.Agent`), so a stochastic agent's actions on problem i do not depend on what ran before. Every finished problem is appended to
 `results.jsonl` at once (a killed run loses nothing; `resume=True` skips what is there), then the
 summary, table and plots are made from that file alone.
 
@@ -398,15 +399,13 @@ class ItemEvaluator:
         return self._agent
 
     def __call__(self, item: WorkItem) -> dict:
-        from ttc_gym.evaluation import run_episode
+        from ttc_gym.evaluation import run_rollout
 
         env = self.env(item.budget)
         agent = self.agent(item.agent, item.budget)
-        if callable(getattr(agent, "seed", None)):
-            agent.seed(item.seed)
         start = time.perf_counter()
-        try:
-            record = run_episode(env, agent, seed=item.seed)
+        try:  # resets the env and the agent with the problem's seed
+            record = run_rollout(env, agent, seed=item.seed)
         except KeyError as err:
             raise ValueError(
                 f"{self.env_id} did not report info[{err.args[0]!r}]: ttc-gym bench needs envs whose info "
