@@ -2,8 +2,8 @@
 
     python examples/bench_speed.py [--steps 100000] [--num-envs 1024]
 
-Single env: `gym.make` (with its default wrappers) stepped with random actions, resetting when an
-episode ends. Vectorized: `gym.make_vec(..., vectorization_mode="vector_entry_point")` with
+Single env: `gym.make` (with its default wrappers) stepped with random actions, resetting when a
+rollout ends (one problem of TTC-Sim-v0, one pole balanced in CartPole). Vectorized: `gym.make_vec(..., vectorization_mode="vector_entry_point")` with
 `--num-envs` sub-envs (autoreset inside). Prints steps per second and the ratios to CartPole.
 """
 
