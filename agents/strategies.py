@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ttc_gym.agents.llm import LLMAgent, commit_text
+from ttc_gym.answer_extraction import first_box_command
 from ttc_gym.metrics import majority_vote
 from ttc_gym.validation import check_float, check_int
 
@@ -31,11 +32,9 @@ def keep_thinking(llm: LLMAgent, obs: dict, info: dict) -> str:
 
 
 def without_commit(text: str) -> str:
-    """The episode with any `\\boxed` commit (and what follows it) removed."""
-    cut = text.find("\\boxed")
-    if cut < 0:
-        cut = text.find("\\fbox")
-    return text if cut < 0 else text[:cut].rstrip(" $([")
+    """The episode with any `\\boxed` / `\\fbox` commit (from the first box command on) removed."""
+    cut = first_box_command(text)
+    return text if cut is None else text[:cut].rstrip(" $([")
 
 
 @dataclass(frozen=True)
