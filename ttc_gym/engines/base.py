@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ttc_gym.answer_extraction import closing_brace as scan_closing_brace
 from ttc_gym.validation import check_float, check_int, did_you_mean
 
 FINISH_REASONS = ("stop", "length")
@@ -86,16 +87,9 @@ CLOSING_BRACE = "}"
 
 def closing_brace(text: str) -> int | None:
     """Index of the first `}` of `text` that matches no `{` before it in `text` (it closes a brace
-    opened earlier, e.g. by the prompt), or None."""
-    depth = 0
-    for i, ch in enumerate(text):
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            if depth == 0:
-                return i
-            depth -= 1
-    return None
+    opened earlier, e.g. by the prompt), or None: `ttc_gym.answer_extraction.closing_brace`, the one
+    brace scanner (escaped `\\{` `\\}` are content)."""
+    return scan_closing_brace(text)
 
 
 def find_stop(text: str, sampling: SamplingConfig) -> tuple[int, str] | None:
