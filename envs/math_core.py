@@ -12,7 +12,7 @@ from typing import Any
 
 from ttc_gym.answer_extraction import extract_boxed
 from ttc_gym.budget import Budget
-from ttc_gym.engines.base import make_engine
+from ttc_gym.engines.registry import make_engine
 from ttc_gym.grading import answers_equivalent, normalize_answer
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.problems import make_source

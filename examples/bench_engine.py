@@ -141,7 +141,7 @@ class CountingEngine:
 
 def run_traces(engine: TransformersEngine, problems: list, args, template: PromptTemplate):
     """The episode loop with the optimized prover: (policy tally, prover tally, prefixes seen)."""
-    engine.clear_prefix_cache()
+    engine.reset_prefix_cache()
     counter = CountingEngine(engine)
     prover = LLMProver(counter, num_samples=args.k, max_answer_tokens=args.answer_tokens, seed=args.seed)
     policy_sampling = SamplingConfig(max_new_tokens=args.episode_tokens, temperature=0.7)

@@ -148,6 +148,19 @@ def test_prefix_reuse_is_exact(shared_prefix):
     base = engine.format_chat("What is 12 + 30?", assistant_prefix="I add the tens: 10 + 30 = 40.")
     longer = base + "\n\nThen the units: 2. So 42.\n\nTime is up. The answer is $\\boxed{"
     engine.generate([base], SAMPLE, seed=0)  # stores the prefix of `base` (and its samples)
+    if not shared_prefix:  # the next-token logits after a stored prefix, through the engine's decoder
+        ids = engine.encode(longer)
+        decoder = engine.decoder
+        with torch.inference_mode():
+            full = engine.model(input_ids=torch.tensor([ids])).logits[0, -1]
+            reused = engine.stats["reused_tokens"]
+            kv = decoder.prefill(ids[:-1])  # extends the stored prefix (and stores the result)
+            assert engine.stats["reused_tokens"] - reused >= len(engine.encode(base)) - 2
+            logits = decoder.forward(torch.tensor([[ids[-1]]]), torch.tensor([[len(ids) - 1]]), decoder.new_cache(kv))[0]
+        # Tight: an off-by-one position after the stored prefix moves this tiny model's logits by ~1e-4.
+        torch.testing.assert_close(logits, full, rtol=1e-5, atol=1e-5)
+        engine.reset_prefix_cache()
+        engine.generate([base], SAMPLE, seed=0)
     reused = engine.stats["reused_tokens"]
     greedy = SamplingConfig(max_new_tokens=12, temperature=0.0)
     [[first]] = engine.generate([longer], greedy, seed=0)  # extends the stored prefix

@@ -14,8 +14,12 @@ import sys
 
 import pytest
 
-from ttc_gym.engines import Completion, Engine, SamplingConfig, make_engine
+from ttc_gym.engines import (
+    Completion, Engine, SamplingConfig, TrainableEngine, engine_schemes, make_engine, register_engine_scheme,
+    unregister_engine_scheme,
+)
 from ttc_gym.engines.base import closing_brace, find_stop
+from ttc_gym.engines.model_source import check_model_source
 from ttc_gym.engines import default_model as default_model_module
 from ttc_gym.engines.default_model import default_model_path, load_default_engine
 
@@ -109,7 +113,12 @@ def test_make_engine_passes_engines_through(engine):
         ("transformer:some/model", ValueError, "Did you mean 'transformers'?"),
         ("vlm:some/model", ValueError, "Did you mean 'vllm'?"),
         ("nonsense:x", ValueError, "Unknown engine scheme 'nonsense'"),
-        ("transformers:", ValueError, "names no model"),
+        ("foo:bar", ValueError, "Expected one of 'default', 'transformers:<model>', 'vllm:<model>'"),
+        ("transformers:", ValueError, "names no model; write 'transformers:<model>'"),
+        ("vllm", ValueError, "names no model; write 'vllm:<model>'"),
+        ("vllm:", ValueError, "names no model; write 'vllm:<model>'"),
+        ("VLLM", ValueError, "write 'vllm:<model>'"),
+        ("transformers", ValueError, "write 'transformers:<model>'"),
         ("", ValueError, "empty string"),
         ("default:foo", ValueError, "takes no model name"),
         (42, TypeError, "engine spec must be"),
@@ -132,9 +141,122 @@ def test_make_engine_vllm_needs_the_extra():
         pytest.skip("vllm is installed; see tests/test_vllm_engine.py")
 
 
-def test_make_engine_missing_path_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="GGUF model file not found"):
-        make_engine(str(tmp_path / "nope.gguf"))
+@pytest.mark.parametrize("spec", ["transformers:/no/such/dir", "/no/such/dir", "./no-such-model-dir",
+                                  "~/no-such-ttc-model", "no-such-model.gguf", "transformers:a/b/c"])
+def test_make_engine_missing_path_is_a_one_line_error(spec):
+    with pytest.raises(FileNotFoundError) as info:
+        make_engine(spec)
+    message = str(info.value)
+    assert "no such file or folder" in message and "\n" not in message
+    assert spec.removeprefix("transformers:") in message
+
+
+def test_a_missing_gguf_file_inside_a_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.gguf': no such file or folder"):
+        TransformersEngine(str(tmp_path), gguf_file="nope.gguf")
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, and a hub that cannot be reached (no network is used)."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+    def unreachable(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
+    return tmp_path / "hub"
+
+
+def test_an_uncached_hub_id_offline_fails_at_once_in_one_line(empty_hub_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConnectionError) as info:
+        make_engine("transformers:ttc-gym-tests/no-such-model")
+    message = str(info.value)
+    assert "'ttc-gym-tests/no-such-model' is not cached locally" in message and "\n" not in message
+    assert "the hub cannot be reached (offline mode" in message and str(empty_hub_cache) in message
+
+
+def test_an_uncached_hub_id_with_the_hub_unreachable_fails_at_once(empty_hub_cache, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(ConnectionError, match=r"not cached locally .* the hub cannot be reached \(OSError"):
+        make_engine("ttc-gym-tests/no-such-model")
+
+
+def test_a_cached_hub_id_is_found_offline(empty_hub_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = empty_hub_cache / "models--ttc-gym-tests--cached-model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    assert check_model_source("ttc-gym-tests/cached-model") == "cached"
+    with pytest.raises(ConnectionError, match="not cached locally"):  # a GGUF file the snapshot lacks
+        check_model_source("ttc-gym-tests/cached-model", gguf_file="model.gguf")
+    assert check_model_source(str(repo)) == "local"
+
+
+class EchoEngine:
+    """A user's engine: repeats its model name."""
+
+    per_prompt_seeds = False
+
+    def __init__(self, model, suffix=""):
+        self.name = f"echo:{model}"
+        self.text = model + suffix
+
+    def generate(self, prompts, sampling, *, seed=None):
+        return [[Completion(self.text, 1, "length")] * sampling.n for _ in prompts]
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def format_chat(self, user, assistant_prefix="", system=None):
+        return user + assistant_prefix
+
+
+def test_users_register_engine_schemes():
+    register_engine_scheme("echo-test", EchoEngine)
+    try:
+        engine = make_engine("echo-test:hello", suffix="!")
+        assert isinstance(engine, EchoEngine) and engine.text == "hello!"
+        assert "echo-test" in engine_schemes()
+        register_engine_scheme("echo-test", EchoEngine)  # the same row again: fine
+        with pytest.raises(ValueError, match="already registered"):
+            register_engine_scheme("echo-test", "tests.test_engines:EchoEngine")
+        register_engine_scheme("echo-test", "tests.test_engines:EchoEngine", replace=True)  # lazy
+        assert make_engine("echo-test:x").text == "x"
+        with pytest.raises(ValueError, match="Did you mean 'echo-test'"):
+            make_engine("echo-tst:x")
+        register_engine_scheme("echo-test", lambda model: object(), replace=True)
+        with pytest.raises(TypeError, match="'echo-test' returned object, which is not an Engine"):
+            make_engine("echo-test:x")
+    finally:
+        unregister_engine_scheme("echo-test")
+    assert "echo-test" not in engine_schemes()
+    with pytest.raises(ValueError, match="Unknown engine scheme 'echo-test'"):
+        make_engine("echo-test:x")
+    with pytest.raises(KeyError, match="no engine scheme 'echo-test'"):
+        unregister_engine_scheme("echo-test")
+
+
+@pytest.mark.parametrize("name, factory, error, words", [
+    ("E", EchoEngine, ValueError, "lowercase letters"),
+    ("x", EchoEngine, ValueError, "at least two characters"),
+    ("ok", "no-colon", ValueError, "'module:attr'"),
+    ("ok", 42, TypeError, "a callable or a 'module:attr' string"),
+    ("transformers", EchoEngine, ValueError, "already registered"),
+])
+def test_bad_scheme_registrations(name, factory, error, words):
+    with pytest.raises(error) as info:
+        register_engine_scheme(name, factory)
+    assert words in str(info.value)
 
 
 # -- the default model's location ----------------------------------------------------------------
@@ -156,7 +278,7 @@ def test_missing_default_model_names_the_install_command(monkeypatch):
 
 def test_import_is_light_and_silent():
     code = (
-        "import sys, ttc_gym.engines; "
+        "import sys, ttc_gym.engines, ttc_gym.engines.registry, ttc_gym.engines.model_source; "
         "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
@@ -390,6 +512,43 @@ def test_count_tokens(engine):
     assert engine.count_tokens("Hello") == 1
     assert engine.count_tokens("<|im_start|>user") == 2  # special tokens count as one each
     assert engine.count_tokens("Hello world, how are you?") > engine.count_tokens("Hello world")
+
+
+def test_the_engine_gives_a_trainer_what_it_needs(prompts):
+    """The TrainableEngine names; load_weights copies new weights in place and drops stale prefixes."""
+    engine = tiny_random_engine(seed=0)
+    assert isinstance(engine, TrainableEngine) and engine.model is engine.decoder.model
+    with pytest.raises(TypeError, match="prompt must be a string"):
+        engine.encode(None)
+    greedy = SamplingConfig(max_new_tokens=8, temperature=0.0)
+    before = engine.generate(prompts, greedy, seed=0)
+    assert len(engine.prefix_store) > 0
+    other = tiny_random_engine(seed=1)
+    expected = other.generate(prompts, greedy, seed=0)
+    assert expected != before
+    weights = other.model.state_dict()
+    assert engine.load_weights(weights.items()) == "in-process"
+    assert len(engine.prefix_store) == 0  # reset: its keys and values came from the old weights
+    assert engine.generate(prompts, greedy, seed=0) == expected
+    assert engine.load_weights(tiny_random_engine(seed=0).model.state_dict()) == "in-process"  # a state dict
+    assert engine.generate(prompts, greedy, seed=0) == before
+    engine.generate(prompts, greedy, seed=0)
+    engine.reset_prefix_cache()
+    assert len(engine.prefix_store) == 0
+
+
+def test_load_weights_checks_names_and_shapes_before_copying():
+    engine = tiny_random_engine(seed=0)
+    name = "model.layers.0.mlp.up_proj.weight"
+    original = engine.model.state_dict()[name].clone()
+    good = (name, torch.zeros_like(original))
+    with pytest.raises(ValueError, match=r"weights\[1\] is named 'nope'"):
+        engine.load_weights([good, ("nope", torch.zeros(1))])
+    with pytest.raises(ValueError, match=r"has shape \(64, 32\), got \(2,\)"):
+        engine.load_weights([good, (name, torch.zeros(2))])
+    with pytest.raises(TypeError, match=r"weights\[0\] must be a \(name, tensor\) pair"):
+        engine.load_weights([1.0])
+    assert torch.equal(engine.model.state_dict()[name], original)  # nothing was copied
 
 
 def test_built_model_needs_a_tokenizer(engine):

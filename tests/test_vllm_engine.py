@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
-from ttc_gym.engines import Completion, Engine, SamplingConfig, make_engine
+from ttc_gym.engines import Completion, Engine, SamplingConfig, TrainableEngine, make_engine
+from ttc_gym.engines import vllm_engine
+from ttc_gym.engines.model_source import check_model_source
 from ttc_gym.engines.vllm_engine import SamplingParamsSpec, VLLMEngine, clear_shared_engines, request_seed
 
 VLLM_INSTALLED = "vllm" in sys.modules or __import__("importlib").util.find_spec("vllm") is not None
@@ -402,6 +404,22 @@ def test_load_weights_in_process_then_resets_the_prefix_cache():
     assert llm.model.loaded[-1] == weights
 
 
+def test_the_engine_gives_a_trainer_what_it_needs():
+    """The TrainableEngine names: model (the in-process module, or None), tokenizer, encode,
+    load_weights, reset_prefix_cache."""
+    events: list = []
+    llm = in_process_llm(events)
+    engine, _ = fake_engine(llm=llm)
+    assert isinstance(engine, TrainableEngine) and engine.model is llm.model
+    assert engine.encode("ab") == [1, ord("a") + 10, ord("b") + 10]
+    assert engine.encode("<s>a") == [ord(c) + 10 for c in "<s>a"]  # the prompt has the BOS text: no BOS id
+    engine.reset_prefix_cache()
+    assert events == ["reset"]
+    assert fake_engine()[0].model is None  # the model lives in vLLM's own process
+    with pytest.raises(TypeError, match="prompt must be a string"):
+        engine.encode(3)
+
+
 def test_load_weights_through_apply_model_reaches_every_worker():
     events: list = []
     workers = [PicklableFakeModel(), PicklableFakeModel()]  # two tensor-parallel ranks
@@ -500,6 +518,8 @@ class FakeVLLM:
         module.platforms = platforms
         monkeypatch.setitem(sys.modules, "vllm", module)
         monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+        # The hub ids used here are neither cached nor reachable offline: pretend they are cached.
+        monkeypatch.setattr(vllm_engine, "check_model_source", lambda model: "cached")
 
 
 @pytest.mark.skipif(VLLM_INSTALLED, reason="vLLM is installed here")
@@ -535,6 +555,15 @@ def test_make_engine_builds_the_llm_with_the_documented_arguments(monkeypatch):
 
     VLLMEngine("m")  # max_model_len=None is left to vLLM (the model's own)
     assert "max_model_len" not in fake.built[-1]
+
+
+def test_a_missing_model_folder_fails_before_vllm_starts(monkeypatch):
+    fake = FakeVLLM()
+    fake.install(monkeypatch)
+    monkeypatch.setattr(vllm_engine, "check_model_source", check_model_source)  # the real check
+    with pytest.raises(FileNotFoundError, match="'/no/such/model': no such file or folder"):
+        make_engine("vllm:/no/such/model")
+    assert fake.built == []
 
 
 def test_bad_construction_arguments():

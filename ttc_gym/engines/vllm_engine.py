@@ -21,9 +21,11 @@ How `generate` works:
   no closing-brace rule: with `stop_at_closing_brace` it decodes on to its other stops, and the
   text is cut here, `num_tokens` then counting the tokens up to the brace.
 
-Weight sync for trainers: `load_weights(named_tensors)` loads new weights into the served model
-(`model.load_weights([(name, tensor), ...])`, the route RL frameworks use) and then resets vLLM's
-prefix cache, whose KV entries were computed with the old weights.
+It is a `TrainableEngine` (`ttc_gym.engines.base`), with the method names `TransformersEngine` has:
+`encode(prompt)` gives the ids `generate` sends; `load_weights(named_tensors)` loads new weights into
+the served model (`model.load_weights([(name, tensor), ...])`, the route RL frameworks use) and then
+`reset_prefix_cache()` drops vLLM's prefix cache, whose KV entries were computed with the old weights;
+`model` is the served module when it lives in this process (else None).
 
 `llm=` takes an already-built `vllm.LLM` (or any object with its `generate` / `get_tokenizer`), which is
 how tests run this engine on a CPU against recorded vLLM output objects.
@@ -41,13 +43,11 @@ from typing import Any, Callable, Iterable, Sequence
 from ttc_gym.engines.base import (
     CLOSING_BRACE, Completion, SamplingConfig, chat_prompt, check_generate_args, find_stop, tokens_to_stop,
 )
+from ttc_gym.engines.model_source import check_model_source
 from ttc_gym.seeding import text_seed
 from ttc_gym.validation import check_float, check_int
 
 VLLM_PURPOSE = "the vLLM engine (engine='vllm:<model>')"
-
-# The ChatML layout used when a tokenizer carries no chat template (as in TransformersEngine, whose
-# module is not imported here because it imports torch and transformers at once).
 
 # Where an in-process vLLM keeps its model (`model.load_weights` lives there), newest layout first:
 # the V0 engine and the V1 engine without multiprocessing (VLLM_ENABLE_V1_MULTIPROCESSING=0).
@@ -203,6 +203,7 @@ class VLLMEngine:
 
         vllm = require("vllm", extra="vllm", purpose=VLLM_PURPOSE)
         check_gpu()
+        check_model_source(model)  # a missing path or an uncached hub id offline: one line, at once
         if kwargs.get("max_model_len") is None:
             kwargs.pop("max_model_len", None)
         try:
@@ -245,7 +246,7 @@ class VLLMEngine:
         samples = 1 if sampling.greedy else sampling.n  # greedy: every sample is the same text
         requests = self.build_requests(prompts, sampling, seed)
         outputs = list(self.llm.generate(
-            [{"prompt_token_ids": self._encode(p)} for p in prompts], sampling_params=requests, use_tqdm=False,
+            [{"prompt_token_ids": self.encode(p)} for p in prompts], sampling_params=requests, use_tqdm=False,
         ))
         if len(outputs) != len(prompts):
             raise RuntimeError(f"{self.name}: vLLM returned {len(outputs)} outputs for {len(prompts)} prompts.")
@@ -331,7 +332,7 @@ class VLLMEngine:
                 f"{self.name}: this vLLM has no LLM.reset_prefix_cache(), so cached KV of the old weights would be "
                 "reused after a weight update. Upgrade vLLM or build the engine with enable_prefix_caching=False."
             )
-        model = self.in_process_model() if self.tensor_parallel_size == 1 else None
+        model = self.model if self.tensor_parallel_size == 1 else None
         if model is not None:
             model.load_weights(weights=items)
             route = "in-process"
@@ -355,8 +356,10 @@ class VLLMEngine:
         self.reset_prefix_cache()
         return route
 
-    def in_process_model(self) -> Any | None:
-        """The served `nn.Module` when it lives in this process, else None."""
+    @property
+    def model(self) -> Any | None:
+        """The served `nn.Module` when it lives in this process, else None (then a trainer keeps its
+        own copy of the weights and syncs them with `load_weights`)."""
         for path in _MODEL_PATHS:
             obj = self.llm
             for attr in path:
@@ -375,18 +378,10 @@ class VLLMEngine:
         if reset() is False:  # vLLM returns False when requests are still running
             raise RuntimeError(f"{self.name}: vLLM could not reset its prefix cache (requests still running?).")
 
-    # -- internals ---------------------------------------------------------------------------
-
     def encode(self, prompt: str) -> list[int]:
-        """The token ids `generate` sends to vLLM for `prompt`."""
+        """The token ids `generate` sends to vLLM for `prompt` (what a trainer scores a completion after)."""
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a string, got {type(prompt).__name__}.")
-        return self._encode(prompt)
-
-    def _decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
-
-    def _encode(self, prompt: str) -> list[int]:
         bos = getattr(self.tokenizer, "bos_token", None)
         add_special = not (bos and prompt.startswith(bos))
         ids = list(self.tokenizer.encode(prompt, add_special_tokens=add_special))
@@ -398,6 +393,11 @@ class VLLMEngine:
                 raise ValueError(f"{self.name}: an empty prompt, and the tokenizer has no BOS or EOS token to use.")
             ids = [int(start)]
         return ids
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
 
 
 _SHARED: dict[tuple, VLLMEngine] = {}
