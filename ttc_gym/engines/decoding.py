@@ -186,14 +186,14 @@ class KVDecoder:
         cache = SharedPrefixCache([kv for kv, _ in found], stored, missing, sizes, sampling.max_new_tokens)
         config = self.model.config
         layers = (config.get_text_config() if hasattr(config, "get_text_config") else config).num_hidden_layers
-        decoder = self.model.base_model if self.model.base_model is not self.model else None
+        body = self.model.base_model if self.model.base_model is not self.model else None
 
         def run(input_ids: torch.Tensor, positions: torch.Tensor, logits: bool) -> torch.Tensor | None:
-            if logits or decoder is None:
+            if logits or body is None:
                 out = self.forward(input_ids, positions, cache, **{STATE_KWARG: cache})
             else:  # prompt tokens need no logits: skip the LM head
-                out = decoder(input_ids=input_ids, position_ids=positions, use_cache=True,
-                              **{self._cache_kwarg: cache, STATE_KWARG: cache})
+                out = body(input_ids=input_ids, position_ids=positions, use_cache=True,
+                           **{self._cache_kwarg: cache, STATE_KWARG: cache})
             if cache.calls != layers:
                 raise _SharedPrefixUnsupported(f"{cache.calls} attention calls for {layers} layers")
             return out
@@ -220,7 +220,7 @@ class KVDecoder:
             if pieces:
                 self._prefill_pieces(cache, run, groups, stored, pieces)
             tokens = self._run(step, None, [ids[-1] for ids in encoded], [len(ids) - 1 for ids in encoded],
-                                  generators, sampling)
+                               generators, sampling)
             self._shared_prefix = True
         except Exception as error:
             if self._shared_prefix:  # it worked before: a genuine error
@@ -276,7 +276,7 @@ class KVDecoder:
         return self._run(step, drop, [ids[-1]] * count, [len(ids) - 1] * count, generators, sampling)
 
     def _run(self, step: Any, drop: Any, first: list[int], positions: list[int],
-                generators: list[torch.Generator] | None, sampling: SamplingConfig) -> list[list[int]]:
+             generators: list[torch.Generator] | None, sampling: SamplingConfig) -> list[list[int]]:
         """The decoding loop: each step feeds every active row its last token and picks the next.
 
         `step(t, active, input_ids, positions)` returns the logits of the active rows; `drop(keep)`
@@ -321,7 +321,6 @@ class KVDecoder:
             input_ids = chosen[:, None]
             pos = pos + 1
         return tokens
-
 
     def _text(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)

@@ -66,7 +66,8 @@ class TransformersEngine:
     It is a `TrainableEngine`: `model`, `tokenizer`, `encode`, `load_weights` and
     `reset_prefix_cache` are what a trainer uses (it may also update `model` in place: the prefix
     store notices in-place updates and replaced parameters and drops itself; call
-    `reset_prefix_cache()` after any other change, e.g. toggling adapters). `device` is public too.
+    `reset_prefix_cache()` after any other change, e.g. toggling adapters). `device` is public too,
+    and `decoder`, the `KVDecoder` that runs the model (`ttc_gym.engines.decoding`).
     `stats` counts prompt tokens encoded, prompt tokens reused from the store, tokens decoded
     (rows x steps) and decoding forwards (steps); `prefill_chunk` (2048) bounds the prompt tokens
     encoded in one forward; `shared_prefix` says whether shared-prefix decoding is in use. `generate`
