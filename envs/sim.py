@@ -15,7 +15,6 @@ from ttc_gym.envs.sim_model import (
     FRESH_CANDIDATE,
     KNOWN_CORRECT,
     NO_CANDIDATE,
-    OBS_FIELDS,
     SWITCH,
     VERIFY,
     SimModel,
@@ -226,8 +225,3 @@ class TTCSimEnv(gym.Env):
         if self.render_mode == "ansi":
             return "\n".join(self._trace) + "\n"
         return None
-
-    # -- public accessors ------------------------------------------------------------------------
-    @property
-    def observation_fields(self) -> tuple[str, ...]:
-        return OBS_FIELDS

@@ -24,6 +24,7 @@ __all__ = [
     "BOX_COMMANDS",
     "MAX_BRACE_DEPTH",
     "SCAN_CHARS",
+    "check_text",
     "closing_brace",
     "extract_answer",
     "extract_boxed",
@@ -48,7 +49,9 @@ BOX_COMMANDS = ("\\boxed", "\\fbox")
 _BRACE_RE = re.compile(r"\\[{}]|[{}]")
 
 
-def _check_text(name: str, value: Any) -> str:
+def check_text(name: str, value: Any) -> str:
+    """`value` if it is a str; else a TypeError naming `name` and what came (the text checks of
+    this module and of `ttc_gym.grading`)."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r:.80}.")
     return value
@@ -65,7 +68,7 @@ def closing_brace(text: str, start: int = 0) -> int | None:
     Time linear in ``len(text) - start``.
     """
     depth = 1
-    for m in _BRACE_RE.finditer(_check_text("text", text), start):
+    for m in _BRACE_RE.finditer(check_text("text", text), start):
         brace = m.group()
         if brace == "{":
             depth += 1
@@ -86,7 +89,7 @@ def _is_box_command(text: str, end: int) -> bool:
 def first_box_command(text: str) -> int | None:
     r"""Index where the first box command (``\boxed``, ``\fbox``: :data:`BOX_COMMANDS`) of ``text``
     starts, well-formed or not, or None: where an answer is committed, or begins to be."""
-    text = _check_text("text", text)
+    text = check_text("text", text)
     starts = []
     for cmd in BOX_COMMANDS:
         pos = text.find(cmd)
@@ -126,7 +129,7 @@ def extract_boxed(text: str) -> str | None:
     before it. Only the last :data:`SCAN_CHARS` characters are searched. Returns None when there is
     no well-formed box.
     """
-    text = _check_text("text", text)[-SCAN_CHARS:]
+    text = check_text("text", text)[-SCAN_CHARS:]
     # Candidate positions of every box command, latest first.
     positions: list[tuple[int, int]] = []
     for cmd in BOX_COMMANDS:
@@ -185,11 +188,17 @@ def _clean_answer(ans: str) -> str:
     return ans.strip()
 
 
+def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
+    """The last non-overlapping match of `pattern` in `text` (scanning left to right), or None."""
+    last = None
+    for last in pattern.finditer(text):  # noqa: B007  (the loop keeps the last one)
+        pass
+    return last
+
+
 def _phrase_answer(text: str) -> str | None:
     """The answer after the last "the answer is" / "final answer:" / "Answer:" phrase."""
-    last = None
-    for last in _PHRASE_RE.finditer(text):
-        pass
+    last = _last_match(_PHRASE_RE, text)
     if last is None:
         return None
     rest = text[last.end() : last.end() + 4 * _MAX_PHRASE_ANSWER]
@@ -214,10 +223,8 @@ def _phrase_answer(text: str) -> str | None:
 
 def extract_last_number(text: str) -> str | None:
     """The last number in ``text`` (``-3``, ``2.5``, ``3/4``, ``1,250`` -> ``1250``), or None."""
-    text = _check_text("text", text)[-SCAN_CHARS:]
-    last = None
-    for last in _NUMBER_RE.finditer(text):
-        pass
+    text = check_text("text", text)[-SCAN_CHARS:]
+    last = _last_match(_NUMBER_RE, text)
     if last is None:
         return None
     return last.group(0).replace(",", "")
@@ -237,7 +244,7 @@ def extract_answer(text: str, *, last_number_fallback: bool = True) -> str | Non
 
     Only the last :data:`SCAN_CHARS` characters are searched.
     """
-    text = _check_text("text", text)[-SCAN_CHARS:]
+    text = check_text("text", text)[-SCAN_CHARS:]
     if not isinstance(last_number_fallback, bool):
         raise TypeError(
             f"last_number_fallback must be a bool, got {type(last_number_fallback).__name__}: "
@@ -259,7 +266,7 @@ def gsm8k_answer(solution: str) -> str | None:
 
     Only the rest of that line counts. Returns None when there is no ``####`` or nothing after it.
     """
-    solution = _check_text("solution", solution)[-SCAN_CHARS:]
+    solution = check_text("solution", solution)[-SCAN_CHARS:]
     pos = solution.rfind("####")
     if pos == -1:
         return None

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from ttc_gym.answer_extraction import BOX_COMMANDS, extract_answer, extract_boxed, gsm8k_answer
+from ttc_gym.answer_extraction import BOX_COMMANDS, check_text, extract_answer, extract_boxed, gsm8k_answer
 
 __all__ = [
     "CACHE_SIZE",
@@ -83,10 +83,6 @@ WORKER_STARTUP_TIMEOUT = 120.0
 # --------------------------------------------------------------------------------------------
 
 
-def _check_str(name: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r:.80}.")
-    return value
 
 
 def _check_timeout(value: Any) -> float:
@@ -238,7 +234,7 @@ def normalize_answer(ans: str) -> str:
     always :func:`answers_equivalent`; the converse does not hold (``2x+1`` vs ``1+2x`` differ as
     keys). Only the first ``4 * MAX_ANSWER_CHARS`` characters of an absurdly long answer count.
     """
-    ans = _check_str("ans", ans)
+    ans = check_text("ans", ans)
     if len(ans) > 4 * MAX_ANSWER_CHARS:
         ans = ans[: 4 * MAX_ANSWER_CHARS]  # keys of absurd answers need not be exact
     light = _light_normalize(ans)
@@ -524,8 +520,8 @@ def answers_equivalent(pred: str, gold: str, *, timeout: float = 2.0) -> bool:
     a comparison that times out counts as not equivalent (and is cached as such). Never raises
     on ``str`` input.
     """
-    _check_str("pred", pred)
-    _check_str("gold", gold)
+    check_text("pred", pred)
+    check_text("gold", gold)
     return _equivalent(pred, gold, _check_timeout(timeout))
 
 
@@ -569,8 +565,8 @@ def grade(
     a bare answer, a solution with a ``\boxed{}`` (its last box is used) or a GSM8K solution (the
     text after ``####``). Equivalence is :func:`answers_equivalent` with ``timeout``.
     """
-    _check_str("text", text)
-    _check_str("gold", gold)
+    check_text("text", text)
+    check_text("gold", gold)
     timeout = _check_timeout(timeout)
     answer = extract_answer(text, last_number_fallback=last_number_fallback)
     if answer is None:

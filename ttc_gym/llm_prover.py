@@ -104,5 +104,5 @@ class LLMProver:
         answers = tuple(normalize_answer(close_boxed(c.text)) for c in completions)
         correct = tuple(bool(a) and answers_equivalent(a, problem.answer) for a in answers)
         return ProverEstimate(
-            j=monte_carlo_j(sum(correct), len(correct)), answers=answers, correct=correct, num_samples=len(correct)
+            j=monte_carlo_j(sum(correct), len(correct)), answers=answers, correct=correct
         )

@@ -79,17 +79,16 @@ class PromptTemplate:
     def reasoning_prompt(self, engine: Any, question: str, episodes: Sequence[str], cue: str = "") -> str:
         """Prompt for the next episode: the trace so far, a separator, then an optional cue
         (e.g. "Alternatively, ") that the model continues."""
-        prefix = self.trace(episodes)
-        if episodes:
-            prefix += self.separator
-        return engine.format_chat(self.user_message(question), prefix + cue, system=self.system)
+        return self._continue_trace(engine, question, episodes, cue)
 
     def forced_answer_prompt(self, engine: Any, question: str, episodes: Sequence[str]) -> str:
         """Prompt that makes the prover stop thinking and answer inside `\\boxed{`."""
-        prefix = self.trace(episodes)
-        if episodes:
-            prefix += self.separator
-        return engine.format_chat(self.user_message(question), prefix + self.forced_answer_suffix, system=self.system)
+        return self._continue_trace(engine, question, episodes, self.forced_answer_suffix)
+
+    def _continue_trace(self, engine: Any, question: str, episodes: Sequence[str], then: str) -> str:
+        """The chat prompt whose assistant turn is the trace so far (and a separator), then `then`."""
+        prefix = self.trace(episodes) + (self.separator if episodes else "")
+        return engine.format_chat(self.user_message(question), prefix + then, system=self.system)
 
 
 def forced_answer_sampling(max_new_tokens: int, temperature: float, n: int = 1) -> SamplingConfig:

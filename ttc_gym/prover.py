@@ -24,14 +24,12 @@ class ProverEstimate:
     Attributes:
         j: estimated probability that a forced answer is correct.
         answers: the forced answers sampled (empty for an exact prover).
-        correct: whether each sampled answer was graded correct.
-        num_samples: K, or None for an exact prover.
+        correct: whether each sampled answer was graded correct (K = len(correct)).
     """
 
     j: float
     answers: tuple[str, ...] = ()
     correct: tuple[bool, ...] = ()
-    num_samples: int | None = None
 
 
 @runtime_checkable
