@@ -137,8 +137,8 @@ def test_make_engine_vllm_needs_the_extra():
     except ImportError:
         with pytest.raises(ImportError, match=r"pip install 'ttc-gym\[vllm\]'"):
             make_engine("vllm:some/model")
-    else:  # vLLM installed: the engine is tested in tests/test_vllm_engine.py
-        pytest.skip("vllm is installed; see tests/test_vllm_engine.py")
+    else:  # vLLM installed: the engine is tested in tests/core/test_vllm_engine.py
+        pytest.skip("vllm is installed; see tests/core/test_vllm_engine.py")
 
 
 @pytest.mark.parametrize("spec", ["transformers:/no/such/dir", "/no/such/dir", "./no-such-model-dir",

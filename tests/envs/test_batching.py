@@ -503,8 +503,11 @@ def test_the_benchmark_script_runs(tmp_path):
     import subprocess
     import sys
 
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "bench_engine.py"
     done = subprocess.run(
-        [sys.executable, "examples/bench_engine.py", "--tiny", "--envs", "2", "--episodes", "1", "--k", "2",
+        [sys.executable, str(script), "--tiny", "--envs", "2", "--episodes", "1", "--k", "2",
          "--naive-estimates", "1", "--episode-tokens", "4", "--answer-tokens", "4"],
         capture_output=True, text=True, timeout=600, check=False,
     )
