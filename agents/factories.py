@@ -170,7 +170,7 @@ class MemoizedPolicyAgent:
 @dataclass(frozen=True)
 class PPOSettings:
     """The bench's `ppo` agent: how long and on how many env copies stable-baselines3 PPO trains,
-    and its hyperparameters for TTC-Sim-v0 (close to tests/test_learning.py's, which reach ~98% of
+    and its hyperparameters for TTC-Sim-v0 (close to tests/agents/test_learning.py's, which reach ~98% of
     the oracle's return at 200k steps)."""
 
     steps: int = 40_000

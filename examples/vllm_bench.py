@@ -2,7 +2,7 @@
 
 UNTESTED ON A GPU: this script was written without access to a GPU machine (vLLM's wheel is GPU-only);
 the engine's request building and result parsing are tested on a CPU against vLLM-shaped output
-objects (tests/test_vllm_engine.py), but this end-to-end run has not been executed. Report what it
+objects (tests/core/test_vllm_engine.py), but this end-to-end run has not been executed. Report what it
 prints, or what fails, in an issue.
 
     pip install -e '.[vllm]'     # on a machine with an NVIDIA GPU and a CUDA build of torch
