@@ -52,7 +52,7 @@ class TTCMathEnv(gym.Env):
     ## Description
 
     Reasoning on a math problem as an RL environment in which each step is one *episode* of
-    reasoning (an attempt, a check, a new approach), following MRT (DESIGN.md §2). The agent writes
+    reasoning (an attempt, a check, a new approach), following MRT (docs/formulation.md §1–3). The agent writes
     the next episode as text; the env appends it to the trace, and then a *prover* — an LLM forced to
     stop thinking ("Time is up ... The final answer is \\boxed{") — samples K answers that are graded
     against the gold answer: J, the fraction correct, estimates the probability that an answer forced

@@ -1,4 +1,4 @@
-"""The test-time budget: at most H episodes and/or C0 tokens (DESIGN.md §2)."""
+"""The test-time budget: at most H episodes and/or C0 tokens (docs/formulation.md §1)."""
 
 from __future__ import annotations
 

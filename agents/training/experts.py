@@ -1,6 +1,6 @@
 """A heterogeneous expert for TTC-Sim-v0: on each problem it follows one test-time strategy drawn at
 random from a mixture of fixed heuristics, so the quality of its traces varies a lot from trace to
-trace (the "heterogeneous base policy" of the verifier-free vs verifier-based theory, DESIGN.md §2).
+trace (the "heterogeneous base policy" of the verifier-free vs verifier-based theory, docs/formulation.md §7).
 
 Mixture (each with probability 1/3, parameters drawn too):
 * `AnswerAfterK(k)`, k uniform in 1..H: thinks k episodes on the first strategy, never switches;
