@@ -110,8 +110,10 @@ class TTCMathMetaEnv(gym.Env):
         return self._trace
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        problem = check_reset_options(options).get("problem")  # bad options: nothing touched yet
         super().reset(seed=seed)
-        problem = check_reset_options(options).get("problem") or self._source.sample(self.np_random)
+        self._trace = None  # never half-reset: if building the trace fails, no old trace is stepped
+        problem = problem or self._source.sample(self.np_random)
         self._trace = MathTrace(self._settings, self.prover, self.prover.engine.count_tokens, problem)
         info = self._trace.info()
         info["episode_text"] = ""

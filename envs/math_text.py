@@ -10,7 +10,8 @@ from gymnasium import spaces
 from ttc_gym.envs.math_core import MathSettings, MathTrace
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.spaces import AnyText
-from ttc_gym.validation import check_render_mode
+from ttc_gym.problems import as_problem
+from ttc_gym.validation import check_render_mode, check_unicode
 
 MAX_QUESTION_CHARS = 20_000
 
@@ -25,7 +26,7 @@ def check_episode_text(text: Any, max_chars: int) -> str:
         )
     if not text.strip():
         raise ValueError(f"action is an empty episode ({text!r}); write at least one non-space character.")
-    return text
+    return check_unicode("action (the episode's text)", text)
 
 
 def check_reset_options(options: dict | None, allowed: tuple[str, ...] = ("problem",)) -> dict:
@@ -37,6 +38,8 @@ def check_reset_options(options: dict | None, allowed: tuple[str, ...] = ("probl
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"reset options accept only {', '.join(map(repr, allowed))}, got {sorted(options)}.")
+    if options.get("problem") is not None:  # a Problem, or a dict with question and answer
+        options = {**options, "problem": as_problem(options["problem"], "reset(options={'problem': ...})")}
     return options
 
 
@@ -145,8 +148,9 @@ class TTCMathEnv(gym.Env):
         return self._trace
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        problem = check_reset_options(options).get("problem")  # bad options: nothing touched yet
         super().reset(seed=seed)
-        problem = check_reset_options(options).get("problem")
+        self._trace = None  # never half-reset: if building the trace fails, no old trace is stepped
         if problem is None:
             problem = self._source.sample(self.np_random)
         self._trace = MathTrace(self._settings, self.prover, self.prover.engine.count_tokens, problem)

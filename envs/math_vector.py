@@ -53,7 +53,7 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
 from ttc_gym.envs.math_core import MathSettings, MathTrace
 from ttc_gym.envs.math_text import check_episode_text, check_reset_options, text_observation_space
-from ttc_gym.problems import Problem
+from ttc_gym.problems import Problem, as_problem
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.spaces import AnyText
 from ttc_gym.validation import check_int, check_render_mode
@@ -137,11 +137,7 @@ class TTCMathVectorEnv(VectorEnv):
             problems = list(problems)
         else:
             problems = [options.get("problem")] * self.num_envs
-        for i, p in enumerate(problems):
-            if p is not None and not isinstance(p, Problem):
-                raise TypeError(f"the problem of sub-env {i} must be a ttc_gym.problems.Problem, got "
-                                f"{type(p).__name__}: {p!r:.80}.")
-        return problems
+        return [None if p is None else as_problem(p, f"the problem of sub-env {i}") for i, p in enumerate(problems)]
 
     def _rng(self, i: int) -> np.random.Generator:
         if self._rngs[i] is None:

@@ -82,3 +82,65 @@ def test_a_bool_is_not_a_meta_action(env_id, action):
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"action must be an int in \[0, 4\).*got"):
         env.step(action)
+
+
+# -- the math envs: reset options and episode text are checked before any state changes ------------
+
+MATH_ENVS = ["TTC-Math-v0", "TTC-MathMeta-v0"]
+
+
+@pytest.fixture(scope="module")
+def math_envs():
+    from tests.conftest import make_fast_env
+
+    return {env_id: make_fast_env(env_id, disable_env_checker=True).unwrapped for env_id in MATH_ENVS}
+
+
+def _action(env_id):
+    return "Let me think." if env_id == "TTC-Math-v0" else 0
+
+
+@pytest.mark.parametrize("env_id", MATH_ENVS)
+@pytest.mark.parametrize("bad, error, pattern", [
+    ("What is 2+2?", TypeError, r"must be a ttc_gym.problems.Problem or a dict with 'question' and 'answer'.*got str"),
+    (42, TypeError, r"got int 42"),
+    ({"question": "What is 2+2?"}, ValueError, r"expected an answer field"),
+    ({"question": "What is 2+2?", "answer": float("nan")}, ValueError, r"finite number"),
+    ({"question": "a\ud800", "answer": "1"}, ValueError, r"lone surrogate"),
+])
+def test_a_bad_problem_option_is_refused_and_leaves_the_env_as_it_was(math_envs, env_id, bad, error, pattern):
+    env = math_envs[env_id]
+    env.reset(seed=3)
+    before = env.trace.problem
+    with pytest.raises(error, match=pattern):
+        env.reset(options={"problem": bad})
+    assert env.trace.problem == before
+    env.step(_action(env_id))  # the untouched rollout goes on
+
+
+@pytest.mark.parametrize("env_id", MATH_ENVS)
+def test_a_dict_problem_option_is_accepted(math_envs, env_id):
+    env = math_envs[env_id]
+    env.reset(options={"problem": {"question": "What is 2+2?", "answer": 4}})
+    assert (env.trace.problem.question, env.trace.problem.answer) == ("What is 2+2?", "4")
+
+
+@pytest.mark.parametrize("env_id", MATH_ENVS)
+def test_a_reset_that_fails_midway_leaves_no_trace_to_step(math_envs, env_id, monkeypatch):
+    env = math_envs[env_id]
+    env.reset(seed=0)
+    monkeypatch.setattr(env.prover, "estimate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("prover down")))
+    with pytest.raises(RuntimeError, match="prover down"):
+        env.reset(seed=1)
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(_action(env_id))
+
+
+@pytest.mark.parametrize("text", ["a\ud800b", "\udfff", "ok " * 3 + "\ud83d"])
+def test_an_episode_with_a_lone_surrogate_is_refused(math_envs, text):
+    env = math_envs["TTC-Math-v0"]
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="lone surrogate"):
+        env.step(text)
+    env.step("Fine text.")

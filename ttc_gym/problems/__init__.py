@@ -20,6 +20,7 @@ from ttc_gym.problems.loaders import (
     ANSWER_FIELDS,
     QUESTION_FIELDS,
     SUPPORTED_SUFFIXES,
+    as_problem,
     load_problems,
     problems_from_hf,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "ProceduralSource",
     "QUESTION_FIELDS",
     "SUPPORTED_SUFFIXES",
+    "as_problem",
     "generate_problem",
     "load_problems",
     "make_source",

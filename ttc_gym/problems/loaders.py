@@ -200,6 +200,24 @@ def row_to_problem(
     )
 
 
+def as_problem(value: Any, where: str = "problem") -> Problem:
+    """A `Problem` as given, or one built from a mapping with question and answer fields (the same
+    field names and checks as a file row; id defaults to a hash of question and answer). Anything
+    else is a TypeError that says what was expected: e.g. a bare question string has no gold answer."""
+    if isinstance(value, Problem):
+        return value
+    if isinstance(value, Mapping):
+        from ttc_gym.seeding import text_seed
+
+        question = str(value.get("question", value.get("problem", "")))
+        default_id = f"custom-{text_seed(question + chr(0) + str(value.get('answer', '')), bits=32):08x}"
+        return row_to_problem(value, where=where, default_id=default_id, source="custom")
+    raise TypeError(
+        f"{where} must be a ttc_gym.problems.Problem or a dict with 'question' and 'answer' (the gold "
+        f"final answer), got {type(value).__name__} {value!r:.80}."
+    )
+
+
 # ------------------------------------------------------------------------------ files
 
 
