@@ -11,7 +11,8 @@ decoding step, median of 15): 1 row 57 -> 36 ms, 2 rows 97 -> 51 ms, 3 rows 121 
 8 rows 83 -> 73 ms; from about 12 rows on the two forms are equally fast.
 
 `small_row_linears(model)` is a context manager in which the model's `nn.Linear` layers compute
-forwards of at most `max_rows` rows that way (float32 on a CPU only). It sets an instance-level
+forwards of at most `max_rows` rows that way (float32 on a CPU only: `applies_on` is the gate, and it
+is False on every other device type, so a CUDA engine never enters the block). It sets an instance-level
 `forward` on each plain `nn.Linear` for the duration of the block and removes it after (the
 weights are untouched; the result is the same product up to float rounding). Like any change of a
 module's forward, it is not meant for a model used from another thread at the same time.
@@ -66,7 +67,18 @@ def small_row_linears(model: torch.nn.Module, max_rows: int = MAX_ROWS) -> Itera
             del module.forward
 
 
+def applies_on(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """True for float32 on a CPU, the one place the reroute was measured to help; False on every
+    other device type (CUDA, MPS, ...) whatever the dtype, and for every other dtype. This is the
+    gate: on a GPU the engine's linear layers stay `F.linear` (cuBLAS), untouched."""
+    if not isinstance(device, (torch.device, str)):
+        raise TypeError(f"device must be a torch.device or a device string such as 'cpu', got {device!r}.")
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float32, got {dtype!r}.")
+    return torch.device(device).type == "cpu" and dtype == torch.float32
+
+
 def applies(model: torch.nn.Module) -> bool:
-    """True when `model` runs in float32 on a CPU (where the reroute was measured to help)."""
+    """`applies_on` the device and dtype of `model`'s first parameter (False for a model without any)."""
     param = next(model.parameters(), None)
-    return param is not None and param.device.type == "cpu" and param.dtype == torch.float32
+    return param is not None and applies_on(param.device, param.dtype)

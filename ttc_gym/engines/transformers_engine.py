@@ -28,7 +28,7 @@ from ttc_gym.engines.decoding import KVDecoder
 from ttc_gym.engines.kv_cache import PrefixStore
 from ttc_gym.engines.loading import eos_token_ids, load_model
 from ttc_gym.engines.sampling import row_seeds
-from ttc_gym.engines.small_rows import applies, small_row_linears
+from ttc_gym.engines.small_rows import applies, applies_on, small_row_linears
 from ttc_gym.validation import check_int
 
 # A letter that starts a new token after whitespace (see `TransformersEngine.encode`).
@@ -58,7 +58,8 @@ class TransformersEngine:
         small_row_matmul: for a float32 model on a CPU, compute the linear layers of forwards with
             at most 8 rows (decoding a few sequences) in the form MKL streams fastest (see
             `ttc_gym.engines.small_rows`; same products up to float rounding; the model's
-            `nn.Linear` layers get an instance-level forward during `generate`). False turns it off.
+            `nn.Linear` layers get an instance-level forward during `generate`). False turns it off;
+            on any other device type (CUDA) it is off whatever this says (`small_rows_active`).
 
     `generate(prompts, sampling, seed=...)` takes one seed for the call or one seed per prompt
     (see `ttc_gym.engines.base.Engine.generate`); `per_prompt_seeds` is True.
@@ -143,6 +144,15 @@ class TransformersEngine:
         model does not support it, None before the first `generate`."""
         return self.decoder.shared_prefix
 
+    @property
+    def small_rows_active(self) -> bool:
+        """Whether `generate` reroutes few-row linear layers (`ttc_gym.engines.small_rows`): only with
+        `small_row_matmul` on, the engine's device type "cpu" and a float32 model there. On a CUDA
+        device it is always False: the GPU path runs the model's own layers, with no CPU-only code."""
+        param = next(self.model.parameters(), None)
+        return (self.small_row_matmul and param is not None and applies_on(self.device, param.dtype)
+                and applies(self.model))
+
     # -- Engine interface ------------------------------------------------------------------
 
     def count_tokens(self, text: str) -> int:
@@ -172,7 +182,7 @@ class TransformersEngine:
         # Rows are (prompt index, sample index), prompt-major.
         rows = [(i, j) for i in range(len(prompts)) for j in range(samples)]
         results: list[list[Completion]] = [[] for _ in prompts]
-        few_rows = small_row_linears(self.model) if self.small_row_matmul and applies(self.model) else None
+        few_rows = small_row_linears(self.model) if self.small_rows_active else None
         with torch.inference_mode(), few_rows or contextlib.nullcontext():
             self.decoder.check_weights()
             for start in range(0, len(rows), self.max_batch_size):
