@@ -22,6 +22,8 @@ from ttc_gym.engines import Completion, Engine, SamplingConfig, TrainableEngine,
 from ttc_gym.engines import vllm_engine
 from ttc_gym.engines.model_source import check_model_source
 from ttc_gym.engines.vllm_engine import SamplingParamsSpec, VLLMEngine, clear_shared_engines, request_seed
+from ttc_gym.llm_prover import LLMProver
+from ttc_gym.problems import Problem
 
 VLLM_INSTALLED = "vllm" in sys.modules or __import__("importlib").util.find_spec("vllm") is not None
 
@@ -223,6 +225,55 @@ def test_one_seed_per_prompt_gives_each_prompt_what_it_gets_alone():
         engine.generate(["a", "b"], sampling, seed=[1])
     with pytest.raises(ValueError, match=r"seed\[1\]"):
         engine.generate(["a", "b"], sampling, seed=[1, -2])
+
+
+PROBLEMS = [Problem(id=f"p{i}", question=f"What is {i} + {i}?", answer=str(2 * i), source="test") for i in range(3)]
+PREFIXES = [(PROBLEMS[0], ()), (PROBLEMS[0], ("I add.", "It is 0.")), (PROBLEMS[1], ("1 and 1.",)), (PROBLEMS[2], ())]
+
+
+def test_the_prover_sends_a_whole_batch_in_one_generate_and_gets_what_each_prefix_gets_alone():
+    """`LLMProver.estimate_many` on the vLLM engine: one `LLM.generate` for every (problem, prefix), each
+    request with its own seed; the estimates equal those of a prover asked one prefix at a time."""
+    engine, llm = fake_engine()
+    prover = LLMProver(engine, num_samples=4, max_answer_tokens=6, seed=3)
+    batched = prover.estimate_many(PREFIXES)
+    assert len(llm.calls) == 1
+    [call] = llm.calls
+    assert len(call["prompts"]) == len(PREFIXES) and len(call["sampling_params"]) == len(PREFIXES)
+    assert len({p.seed for p in call["sampling_params"]}) == len(PREFIXES)
+    assert {p.n for p in call["sampling_params"]} == {4}
+
+    alone_engine, alone_llm = fake_engine()
+    alone = LLMProver(alone_engine, num_samples=4, max_answer_tokens=6, seed=3)
+    one_by_one = [alone.estimate(problem, episodes) for problem, episodes in PREFIXES]
+    assert len(alone_llm.calls) == len(PREFIXES)  # one prefix per call there
+    assert batched == one_by_one
+    # The very requests of the one-by-one calls, sent together.
+    assert [c["sampling_params"][0] for c in alone_llm.calls] == call["sampling_params"]
+    assert len({e.answers for e in batched}) > 1  # the prefixes' answers differ
+
+
+def test_the_llm_agent_writes_a_batch_of_traces_in_one_generate():
+    """`LLMAgent.write_batch` on the vLLM engine: one `LLM.generate` for all traces of a token cap; each
+    trace gets the episode it gets alone."""
+    from ttc_gym.agents.llm import LLMAgent
+
+    engine, llm = fake_engine(llm=FakeLLM(eos_probability=0.0))
+    agent = LLMAgent(engine, max_episode_tokens=8, temperature=1.0, seed=4)
+    observations = [{"problem": p.question, "episodes": eps} for p, eps in PREFIXES]
+    infos = [{"tokens_left": None}] * len(observations)
+    batch = agent.write_batch(observations, infos)
+    assert len(llm.calls) == 1 and len(llm.calls[0]["prompts"]) == len(observations)
+    assert all(e.text.strip() and e.token_ids for e in batch)  # sampled episodes, not forced answers
+    alone = [agent.write_batch([o], [i])[0] for o, i in zip(observations, infos)]
+    assert len(llm.calls) == 1 + len(observations)
+    assert batch == alone
+    assert [e.token_ids for e in batch] == [e.token_ids for e in alone]
+    assert len({e.text for e in batch}) > 1
+    # Per-trace seeds reach vLLM as per-request seeds in the same single call.
+    agent.write_batch(observations, infos, seeds=[1, 2, 3, 4])
+    assert len(llm.calls) == 2 + len(observations)
+    assert len({p.seed for p in llm.calls[-1]["sampling_params"]}) == len(observations)
 
 
 def test_request_seeds_are_stable_distinct_and_leave_room_for_sample_indices():

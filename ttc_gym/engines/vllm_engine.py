@@ -11,7 +11,11 @@ How `generate` works:
   is derived from the call's seed and the prompt's position, so the same prompts, config and seed
   give the same texts (vLLM's per-request generators; global RNG state is never touched). A
   sequence of seeds, one per prompt, is accepted too (`per_prompt_seeds`): prompt i then gets what
-  it gets alone with seed[i], whatever it is batched with;
+  it gets alone with seed[i], whatever it is batched with, so `generate_per_prompt` (the prover's
+  `estimate_many`, `LLMAgent.write_batch`) sends a whole batch in ONE `LLM.generate` (vLLM takes a list
+  of `SamplingParams`, one per prompt; with n > 1 it seeds sample j of a request with seed + j). On a
+  GPU "what it gets alone" holds up to the float rounding of batched kernels (vLLM's default kernels
+  are not batch-invariant): a token whose probability a rounding tips can differ;
   `max_tokens` is always set (vLLM's default is 16);
 - greedy sampling (temperature 0) decodes each prompt once and repeats the completion `n` times;
 - vLLM's `CompletionOutput` (`text`, `token_ids`, `finish_reason`, `stop_reason`) becomes a
