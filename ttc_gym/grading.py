@@ -3,12 +3,14 @@ r"""The 0/1 final-answer reward ``r(x, z)``: extract the model's answer, decide 
 Public API:
 
 - :func:`grade` — extract (:func:`ttc_gym.answer_extraction.extract_answer`) and compare.
-- :func:`answers_equivalent` — mathematical equivalence of two answer strings, time-limited.
+- :func:`compare_answers` — mathematical equivalence of two answer strings, time-limited: True,
+  False, or None when the comparison did not complete (unknown).
+- :func:`answers_equivalent` — the same as a bool (an unknown counts as not equivalent).
 - :func:`normalize_answer` — a cheap canonical key for majority voting (maj@k).
 - :func:`start_worker` / :func:`stop_worker` — manage the verifier subprocess (optional; it starts
   on first need and stops at exit).
 
-How equivalence is decided (:func:`answers_equivalent`), cheapest first:
+How equivalence is decided (:func:`compare_answers`), cheapest first:
 
 1. Absurd input is rejected (``False``): empty, longer than :data:`MAX_ANSWER_CHARS`, numeric powers
    whose value would have more than :data:`MAX_POWER_DIGITS` digits (``9^{9^{9^9}}``,
@@ -23,15 +25,18 @@ How equivalence is decided (:func:`answers_equivalent`), cheapest first:
 4. Otherwise math-verify — ``verify(parse(gold), parse(pred))``, both sides parsed, gold first,
    its own ``signal.alarm`` timeouts disabled — with a sympy fallback (``simplify(a - b) == 0``),
    run in a persistent worker subprocess. The call waits at most ``timeout`` seconds for it; on
-   timeout the worker is killed (and restarted on the next call) and the answer is ``False``.
-   This works from any thread, unlike math-verify's own timeouts. The worker is the module
-   :mod:`ttc_gym.grading_worker` run as ``python -m`` in a fresh interpreter started with
-   ``subprocess`` (fork + exec, so a parent that has loaded torch is safe, and the parent's
-   ``__main__`` is never re-imported); the first slow-path call waits for it to start (about 1–2 s,
+   timeout the worker is killed (and restarted on the next call) and the answer is unknown
+   (``None``: the comparison did not complete). If the worker dies (killed, crashed, out of
+   memory) or cannot be started or written to, the request is retried once on a fresh worker;
+   a second failure is unknown too. This works from any thread, unlike math-verify's own
+   timeouts. The worker is the module :mod:`ttc_gym.grading_worker` run as ``python -m`` in a
+   fresh interpreter started with ``subprocess`` (fork + exec, so a parent that has loaded torch
+   is safe, and the parent's ``__main__`` is never re-imported); the first slow-path call waits for it to start (about 1–2 s,
    not counted in ``timeout``).
 
-Results are memoized (``functools.lru_cache``, :data:`CACHE_SIZE` entries) on ``(pred, gold,
-timeout)``. Importing this module is cheap and silent: math-verify and sympy are only imported in
+Verdicts are memoized (``functools.lru_cache``, :data:`CACHE_SIZE` entries) on ``(pred, gold,
+timeout)``; an unknown never is, so a comparison cut short by a crash or a stall is tried again on
+the next call. Importing this module is cheap and silent: math-verify and sympy are only imported in
 the worker.
 """
 
@@ -49,6 +54,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -61,6 +67,7 @@ __all__ = [
     "MAX_POWER_DIGITS",
     "GradeResult",
     "answers_equivalent",
+    "compare_answers",
     "grade",
     "normalize_answer",
     "start_worker",
@@ -339,6 +346,12 @@ def _pump(stream: Any, sink: queue.SimpleQueue) -> None:
         sink.put(None)
 
 
+#: :meth:`_Worker._attempt`'s "the worker died, retry on a fresh one" outcome.
+_DIED = object()
+# What the reply wait gets when it runs out of time (the reply queue's None means end of output).
+_STALLED = object()
+
+
 class _Worker:
     """One persistent verifier subprocess; one request at a time (a lock serializes callers)."""
 
@@ -416,44 +429,66 @@ class _Worker:
             self._kill(self._proc)
             self._proc = self._replies = None
 
+    def _discard(self) -> None:
+        """Kill the current worker (if any); the next comparison starts a fresh one."""
+        self._kill(self._proc)
+        self._proc = self._replies = None
+
+    def _send(self, proc: subprocess.Popen, line: str) -> None:
+        """Write one request line to worker ``proc`` (the one place a request is sent)."""
+        proc.stdin.write(line)
+        proc.stdin.flush()
+
+    def _attempt(self, pred: str, gold: str, timeout: float) -> bool | None | object:
+        """One try: the worker's verdict, None (it did not answer within ``timeout``, or gave up
+        on this comparison), or :data:`_DIED` (it died, or could not be started or written to)."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._discard()
+            try:
+                self._start()
+            except (RuntimeError, OSError) as err:
+                warnings.warn(f"ttc_gym.grading: {err}", RuntimeWarning, stacklevel=4)
+                return _DIED
+        self._next_id += 1
+        req_id = self._next_id
+        try:
+            self._send(self._proc, json.dumps({"id": req_id, "pred": pred, "gold": gold}) + "\n")
+        except (OSError, ValueError):  # e.g. a broken pipe: it died between requests
+            self._discard()
+            return _DIED
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                reply = self._replies.get(timeout=remaining) if remaining > 0 else _STALLED
+            except queue.Empty:
+                reply = _STALLED
+            if reply is _STALLED:  # too slow, or stalled: killed, never retried (bounded time)
+                self._discard()
+                return None
+            if reply is None:  # end of its output: it died (killed, out of memory, crashed)
+                self._discard()
+                return _DIED
+            if reply.get("id") == req_id:
+                equal = reply.get("equal")
+                return equal if isinstance(equal, bool) else None
+
     def equal(self, pred: str, gold: str, timeout: float) -> bool | None:
-        """True/False from the worker, or None if it did not answer within ``timeout``."""
+        """True/False from the worker, or None when the comparison did not complete.
+
+        It did not complete when the worker did not answer within ``timeout`` (it is then killed;
+        the next call starts a fresh one), when the worker answered that it gave up (out of
+        memory or recursion depth), or when the worker died, could not be written to or could
+        not be started on two tries in a row: after the first such failure the request is sent
+        again, once, to a fresh worker (with a fresh ``timeout``)."""
         if os.getpid() != self._pid:
             self._reset_after_fork()
         with self._lock:
-            for attempt in range(2):
-                if self._proc is None or self._proc.poll() is not None:
-                    self._kill(self._proc)
-                    self._start()
-                self._next_id += 1
-                req_id = self._next_id
-                try:
-                    self._proc.stdin.write(
-                        json.dumps({"id": req_id, "pred": pred, "gold": gold}) + "\n"
-                    )
-                    self._proc.stdin.flush()
-                except (BrokenPipeError, OSError, ValueError):
-                    self._kill(self._proc)  # died between requests: start a new one, once
-                    self._proc = None
-                    if attempt == 0:
-                        continue
-                    return None
-                break
-            deadline = time.monotonic() + timeout
-            while True:
-                remaining = deadline - time.monotonic()
-                try:
-                    reply = (
-                        self._replies.get(timeout=max(remaining, 0.0)) if remaining > 0 else None
-                    )
-                except queue.Empty:
-                    reply = None
-                if reply is None:  # timed out, or the worker died (e.g. out of memory)
-                    self._kill(self._proc)
-                    self._proc = self._replies = None
-                    return None
-                if reply.get("id") == req_id:
-                    return bool(reply.get("equal"))
+            for _ in range(2):
+                outcome = self._attempt(pred, gold, timeout)
+                if outcome is not _DIED:
+                    return outcome  # type: ignore[return-value]
+            return None
 
 
 _WORKER = _Worker()
@@ -486,10 +521,19 @@ def _numbers_equal(a: tuple[Fraction, bool], b: tuple[Fraction, bool]) -> bool:
     return x in (y, y / 100)
 
 
-def _equivalent(pred: str, gold: str, timeout: float) -> bool:
+class _Incomplete(Exception):
+    """Raised through the cache by a comparison that did not complete: ``lru_cache`` keeps no
+    exception, so an unknown is never memoized as a verdict."""
+
+
+def _verdict(pred: str, gold: str, timeout: float) -> bool | None:
+    """True / False, or None when the comparison did not complete (never cached)."""
     if len(pred) > 2 * MAX_ANSWER_CHARS or len(gold) > 2 * MAX_ANSWER_CHARS:
         return False  # before the cache: absurd inputs must not fill it
-    return _equivalent_cached(pred, gold, timeout)
+    try:
+        return _equivalent_cached(pred, gold, timeout)
+    except _Incomplete:
+        return None
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -508,21 +552,34 @@ def _equivalent_cached(pred: str, gold: str, timeout: float) -> bool:
     if _too_hard(pred_light) or _too_hard(gold_light) or _not_math(pred_light):
         return False
     result = _WORKER.equal(_strip_delimiters(pred), _strip_delimiters(gold), timeout)
-    return bool(result)
+    if result is None:
+        raise _Incomplete
+    return result
 
 
-def answers_equivalent(pred: str, gold: str, *, timeout: float = 2.0) -> bool:
-    r"""Whether answer ``pred`` is mathematically equivalent to reference answer ``gold``.
+def compare_answers(pred: str, gold: str, *, timeout: float = 2.0) -> bool | None:
+    r"""Whether answer ``pred`` is mathematically equivalent to reference answer ``gold``: True,
+    False, or None — unknown: the comparison did not complete.
 
     Both are answer strings (not whole solutions; a ``\boxed{}`` around either is unwrapped).
-    See the module docstring for the order of checks and the percent rule. Never takes much more
-    than ``timeout`` seconds of computation (plus a worker (re)start), from any thread;
-    a comparison that times out counts as not equivalent (and is cached as such). Never raises
-    on ``str`` input.
+    See the module docstring for the order of checks and the percent rule. None comes only from
+    the worker: it ran past ``timeout`` (too slow or stalled), gave up (out of memory or recursion
+    depth), or died or could not start twice in a row (after the first time the comparison is
+    retried once on a fresh worker). None is never cached: the same call later compares again.
+    Returns within about ``2 * timeout`` seconds plus worker (re)starts, from any thread. Never
+    raises on ``str`` input.
     """
     check_text("pred", pred)
     check_text("gold", gold)
-    return _equivalent(pred, gold, _check_timeout(timeout))
+    return _verdict(pred, gold, _check_timeout(timeout))
+
+
+def answers_equivalent(pred: str, gold: str, *, timeout: float = 2.0) -> bool:
+    r"""Whether answer ``pred`` is mathematically equivalent to reference answer ``gold``:
+    :func:`compare_answers` as a bool, an unknown (a comparison that did not complete) counting
+    as not equivalent — but not cached, so a later call compares again. Callers that must know
+    about unknowns (to count them) use :func:`compare_answers`."""
+    return compare_answers(pred, gold, timeout=timeout) is True
 
 
 @dataclass(frozen=True)
@@ -531,11 +588,15 @@ class GradeResult:
 
     Attributes:
         answer: the extracted final answer, or None when the output contained none.
-        correct: whether it is equivalent to the gold answer (False when ``answer`` is None).
+        correct: whether it is equivalent to the gold answer (False when ``answer`` is None, and
+            when the comparison did not complete).
+        complete: False when the comparison did not complete (:func:`compare_answers` said None):
+            ``correct`` is then False but is no verdict.
     """
 
     answer: str | None
     correct: bool
+    complete: bool = True
 
     @property
     def reward(self) -> float:
@@ -563,7 +624,8 @@ def grade(
     The answer is taken from ``text`` by :func:`~ttc_gym.answer_extraction.extract_answer` (boxed,
     then "the answer is …", then — if ``last_number_fallback`` — the last number). ``gold`` may be
     a bare answer, a solution with a ``\boxed{}`` (its last box is used) or a GSM8K solution (the
-    text after ``####``). Equivalence is :func:`answers_equivalent` with ``timeout``.
+    text after ``####``). Equivalence is :func:`compare_answers` with ``timeout``; an unknown gives
+    ``correct=False, complete=False``.
     """
     check_text("text", text)
     check_text("gold", gold)
@@ -571,4 +633,5 @@ def grade(
     answer = extract_answer(text, last_number_fallback=last_number_fallback)
     if answer is None:
         return GradeResult(answer=None, correct=False)
-    return GradeResult(answer=answer, correct=_equivalent(answer, _gold_answer(gold), timeout))
+    verdict = _verdict(answer, _gold_answer(gold), timeout)
+    return GradeResult(answer=answer, correct=verdict is True, complete=verdict is not None)

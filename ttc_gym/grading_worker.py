@@ -7,8 +7,9 @@ answer and kills it when that runs out).
 Protocol, one JSON object per line: the worker first writes `{"ready": true, "math_verify": bool}`
 (whether math-verify imported; without it only the sympy fallback runs), then answers each request
 line `{"id": ..., "pred": str, "gold": str}` read from stdin with one line `{"id": ..., "equal":
-bool}` on stdout. A line that is not a JSON object gets no answer; a comparison that fails in any
-way answers `"equal": false`. The worker ends when its stdin closes or when its parent (PARENT_PID)
+bool | null}` on stdout. A line that is not a JSON object gets no answer; a comparison that ran out
+of memory or recursion depth answers `"equal": null` (it did not complete: no verdict); one that
+fails in any other way (a parse error, a request without "pred" / "gold") answers `"equal": false`. The worker ends when its stdin closes or when its parent (PARENT_PID)
 is gone (checked every second); Ctrl+C is left to the parent; its address space is capped at
 MEMORY_LIMIT_BYTES so that a runaway sympy computation fails instead of swapping the machine; what
 libraries print goes to stderr, never into the protocol.
@@ -79,6 +80,8 @@ def load_checker() -> tuple[Checker, bool]:
         try:
             a = parse_expr(gold, transformations=transformations, evaluate=True)
             b = parse_expr(pred, transformations=transformations, evaluate=True)
+        except (MemoryError, RecursionError):
+            raise  # out of resources: no verdict (see handle_line)
         except BaseException:  # sympy's parser raises anything, SyntaxError and TokenError included
             return False
         return bool(sympy_equal(a, b))
@@ -88,16 +91,20 @@ def load_checker() -> tuple[Checker, bool]:
 
 def handle_line(line: str, equal: Checker) -> str | None:
     """The answer line (without newline) to one request line, or None for a line that is not a JSON
-    object. Any failure of `equal`, or a request without "pred" / "gold", answers "equal": false."""
+    object. `equal` running out of memory or recursion depth answers "equal": null (no verdict); any
+    other failure of it, or a request without "pred" / "gold", answers "equal": false."""
     try:
         request = json.loads(line)
     except ValueError:
         return None
     if not isinstance(request, dict):
         return None
+    ok: bool | None
     try:
         ok = bool(equal(request["pred"], request["gold"]))
-    except BaseException:  # the comparison must never end the worker (RecursionError, MemoryError, ...)
+    except (MemoryError, RecursionError):  # it did not complete: unknown, not "not equal"
+        ok = None
+    except BaseException:  # the comparison must never end the worker
         ok = False
     return json.dumps({"id": request.get("id"), "equal": ok})
 
