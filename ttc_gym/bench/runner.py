@@ -220,6 +220,21 @@ def _check_budgets(values: Sequence[Any], profile: EnvProfile) -> list[Budget]:
     return budgets
 
 
+def output_folder(config: BenchConfig) -> Path:
+    """The run's output folder: `config.out_dir`, or bench_out/ENV_ID when it is None. An empty or blank
+    path is an error, not the default (it would silently write where another run may)."""
+    if config.out_dir is None:
+        return Path("bench_out", config.env_id)
+    if not isinstance(config.out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a folder path (a string), got {config.out_dir!r}.")
+    if not os.fspath(config.out_dir).strip():
+        raise ValueError(
+            f"the output folder (--out) is empty ({os.fspath(config.out_dir)!r}): give a folder path, or leave "
+            f"--out out for the default bench_out/{config.env_id}."
+        )
+    return Path(config.out_dir)
+
+
 def _check_out_dir(out_dir: Path) -> None:
     """Create the folder and write a file in it: the only test of writability that cannot lie."""
     try:
@@ -296,7 +311,7 @@ def prepare(config: BenchConfig, *, resume: bool = False, overwrite: bool = Fals
             env = _make_env(config.env_id, config.env_kwargs, budget)
             env.close()
 
-    out_dir = Path(config.out_dir or os.path.join("bench_out", config.env_id))
+    out_dir = output_folder(config)
     _check_out_dir(out_dir)
     plan = BenchPlan(
         env_id=config.env_id, profile=profile, env_kwargs=dict(config.env_kwargs), agents=specs,
