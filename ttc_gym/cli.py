@@ -53,6 +53,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ttc_gym.bench import AGENTS, BenchConfig, agent_arguments, prepare, run_bench
+    from ttc_gym.bench.agent_registry import NotAnAgent
 
     if args.list_agents:  # the arguments and their defaults come from each factory's signature
         width = max(len(name) for name in AGENTS)
@@ -104,6 +105,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except NotAnAgent as err:  # a factory checked only when built (its env is costly to make)
+        print(f"ttc-gym bench: error: {err}", file=sys.stderr)
+        return 2
     except RuntimeError as err:
         from ttc_gym.bench.ray_executor import WorkersLost
 

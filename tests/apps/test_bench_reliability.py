@@ -93,3 +93,102 @@ def test_an_empty_output_path_is_rejected(tmp_path, monkeypatch, capsys, path):
 def test_a_non_path_output_folder_is_rejected(tmp_path):
     with pytest.raises(TypeError, match="out_dir must be a folder path"):
         prepare(BenchConfig(agents=("oracle",), budgets=(2,), out_dir=3))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Item 9: import-path factories that are not agent factories
+
+
+class NoAct:
+    pass
+
+
+class NoActTakesEnv:
+    def __init__(self, env):
+        self.env = env
+
+
+class ActNotCallable:
+    act = 3
+
+
+class ResetNotCallable:
+    reset = "no"
+
+    def act(self, obs, info):
+        return 0
+
+
+def returns_no_act(env):
+    return NoAct()
+
+
+def returns_act_not_callable(env):
+    return ActNotCallable()
+
+
+def returns_bad_reset(env):
+    return ResetNotCallable()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["os:system", "builtins:print", "builtins:len", "builtins:dict", "math:sqrt", "json:dumps", "time:sleep",
+     "collections:OrderedDict", f"{__name__}:returns_no_act", f"{__name__}:returns_act_not_callable",
+     f"{__name__}:returns_bad_reset", f"{__name__}:NoAct", f"{__name__}:NoActTakesEnv"],
+)
+def test_a_factory_that_does_not_make_an_agent_fails_before_compute(tmp_path, no_compute, capsys, spec):
+    with pytest.raises((TypeError, ValueError), match=r"act\(obs, info\)") as info:
+        prepare(BenchConfig(agents=("oracle", spec), budgets=(2,), num_problems=2, out_dir=str(tmp_path / "o")))
+    assert spec in str(info.value) and "reset(seed=None)" in str(info.value)
+    assert main(["bench", "--env", "TTC-Sim-v0", "--agents", spec, "--budgets", "2", "--problems", "2", "--out",
+                 str(tmp_path / "cli"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "act(obs, info)" in err, err
+    assert not (tmp_path / "cli" / "results.jsonl").exists()
+
+
+def annotated_int(env) -> int:
+    return 3
+
+
+def annotated_none(env) -> None:
+    return None
+
+
+@pytest.fixture
+def costly_sim(monkeypatch):
+    """TTC-Sim-v0 treated like an env that is costly to make (a model to load): no factory is called
+    while validating."""
+    import dataclasses
+
+    from ttc_gym.bench import profiles
+
+    monkeypatch.setitem(profiles.PROFILES, "TTC-Sim-v0",
+                        dataclasses.replace(profiles.PROFILES["TTC-Sim-v0"], cheap_make=False))
+
+
+@pytest.mark.parametrize("spec", [f"{__name__}:annotated_int", f"{__name__}:annotated_none", f"{__name__}:NoActTakesEnv"])
+def test_where_the_env_is_costly_a_return_annotation_that_is_no_agent_fails_before_compute(
+    tmp_path, costly_sim, no_compute, spec
+):
+    with pytest.raises(TypeError, match=r"return.*has no act\(obs, info\)"):
+        prepare(BenchConfig(agents=(spec,), budgets=(2,), num_problems=2, out_dir=str(tmp_path / "o")))
+
+
+def test_where_the_env_is_costly_an_unannotated_non_factory_fails_when_built_with_one_line(
+    tmp_path, costly_sim, capsys
+):
+    spec = f"{__name__}:returns_no_act"
+    prepare(BenchConfig(agents=(spec,), budgets=(2,), num_problems=2, out_dir=str(tmp_path / "o")))
+    with pytest.raises(runner.NotAnAgent, match=r"NoAct.*act\(obs, info\)"):
+        run(tmp_path / "lib", agents=(spec,))
+    assert main(["bench", "--env", "TTC-Sim-v0", "--agents", spec, "--budgets", "2", "--problems", "2", "--out",
+                 str(tmp_path / "cli"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and "act(obs, info)" in err.splitlines()[-1]
+
+
+def test_a_factory_checked_while_validating_still_runs(tmp_path):
+    result = run(tmp_path / "ok", agents=("ttc_gym.agents.oracle:OracleAgent.from_env", "answer-after:1"))
+    assert result.computed == 2 * 2 * PROBLEMS

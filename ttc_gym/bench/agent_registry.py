@@ -229,7 +229,7 @@ def check_agent_spec(spec: AgentSpec, env_id: str, action_kind: str | None = Non
             signature.bind(None, *spec.args, **kwargs)
         except TypeError as err:
             raise ValueError(
-                f"agent {spec.text!r}: {err} (its factory is {spec.entry_point}{signature})."
+                f"agent {spec.text!r}: {err} (its factory is {spec.entry_point}{signature}; {AGENT_REQUIREMENTS})."
             ) from None
     check = getattr(factory, "check", None)
     if check is not None:
@@ -240,12 +240,39 @@ def check_agent_spec(spec: AgentSpec, env_id: str, action_kind: str | None = Non
     return factory
 
 
+AGENT_REQUIREMENTS = (
+    "an agent factory is called as factory(env, *args, **kwargs) and returns an agent: an object with a method "
+    "act(obs, info) -> action and, optionally, reset(seed=None) (see ttc_gym.agent.Agent)"
+)
+
+
+class NotAnAgent(TypeError):
+    """A factory returned something that is not an agent (`AGENT_REQUIREMENTS`)."""
+
+
+def agent_problem(agent: Any) -> str | None:
+    """Why `agent` is not an agent (`ttc_gym.agent.Agent`), or None when it is one."""
+    what = "None" if agent is None else f"{type(agent).__name__} {_short_repr(agent)}"
+    if not hasattr(agent, "act"):
+        return f"{what}, which has no act(obs, info)"
+    if not callable(agent.act):
+        return f"{what}, whose act is not a method but {_short_repr(agent.act)}"
+    reset = getattr(agent, "reset", None)
+    if reset is not None and not callable(reset):
+        return f"{what}, whose reset is not a method but {_short_repr(reset)}"
+    return None
+
+
+def _short_repr(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def build_agent(spec: AgentSpec, env: Any) -> Any:
-    """Call the spec's factory on `env`; the result must have `act(obs, info)` (`ttc_gym.agent.Agent`)."""
+    """Call the spec's factory on `env`; the result must be an agent (`agent_problem`), else `NotAnAgent`."""
     factory = resolve_entry_point(spec.entry_point)
     agent = factory(env, *spec.args, **dict(spec.kwargs))
-    if not callable(getattr(agent, "act", None)):
-        raise TypeError(
-            f"agent factory {spec.entry_point!r} returned {type(agent).__name__}, which has no act(obs, info)."
-        )
+    problem = agent_problem(agent)
+    if problem is not None:
+        raise NotAnAgent(f"agent {spec.text!r}: its factory {spec.entry_point} returned {problem}; {AGENT_REQUIREMENTS}.")
     return agent

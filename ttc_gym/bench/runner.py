@@ -24,7 +24,16 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ttc_gym.bench.agent_registry import AgentSpec, build_agent, check_agent_spec, parse_agent_spec, resolve_entry_point
+from ttc_gym.bench.agent_registry import (
+    AGENT_REQUIREMENTS,
+    AgentSpec,
+    NotAnAgent,
+    agent_problem,
+    build_agent,
+    check_agent_spec,
+    parse_agent_spec,
+    resolve_entry_point,
+)
 from ttc_gym.bench.profiles import EnvProfile, profile_for
 from ttc_gym.budget import Budget
 from ttc_gym.validation import check_float, check_int, did_you_mean, unknown_name_error
@@ -304,12 +313,14 @@ def prepare(config: BenchConfig, *, resume: bool = False, overwrite: bool = Fals
     if rank_by not in RANK_METRICS:
         raise unknown_name_error("rank_by metric", rank_by, RANK_METRICS)
 
-    for spec in specs:
-        check_agent_spec(spec, config.env_id, profile.action_kind)
+    factories = [check_agent_spec(spec, config.env_id, profile.action_kind) for spec in specs]
     if profile.cheap_make:  # the env's own argument checks, at every budget
         for budget in budgets:
             env = _make_env(config.env_id, config.env_kwargs, budget)
             env.close()
+    for spec, factory in zip(specs, factories):
+        if spec.name is None:  # registered names are agent factories; an import path may be anything
+            _check_factory_makes_an_agent(spec, factory, config.env_id, config.env_kwargs, budgets[0], profile)
 
     out_dir = output_folder(config)
     _check_out_dir(out_dir)
@@ -343,6 +354,51 @@ def prepare(config: BenchConfig, *, resume: bool = False, overwrite: bool = Fals
             f"to start over (ttc-gym bench --resume / --overwrite)."
         )
     return plan
+
+
+def _check_factory_makes_an_agent(
+    spec: AgentSpec, factory: Callable, env_id: str, env_kwargs: dict, budget: Budget, profile: EnvProfile
+) -> None:
+    """That an import-path factory returns an agent, before any compute. Where making the env is cheap, the
+    factory is called once on the first budget's env (a factory that trains pays that once more); else
+    only a return annotation that names a class without act() is caught here (the rest when it is built)."""
+    if not profile.cheap_make:
+        annotated = _annotated_return(factory)
+        if isinstance(annotated, type) and not callable(getattr(annotated, "act", None)):
+            raise NotAnAgent(
+                f"agent {spec.text!r}: its factory {spec.entry_point} returns {annotated.__name__} (its return "
+                f"annotation), which has no act(obs, info); {AGENT_REQUIREMENTS}."
+            )
+        return
+    env = _make_env(env_id, env_kwargs, budget)
+    try:
+        agent = factory(env, *spec.args, **dict(spec.kwargs))
+    except (TypeError, AttributeError) as err:  # what calling a callable that is not an agent factory raises
+        raise NotAnAgent(
+            f"agent {spec.text!r}: calling its factory {spec.entry_point}(env"
+            f"{''.join(', ' + repr(a) for a in spec.args)}{''.join(f', {k}={v!r}' for k, v in spec.kwargs)}) "
+            f"failed ({type(err).__name__}: {err}); {AGENT_REQUIREMENTS}."
+        ) from err
+    except ValueError as err:
+        raise ValueError(f"agent {spec.text!r}: {err}") from err
+    finally:
+        env.close()
+    problem = agent_problem(agent)
+    if problem is not None:
+        raise NotAnAgent(f"agent {spec.text!r}: its factory {spec.entry_point} returned {problem}; {AGENT_REQUIREMENTS}.")
+
+
+def _annotated_return(factory: Callable) -> Any:
+    """What `factory` says it returns: the class itself for a class, else its return annotation (None when
+    it has none or it cannot be resolved)."""
+    import typing
+
+    if isinstance(factory, type):
+        return factory
+    try:
+        return typing.get_type_hints(factory).get("return")  # `-> None` gives NoneType
+    except Exception:  # unresolvable forward references, builtins: nothing to check
+        return None
 
 
 def _make_env(env_id: str, env_kwargs: dict, budget: Budget):
