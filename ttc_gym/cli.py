@@ -54,6 +54,7 @@ def _key_value(text: str) -> tuple[str, object]:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ttc_gym.bench import AGENTS, BenchConfig, agent_arguments, prepare, run_bench
     from ttc_gym.bench.agent_registry import NotAnAgent
+    from ttc_gym.bench.runner import OutputNotWritten
 
     if args.list_agents:  # the arguments and their defaults come from each factory's signature
         width = max(len(name) for name in AGENTS)
@@ -108,6 +109,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except NotAnAgent as err:  # a factory checked only when built (its env is costly to make)
         print(f"ttc-gym bench: error: {err}", file=sys.stderr)
         return 2
+    except OutputNotWritten as err:  # a full disk, a file made read-only: what is saved, how to go on
+        print(f"\nttc-gym bench: error: {err}", file=sys.stderr)
+        return 1
     except RuntimeError as err:
         from ttc_gym.bench.ray_executor import WorkersLost
 

@@ -192,3 +192,93 @@ def test_where_the_env_is_costly_an_unannotated_non_factory_fails_when_built_wit
 def test_a_factory_checked_while_validating_still_runs(tmp_path):
     result = run(tmp_path / "ok", agents=("ttc_gym.agents.oracle:OracleAgent.from_env", "answer-after:1"))
     assert result.computed == 2 * 2 * PROBLEMS
+
+
+# ----------------------------------------------------------------------------------------------------
+# Item 10: the disk fills up mid-run
+
+
+class FillingDisk:
+    """The results file on a disk that fills up: after `room` lines, a write puts 7 bytes down and fails
+    with ENOSPC (a short write, then the error), as a real full disk does."""
+
+    def __init__(self, raw, room: int):
+        self.raw, self.room = raw, room
+
+    def write(self, data):
+        if self.room <= 0:
+            self.raw.write(bytes(data)[:7])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= bytes(data).endswith(b"\n")
+        return self.raw.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
+def failing_after(monkeypatch, n: int) -> None:
+    """The results writer's file fails (a full disk) once `n` lines were written by this run."""
+    real_init = runner.ResultsWriter.__init__
+
+    def init(self, path):
+        real_init(self, path)
+        self._file = FillingDisk(self._file, n)
+
+    monkeypatch.setattr(runner.ResultsWriter, "__init__", init)
+
+
+def test_a_full_disk_mid_run_says_what_was_saved_and_resume_finishes_the_run(tmp_path, full, monkeypatch):
+    out = tmp_path / "full-disk"
+    failing_after(monkeypatch, 7)
+    with pytest.raises(OSError, match=r"No space left on device.*7 of 20 problems are saved.*resume") as info:
+        run(out)
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert len(lines(out)) == 7  # the half line was cut off again
+    resumed = run(out, resume=True)
+    assert resumed.computed == TOTAL - 7 and resumed.summary == full.summary
+
+
+def test_cli_disk_full_is_one_line_exit_1_and_resume_matches(tmp_path, full, monkeypatch, capsys):
+    out = tmp_path / "cli"
+    argv = ["bench", "--env", "TTC-Sim-v0", "--agents", *AGENTS, "--budgets", "2", "3", "--problems",
+            str(PROBLEMS), "--out", str(out), "--no-progress", "--no-plots"]
+    failing_after(monkeypatch, 12)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and "12 of 20 problems are saved" in last and "--resume" in last, err
+    monkeypatch.undo()
+    assert main(argv + ["--resume"]) == 0
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(full.summary))
+
+
+def test_an_unwritable_summary_is_one_line_and_resume_writes_it(tmp_path, full, monkeypatch, capsys):
+    out = tmp_path / "summary"
+    argv = ["bench", "--env", "TTC-Sim-v0", "--agents", *AGENTS, "--budgets", "2", "3", "--problems",
+            str(PROBLEMS), "--out", str(out), "--no-progress", "--no-plots"]
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "summary.json"))
+
+    import ttc_gym.bench.report as report
+
+    monkeypatch.setattr(report, "write_summary", no_space)
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and "all 20 problems are saved" in err.splitlines()[-1] and "--resume" in err
+    monkeypatch.undo()
+    assert main(argv + ["--resume"]) == 0
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(full.summary))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes read-only files")
+def test_a_read_only_results_file_is_one_line(tmp_path, capsys):
+    out = tmp_path / "ro"
+    killed(out, 6)
+    (out / "results.jsonl").chmod(0o444)
+    argv = ["bench", "--env", "TTC-Sim-v0", "--agents", *AGENTS, "--budgets", "2", "3", "--problems",
+            str(PROBLEMS), "--out", str(out), "--no-progress", "--no-plots", "--resume"]
+    assert main(argv) in (1, 2)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "results.jsonl" in err

@@ -35,6 +35,7 @@ from ttc_gym.bench.agent_registry import (
     resolve_entry_point,
 )
 from ttc_gym.bench.profiles import EnvProfile, profile_for
+from ttc_gym.bench.results_file import ResultsWriter
 from ttc_gym.budget import Budget
 from ttc_gym.validation import check_float, check_int, did_you_mean, unknown_name_error
 
@@ -529,6 +530,21 @@ def comparators(plan: BenchPlan) -> dict[str, dict]:
 # The run
 
 
+class OutputNotWritten(OSError):
+    """Writing to the output folder failed (a full disk, a file made read-only): the message says what is
+    saved and how to continue; `errno` is the cause's."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+
+def _why(err: OSError) -> str:
+    return f"{err.strerror or err}" + (f" (errno {err.errno})" if err.errno else "")
+
+
 @dataclass
 class BenchResult:
     plan: BenchPlan
@@ -560,24 +576,44 @@ def run_bench(
         for name in OUTPUT_FILES:  # ours only: the folder may hold other things
             if (out / name).is_file():
                 (out / name).unlink()
-    _read_results(results_path, repair=True)  # drop a line cut short by a kill
-    comps = comparators(plan)
-    (out / CONFIG_FILE).write_text(json.dumps({"config": plan.identity(), "comparators": comps}, indent=2) + "\n")
+    items = plan.work_items()
+    total = len(items)
+    todo = [item for item in items if item.key not in plan.done]
+    resume_hint = "rerun with resume (ttc-gym bench --resume) to continue"
 
-    todo = [item for item in plan.work_items() if item.key not in plan.done]
+    def not_written(what: str, err: OSError, saved: int, computed: int = 0) -> OutputNotWritten:
+        by_this_run = f" ({computed} by this run)" if computed else ""
+        return OutputNotWritten(
+            f"cannot write {what}: {_why(err)}. {saved} of {total} problems are saved in {results_path}"
+            f"{by_this_run}; free some disk space or make {out} writable, then {resume_hint}.", err.errno,
+        )
+
+    try:
+        _read_results(results_path, repair=True)  # drop a line cut short by a kill
+        comps = comparators(plan)
+        (out / CONFIG_FILE).write_text(json.dumps({"config": plan.identity(), "comparators": comps}, indent=2) + "\n")
+    except OSError as err:
+        raise not_written(str(err.filename or out / CONFIG_FILE), err, total - len(todo)) from err
+
     evaluator = ItemEvaluator(plan.env_id, plan.env_kwargs, plan.agents, plan.budgets)
     computed = 0
     if todo:
         from tqdm.auto import tqdm
 
-        with open(results_path, "a", encoding="utf-8") as f, tqdm(
+        try:
+            writer = ResultsWriter(results_path)
+        except OSError as err:
+            raise not_written(str(results_path), err, total - len(todo)) from err
+        with writer, tqdm(
             total=len(todo), desc=f"bench {plan.env_id}", unit="problem", disable=not progress,
             dynamic_ncols=True,
         ) as bar:
             evaluator.on_event = bar.write if progress else None
             for record in executor(todo, evaluator):
-                f.write(json.dumps(record, default=_json_default) + "\n")
-                f.flush()
+                try:
+                    writer.append(json.dumps(record, default=_json_default) + "\n")
+                except OSError as err:
+                    raise not_written(str(results_path), err, total - len(todo) + computed, computed) from err
                 computed += 1
                 bar.set_postfix_str(f"{record['agent']} {record['budget']}", refresh=False)
                 bar.update(1)
@@ -588,10 +624,17 @@ def run_bench(
         base_seed=plan.base_seed, rank_by=plan.rank_by, env_id=plan.env_id, note=plan.profile.note,
     )
     files = {"results": results_path, "config": out / CONFIG_FILE}
-    files.update(write_summary(summary, out))
-    files["table"] = print_table(summary, console=console, path=out / TABLE_FILE)
-    if plots:
-        from ttc_gym.bench.plots import make_plots
+    try:
+        files.update(write_summary(summary, out))
+        files["table"] = print_table(summary, console=console, path=out / TABLE_FILE)
+        if plots:
+            from ttc_gym.bench.plots import make_plots
 
-        files.update(make_plots(summary, out))
+            files.update(make_plots(summary, out))
+    except OSError as err:
+        raise OutputNotWritten(
+            f"all {total} problems are saved in {results_path}, but writing {err.filename or 'the summary'} "
+            f"failed: {_why(err)}; free some disk space or make {out} writable, then rerun with resume "
+            f"(ttc-gym bench --resume) to write the summary, table and plots.", err.errno,
+        ) from err
     return BenchResult(plan, summary, files, computed, time.perf_counter() - start)
