@@ -1,5 +1,9 @@
 """A dataclass config that doubles as a command line: one `--field-name` option per field, its help
-text from `field(metadata={"help": ..., "choices": ...})`, parsed and validated by the dataclass."""
+text from `field(metadata={"help": ..., "choices": ...})`, parsed and validated by the dataclass.
+
+A command line that does not parse raises `ConfigError` (a ValueError) with a one-line message,
+instead of argparse's usage block and SystemExit, so that a trainer's `main` reports every bad
+input the same way: `error: ...` on stderr, exit code 2. `--help` still prints and exits."""
 
 from __future__ import annotations
 
@@ -12,6 +16,17 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A command line or config that cannot run, with a one-line message saying what was expected."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -30,20 +45,30 @@ def _converter(tp: Any, optional: bool):
         if optional and text.lower() in ("none", "null", ""):
             return None
         if origin is dict:
-            value = json.loads(text)
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise argparse.ArgumentTypeError(
+                    f"expected a JSON object such as '{{\"name\": 4}}', got {text!r} ({err})") from None
             if not isinstance(value, dict):
-                raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+                raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"name\": 4}}', got {text!r}")
             return value
         if origin in (tuple, list):
-            return tuple(json.loads(f"[{text}]"))
-        return origin(text)
+            try:
+                return tuple(json.loads(f"[{text}]"))
+            except json.JSONDecodeError as err:
+                raise argparse.ArgumentTypeError(f"expected comma-separated JSON values, got {text!r} ({err})") from None
+        try:
+            return origin(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {getattr(origin, '__name__', 'a value')}, got {text!r}") from None
 
     convert.__name__ = getattr(origin, "__name__", "value")
     return convert
 
 
 def build_parser(cls: type, prog: str | None = None, description: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=prog, description=description or (cls.__doc__ or "").strip().split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -67,6 +92,7 @@ def build_parser(cls: type, prog: str | None = None, description: str | None = N
 
 
 def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | None = None) -> T:
-    """Parse `argv` into an instance of the dataclass `cls` (its __post_init__ validates it)."""
+    """Parse `argv` into an instance of the dataclass `cls` (its __post_init__ validates it); a
+    command line that does not parse raises ConfigError."""
     args = build_parser(cls, prog=prog).parse_args(argv)
     return cls(**vars(args))

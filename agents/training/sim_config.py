@@ -3,7 +3,9 @@ before anything is built (it doubles as the command line of `ttc_gym.agents.trai
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ttc_gym.rewards import check_alpha
 from ttc_gym.validation import check_float, check_int, unknown_name_error
@@ -14,6 +16,7 @@ ALGOS = RL_ALGOS + SFT_ALGOS
 MRT_FORMS = ("group", "termination")
 TRACE_SOURCES = ("policy", "expert")
 GROUP_BY = ("problem", "difficulty")
+MAX_SEED = 2**63 - 1  # the policy's torch generators take seeds below 2**64 (and the trainer uses seed + 1)
 
 
 def _help(text: str, **more) -> dict:
@@ -58,7 +61,12 @@ class SimTrainConfig:
     eval_every: int = field(default=0, metadata=_help("evaluate the policy every this many iterations (0: never)"))
     eval_problems: int = field(default=512, metadata=_help("problems per evaluation (fixed seeds)"))
     log_csv: str | None = field(default=None, metadata=_help("write one CSV row per iteration to this path"))
-    checkpoint: str | None = field(default=None, metadata=_help("save the trained policy to this path"))
+    checkpoint: str | None = field(default=None, metadata=_help(
+        "save the trained policy to this path, with the trainer's state for --resume (SimPolicy.load reads it)"))
+    save_every: int = field(default=0, metadata=_help(
+        "also save the checkpoint every this many iterations (0: only at the end); needs --checkpoint"))
+    resume: bool = field(default=False, metadata=_help(
+        "continue the run saved in --checkpoint (same config; --iterations may grow), or start it if there is none"))
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -69,7 +77,7 @@ class SimTrainConfig:
             raise unknown_name_error("group_by", self.group_by, GROUP_BY)
         if self.trace_source not in TRACE_SOURCES:
             raise unknown_name_error("trace_source", self.trace_source, TRACE_SOURCES)
-        check_int("seed", self.seed, minimum=0)
+        check_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
         check_int("iterations", self.iterations, minimum=1)
         check_int("batch_size", self.batch_size, minimum=1)
         check_int("group_size", self.group_size, minimum=1)
@@ -100,6 +108,18 @@ class SimTrainConfig:
             raise ValueError(f"set {sorted(clash)} through their own config fields, not env_kwargs.")
         check_int("eval_every", self.eval_every, minimum=0)
         check_int("eval_problems", self.eval_problems, minimum=1)
+        check_int("save_every", self.save_every, minimum=0)
+        for name in ("log_csv", "checkpoint"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+                setattr(self, name, value)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{name} must be a file path or None, got {value!r}.")
+        if (self.save_every or self.resume) and not self.checkpoint:
+            raise ValueError(f"{'save_every' if self.save_every else 'resume'} needs a checkpoint path (--checkpoint PATH).")
+        if self.checkpoint and self.log_csv and Path(self.checkpoint).resolve() == Path(self.log_csv).resolve():
+            raise ValueError(f"checkpoint and log_csv must be different files, both are {self.checkpoint!r}.")
 
     @property
     def problems_per_batch(self) -> int:

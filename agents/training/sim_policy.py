@@ -1,9 +1,10 @@
 """A small softmax policy for TTC-Sim-v0 (and any env with a 1-D MultiDiscrete observation and a
 Discrete action): an MLP over the one-hot encoding of the observation.
 
-It is an agent for `ttc_gym.evaluation.run_rollout` (`act(obs, info)`, `reset()`), gives the
-log-probabilities the trainers need (`log_prob`), samples batches from an explicit
-`torch.Generator`, and saves / loads checkpoints that reproduce its log-probabilities exactly.
+It is an agent for `ttc_gym.evaluation.run_rollout` (`act(obs, info)`, `reset(seed=None)` as
+`ttc_gym.agent` says), gives the log-probabilities the trainers need (`log_prob`), samples batches
+from an explicit `torch.Generator`, and saves / loads checkpoints (atomically) that reproduce its
+log-probabilities exactly.
 
 Observations larger than the training space (an env with a larger budget H) are clipped to the
 largest value seen in training: the policy then acts as it did at its last trained step.
@@ -11,6 +12,7 @@ largest value seen in training: the policy then acts as it did at its last train
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from ttc_gym.agent import problem_seed
 from ttc_gym.validation import check_int
 
 CHECKPOINT_FORMAT = "ttc-gym/sim-policy/v1"
@@ -32,7 +35,10 @@ class SimPolicy(nn.Module):
             values are clipped to it); the one-hot has caps + 1 entries per component.
         num_actions: size of the Discrete action space.
         hidden: width of the hidden layer (0: a linear softmax policy).
-        seed: seeds the initial weights (drawn inside `torch.random.fork_rng`: global state untouched).
+        seed: seeds the initial weights (drawn inside `torch.random.fork_rng`: global state untouched)
+            and is the base seed of `act`'s sampling: `reset(seed=s)` re-derives the generator from
+            it and s (`ttc_gym.agent.problem_seed`), so the actions on a problem depend on that
+            problem's seed only; `reset()` (no seed) carries on with the current generator.
         greedy: `act` takes the most likely action instead of sampling.
     """
 
@@ -43,7 +49,7 @@ class SimPolicy(nn.Module):
             raise ValueError(f"caps must be a non-empty list of non-negative ints, got {caps.tolist()}.")
         self.num_actions = check_int("num_actions", num_actions, minimum=1)
         self.hidden = check_int("hidden", hidden, minimum=0)
-        self.seed = check_int("seed", seed)
+        self.seed = check_int("seed", seed, minimum=0)
         self.greedy = bool(greedy)
         self.register_buffer("caps", torch.as_tensor(caps))
         self.register_buffer("offsets", torch.as_tensor(np.concatenate([[0], np.cumsum(caps + 1)[:-1]])))
@@ -109,38 +115,52 @@ class SimPolicy(nn.Module):
         return (cdf < u).sum(dim=-1).clamp(max=self.num_actions - 1).numpy()
 
     # -- the agent API ----------------------------------------------------------------------------
-    def reset(self) -> None:
-        """No per-problem state."""
+    def reset(self, seed: int | None = None) -> None:
+        """Start a problem; with `seed`, `act` samples from a generator seeded by
+        `problem_seed(self.seed, seed)` (the protocol of `ttc_gym.agent`)."""
+        if seed is not None:
+            self._generator = torch.Generator().manual_seed(problem_seed(self.seed, seed))
 
     def act(self, obs, info: dict | None = None) -> int:
         return int(self.sample(obs)[0])
-
-    def set_act_seed(self, seed: int) -> None:
-        """Reseed the generator `act` samples with."""
-        self._generator = torch.Generator().manual_seed(check_int("seed", seed))
 
     # -- checkpoints ------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         return {"caps": self.caps.tolist(), "num_actions": self.num_actions, "hidden": self.hidden, "seed": self.seed}
 
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
-        """Write the weights and constructor arguments (plus `extra`, e.g. the training config)."""
+        """Write the weights and constructor arguments (plus `extra`, e.g. the training config).
+
+        Atomic: the checkpoint is written to a temporary file next to `path`, then renamed over it, so
+        a process killed while saving leaves the previous checkpoint (or none), never a torn one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
-            {"format": CHECKPOINT_FORMAT, "config": self.config(), "state_dict": self.state_dict(), "extra": extra or {}},
-            path,
-        )
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        blob = {"format": CHECKPOINT_FORMAT, "config": self.config(), "state_dict": self.state_dict(), "extra": extra or {}}
+        try:
+            with open(tmp, "wb") as handle:
+                torch.save(blob, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
-    @classmethod
-    def load(cls, path: str | Path, greedy: bool = False) -> SimPolicy:
+    @staticmethod
+    def read_checkpoint(path: str | Path) -> dict:
+        """The checkpoint file's contents (format, config, state_dict, extra), checked to be one."""
         try:
             blob = torch.load(Path(path), map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises several types for a file that is not a checkpoint
             raise ValueError(f"{path} is not a SimPolicy checkpoint: {err}") from err
         if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a SimPolicy checkpoint (expected format {CHECKPOINT_FORMAT!r}).")
+        return blob
+
+    @classmethod
+    def load(cls, path: str | Path, greedy: bool = False) -> SimPolicy:
+        blob = cls.read_checkpoint(path)
         policy = cls(**blob["config"], greedy=greedy)
         policy.load_state_dict(blob["state_dict"])
         return policy

@@ -1,6 +1,8 @@
 """Trainers on TTC-Sim-v0: GRPO, MRT, STaR, MRT-STaR and plain SFT, over the Gymnasium API.
 
     python -m ttc_gym.agents.training.sim_train --algo mrt --iterations 100 --log-csv runs/mrt.csv
+    python -m ttc_gym.agents.training.sim_train --algo mrt --iterations 100 --checkpoint runs/mrt.pt \
+        --save-every 10 --log-csv runs/mrt.csv        # killed? the same command with --resume continues
     python -m ttc_gym.agents.training.sim_train --help
 
 Read top to bottom: `train` builds the envs and the policy, then each iteration either
@@ -11,12 +13,18 @@ Read top to bottom: `train` builds the envs and the policy, then each iteration 
 * (star, mrt-star, sft) rolls out batch_size problems with the trace source (the current policy or
   the heterogeneous expert), keeps the traces the selection rule accepts and takes `sft_steps`
   maximum-likelihood steps on them (expert iteration: the current policy is fine-tuned further).
+Every output path and the env arguments are checked before the first iteration. The checkpoint
+(`--checkpoint`, written every `--save-every` iterations and at the end, atomically) is a
+`SimPolicy` file whose extra entry holds the trainer's state (iteration, optimizer, both generators,
+the log rows): `--resume` continues from it exactly as the uninterrupted run would have gone on.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +35,7 @@ import torch
 
 import ttc_gym  # noqa: F401  (registers the envs)
 from ttc_gym.agents.training import algorithms as alg
-from ttc_gym.agents.training.config_cli import parse_config
+from ttc_gym.agents.training.config_cli import ConfigError, parse_config
 from ttc_gym.agents.training.experts import HeterogeneousExpert
 from ttc_gym.agents.training.sim_config import RL_ALGOS, SimTrainConfig
 from ttc_gym.agents.training.sim_policy import SimPolicy
@@ -50,6 +58,8 @@ LOG_FIELDS = (
 )
 SELECTORS = {"star": alg.star_select, "mrt-star": alg.mrt_star_select, "sft": alg.select_all}
 EVAL_SEED = 10**9  # evaluation problems use seeds EVAL_SEED + i; training draws seeds below 2**30
+STATE_KEY = "trainer_state"  # the checkpoint's extra entry that --resume reads
+RESUME_MAY_CHANGE = frozenset({"iterations", "save_every", "resume", "checkpoint", "log_csv"})
 
 
 @dataclass
@@ -59,6 +69,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     config: SimTrainConfig | None = None
     wall_s: float = 0.0
+    start_step: int = 0  # the iteration a resumed run started from (0: a fresh run)
 
 
 def evaluate_policy(
@@ -77,13 +88,22 @@ def evaluate_policy(
 
 
 def train(config: SimTrainConfig, log: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train one policy as `config` says; `log` (optional) receives each history row."""
+    """Train one policy as `config` says; `log` (optional) receives each new history row.
+
+    Before the first iteration: the env arguments are checked (by building the envs), the output
+    paths too (`check_output_path`), and an existing `config.checkpoint` is resumed (`config.resume`)
+    or refused. Every problem raises ConfigError (a ValueError) with a one-line message. The
+    checkpoint is saved (atomically) every `save_every` iterations and at the end, with the trainer's
+    state (`_trainer_state`), so that a resumed run equals an uninterrupted one."""
     start = time.perf_counter()
     env_kwargs = config.make_env_kwargs()
-    # Bad env arguments fail here, before training. Groups of the same problem need single envs;
-    # everything else runs on vector envs.
+    # Groups of the same problem need single envs; everything else runs on vector envs.
     same_problem = config.algo in RL_ALGOS and config.group_by == "problem"
-    envs = make_envs(config.batch_size if same_problem else 1, **env_kwargs)
+    envs = _make_checked_envs(config.batch_size if same_problem else 1, env_kwargs)
+    for name in ("checkpoint", "log_csv"):
+        if getattr(config, name):
+            check_output_path(name, getattr(config, name))
+    saved = _saved_run(config)
     policy = SimPolicy.for_space(envs[0].observation_space, envs[0].action_space, hidden=config.hidden, seed=config.seed)
     if config.algo in RL_ALGOS and config.group_by == "difficulty":
         envs = _VectorEnvCache(env_kwargs, envs[0])
@@ -95,18 +115,32 @@ def train(config: SimTrainConfig, log: Callable[[dict], None] | None = None) -> 
     expert = HeterogeneousExpert(config.max_episodes, seed=config.seed) if config.trace_source == "expert" else None
     venv = None if config.algo in RL_ALGOS else make_vector_env(config.batch_size, **env_kwargs)
     result = TrainResult(policy=policy, initial_policy=initial, config=config)
-    writer, handle = _open_csv(config.log_csv)
-    env_steps = 0
+    step, env_steps, wall_before = 0, 0, 0.0
+    if saved is not None:
+        state = saved["extra"][STATE_KEY]
+        policy.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        gen.set_state(state["gen"])
+        if expert is not None:  # the expert draws batch_size agents per round: replay its draws
+            for _ in range(int(state["step"])):
+                expert.agents(config.batch_size)
+        step, env_steps = int(state["step"]), int(state["env_steps"])
+        result.history = [dict(row) for row in state["history"]]
+        result.start_step = step
+        wall_before = float(result.history[-1]["wall_s"]) if result.history else 0.0
+    writer, handle = _open_csv(config.log_csv, result.history)
     try:
-        for it in range(config.iterations):
+        while step < config.iterations:
             if config.algo in RL_ALGOS:
                 traces, loss, kept = _rl_step(config, policy, ref, optimizer, envs, rng, gen)
             else:
                 traces, loss, kept = _sft_round(config, policy, optimizer, venv, rng, gen, expert)
+            step += 1
             env_steps += sum(len(t.actions) for t in traces)
-            row = {"step": it + 1, **batch_stats(traces), "loss": loss, "kept": kept, "env_steps": env_steps,
-                   "wall_s": time.perf_counter() - start}
-            if config.eval_every and ((it + 1) % config.eval_every == 0 or it + 1 == config.iterations):
+            row = {"step": step, **batch_stats(traces), "loss": loss, "kept": kept, "env_steps": env_steps,
+                   "wall_s": wall_before + time.perf_counter() - start}
+            if config.eval_every and (step % config.eval_every == 0 or step == config.iterations):
                 ev = batch_stats(evaluate_policy(policy, env_kwargs, problems=config.eval_problems))
                 row.update(eval_return=ev["return"], eval_accuracy=ev["accuracy"], eval_episodes=ev["episodes"])
             result.history.append(row)
@@ -115,13 +149,83 @@ def train(config: SimTrainConfig, log: Callable[[dict], None] | None = None) -> 
                 handle.flush()
             if log:
                 log(row)
+            if config.checkpoint and (step == config.iterations or (config.save_every and step % config.save_every == 0)):
+                state = _trainer_state(step, env_steps, optimizer, rng, gen, result.history)
+                policy.save(config.checkpoint, extra={"train_config": asdict(config), STATE_KEY: state})
     finally:
         if handle:
             handle.close()
     result.wall_s = time.perf_counter() - start
-    if config.checkpoint:
-        policy.save(config.checkpoint, extra={"train_config": asdict(config)})
     return result
+
+
+def check_output_path(name: str, path: str) -> Path:
+    """`path` as a file the trainer can write, checked before training (a run must not be lost at its
+    end): not a folder, under a folder that exists or can be created, where a file can be written.
+    Raises ConfigError naming the option, the path and what is wrong; creates nothing."""
+    option = "--" + name.replace("_", "-")
+    target = Path(path)
+    if str(path).endswith(("/", os.sep)) or target.is_dir():
+        raise ConfigError(f"{option} {path!r} is a folder; expected a file path such as {str(Path(path) / 'file')!r}.")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConfigError(f"{option} {path!r} exists and is not writable.")
+    folder = target.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path!r} cannot be created: {str(folder)!r} is a file, not a folder.")
+    try:  # a real write: os.access cannot see read-only file systems (nor does it refuse root)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".ttc-gym-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"{option} {path!r} cannot be written: {str(folder)!r}: {err.strerror or err}.") from None
+    return target
+
+
+def _make_checked_envs(n: int, env_kwargs: dict) -> list:
+    """`make_envs(n, **env_kwargs)`, a rejected argument as a one-line ConfigError."""
+    try:
+        return make_envs(n, **env_kwargs)
+    except (TypeError, ValueError) as err:
+        message = str(err).split(" was raised from the environment creator")[0]  # gymnasium's suffix
+        raise ConfigError(f"TTC-Sim-v0 rejected its arguments (--env-kwargs and the env options): {message}") from None
+
+
+def _saved_run(config: SimTrainConfig) -> dict | None:
+    """The checkpoint `config.resume` continues (its contents), or None to start afresh; refuses to
+    overwrite an existing checkpoint without --resume, and a checkpoint of another run."""
+    path = Path(config.checkpoint) if config.checkpoint else None
+    if path is None or not path.exists():
+        return None
+    if not config.resume:
+        raise ConfigError(f"--checkpoint {str(path)!r} already exists; pass --resume to continue that run, "
+                          f"or choose another path.")
+    try:
+        saved = SimPolicy.read_checkpoint(path)
+    except ValueError as err:
+        raise ConfigError(f"cannot resume: {err}") from None
+    extra = saved.get("extra") or {}
+    if STATE_KEY not in extra or not isinstance(extra.get("train_config"), dict):
+        raise ConfigError(f"cannot resume: {path} holds a policy but not the trainer's state (it was not "
+                          f"saved by this trainer); choose another --checkpoint.")
+    now = asdict(config)
+    differ = sorted(k for k in now.keys() | extra["train_config"].keys()
+                    if k not in RESUME_MAY_CHANGE and now.get(k) != extra["train_config"].get(k))
+    if differ:
+        was = ", ".join(f"{k}={extra['train_config'].get(k)!r} (now {now.get(k)!r})" for k in differ)
+        raise ConfigError(f"cannot resume: {path} was saved by a run with other settings: {was}.")
+    done = int(extra[STATE_KEY]["step"])
+    if done > config.iterations:
+        raise ConfigError(f"cannot resume: {path} is at iteration {done}, beyond --iterations {config.iterations}.")
+    return saved
+
+
+def _trainer_state(step: int, env_steps: int, optimizer, rng, gen, history) -> dict:
+    """What a resumed run needs besides the weights: the iteration, the optimizer, both random
+    generators' states and the log rows so far."""
+    return {"step": step, "env_steps": env_steps, "optimizer": optimizer.state_dict(),
+            "rng": rng.bit_generator.state, "gen": gen.get_state(), "history": [dict(row) for row in history]}
 
 
 class _VectorEnvCache:
@@ -179,20 +283,23 @@ def _sft_round(config, policy, optimizer, venv, rng, gen, expert):
     return traces, loss, len(kept) / len(traces)
 
 
-def _open_csv(path: str | None):
+def _open_csv(path: str | None, rows: Sequence[dict] = ()):
+    """The log CSV, rewritten with `rows` (those of the run being resumed), or (None, None)."""
     if not path:
         return None, None
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "w", newline="")  # noqa: SIM115  (closed by train's finally)
     writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS, restval="")
     writer.writeheader()
+    writer.writerows(rows)
+    handle.flush()
     return writer, handle
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m ttc_gym.agents.training.sim_train") -> int:
     try:
         config = parse_config(SimTrainConfig, argv, prog=prog)
-    except (TypeError, ValueError) as err:  # an inconsistent config: say so, no traceback
+    except (TypeError, ValueError) as err:  # an unparseable or inconsistent config: say so, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     torch.set_num_threads(1)  # a small MLP: threads cost more than they bring
@@ -204,7 +311,18 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m ttc_gym.agent
                   f"episodes {row['episodes']:.2f}  progress {row['progress']:+.3f}  loss {row['loss']:.4f}  "
                   f"kept {row['kept']:.2f}  {row['wall_s']:.1f}s", flush=True)
 
-    result = train(config, log=show)
+    try:
+        result = train(config, log=show)
+    except ConfigError as err:  # bad env arguments, output paths or checkpoint to resume: nothing trained
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. the disk filled up mid-run
+        saved = (f"the checkpoint {config.checkpoint} holds the last saved iteration: rerun with --resume to "
+                 f"continue" if config.checkpoint and Path(config.checkpoint).is_file() else "no checkpoint was saved")
+        print(f"error: training stopped: {err}; {saved}.", file=sys.stderr)
+        return 1
+    if result.start_step:
+        print(f"resumed from iteration {result.start_step} of {config.checkpoint}")
     final = batch_stats(evaluate_policy(result.policy, config.make_env_kwargs(), problems=2000))
     before = batch_stats(evaluate_policy(result.initial_policy, config.make_env_kwargs(), problems=2000))
     print(f"evaluation on 2000 problems: return {before['return']:.3f} -> {final['return']:.3f}, "

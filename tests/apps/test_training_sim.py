@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -284,3 +285,184 @@ def test_cli_reports_a_bad_config_without_training(capsys):
 
     assert main(["--algo", "mtr"]) == 2
     assert "Did you mean 'mrt'" in capsys.readouterr().err
+
+
+def test_policy_reset_seed_makes_each_problem_reproducible_on_its_own():
+    env = gym.make("TTC-Sim-v0", max_episodes=10)
+
+    def actions(order, base_seed=0):
+        policy = SimPolicy.for_space(env.observation_space, env.action_space, seed=base_seed)
+        return {s: run_rollout(env, policy, seed=s).actions for s in order}
+
+    forward, backward = actions([1, 2, 3, 4, 5]), actions([5, 4, 3, 2, 1])
+    assert forward == backward  # problem s's actions depend on s (and the base seed) only
+    assert actions([1, 2, 3, 4, 5], base_seed=1) != forward  # the base seed matters
+    _, policy = _policy(seed=0)
+    obs = np.zeros((1, 6), dtype=np.int64)
+    policy.reset(seed=7)
+    first = [policy.act(obs) for _ in range(40)]
+    policy.reset(seed=7)
+    assert [policy.act(obs) for _ in range(40)] == first
+    policy.reset()  # no seed: the generator carries on
+    assert [policy.act(obs) for _ in range(40)] != first
+    assert not hasattr(policy, "set_act_seed")  # one convention: reset(seed=...)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        policy.reset(seed=-1)
+
+
+# -- checkpoints along the way, --resume, output paths -----------------------------------------------
+RESUMABLE = {"iterations": 6, "batch_size": 16, "group_size": 4, "max_episodes": 4, "save_every": 2,
+             "eval_every": 3, "eval_problems": 40}
+
+
+class _Stop(Exception):
+    """Stands for a kill after some iteration."""
+
+
+def _stop_after(step):
+    def log(row):
+        if row["step"] == step:
+            raise _Stop
+
+    return log
+
+
+def _csv_rows(path):
+    with open(path, newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader(handle)]
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("extra", [
+    {"algo": "grpo"},
+    {"algo": "mrt", "group_by": "difficulty", "kl_coef": 0.1},
+    {"algo": "mrt-star", "trace_source": "expert", "sft_steps": 2},
+    {"algo": "star", "sft_steps": 2},
+])
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, extra):
+    torch.set_num_threads(1)
+    full = SimTrainConfig(**RESUMABLE, **extra, checkpoint=str(tmp_path / "full.pt"), log_csv=str(tmp_path / "full.csv"))
+    reference = train(full)
+    cut = SimTrainConfig(**RESUMABLE, **extra, checkpoint=str(tmp_path / "cut.pt"), log_csv=str(tmp_path / "cut.csv"))
+    with pytest.raises(_Stop):  # stopped after iteration 3: the checkpoint holds iteration 2, the CSV 3 rows
+        train(cut, log=_stop_after(3))
+    assert len(_csv_rows(tmp_path / "cut.csv")) == 3
+    assert SimPolicy.read_checkpoint(tmp_path / "cut.pt")["extra"]["trainer_state"]["step"] == 2
+    with pytest.raises(ValueError, match="already exists; pass --resume"):
+        train(cut)  # never silently overwrite the saved run
+    seen = []
+    resumed = train(SimTrainConfig(**{**cut.__dict__, "resume": True}), log=lambda row: seen.append(row["step"]))
+    assert resumed.start_step == 2 and seen == [3, 4, 5, 6]
+    assert _same_weights(resumed.policy, reference.policy)
+    assert _same_weights(SimPolicy.load(tmp_path / "cut.pt"), reference.policy)
+    assert _csv_rows(tmp_path / "cut.csv") == _csv_rows(tmp_path / "full.csv")
+    drop_wall = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    assert drop_wall(resumed.history) == drop_wall(reference.history)
+    # --iterations may grow: resuming a finished run trains on from where it ended
+    longer = train(SimTrainConfig(**{**cut.__dict__, "resume": True, "iterations": 7}))
+    assert [r["step"] for r in longer.history] == list(range(1, 8))
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    """SIGKILL (no cleanup at all) after iteration 5 with --save-every 2: the resumed run ends as the
+    uninterrupted one, and the rows logged after the last checkpoint are dropped."""
+    import subprocess
+    import sys
+
+    args = ["--algo", "mrt", "--iterations", "7", "--batch-size", "16", "--group-size", "4", "--max-episodes", "4",
+            "--save-every", "2"]
+    script = (
+        "import os, signal, sys, torch\n"
+        "from ttc_gym.agents.training.config_cli import parse_config\n"
+        "from ttc_gym.agents.training.sim_config import SimTrainConfig\n"
+        "from ttc_gym.agents.training.sim_train import train\n"
+        "torch.set_num_threads(1)\n"
+        "def log(row):\n"
+        "    if row['step'] == 5:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "train(parse_config(SimTrainConfig, sys.argv[1:]), log=log)\n"
+    )
+    paths = ["--checkpoint", str(tmp_path / "run.pt"), "--log-csv", str(tmp_path / "run.csv")]
+    done = subprocess.run([sys.executable, "-c", script, *args, *paths], capture_output=True, text=True, timeout=300)
+    assert done.returncode == -9, done.stderr
+    assert len(_csv_rows(tmp_path / "run.csv")) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.csv", "run.pt"]  # no temporary file left
+    torch.set_num_threads(1)
+    resumed = train(parse_config(SimTrainConfig, [*args, *paths, "--resume"]))
+    assert resumed.start_step == 4
+    reference = train(parse_config(SimTrainConfig, [*args, "--checkpoint", str(tmp_path / "ref.pt"),
+                                                    "--log-csv", str(tmp_path / "ref.csv")]))
+    assert _same_weights(resumed.policy, reference.policy)
+    assert _csv_rows(tmp_path / "run.csv") == _csv_rows(tmp_path / "ref.csv")
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    _, policy = _policy(seed=1)
+    path = policy.save(tmp_path / "p.pt")
+    before = path.read_bytes()
+
+    def torn_save(obj, handle, *args, **kwargs):
+        handle.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(OSError, match="No space left"):
+        _policy(seed=2)[1].save(path)
+    assert path.read_bytes() == before  # the old checkpoint, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["p.pt"]  # and no temporary file
+
+
+def _bad_paths(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_dir").mkdir()
+    return [
+        (str(tmp_path / "a_dir"), "is a folder"),
+        (str(tmp_path / "new_dir") + "/", "is a folder"),
+        (str(tmp_path / "a_file" / "p.pt"), "is a file, not a folder"),
+        (str(tmp_path / "a_file" / "deeper" / "p.pt"), "is a file, not a folder"),
+    ]
+
+
+@pytest.mark.parametrize("option", ["checkpoint", "log_csv"])
+def test_output_paths_are_checked_before_training(tmp_path, option):
+    cases = _bad_paths(tmp_path)
+    if Path("/proc/self").is_dir():  # a read-only file system (refuses root too)
+        cases.append(("/proc/ttc-gym-test/out", "cannot be written"))
+    for path, match in cases:
+        seen = []
+        with pytest.raises(ValueError, match=match):
+            train(SimTrainConfig(iterations=2, batch_size=8, group_size=4, **{option: path}), log=seen.append)
+        assert seen == [], path  # nothing trained
+    assert not (tmp_path / "new_dir").exists()  # the check creates nothing
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    from ttc_gym.agents.training.sim_train import main
+
+    (tmp_path / "a_file").write_text("x")
+    small = ["--iterations", "1", "--batch-size", "8", "--group-size", "4"]
+    cases = [
+        (["--env-kwargs", "{bad"], "expected a JSON object"),  # unparseable
+        (["--env-kwargs", "[1, 2]"], "expected a JSON object"),
+        (["--env-kwargs", '{"num_strategy": 4}'], "Did you mean 'num_strategies'"),  # unknown env argument
+        (["--env-kwargs", '{"alpha": "high"}'], "alpha must be a number"),  # wrong type
+        (["--env-kwargs", '{"num_strategies": 2.5}'], "num_strategies must be an integer"),
+        (["--env-kwargs", '{"alpha": NaN}'], "alpha must be finite"),
+        (["--max-episodes", "100000"], "max_episodes"),  # out of range
+        (["--seed", "99999999999999999999999"], "seed must be <="),
+        (["--lr", "nan"], "lr must be finite"),
+        (["--iterations", "ten"], "--iterations: expected int"),
+        (["--no-such-option", "1"], "unrecognized arguments"),
+        (["--save-every", "2"], "needs a checkpoint path"),
+        (["--checkpoint", str(tmp_path)], "is a folder"),
+        (["--log-csv", str(tmp_path / "a_file" / "log.csv")], "is a file, not a folder"),
+    ]
+    for argv, match in cases:
+        assert main([*argv, *small]) == 2, argv
+        out, err = capsys.readouterr()
+        assert out == "", argv  # nothing trained
+        assert err.startswith("error: ") and err.count("\n") == 1 and match in err, (argv, err)
+        assert "Traceback" not in err
