@@ -139,7 +139,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (default: bench_out/ENV_ID)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished problems")
-    group.add_argument("--overwrite", action="store_true", help="delete the results in --out and start over")
+    group.add_argument("--overwrite", action="store_true", help="start over in --out, keeping the old results as results.jsonl.bak-DATE")
     p.add_argument("--env-kwarg", action="append", type=_key_value, metavar="KEY=VALUE",
                    help="extra gym.make argument (repeatable), e.g. --env-kwarg heterogeneity=0.5")
     p.add_argument("--j-star", type=float, metavar="X",

@@ -96,6 +96,131 @@ def test_a_non_path_output_folder_is_rejected(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------
+# Item 8: damaged results and config files
+
+
+def _a_record(full_out: Path) -> dict:
+    return json.loads(lines(full_out)[0])
+
+
+DAMAGED_LINES = [
+    "{}", "null", "[]", "1", '"text"', "true", "", "   ", "{not json", '{"agent": "random"}',
+    '{"agent": 1, "budget": "H=2", "seed": 0}',
+]
+
+
+def _damaged_variants(record: dict) -> list[str]:
+    """The class of damaged-but-parseable records: each required field missing or of the wrong type."""
+    out = list(DAMAGED_LINES)
+    for key in ("agent", "budget", "seed", "total_reward", "outcome", "episodes_used", "tokens_used", "j_curve",
+                "token_curve"):
+        out.append(json.dumps({k: v for k, v in record.items() if k != key}))
+        for bad in (None, "x", [1], {"a": 1}, True):
+            if (key in ("j_curve", "token_curve") and isinstance(bad, list)) or (
+                key in ("agent", "budget") and isinstance(bad, str)  # a string names another agent or budget
+            ):
+                continue
+            out.append(json.dumps({**record, key: bad}))
+    out.append(json.dumps({**record, "seed": -1}))
+    out.append(json.dumps({**record, "j_curve": []}))
+    out.append(json.dumps({**record, "j_curve": ["a"] * len(record["j_curve"])}))
+    out.append(json.dumps({**record, "token_curve": record["token_curve"] + [1]}))
+    return out
+
+
+def test_damaged_records_are_skipped_counted_and_recomputed(tmp_path, full):
+    """Fuzz the class: each damaged line, last or in the middle, is skipped with a one-line notice and its
+    problem computed again; the summary equals an uninterrupted run's."""
+    base = tmp_path / "base"
+    killed(base, 6)
+    good = lines(base)
+    variants = _damaged_variants(json.loads(good[0]))
+    assert len(variants) > 40
+    for k, bad in enumerate(variants):
+        out = tmp_path / f"v{k}"
+        out.mkdir()
+        (out / "bench_config.json").write_bytes((base / "bench_config.json").read_bytes())
+        middle = k % 2 == 1
+        body = good[:3] + [bad] + good[4:] if middle else good + [bad]
+        (out / "results.jsonl").write_text("\n".join(body) + "\n")
+        notices = []
+        result = run(out, resume=True, notify=notices.append)
+        expected_recomputed = TOTAL - (5 if middle else 6)
+        assert result.computed == expected_recomputed, (bad, result.computed)
+        assert result.summary == full.summary, bad
+        assert len(notices) == 1 and "skipped 1 damaged record" in notices[0], (bad, notices)
+        assert "\n" not in notices[0]
+        if middle:  # the original is kept; the file now holds complete records only
+            backups = list(out.glob("results.jsonl.bak-*"))
+            assert len(backups) == 1 and bad in backups[0].read_text().splitlines()
+        assert all(runner.record_problem(json.loads(line)) is None for line in lines(out))
+
+
+def test_non_utf8_bytes_in_results_are_a_damaged_line(tmp_path, full):
+    out = tmp_path / "bytes"
+    killed(out, 6)
+    with open(out / "results.jsonl", "ab") as f:
+        f.write(b'{"agent": "\xff\xfe"}\n')
+    notices = []
+    assert run(out, resume=True, notify=notices.append).summary == full.summary
+    assert "skipped 1 damaged record" in notices[0]
+
+
+@pytest.mark.parametrize("content", ["", "   ", "{", "[]", "{}", '{"config": 3}', "null", '{"config": []}'])
+def test_a_damaged_config_file_is_explained_and_resume_goes_on_when_the_records_say_who_made_them(
+    tmp_path, full, content
+):
+    out = tmp_path / "cfg"
+    killed(out, 6)
+    (out / "bench_config.json").write_text(content)
+    notices = []
+    result = run(out, resume=True, notify=notices.append)
+    assert result.computed == TOTAL - 6 and result.summary == full.summary
+    assert any("bench_config.json" in n and "this run's" in n for n in notices), notices
+    assert json.loads((out / "bench_config.json").read_text())["config"]["agents"] == list(AGENTS)
+
+
+@pytest.mark.parametrize("content", [None, "", "[]", '{"config": 3}'])
+def test_a_damaged_config_with_records_that_do_not_say_who_made_them_refuses_without_advising_deletion(
+    tmp_path, content
+):
+    out = tmp_path / "legacy"
+    killed(out, 6)
+    legacy = [json.loads(line) for line in lines(out)]
+    for record in legacy:  # records written before they named their env
+        record.pop("env_id"), record.pop("env_kwargs")
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in legacy))
+    if content is None:
+        (out / "bench_config.json").unlink()
+    else:
+        (out / "bench_config.json").write_text(content)
+    with pytest.raises(ValueError, match="cannot resume.*bench_config.json") as info:
+        run(out, resume=True)
+    message = str(info.value)
+    assert "overwrite" not in message and "JSONDecodeError" not in message and "Expecting value" not in message
+    assert ("missing" if content is None else "damaged") in message
+    assert len(lines(out)) == 6  # untouched
+
+
+def test_overwrite_keeps_a_backup_of_the_results_and_config(tmp_path, capsys):
+    out = tmp_path / "ow"
+    killed(out, 6)
+    before, config_before = (out / "results.jsonl").read_text(), (out / "bench_config.json").read_text()
+    with pytest.raises(FileExistsError, match="backup"):  # the hint says --overwrite keeps a backup
+        run(out)
+    notices = []
+    result = run(out, overwrite=True, notify=notices.append)
+    assert result.computed == TOTAL
+    (backup,) = out.glob("results.jsonl.bak-*")
+    (config_backup,) = out.glob("bench_config.json.bak-*")
+    assert backup.read_text() == before and config_backup.read_text() == config_before
+    assert any(backup.name in n for n in notices)
+    # A second overwrite in the same second keeps both backups.
+    run(out, overwrite=True, notify=notices.append)
+    assert len(list(out.glob("results.jsonl.bak-*"))) == 2
+
+
+# ----------------------------------------------------------------------------------------------------
 # Item 9: import-path factories that are not agent factories
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,13 +36,20 @@ from ttc_gym.bench.agent_registry import (
     resolve_entry_point,
 )
 from ttc_gym.bench.profiles import EnvProfile, profile_for
-from ttc_gym.bench.results_file import ResultsWriter
+from ttc_gym.bench.results_file import (
+    ResultsWriter,
+    move_to_backup,
+    read_results,
+    record_key,
+    record_problem,
+    repair_results,
+)
+from ttc_gym.bench.run_identity import CONFIG_FILE, config_differences, read_stored_config, vouch_for_records
 from ttc_gym.budget import Budget
 from ttc_gym.validation import check_float, check_int, did_you_mean, unknown_name_error
 
 DEFAULT_ENV = "TTC-Sim-v0"
 RESULTS_FILE = "results.jsonl"
-CONFIG_FILE = "bench_config.json"
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 TABLE_FILE = "table.txt"
@@ -134,6 +142,7 @@ class BenchPlan:
     rank_by: str
     out_dir: Path
     done: set = field(default_factory=set)  # (agent, budget label, seed) already in results.jsonl
+    notices: list = field(default_factory=list)  # one line each, for the user (resume's findings)
 
     @property
     def budget_labels(self) -> list[str]:
@@ -256,32 +265,6 @@ def _check_out_dir(out_dir: Path) -> None:
         raise PermissionError(f"output folder {str(out_dir)!r} is not writable: {err.strerror or err}.") from None
 
 
-def _read_results(path: Path, repair: bool = False) -> list[dict]:
-    """Records of a results file; a last line cut short by a kill is dropped (and cut off with repair)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    records, good_end = [], 0
-    for line in data.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if good_end + len(line) < len(data):  # a bad line in the middle: not ours to guess at
-                raise ValueError(f"{path}: line {len(records) + 1} is not JSON; the results file is damaged.") from None
-            break
-        good_end += len(line)
-    if repair and good_end < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    return records
-
-
-def record_key(record: dict) -> tuple:
-    return (record["agent"], record["budget"], int(record["seed"]))
-
-
 def prepare(config: BenchConfig, *, resume: bool = False, overwrite: bool = False) -> BenchPlan:
     """Validate everything a run needs, before any compute: env, budgets, agents (names, arguments,
     factories importable), problems, seeds, output folder, and with `resume` that the folder's results
@@ -330,31 +313,49 @@ def prepare(config: BenchConfig, *, resume: bool = False, overwrite: bool = Fals
         budgets=budgets, num_problems=num_problems, base_seed=int(config.base_seed), j_star=j_star,
         rank_by=rank_by, out_dir=out_dir,
     )
+    _check_folder_state(plan, resume=resume, overwrite=overwrite)
+    return plan
+
+
+def _check_folder_state(plan: BenchPlan, *, resume: bool, overwrite: bool) -> None:
+    """What the output folder already holds, against what this run asks: with `resume`, results of this
+    configuration only (`plan.done`: their keys); without, no results unless `overwrite`."""
+    out_dir = plan.out_dir
     results_path, config_path = out_dir / RESULTS_FILE, out_dir / CONFIG_FILE
     has_results = results_path.exists() and results_path.stat().st_size > 0
-    if resume:
-        if config_path.exists():
-            stored = json.loads(config_path.read_text())["config"]
-            current = plan.identity()
-            diffs = [k for k in current if stored.get(k) != current[k]]
-            if diffs:
-                details = "; ".join(f"{k}: {stored.get(k)!r} there, {current[k]!r} now" for k in diffs)
-                raise ValueError(
-                    f"cannot resume: {out_dir} holds results of a different configuration ({details}). "
-                    f"Use another output folder, or overwrite to start over."
-                )
-        elif has_results:
-            raise ValueError(
-                f"cannot resume: {results_path} exists but {config_path.name} does not, so its configuration "
-                f"is unknown. Use another output folder, or overwrite to start over."
+    plan.notices, plan.done = [], set()
+    if not resume:
+        if has_results and not overwrite:
+            raise FileExistsError(
+                f"{out_dir} already holds results ({RESULTS_FILE}); resume to continue that run "
+                f"(ttc-gym bench --resume), or start over with --overwrite, which keeps the old results as a "
+                f"backup ({RESULTS_FILE}.bak-DATE)."
             )
-        plan.done = {record_key(r) for r in _read_results(results_path)}
-    elif has_results and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} already holds results ({RESULTS_FILE}); resume to continue that run or overwrite "
-            f"to start over (ttc-gym bench --resume / --overwrite)."
+        return
+    current = plan.identity()
+    records = read_results(results_path).records
+    stored, problem = read_stored_config(config_path, list(current))
+    if stored is not None:
+        details = config_differences(stored, current)
+        if details:
+            raise ValueError(
+                f"cannot resume: {out_dir} holds results of a different configuration ({details}). Resume with "
+                f"the configuration stored in {config_path.name}, or give this run another output folder (--out)."
+            )
+    elif records:
+        why_not = vouch_for_records(records, plan.env_id, current["env_kwargs"], current["agents"], plan.budget_labels)
+        if why_not:
+            raise ValueError(
+                f"cannot resume: {config_path} {problem}, so the configuration of the {len(records)} results in "
+                f"{RESULTS_FILE} is unknown, and the records cannot vouch for themselves: {why_not}. Restore "
+                f"{config_path.name} (from a backup, or the run that made these results), or give this run "
+                f"another output folder (--out); the results there are kept as they are."
+            )
+        plan.notices.append(
+            f"{config_path} {problem}; every record in {RESULTS_FILE} names this run's env, env kwargs, agents and "
+            f"budgets, so the run resumes and writes {config_path.name} anew."
         )
-    return plan
+    plan.done = {record_key(r) for r in records}
 
 
 def _check_factory_makes_an_agent(
@@ -438,6 +439,7 @@ class ItemEvaluator:
         self.env_kwargs = dict(env_kwargs)
         self.agents = {a.text: a for a in agents}
         self.budgets = {budget_label(b): b for b in budgets}
+        self.env_stamp = {"env_id": env_id, "env_kwargs": _jsonable(self.env_kwargs)}  # in every record
         self.on_event: Callable[[str], None] | None = None
         self._envs: dict[str, Any] = {}
         self._agent_key: tuple | None = None
@@ -486,6 +488,7 @@ class ItemEvaluator:
         out = {"agent": item.agent, "budget": item.budget, "problem": item.problem}
         out.update(record.to_dict())
         out["wall_s"] = round(time.perf_counter() - start, 6)
+        out.update(self.env_stamp)
         return out
 
 
@@ -552,6 +555,7 @@ class BenchResult:
     files: dict[str, Path]
     computed: int  # problems evaluated by this call (the rest came from results.jsonl)
     elapsed_s: float
+    notices: list = field(default_factory=list)  # what run_bench told the user (one line each)
 
 
 def run_bench(
@@ -563,19 +567,30 @@ def run_bench(
     progress: bool = True,
     plots: bool = True,
     console: Any = None,
+    notify: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Validate, evaluate what is not in `results.jsonl` yet, then write summary.json/.csv, table.txt
-    and the plots, print the table, and return the summary."""
+    and the plots, print the table, and return the summary.
+
+    With `overwrite`, the old results.jsonl and bench_config.json are kept as backups (`NAME.bak-DATE`).
+    With `resume`, damaged lines of results.jsonl (cut short, not JSON, not a complete record) are
+    skipped and their problems computed again. `notify(line)` gets one line per such finding (default:
+    printed to stderr); `BenchResult.notices` holds them too."""
     from ttc_gym.bench.report import print_table, summarize_results, write_summary
 
     start = time.perf_counter()
+    notices: list[str] = []
+
+    def say(message: str) -> None:
+        notices.append(message)
+        if notify is not None:
+            notify(message)
+        else:
+            print(f"ttc-gym bench: notice: {message}", file=sys.stderr)
+
     plan = prepare(config, resume=resume, overwrite=overwrite)
     out = plan.out_dir
     results_path = out / RESULTS_FILE
-    if overwrite:
-        for name in OUTPUT_FILES:  # ours only: the folder may hold other things
-            if (out / name).is_file():
-                (out / name).unlink()
     items = plan.work_items()
     total = len(items)
     todo = [item for item in items if item.key not in plan.done]
@@ -589,7 +604,21 @@ def run_bench(
         )
 
     try:
-        _read_results(results_path, repair=True)  # drop a line cut short by a kill
+        if overwrite:
+            kept = [move_to_backup(out / name) for name in (RESULTS_FILE, CONFIG_FILE)]
+            for name in OUTPUT_FILES:  # ours only: the folder may hold other things
+                if (out / name).is_file():
+                    (out / name).unlink()
+            if kept[0] is not None:
+                also = f" (and {kept[1].name})" if kept[1] is not None else ""
+                say(f"starting over: the previous results are kept as {kept[0]}{also}.")
+        for message in plan.notices:
+            say(message)
+        read = read_results(results_path)
+        backup = repair_results(results_path, read)  # cut a torn last line off, drop damaged lines
+        if read.damaged:
+            kept = f" The file as it was is kept as {backup}." if backup is not None else ""
+            say(read.notice(results_path) + kept)
         comps = comparators(plan)
         (out / CONFIG_FILE).write_text(json.dumps({"config": plan.identity(), "comparators": comps}, indent=2) + "\n")
     except OSError as err:
@@ -618,7 +647,7 @@ def run_bench(
                 bar.set_postfix_str(f"{record['agent']} {record['budget']}", refresh=False)
                 bar.update(1)
 
-    records = _read_results(results_path)
+    records = read_results(results_path).records
     summary = summarize_results(
         records, agents=[a.text for a in plan.agents], budgets=comps, num_problems=plan.num_problems,
         base_seed=plan.base_seed, rank_by=plan.rank_by, env_id=plan.env_id, note=plan.profile.note,
@@ -637,4 +666,4 @@ def run_bench(
             f"failed: {_why(err)}; free some disk space or make {out} writable, then rerun with resume "
             f"(ttc-gym bench --resume) to write the summary, table and plots.", err.errno,
         ) from err
-    return BenchResult(plan, summary, files, computed, time.perf_counter() - start)
+    return BenchResult(plan, summary, files, computed, time.perf_counter() - start, notices)
