@@ -54,7 +54,7 @@ def _key_value(text: str) -> tuple[str, object]:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ttc_gym.bench import AGENTS, BenchConfig, agent_arguments, prepare, run_bench
     from ttc_gym.bench.agent_registry import NotAnAgent
-    from ttc_gym.bench.runner import OutputNotWritten
+    from ttc_gym.bench.runner import OutputFolderBusy, OutputNotWritten
 
     if args.list_agents:  # the arguments and their defaults come from each factory's signature
         width = max(len(name) for name in AGENTS)
@@ -82,7 +82,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return 2
     try:  # every check before any compute
         plan = prepare(config, resume=args.resume, overwrite=args.overwrite)
-    except (ValueError, TypeError, OSError, ImportError, AttributeError) as err:
+    except (ValueError, TypeError, OSError, ImportError, AttributeError, OutputFolderBusy) as err:
         print(f"ttc-gym bench: error: {err}", file=sys.stderr)
         return 2
     total = len(plan.agents) * len(plan.budgets) * plan.num_problems
@@ -106,7 +106,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    except NotAnAgent as err:  # a factory checked only when built (its env is costly to make)
+    except (NotAnAgent, OutputFolderBusy) as err:  # a factory checked when built; another run took the folder
         print(f"ttc-gym bench: error: {err}", file=sys.stderr)
         return 2
     except OutputNotWritten as err:  # a full disk, a file made read-only: what is saved, how to go on

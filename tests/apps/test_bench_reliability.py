@@ -76,6 +76,104 @@ def no_compute(monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------------
+# Item 2: one run per output folder, and resume only records of the same configuration
+
+HOLDER = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    from ttc_gym.bench import BenchConfig, run_bench
+
+    out, started, go = sys.argv[1:4]
+
+    def waiting(items, evaluate):
+        for k, item in enumerate(items):
+            if k == 3:  # three problems written: say so, then hold the folder until told to go on
+                pathlib.Path(started).write_text("started")
+                while not pathlib.Path(go).exists():
+                    time.sleep(0.02)
+            yield evaluate(item)
+
+    config = BenchConfig(agents=%r, budgets=(2, 3), num_problems=%d, out_dir=out)
+    run_bench(config, executor=waiting, progress=False, plots=False)
+    """
+    % (AGENTS, PROBLEMS)
+)
+
+
+def start_holder(tmp_path: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    """A second process running a bench on `out`, paused after its third problem. Returns it and the file
+    that lets it go on."""
+    script, started, go = tmp_path / "holder.py", tmp_path / "started", tmp_path / "go"
+    script.write_text(HOLDER)
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(started), str(go)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(3000):  # up to a minute for the interpreter to start and compute three problems
+        if started.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    if not started.exists():
+        proc.kill()
+        raise AssertionError(f"the holder did not start: {proc.communicate()}")
+    return proc, go
+
+
+def test_a_second_bench_on_the_same_folder_refuses_at_once_naming_the_holder(tmp_path, full, capsys):
+    out = tmp_path / "out"
+    holder, go = start_holder(tmp_path, out)
+    try:
+        argv = ["bench", "--env", "TTC-Sim-v0", "--agents", *AGENTS, "--budgets", "2", "3", "--problems",
+                str(PROBLEMS), "--out", str(out), "--no-progress", "--no-plots"]
+        for extra in ([], ["--resume"], ["--overwrite"], ["--env-kwarg", "heterogeneity=0.5"]):
+            assert main(argv + extra) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1, err
+            assert f"pid {holder.pid}" in err and "in use by another ttc-gym bench" in err, err
+        with pytest.raises(runner.OutputFolderBusy, match=f"pid {holder.pid}"):
+            run(out, resume=True)
+        assert len(lines(out)) == 3  # nothing written by the refused runs
+    finally:
+        go.write_text("go")
+        stdout, stderr = holder.communicate(timeout=120)
+    assert holder.returncode == 0, stderr
+    # The holder finished alone: its summary is the uninterrupted one, and the lock is free again.
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(full.summary))
+    again = run(out, resume=True)
+    assert again.computed == 0 and again.summary == full.summary
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_notice(tmp_path, full, capsys):
+    out = tmp_path / "out"
+    holder, _ = start_holder(tmp_path, out)
+    holder.send_signal(signal.SIGKILL)  # no chance to release anything
+    holder.communicate(timeout=60)
+    argv = ["bench", "--env", "TTC-Sim-v0", "--agents", *AGENTS, "--budgets", "2", "3", "--problems",
+            str(PROBLEMS), "--out", str(out), "--no-progress", "--no-plots", "--resume"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"pid {holder.pid}" in err and "ended without releasing" in err, err
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(full.summary))
+    # A lock released cleanly leaves no notice behind.
+    assert main(argv) == 0
+    assert "without releasing" not in capsys.readouterr().err
+
+
+def test_resume_refuses_records_made_with_another_env_configuration(tmp_path):
+    """What two runs on one folder (before the lock) left behind: records of another env config under
+    this run's bench_config.json."""
+    out = tmp_path / "mixed"
+    killed(out, 4)
+    other = tmp_path / "other"
+    run(other, config={"env_kwargs": {"heterogeneity": 0.5}})
+    foreign = [json.loads(line) for line in lines(other)[5:8]]
+    with open(out / "results.jsonl", "a") as f:
+        for record in foreign:
+            f.write(json.dumps(record) + "\n")
+    with pytest.raises(ValueError, match=r"cannot resume.*3 records.*env_kwargs.*heterogeneity.*0\.5") as info:
+        run(out, resume=True)
+    assert "overwrite" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------------
 # Item 5: an empty output path
 
 

@@ -35,6 +35,7 @@ from ttc_gym.bench.agent_registry import (
     parse_agent_spec,
     resolve_entry_point,
 )
+from ttc_gym.bench.folder_lock import FolderLock, OutputFolderBusy, check_unlocked, describe_holder
 from ttc_gym.bench.profiles import EnvProfile, profile_for
 from ttc_gym.bench.results_file import (
     ResultsWriter,
@@ -44,7 +45,13 @@ from ttc_gym.bench.results_file import (
     record_problem,
     repair_results,
 )
-from ttc_gym.bench.run_identity import CONFIG_FILE, config_differences, read_stored_config, vouch_for_records
+from ttc_gym.bench.run_identity import (
+    CONFIG_FILE,
+    config_differences,
+    foreign_records,
+    read_stored_config,
+    vouch_for_records,
+)
 from ttc_gym.budget import Budget
 from ttc_gym.validation import check_float, check_int, did_you_mean, unknown_name_error
 
@@ -308,6 +315,7 @@ def prepare(config: BenchConfig, *, resume: bool = False, overwrite: bool = Fals
 
     out_dir = output_folder(config)
     _check_out_dir(out_dir)
+    check_unlocked(out_dir)  # another run writing there: say so now, before anything else about the folder
     plan = BenchPlan(
         env_id=config.env_id, profile=profile, env_kwargs=dict(config.env_kwargs), agents=specs,
         budgets=budgets, num_problems=num_problems, base_seed=int(config.base_seed), j_star=j_star,
@@ -341,6 +349,13 @@ def _check_folder_state(plan: BenchPlan, *, resume: bool, overwrite: bool) -> No
             raise ValueError(
                 f"cannot resume: {out_dir} holds results of a different configuration ({details}). Resume with "
                 f"the configuration stored in {config_path.name}, or give this run another output folder (--out)."
+            )
+        foreign = foreign_records(records, plan.env_id, current["env_kwargs"])
+        if foreign:  # e.g. left by two runs that wrote to one folder at once
+            raise ValueError(
+                f"cannot resume: {results_path} holds {foreign}; they are not results of the configuration in "
+                f"{config_path.name}. Give this run another output folder (--out), or move those records out "
+                f"of {RESULTS_FILE}."
             )
     elif records:
         why_not = vouch_for_records(records, plan.env_id, current["env_kwargs"], current["agents"], plan.budget_labels)
@@ -570,14 +585,13 @@ def run_bench(
     notify: Callable[[str], None] | None = None,
 ) -> BenchResult:
     """Validate, evaluate what is not in `results.jsonl` yet, then write summary.json/.csv, table.txt
-    and the plots, print the table, and return the summary.
+    and the plots, print the table, and return the summary. The output folder is locked for the run
+    (`ttc_gym.bench.folder_lock`): a second run on it raises `OutputFolderBusy` at once.
 
     With `overwrite`, the old results.jsonl and bench_config.json are kept as backups (`NAME.bak-DATE`).
     With `resume`, damaged lines of results.jsonl (cut short, not JSON, not a complete record) are
     skipped and their problems computed again. `notify(line)` gets one line per such finding (default:
     printed to stderr); `BenchResult.notices` holds them too."""
-    from ttc_gym.bench.report import print_table, summarize_results, write_summary
-
     start = time.perf_counter()
     notices: list[str] = []
 
@@ -589,6 +603,22 @@ def run_bench(
             print(f"ttc-gym bench: notice: {message}", file=sys.stderr)
 
     plan = prepare(config, resume=resume, overwrite=overwrite)
+    with FolderLock(plan.out_dir) as lock:  # one run per output folder, until this one ends
+        if lock.stale_holder is not None:
+            say(f"{plan.out_dir}: took over the lock of {describe_holder(lock.stale_holder)}, a bench that ended "
+                f"without releasing it (killed?).")
+        _check_folder_state(plan, resume=resume, overwrite=overwrite)  # again, now that no one else writes
+        return _run_locked(plan, overwrite=overwrite, executor=executor, progress=progress, plots=plots,
+                           console=console, say=say, notices=notices, start=start)
+
+
+def _run_locked(
+    plan: BenchPlan, *, overwrite: bool, executor: Executor, progress: bool, plots: bool, console: Any,
+    say: Callable[[str], None], notices: list, start: float,
+) -> BenchResult:
+    """`run_bench` once the output folder is this process's: evaluate, write, summarize."""
+    from ttc_gym.bench.report import print_table, summarize_results, write_summary
+
     out = plan.out_dir
     results_path = out / RESULTS_FILE
     items = plan.work_items()
