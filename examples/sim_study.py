@@ -43,8 +43,8 @@ class Study:
 METHODS_A = (
     ("GRPO", "grpo", {}),
     ("GRPO, no std (Dr. GRPO)", "grpo", {"adv_scale": False}),
-    ("MRT (group, alpha=1)", "mrt", {}),
-    ("MRT (termination, alpha=1)", "mrt", {"mrt_form": "termination"}),
+    ("MRT (own progress, alpha=1)", "mrt", {}),
+    ("MRT (termination baseline)", "mrt", {"mrt_form": "termination"}),
 )
 SETTINGS_A = (("0/1 outcome reward", 0.0), ("+ episode cost", 1.0))
 # Part (b): verifier-based RL from the initial policy, and three ways to fit the expert's traces.
@@ -143,7 +143,9 @@ def jobs_for(study: Study) -> list:
                     cfg = {**base, "algo": algo, "seed": seed, "max_episodes": H, "heterogeneity": het, **extra}
                     jobs.append(("b", (het, H, label), cfg, study.eval_problems))
     # Longest first: better packing on few workers.
-    return sorted(jobs, key=lambda j: -j[2]["max_episodes"] * (j[2]["algo"] in ("grpo", "mrt")))
+    from ttc_gym.agents.training.algorithms import RL_ALGOS
+
+    return sorted(jobs, key=lambda j: -j[2]["max_episodes"] * (j[2]["algo"] in RL_ALGOS))
 
 
 def main(argv=None) -> int:
@@ -251,7 +253,7 @@ def write_report(path: Path, study: Study, results: list, expert: dict, wall: fl
                 f"{_fmt([r['j_at'][H] for r in runs])} | {_fmt([r['j_at'][2 * H] for r in runs])} | "
                 f"{_fmt([r['episodes_2H'] for r in runs], 2)} | {_fmt([r['return'] for r in runs])} |"
             )
-    lines += ["", "Paired differences (same seed), MRT (group) minus GRPO:", ""]
+    lines += ["", f"Paired differences (same seed), {METHODS_A[2][0]} minus GRPO:", ""]
     for setting, _ in SETTINGS_A:
         mrt, grpo = A.get((setting, METHODS_A[2][0]), []), A.get((setting, METHODS_A[0][0]), [])
         if mrt and grpo:
@@ -282,7 +284,8 @@ def write_report(path: Path, study: Study, results: list, expert: dict, wall: fl
         ("Each method sees the same number of trajectories. RL: GRPO with the 0/1 reward from the initial "
         "(near-uniform) policy. The expert (`ttc_gym.agents.training.experts.HeterogeneousExpert`) picks one of "
         "three heuristics at random per problem; SFT clones all its traces (verifier-free), STaR only the "
-        "correct ones, MRT-STaR the correct ones that never lose J and gain some. heterogeneity: the env knob; "
+        "correct ones, MRT-STaR the correct ones of maximal progress (J_final - J_0) among the traces of their "
+        "difficulty level. heterogeneity: the env knob; "
         "sigma: measured heterogeneity of the expert, the mean over problems of the std of its 0/1 reward "
         "across 8 traces of the same problem. gap: RL minus SFT, paired by seed."),
         "",

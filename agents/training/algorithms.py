@@ -1,4 +1,6 @@
-"""The training algorithms of ttc-gym as plain functions: advantages, losses and trace selection.
+"""The training algorithms of ttc-gym as plain functions: advantages, losses and trace selection,
+and the tables that name them (the one place a trainer, a config or a command line learns which
+algorithms exist: `ADVANTAGES`, `MRT_FORMS`, `SELECTORS`, `RL_ALGOS`, `SFT_ALGOS`, `ALGOS`).
 
 Policy-agnostic: nothing here knows what a policy is. A batch is a list of `Trajectory`: one
 problem's rollout, i.e. its reasoning *episodes* (one env step each, stored column-wise: the
@@ -8,29 +10,38 @@ same functions.
 
 Notation (docs/formulation.md §4): trajectory i of group g (the G rollouts of one problem) has episodes
 j = 0..n_i-1 with progress p_ij = J_j - J_{j-1} and cost c_ij, and a final outcome o_i in {0, 1}.
+Each name credits episode j of trajectory i with:
 
-* Outcome-only (GRPO): R_i = o_i - cost_coef * sum_j c_ij (cost_coef = 0 by default: the plain 0/1
-  reward), A_i = (R_i - mean_g R) / (std_g R + eps), the same for every episode of trajectory i.
-* MRT (group-normalized): A_ij = A_i + alpha * (P_ij - mean_g P) / (std_g P + eps), with
-  P_ij = sum_{k>=j} p_ik the progress-to-go of episode j (= J_final - J_{j-1}) and mean/std taken
-  over every episode of the group. At alpha = 0 this is the outcome-only advantage exactly.
-* MRT (termination baseline): A_ij = o_i + alpha * P_ij - cost_coef * C_ij - J_{j-1}: the return of
-  continuing from episode j minus the return of answering right before it (a forced answer then is
-  correct with probability J_{j-1} and earns no further progress). C_ij is the cost-to-go.
-  Not normalized; at alpha = 0 it is REINFORCE with the prover as baseline, not GRPO.
+* `grpo` (outcome-only RL): A_i = (R_i - mean_g R) / (std_g R + eps), R_i = o_i - cost_coef * sum_j
+  c_ij (cost_coef = 0 by default: the plain 0/1 reward); the same for every episode of trajectory i.
+* `mrt` (MRT's estimator, form "group", the default): A_ij = A_i + alpha * p_ij, episode j's **own**
+  progress. MRT §6 (Eq. 2: the fine-tuning loss plus alpha times the expected progress
+  r_prg(z_j; c_{j-1}) of each episode given its prefix) and the seed talk's gradient
+  sum_j grad log pi(z_j | x, z_{0:j-1}) * (r(x, z) + alpha * r_prg(x, z_{0:j})). Exactly `grpo` at
+  alpha = 0 (the paper's loss is then its outcome-reward fine-tuning loss).
+* `mrt` with form "termination" (MRT code, `train/rl/README.md`): A_ij = o_i - cost_coef * C_ij -
+  J_{j-1}, the reward of the rollout minus the reward of terminating at the prefix before episode j.
+* `mrt-rtg` (today's former `mrt`, kept under an honest name): A_ij = A_i + alpha * (P_ij - mean_g P)
+  / (std_g P + eps) with P_ij = sum_{k>=j} p_ik = J_final - J_{j-1}, the progress-to-go: the
+  reward-to-go gradient of o + alpha * sum_j p_j, i.e. potential-based shaping with potential
+  alpha * J (same optimum as outcome-only RL).
 
-Because progress telescopes, the progress term is potential-based shaping with potential alpha * J:
-in expectation both MRT forms push in the same direction as the outcome-only gradient whenever the
-prover is exact and the answer is correct with probability J (as in TTC-Sim-v0); what changes is the
-variance of the per-episode credit.
+The trace selections of the SFT algorithms (`SELECTORS`): `star` keeps the rollouts that end correct;
+`mrt-star` keeps, per group, the correct rollouts of maximal progress (MRT §6, Figure 6);
+`mrt-star-threshold` keeps correct rollouts none of whose episodes lowers J and whose total progress
+exceeds a threshold (ttc-gym's earlier rule); `sft` keeps every rollout (verifier-free cloning).
 
 The one policy-gradient loss: `policy_gradient_loss` = -mean over tokens of (A * log pi), plus
 kl_coef * mean k3-estimate of KL(pi || pi_ref) on the same tokens. `sft_loss` = -mean log pi.
+
+Adding an algorithm: write its advantage function (or selection rule) here and add it to
+`ADVANTAGES` (or `SELECTORS`); the configs, their command lines and both trainers take the names
+from these tables.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,11 +49,6 @@ import torch
 
 from ttc_gym.rewards import check_alpha, j_curve_from_progress
 from ttc_gym.validation import check_float, unknown_name_error
-
-#: The policy-gradient algorithms `advantages` dispatches on, and the two forms of MRT's advantage.
-ADVANTAGE_ALGOS = ("grpo", "mrt")
-MRT_FORMS = ("group", "termination")
-
 
 @dataclass
 class Trajectory:
@@ -141,11 +147,53 @@ def mrt_advantages(
     eps: float = 1e-6,
     scale: bool = True,
 ) -> list[np.ndarray]:
-    """MRT, group-normalized: outcome advantage + alpha * z-score of the progress-to-go.
+    """MRT's estimator (`mrt`, form "group"): A_ij = A_i + alpha * p_ij, episode j's own progress.
 
-    A_ij = A_i + alpha * (P_ij - mean_g P) / (std_g P + eps), A_i from `outcome_advantages`, P_ij the
-    progress-to-go of episode j, mean and (population) std over all episodes of the group. Episode j is
-    credited only with progress made from it on. Exactly `outcome_advantages` when alpha == 0.
+    A_i is the GRPO advantage of the rollout's outcome (`outcome_advantages`: group-normalized, or
+    only centred with `scale=False`); p_ij = J_j - J_{j-1} is the progress of episode j alone
+    (docs/formulation.md §3-§4). This is the policy gradient of MRT §6, Eq. 2 (outcome fine-tuning
+    loss + alpha * sum_j E[r_prg(z_j; c_{j-1})]): episode j's log-probability is weighted by
+    r(x, z) + alpha * r_prg(x, z_{0:j}), the seed talk's form.
+
+    Baseline and normalization, what we followed and what we chose:
+    * The outcome part takes GRPO's group baseline and std: MRT's RL variant is built on GRPO, the
+      outcome-reward baseline of its Table 1, and at alpha = 0 its loss is that fine-tuning loss.
+    * The progress part is NOT centred or rescaled: r_prg(z_j; c_{j-1}) = J_j - J_{j-1} already has
+      a baseline, the value J_{j-1} of terminating at the prefix (MRT Figure 6: the RL variant
+      samples rollouts that terminate at the prefix beside rollouts that continue, and "normalizing
+      rewards across this set of traces" computes the progress bonus implicitly). We take J_{j-1}
+      from the prover instead of from terminated rollouts; the paper does not say how the implicit
+      normalization scales the bonus, so it is added as is, weighted by alpha.
+    * alpha: the passages we followed do not fix its value; the trainers default to 1, the value
+      docs/formulation.md §3 records for MRT-online.
+    Unlike `progress_to_go_advantages`, this does not telescope into J_final - J_{j-1}: two
+    rollouts with the same outcome and the same J_0, J_final get different per-episode credit when
+    their progress comes at different episodes. Exactly `outcome_advantages` when alpha == 0.
+    """
+    alpha = check_alpha(alpha)
+    base = outcome_advantages(trajectories, cost_coef=cost_coef, eps=eps, scale=scale)
+    if alpha == 0.0:
+        return base
+    return [b + alpha * t.progress for b, t in zip(base, trajectories)]
+
+
+def progress_to_go_advantages(
+    trajectories: Sequence[Trajectory],
+    *,
+    alpha: float,
+    cost_coef: float = 0.0,
+    eps: float = 1e-6,
+    scale: bool = True,
+) -> list[np.ndarray]:
+    """`mrt-rtg`: outcome advantage + alpha * group z-score of the progress-to-go.
+
+    A_ij = A_i + alpha * (P_ij - mean_g P) / (std_g P + eps), A_i from `outcome_advantages`, P_ij =
+    sum_{k>=j} p_ik = J_final - J_{j-1} the progress-to-go of episode j, mean and (population) std
+    over all episodes of the group (`scale=False`: centred only). This is the reward-to-go policy
+    gradient of the return o + alpha * sum_j p_j: because progress telescopes, it is potential-based
+    shaping with potential alpha * J, which has the same optimal policy as outcome-only RL; it
+    changes the variance and scale of the credit, not its target. Not MRT's estimator (see `mrt_advantages`); it was ttc-gym's `mrt` before.
+    Exactly `outcome_advantages` when alpha == 0.
     """
     alpha = check_alpha(alpha)
     eps = _check_eps(eps)
@@ -167,15 +215,22 @@ def mrt_advantages(
 
 
 def termination_advantages(
-    trajectories: Sequence[Trajectory], *, alpha: float, cost_coef: float = 0.0
+    trajectories: Sequence[Trajectory], *, alpha: float | None = None, cost_coef: float = 0.0
 ) -> list[np.ndarray]:
-    """MRT, termination-baseline form: A_ij = o_i + alpha * P_ij - cost_coef * C_ij - J_{j-1}.
+    """MRT's termination baseline (`mrt`, form "termination"): A_ij = o_i - cost_coef * C_ij - J_{j-1}.
 
-    The return of continuing from episode j (outcome, progress-to-go P_ij, cost-to-go C_ij) minus the
-    expected return of answering instead, J_{j-1} (J_{j-1} = j0 + progress before episode j). Needs
-    `Trajectory.j0`. No group statistics: usable with G = 1.
+    The MRT code's recipe (`train/rl/README.md`): advantage = reward of the rollout - reward of the
+    termination action, in place of GRPO's group mean. Here the rollout's reward from episode j on
+    is its outcome minus the cost-to-go C_ij = sum_{k>=j} c_ik, and terminating at the prefix before
+    episode j (a forced answer there) earns J_{j-1} = j0 + sum_{k<j} p_ik. Progress is already inside
+    this difference (o - J_{j-1} = (o - J_final) + sum_{k>=j} p_ik), so no alpha * progress term is
+    added: ttc-gym's earlier form added alpha * progress-to-go on top and counted progress twice.
+    `alpha` is accepted (the dispatch passes it to every form) and not used. No group statistics:
+    usable with G = 1. Needs `Trajectory.j0`. The README leaves the rollout reward's scale as is (no
+    normalization), and so do we.
     """
-    alpha = check_alpha(alpha)
+    if alpha is not None:
+        check_alpha(alpha)
     check_float("cost_coef", cost_coef, minimum=0.0)
     out = []
     for t in trajectories:
@@ -183,8 +238,49 @@ def termination_advantages(
             raise ValueError("termination_advantages needs Trajectory.j0 (J before any episode); got NaN.")
         j_before = j_curve_from_progress(t.j0, t.progress)[:-1]
         cost_to_go = np.cumsum(t.cost[::-1])[::-1]
-        out.append(t.outcome + alpha * progress_to_go(t) - cost_coef * cost_to_go - j_before)
+        out.append(t.outcome - cost_coef * cost_to_go - j_before)
     return out
+
+
+def _grpo(trajectories, *, alpha, mrt_form, cost_coef, eps, scale):
+    return outcome_advantages(trajectories, cost_coef=cost_coef, eps=eps, scale=scale)
+
+
+def _mrt(trajectories, *, alpha, mrt_form, cost_coef, eps, scale):
+    if mrt_form == "termination":
+        return termination_advantages(trajectories, alpha=alpha, cost_coef=cost_coef)
+    return mrt_advantages(trajectories, alpha=alpha, cost_coef=cost_coef, eps=eps, scale=scale)
+
+
+def _mrt_rtg(trajectories, *, alpha, mrt_form, cost_coef, eps, scale):
+    return progress_to_go_advantages(trajectories, alpha=alpha, cost_coef=cost_coef, eps=eps, scale=scale)
+
+
+#: The policy-gradient algorithms: name -> advantage estimator (keyword arguments alpha, mrt_form,
+#: cost_coef, eps, scale). docs/formulation.md §4 gives each one's formula.
+ADVANTAGES: dict[str, Callable[..., list[np.ndarray]]] = {"grpo": _grpo, "mrt": _mrt, "mrt-rtg": _mrt_rtg}
+#: The baselines of `mrt`: "group" (GRPO's group baseline for the outcome, progress as its own
+#: baseline-subtracted bonus) and "termination" (the MRT code's termination baseline).
+MRT_FORMS: dict[str, Callable[..., list[np.ndarray]]] = {"group": mrt_advantages, "termination": termination_advantages}
+#: The (algo, mrt_form) pairs that use no group baseline (usable with G = 1).
+_GROUPLESS = {("mrt", "termination")}
+
+
+def needs_groups(algo: str, mrt_form: str = "group") -> bool:
+    """True when `algo` (with `mrt_form`) subtracts a group baseline and so needs group_size >= 2."""
+    return algo in ADVANTAGES and (algo, mrt_form) not in _GROUPLESS
+
+
+def check_algo(algo: str, mrt_form: str = "group", algos: Sequence[str] | None = None) -> None:
+    """Validate a trainer's algorithm settings: `algo` one of `algos` (default `ALGOS`), `mrt_form` one
+    of `MRT_FORMS`, and a form other than "group" only with `mrt` (the only algorithm that has forms)."""
+    algos = ALGOS if algos is None else tuple(algos)
+    if algo not in algos:
+        raise unknown_name_error("algo", algo, algos)
+    if mrt_form not in MRT_FORMS:
+        raise unknown_name_error("mrt_form", mrt_form, MRT_FORMS)
+    if mrt_form != "group" and algo in ADVANTAGES and algo != "mrt":
+        raise ValueError(f"mrt_form {mrt_form!r} applies to algo 'mrt' only; algo {algo!r} takes mrt_form 'group'.")
 
 
 def advantages(
@@ -192,24 +288,21 @@ def advantages(
     trajectories: Sequence[Trajectory],
     *,
     alpha: float,
-    mrt_form: str,
+    mrt_form: str = "group",
     cost_coef: float = 0.0,
     eps: float = 1e-6,
     scale: bool = True,
 ) -> list[np.ndarray]:
     """The advantages of a batch as a trainer's settings choose them, the one dispatch every trainer
-    uses (docs/formulation.md §4): `algo` "grpo" -> `outcome_advantages`; "mrt" with `mrt_form`
-    "group" -> `mrt_advantages`, with "termination" -> `termination_advantages` (which has no group
-    statistics, so `eps` and `scale` do not apply to it)."""
-    if algo not in ADVANTAGE_ALGOS:
-        raise unknown_name_error("advantage algo", algo, ADVANTAGE_ALGOS)
+    uses (docs/formulation.md §4), through `ADVANTAGES`: "grpo" -> `outcome_advantages`; "mrt" with
+    `mrt_form` "group" -> `mrt_advantages`, with "termination" -> `termination_advantages` (no group
+    statistics, so `eps` and `scale` do not apply to it, nor does `alpha`); "mrt-rtg" ->
+    `progress_to_go_advantages`. `mrt_form` is read by "mrt" only."""
+    if algo not in ADVANTAGES:
+        raise unknown_name_error("advantage algo", algo, ADVANTAGES)
     if mrt_form not in MRT_FORMS:
         raise unknown_name_error("mrt_form", mrt_form, MRT_FORMS)
-    if algo == "grpo":
-        return outcome_advantages(trajectories, cost_coef=cost_coef, eps=eps, scale=scale)
-    if mrt_form == "termination":
-        return termination_advantages(trajectories, alpha=alpha, cost_coef=cost_coef)
-    return mrt_advantages(trajectories, alpha=alpha, cost_coef=cost_coef, eps=eps, scale=scale)
+    return ADVANTAGES[algo](trajectories, alpha=alpha, mrt_form=mrt_form, cost_coef=cost_coef, eps=eps, scale=scale)
 
 
 # -- losses ---------------------------------------------------------------------------------------
@@ -312,13 +405,35 @@ def star_select(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
     return [t for t in trajectories if t.outcome >= 0.5]
 
 
-def mrt_star_select(
+def mrt_star_select(trajectories: Sequence[Trajectory], *, tol: float = 1e-9) -> list[Trajectory]:
+    """MRT-STaR (`mrt-star`): per group, the correct trajectories of maximal progress.
+
+    MRT §6, Figure 6: "the STaR variant selectively retains only reasoning traces that maximize
+    progress and are also followed by correct solutions". Among the trajectories of a group (same
+    `Trajectory.group`: the rollouts of one problem, which share J_0) that end correct, keep every
+    one whose total progress J_final - J_0 (the sum of its episodes' progress, the quantity MRT's
+    progress bonus sums to along a trace) is within `tol` of the group's largest; ties are all kept.
+    The figure does not say how many traces per problem survive or how ties break: we keep all that
+    tie, and nothing else. A trace that lowers J in one episode and recovers later is kept if its
+    total is maximal (unlike `mrt_star_threshold_select`); a lucky correct guess with less progress
+    than another correct rollout of its problem is dropped. A group of one: its trace if correct.
+    """
+    tol = check_float("tol", tol, minimum=0.0)
+    correct = [t for t in trajectories if t.outcome >= 0.5]
+    best: dict = {}
+    for t in correct:
+        best[t.group] = max(best.get(t.group, -np.inf), t.total_progress)
+    return [t for t in correct if t.total_progress >= best[t.group] - tol]
+
+
+def mrt_star_threshold_select(
     trajectories: Sequence[Trajectory], *, min_total_progress: float = 0.0, tol: float = 1e-9
 ) -> list[Trajectory]:
-    """MRT-STaR: keep the trajectories that end correct AND make progress.
+    """`mrt-star-threshold`: keep the trajectories that end correct AND never lose progress.
 
-    Rule: outcome >= 0.5, every episode's progress >= -tol (no episode lowers J), and total progress
-    (J_final - J_0) > min_total_progress (a lucky guess with no progress is dropped).
+    ttc-gym's earlier MRT-STaR rule (not the paper's, see `mrt_star_select`): outcome >= 0.5, every
+    episode's progress >= -tol (no episode lowers J), and total progress (J_final - J_0) >
+    min_total_progress (a lucky guess with no progress is dropped). Needs no groups.
     """
     return [
         t
@@ -332,3 +447,50 @@ def mrt_star_select(
 def select_all(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
     """Verifier-free cloning: keep every trajectory."""
     return list(trajectories)
+
+
+#: The SFT algorithms: name -> (trace selection, the options of `select` it takes).
+SELECTORS: dict[str, tuple[Callable[..., list[Trajectory]], tuple[str, ...]]] = {
+    "star": (star_select, ()),
+    "mrt-star": (mrt_star_select, ()),
+    "mrt-star-threshold": (mrt_star_threshold_select, ("min_total_progress",)),
+    "sft": (select_all, ()),
+}
+
+
+def select(algo: str, trajectories: Sequence[Trajectory], *, min_total_progress: float = 0.0) -> list[Trajectory]:
+    """The trajectories the SFT algorithm `algo` keeps, through `SELECTORS` (the one dispatch every
+    trainer uses); `min_total_progress` goes to the selections that take it (`mrt-star-threshold`)."""
+    if algo not in SELECTORS:
+        raise unknown_name_error("selection algo", algo, SELECTORS)
+    fn, takes = SELECTORS[algo]
+    options = {"min_total_progress": check_float("min_total_progress", min_total_progress)}
+    return fn(trajectories, **{k: v for k, v in options.items() if k in takes})
+
+
+#: Every algorithm name, from the tables above: policy-gradient ones, then SFT ones.
+RL_ALGOS: tuple[str, ...] = tuple(ADVANTAGES)
+SFT_ALGOS: tuple[str, ...] = tuple(SELECTORS)
+ALGOS: tuple[str, ...] = RL_ALGOS + SFT_ALGOS
+ADVANTAGE_ALGOS = RL_ALGOS  # the former name
+
+#: One line per algorithm and per form of `mrt`, for the trainers' --help (`algo_help`).
+DESCRIPTIONS: dict[str, str] = {
+    "grpo": "outcome-only policy gradient, group-normalized 0/1 reward",
+    "mrt": "MRT's estimator: each episode credited with the outcome advantage + alpha * its own progress",
+    "mrt-rtg": "outcome advantage + alpha * group z-score of the progress-to-go (potential-based shaping: "
+               "same optimum as grpo)",
+    "star": "SFT on the traces that end correct",
+    "mrt-star": "SFT on the correct traces of maximal progress in their group (MRT's selection)",
+    "mrt-star-threshold": "SFT on the correct traces in which no episode lowers J and J rises by more than "
+                          "min_total_progress",
+    "sft": "SFT on every trace (verifier-free cloning)",
+    "group": "group-normalized outcome advantage + alpha * the episode's own progress",
+    "termination": "MRT code's termination baseline: outcome minus J of answering at the prefix (no alpha; "
+                   "G = 1 allowed)",
+}
+
+
+def algo_help(names: Sequence[str]) -> str:
+    """'name: what it computes; ...' for `names`, from `DESCRIPTIONS` (docs/formulation.md §4)."""
+    return "; ".join(f"{n}: {DESCRIPTIONS.get(n, 'see docs/formulation.md §4')}" for n in names)

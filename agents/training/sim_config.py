@@ -7,13 +7,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttc_gym.agents.training import algorithms as alg
 from ttc_gym.rewards import check_alpha
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
-RL_ALGOS = ("grpo", "mrt")
-SFT_ALGOS = ("star", "mrt-star", "sft")
-ALGOS = RL_ALGOS + SFT_ALGOS
-MRT_FORMS = ("group", "termination")
+# The algorithm names come from the tables of `algorithms` (docs/formulation.md §4 says what each computes).
+RL_ALGOS = alg.RL_ALGOS
+SFT_ALGOS = alg.SFT_ALGOS
+ALGOS = alg.ALGOS
+MRT_FORMS = tuple(alg.MRT_FORMS)
 TRACE_SOURCES = ("policy", "expert")
 GROUP_BY = ("problem", "difficulty")
 MAX_SEED = 2**63 - 1  # the policy's torch generators take seeds below 2**64 (and the trainer uses seed + 1)
@@ -28,9 +30,8 @@ class SimTrainConfig:
     """Train a softmax policy on TTC-Sim-v0 with GRPO, MRT, STaR, MRT-STaR or plain SFT."""
 
     algo: str = field(default="mrt", metadata=_help(
-        "grpo: outcome-only policy gradient, group-normalized 0/1 reward; mrt: + alpha * progress "
-        "credit per episode; star: SFT on traces that end correct; mrt-star: SFT on traces that end "
-        "correct and make progress; sft: SFT on every trace (verifier-free cloning)."))
+        alg.algo_help(ALGOS) + " (mrt-star's groups here: the traces of one difficulty level; "
+        "mrt-star-threshold with min_total_progress 0)"))
     seed: int = field(default=0, metadata=_help("seeds the policy's weights and sampling, the problems and the env noise"))
     iterations: int = field(default=100, metadata=_help("policy updates (grpo/mrt) or collect-filter-fit rounds (star/mrt-star/sft)"))
     batch_size: int = field(default=256, metadata=_help("trajectories rolled out per iteration (problems x group size)"))
@@ -39,10 +40,9 @@ class SimTrainConfig:
         "what the G rollouts of a group share: 'problem' (same reset seed: same level and same hidden "
         "strategies, fresh env noise; single envs) or 'difficulty' (same level, different problems; "
         "vector envs, several times faster)"))
-    alpha: float = field(default=1.0, metadata=_help("weight of the progress credit (mrt); >= 0, 0 gives grpo"))
-    mrt_form: str = field(default="group", metadata=_help(
-        "mrt advantage: 'group' (outcome advantage + alpha * group z-score of progress-to-go) or "
-        "'termination' (return of continuing minus J of answering now)"))
+    alpha: float = field(default=1.0, metadata=_help(
+        "weight of the progress credit (mrt, mrt-rtg); >= 0, 0 gives grpo (unused by --mrt-form termination)"))
+    mrt_form: str = field(default="group", metadata=_help("the baseline of mrt: " + alg.algo_help(MRT_FORMS)))
     cost_coef: float = field(default=0.0, metadata=_help("weight of the env's episode cost in the training return (0: the papers' 0/1 reward)"))
     kl_coef: float = field(default=0.0, metadata=_help("weight of KL(policy || initial policy) in the RL loss"))
     lr: float = field(default=0.01, metadata=_help("Adam learning rate"))
@@ -69,10 +69,7 @@ class SimTrainConfig:
         "continue the run saved in --checkpoint (same config; --iterations may grow), or start it if there is none"))
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise unknown_name_error("algo", self.algo, ALGOS)
-        if self.mrt_form not in MRT_FORMS:
-            raise unknown_name_error("mrt_form", self.mrt_form, MRT_FORMS)
+        alg.check_algo(self.algo, self.mrt_form, ALGOS)
         if self.group_by not in GROUP_BY:
             raise unknown_name_error("group_by", self.group_by, GROUP_BY)
         if self.trace_source not in TRACE_SOURCES:
@@ -86,7 +83,7 @@ class SimTrainConfig:
                 f"batch_size ({self.batch_size}) must be a multiple of group_size ({self.group_size}): "
                 f"each problem is rolled out group_size times."
             )
-        if self.algo in RL_ALGOS and self.group_size < 2 and not (self.algo == "mrt" and self.mrt_form == "termination"):
+        if alg.needs_groups(self.algo, self.mrt_form) and self.group_size < 2:
             raise ValueError(
                 f"algo {self.algo!r} normalizes rewards within groups and needs group_size >= 2, got {self.group_size}."
             )

@@ -6,12 +6,14 @@
     python -m ttc_gym.agents.training.sim_train --help
 
 Read top to bottom: `train` builds the envs and the policy, then each iteration either
-* (grpo, mrt) rolls out G rollouts of batch_size / G problems (`sim_rollout` explains how the G
-  rollouts share a problem, `--group-by difficulty` how they can share only its level, faster),
-  computes advantages with `algorithms` and takes one policy-gradient step (on-policy, no ratio
-  clipping; the optional KL term is to the initial policy), or
-* (star, mrt-star, sft) rolls out batch_size problems with the trace source (the current policy or
-  the heterogeneous expert), keeps the traces the selection rule accepts and takes `sft_steps`
+* (policy-gradient algorithms, `algorithms.RL_ALGOS`: grpo, mrt, mrt-rtg) rolls out G rollouts of
+  batch_size / G problems (`sim_rollout` explains how the G rollouts share a problem,
+  `--group-by difficulty` how they can share only its level, faster), computes advantages with
+  `algorithms.advantages` and takes one policy-gradient step (on-policy, no ratio clipping; the
+  optional KL term is to the initial policy), or
+* (SFT algorithms, `algorithms.SFT_ALGOS`: star, mrt-star, ...) rolls out batch_size problems with the
+  trace source (the current policy or the heterogeneous expert), keeps the traces `algorithms.select`
+  accepts (mrt-star compares the traces of one difficulty level) and takes `sft_steps`
   maximum-likelihood steps on them (expert iteration: the current policy is fine-tuned further).
 Every output path and the env arguments are checked before the first iteration. The checkpoint
 (`--checkpoint`, written every `--save-every` iterations and at the end, atomically) is a
@@ -56,7 +58,6 @@ LOG_FIELDS = (
     "step", "return", "accuracy", "episodes", "progress", "loss", "kept", "env_steps", "wall_s",
     "eval_return", "eval_accuracy", "eval_episodes",
 )
-SELECTORS = {"star": alg.star_select, "mrt-star": alg.mrt_star_select, "sft": alg.select_all}
 EVAL_SEED = 10**9  # evaluation problems use seeds EVAL_SEED + i; training draws seeds below 2**30
 STATE_KEY = "trainer_state"  # the checkpoint's extra entry that --resume reads
 RESUME_MAY_CHANGE = frozenset({"iterations", "save_every", "resume", "checkpoint", "log_csv"})
@@ -267,8 +268,11 @@ def _rl_step(config, policy, ref, optimizer, envs, rng, gen):
 def _sft_round(config, policy, optimizer, venv, rng, gen, expert):
     actor = AgentsActor(expert.agents(config.batch_size)) if expert else PolicyActor(policy, gen)
     traces = rollout_vector(venv, actor, int(rng.integers(0, 2**30)))
-    candidates = to_trajectories(traces)  # group = index of the trace (no grouping needed here)
-    kept = [traces[t.group] for t in SELECTORS[config.algo](candidates)]
+    candidates = to_trajectories(traces)
+    for c, t in zip(candidates, traces):  # mrt-star compares the correct traces of a group: here, of one level
+        c.group = t.difficulty
+    chosen = {id(c) for c in alg.select(config.algo, candidates)}
+    kept = [t for t, c in zip(traces, candidates) if id(c) in chosen]
     loss = float("nan")
     if kept:
         # sft_loss over the kept trajectories is nll_loss over all their actions: one forward pass.

@@ -258,7 +258,7 @@ def test_resume_continues_the_step_count(tmp_path):
         assert [r["step"] for r in csv.DictReader(f)] == ["1", "2"]
 
 
-@pytest.mark.parametrize("algo", ["star", "mrt-star"])
+@pytest.mark.parametrize("algo", ["star", "mrt-star", "mrt-star-threshold"])
 def test_star_selection_fits_kept_rollouts(tmp_path, monkeypatch, algo):
     _mixed_outcomes(monkeypatch)
     result = train(_config(tmp_path, algo=algo, temperature=1.0), policy_engine=tiny_random_engine(seed=5),

@@ -44,18 +44,18 @@ def test_outcome_advantages_by_hand():
     assert [a.tolist() for a in with_cost] == [[-1.0, -1.0], [1.0]]
 
 
-def test_mrt_advantage_by_hand():
-    # One group of two: outcomes 1, 0 -> outcome advantages +1, -1 (eps 0).
+def test_progress_to_go_advantage_by_hand():
+    # mrt-rtg. One group of two: outcomes 1, 0 -> outcome advantages +1, -1 (eps 0).
     # progress-to-go: traj 0 [0.5, 0.3], traj 1 [0.0]; mean 0.8/3, population std over the 3 values.
     batch = [traj(0, 1, [0.2, 0.3]), traj(0, 0, [0.0])]
     vals = np.array([0.5, 0.3, 0.0])
     z = (vals - vals.mean()) / vals.std()
-    adv = alg.mrt_advantages(batch, alpha=0.5, eps=0.0)
+    adv = alg.progress_to_go_advantages(batch, alpha=0.5, eps=0.0)
     np.testing.assert_allclose(adv[0], [1 + 0.5 * z[0], 1 + 0.5 * z[1]])
     np.testing.assert_allclose(adv[1], [-1 + 0.5 * z[2]])
 
 
-def test_mrt_advantage_equals_outcome_advantage_at_alpha_zero():
+def test_mrt_and_mrt_rtg_equal_the_outcome_advantage_at_alpha_zero():
     rng = np.random.default_rng(0)
     batch = [traj(int(g), float(rng.random() < 0.5), rng.normal(size=int(rng.integers(1, 8))),
                   cost=None) for g in np.repeat(np.arange(6), 4)]
@@ -63,16 +63,18 @@ def test_mrt_advantage_equals_outcome_advantage_at_alpha_zero():
         b.cost = rng.random(b.num_episodes)
     for kwargs in ({}, {"cost_coef": 0.3}, {"scale": False}):
         out = alg.outcome_advantages(batch, **kwargs)
-        mrt = alg.mrt_advantages(batch, alpha=0.0, **kwargs)
-        assert all(np.array_equal(a, b) for a, b in zip(out, mrt))
-    assert not all(np.array_equal(a, b) for a, b in zip(out, alg.mrt_advantages(batch, alpha=1.0, scale=False)))
+        for estimator in (alg.mrt_advantages, alg.progress_to_go_advantages):
+            assert all(np.array_equal(a, b) for a, b in zip(out, estimator(batch, alpha=0.0, **kwargs)))
+    for estimator in (alg.mrt_advantages, alg.progress_to_go_advantages):
+        assert not all(np.array_equal(a, b) for a, b in zip(out, estimator(batch, alpha=1.0, scale=False)))
 
 
 def test_termination_advantage_by_hand():
-    # j0 0.1, progress [0.3, 0.6, 0.0] -> J before each episode 0.1, 0.4, 1.0; progress-to-go 0.9, 0.6, 0.0
+    # j0 0.1, progress [0.3, 0.6, 0.0] -> J before each episode 0.1, 0.4, 1.0; cost-to-go 0.04, 0.02, 0.
+    # Reward of the rollout (outcome - cost-to-go) minus reward of terminating at the prefix (J before).
     t = traj(0, 1, [0.3, 0.6, 0.0], cost=np.array([0.02, 0.02, 0.0]), j0=0.1)
     (adv,) = alg.termination_advantages([t], alpha=1.0, cost_coef=1.0)
-    np.testing.assert_allclose(adv, [1 + 0.9 - 0.04 - 0.1, 1 + 0.6 - 0.02 - 0.4, 1 + 0.0 - 0.0 - 1.0], atol=1e-12)
+    np.testing.assert_allclose(adv, [1 - 0.04 - 0.1, 1 - 0.02 - 0.4, 1 - 0.0 - 1.0], atol=1e-12)
     with pytest.raises(ValueError, match="j0"):
         alg.termination_advantages([traj(0, 1, [0.1], j0=float("nan"))], alpha=1.0)
 
@@ -113,18 +115,21 @@ def test_losses_reject_misaligned_input():
 
 
 # -- selection --------------------------------------------------------------------------------------
-def test_star_and_mrt_star_keep_what_their_rules_say():
+def test_star_and_mrt_star_threshold_keep_what_their_rules_say():
     batch = [
         traj(0, 1, [0.2, 0.3, 0.0]),  # correct, steady progress: both keep
-        traj(1, 1, [0.0]),  # correct lucky guess, no progress: STaR keeps, MRT-STaR drops
-        traj(2, 1, [0.4, -0.3, 0.8]),  # correct but one episode lowers J: STaR keeps, MRT-STaR drops
+        traj(1, 1, [0.0]),  # correct lucky guess, no progress: STaR keeps, the threshold rule drops
+        traj(2, 1, [0.4, -0.3, 0.8]),  # correct but one episode lowers J: STaR keeps, the threshold rule drops
         traj(3, 0, [0.5, 0.4]),  # wrong: both drop
         traj(4, 1, [0.0, 0.0, 0.9]),  # correct, progress only at the end: both keep
         traj(5, 0, [0.0]),  # wrong: both drop
     ]
     assert [t.group for t in alg.star_select(batch)] == [0, 1, 2, 4]
-    assert [t.group for t in alg.mrt_star_select(batch)] == [0, 4]
-    assert [t.group for t in alg.mrt_star_select(batch, min_total_progress=0.6)] == [4]
+    assert [t.group for t in alg.mrt_star_threshold_select(batch)] == [0, 4]
+    assert [t.group for t in alg.mrt_star_threshold_select(batch, min_total_progress=0.6)] == [4]
+    assert [t.group for t in alg.select("mrt-star-threshold", batch, min_total_progress=0.6)] == [4]
+    # Every group is one trace here, so MRT's max-progress selection keeps every correct trace (= STaR).
+    assert [t.group for t in alg.mrt_star_select(batch)] == [0, 1, 2, 4]
     assert len(alg.select_all(batch)) == 6
 
 
@@ -210,7 +215,7 @@ def test_difficulty_groups_share_the_level():
 SMALL = {"iterations": 12, "batch_size": 64, "group_size": 8, "lr": 0.03, "max_episodes": 6}
 
 
-@pytest.mark.parametrize("algo", ["grpo", "mrt", "star", "mrt-star"])
+@pytest.mark.parametrize("algo", ["grpo", "mrt", "mrt-rtg", "star", "mrt-star"])
 def test_each_trainer_improves_on_its_initial_policy(algo):
     torch.set_num_threads(1)
     before, after = [], []
@@ -221,6 +226,15 @@ def test_each_trainer_improves_on_its_initial_policy(algo):
         after.append(batch_stats(evaluate_policy(result.policy, kwargs, problems=400))["return"])
     assert np.mean(after) > np.mean(before) + 0.1, (before, after)
     assert sum(a > b for a, b in zip(after, before)) >= 4, (before, after)
+
+
+def test_mrt_star_keeps_the_max_progress_subset_of_stars_traces():
+    # Same seed, same initial policy: the first round's traces are the same for both; MRT-STaR keeps
+    # the correct ones of maximal progress per difficulty level, a strict subset of STaR's here.
+    cfg = {"iterations": 1, "batch_size": 64, "max_episodes": 6, "seed": 3}
+    star = train(SimTrainConfig(algo="star", **cfg)).history[0]["kept"]
+    mrt_star = train(SimTrainConfig(algo="mrt-star", **cfg)).history[0]["kept"]
+    assert 0 < mrt_star < star
 
 
 def test_training_writes_csv_and_a_loadable_checkpoint(tmp_path):
