@@ -505,3 +505,105 @@ def test_a_read_only_results_file_is_one_line(tmp_path, capsys):
     assert main(argv) in (1, 2)
     err = capsys.readouterr().err
     assert "Traceback" not in err and "results.jsonl" in err
+
+
+# ----------------------------------------------------------------------------------------------------
+# Grader comparisons that did not complete ("unknown"), counted per rollout and reported
+
+
+class GradingToyEnv(gym.Env):
+    """A stand-in for the math envs' grader report: each step's info carries `grading_incomplete`, the
+    number of that step's comparisons that did not complete (drawn from the problem's seed), unless
+    `report=False` (an env without a grader)."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, max_episodes: int = 3, report: bool = True, unknowns: int = 2):
+        self.max_episodes, self.report, self.unknowns = max_episodes, report, unknowns
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def _info(self, graded: bool = True):
+        info = {"J": self.t / self.max_episodes, "outcome": 0.0, "episodes_used": self.t, "tokens_used": 10 * self.t}
+        if self.report:
+            info["grading_incomplete"] = int(self.rng.integers(0, self.unknowns + 1)) if graded else 0
+        return info
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.rng = 0, np.random.default_rng(seed)
+        return np.zeros(1, np.float32), self._info(graded=False)
+
+    def step(self, action):
+        self.t += 1
+        info = self._info()
+        done = bool(action == 1) or self.t >= self.max_episodes
+        return np.zeros(1, np.float32), 0.0, done, False, info
+
+
+class Always:
+    def __init__(self, action):
+        self.action = action
+
+    def act(self, obs, info):
+        return self.action
+
+
+def keep_going(env):
+    return Always(0)
+
+
+def register_toy():
+    if "GradingToy-v0" not in gym.registry:
+        gym.register("GradingToy-v0", entry_point=GradingToyEnv, disable_env_checker=True)
+
+
+def test_incomplete_gradings_are_summed_per_rollout_and_reported(tmp_path, capsys):
+    register_toy()
+    out = tmp_path / "unknown"
+    agent = f"{__name__}:keep_going"
+    result = run(out, agents=(agent,), budgets=(3,), num_problems=4, config={"env_id": "GradingToy-v0"})
+    records = [json.loads(line) for line in lines(out)]
+    expected = []
+    for r in records:  # what the env drew for each of the rollout's 3 steps
+        rng = np.random.default_rng(r["seed"])
+        expected.append(sum(int(rng.integers(0, 3)) for _ in range(3)))
+        assert r["grading_incomplete"] == expected[-1]
+    total = sum(expected)
+    assert total > 0
+    assert result.summary["grading_incomplete"] == total
+    assert result.summary["rows"][0]["grading_incomplete"] == total
+    header, row = (out / "summary.csv").read_text().splitlines()[:2]
+    assert row.split(",")[header.split(",").index("grading_incomplete")] == str(total)
+    table = (out / "table.txt").read_text()
+    assert f"{total} grader comparisons" in table and "unknown" in table
+
+
+def test_no_unknown_line_when_every_grading_completed_or_the_env_has_no_grader(tmp_path):
+    register_toy()
+    agent = f"{__name__}:keep_going"
+    for name, kwargs in (("zero", {"unknowns": 0}), ("absent", {"report": False})):
+        result = run(tmp_path / name, agents=(agent,), budgets=(3,), num_problems=3,
+                     config={"env_id": "GradingToy-v0", "env_kwargs": kwargs})
+        assert result.summary["grading_incomplete"] == 0
+        assert all(json.loads(line)["grading_incomplete"] == 0 for line in lines(tmp_path / name))
+        assert "grader comparisons" not in (tmp_path / name / "table.txt").read_text()
+    # The sim has no grader either: a count of 0 in every record, nothing under the table.
+    result = run(tmp_path / "sim", num_problems=2)
+    assert result.summary["grading_incomplete"] == 0
+
+
+def test_a_bad_grading_incomplete_value_is_a_clear_error(tmp_path):
+    register_toy()
+
+    class Bad(GradingToyEnv):
+        def step(self, action):
+            obs, r, term, trunc, info = super().step(action)
+            info["grading_incomplete"] = "two"
+            return obs, r, term, trunc, info
+
+    if "GradingToyBad-v0" not in gym.registry:
+        gym.register("GradingToyBad-v0", entry_point=Bad, disable_env_checker=True)
+    with pytest.raises(ValueError, match=r"grading_incomplete.*'two'.*non-negative integer"):
+        run(tmp_path / "bad", agents=(f"{__name__}:keep_going",), budgets=(3,), num_problems=1,
+            config={"env_id": "GradingToyBad-v0"})

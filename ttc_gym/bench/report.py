@@ -87,6 +87,7 @@ def summarize_results(
     summary: dict[str, Any] = {
         "env_id": env_id, "num_problems": num_problems, "base_seed": base_seed, "rank_by": rank_by,
         "confidence": 0.95, "note": note, "agents": list(agents), "budgets": [], "rows": [],
+        "grading_incomplete": 0,  # grader comparisons that did not complete (reported unknown), all rows
     }
     for b_index, (label, budget) in enumerate(budgets.items()):
         groups = {}
@@ -127,6 +128,8 @@ def summarize_results(
             }
             if maj_curve is not None:
                 row["maj_curve"] = maj_curve
+            row["grading_incomplete"] = sum(int(r.get("grading_incomplete", 0)) for r in recs)
+            summary["grading_incomplete"] += row["grading_incomplete"]
             rows.append(row)
 
         metric = rank_by if all(rank_by in columns[a] for a in agents) else "return"
@@ -158,7 +161,7 @@ def write_summary(summary: dict, out_dir: Path) -> dict[str, Path]:
     header = ["budget", "max_episodes", "max_tokens", "j_star", "rank", "agent", "num_problems"]
     for m in metrics:
         header += [f"{m}_mean", f"{m}_se", f"{m}_ci_low", f"{m}_ci_high"]
-    header += ["vs_best_metric", "vs_best_diff", "vs_best_se", "vs_best_significant"]
+    header += ["vs_best_metric", "vs_best_diff", "vs_best_se", "vs_best_significant", "grading_incomplete"]
     with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -170,6 +173,7 @@ def write_summary(summary: dict, out_dir: Path) -> dict[str, Path]:
                 line += [s["mean"], s["se"], s["ci_low"], s["ci_high"]] if s else ["", "", "", ""]
             v = r["vs_best"]
             line += [v["metric"], v["diff"], v["se"], v["significant"]] if v else ["", "", "", ""]
+            line.append(r.get("grading_incomplete", 0))
             writer.writerow(line)
     return {"summary_json": json_path, "summary_csv": csv_path}
 
@@ -231,6 +235,10 @@ def table_caption(summary: dict) -> str:
         f"(1.96 s.e.). Δ vs #1: paired difference from the top-ranked agent on the same problems; "
         f"* = differs from #1 significantly (paired, 95%)."
     )
+    unknown = summary.get("grading_incomplete", 0)
+    if unknown:
+        text += (f"\n{unknown} grader comparison{'s' if unknown != 1 else ''} did not complete (the grader's worker "
+                 f"crashed or stalled) and count as unknown, not as verdicts (summary.json: grading_incomplete).")
     return text + (f"\n{summary['note']}" if summary.get("note") else "")
 
 

@@ -490,7 +490,7 @@ class ItemEvaluator:
     def __call__(self, item: WorkItem) -> dict:
         from ttc_gym.evaluation import run_rollout
 
-        env = self.env(item.budget)
+        env = _GradingCounter(self.env(item.budget))
         agent = self.agent(item.agent, item.budget)
         start = time.perf_counter()
         try:  # resets the env and the agent with the problem's seed
@@ -503,7 +503,37 @@ class ItemEvaluator:
         out = {"agent": item.agent, "budget": item.budget, "problem": item.problem}
         out.update(record.to_dict())
         out["wall_s"] = round(time.perf_counter() - start, 6)
+        out["grading_incomplete"] = env.total
         out.update(self.env_stamp)
+        return out
+
+
+class _GradingCounter:
+    """The env as `run_rollout` sees it (reset and step pass through), summing `info["grading_incomplete"]`:
+    the number of a step's grader comparisons that did not complete (a worker crash or stall), which the
+    math envs report as unknown rather than as a verdict. A missing key counts 0 (envs without a grader)."""
+
+    def __init__(self, env: Any):
+        self.env = env
+        self.total = 0
+
+    def _count(self, info: Any) -> None:
+        value = info.get("grading_incomplete", 0) if isinstance(info, dict) else 0
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(
+                f"the env reported info['grading_incomplete'] = {value!r}; expected a non-negative integer "
+                f"(the number of this step's grader comparisons that did not complete)."
+            )
+        self.total += int(value)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._count(info)
+        return obs, info
+
+    def step(self, action):
+        out = self.env.step(action)
+        self._count(out[-1])
         return out
 
 
