@@ -13,7 +13,7 @@ from typing import Any
 from ttc_gym.answer_extraction import extract_boxed
 from ttc_gym.budget import Budget
 from ttc_gym.engines.registry import make_engine
-from ttc_gym.grading import answers_equivalent, normalize_answer
+from ttc_gym.grading import compare_answers, normalize_answer
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.problems import make_source
 from ttc_gym.prompts import PromptTemplate
@@ -102,7 +102,10 @@ class MathTrace:
         self.episodes: list[str] = []
         self.tokens_used = 0
         self.tracker = ProgressTracker()
+        incomplete_before = prover.grading_incomplete
         self.estimate: ProverEstimate = prover.estimate(problem, [])
+        # Answers whose grading did not complete in the last reset / step (each counted wrong).
+        self.grading_incomplete = prover.grading_incomplete - incomplete_before
         self.tracker.start(self.estimate.j)
         self.done = False
 
@@ -121,6 +124,7 @@ class MathTrace:
             episode_tokens=episode_tokens,
             tokens_left=s.budget.tokens_left(self.tokens_used),
             committed_answer=committed,
+            grading_incomplete=self.grading_incomplete,
         )
         if answered:
             info["gold_answer"] = self.problem.answer
@@ -130,15 +134,18 @@ class MathTrace:
         """Append one episode; grade it if it commits an answer (a `\\boxed{}`); run the prover."""
         s = self.settings
         tokens = self.count_tokens(text) if num_tokens is None else int(num_tokens)
+        incomplete_before = self.prover.grading_incomplete
         self.episodes.append(text)
         self.tokens_used += tokens
         self.estimate = self.prover.estimate(self.problem, self.episodes)
         progress = self.tracker.update(self.estimate.j)
         committed = extract_boxed(text)
-        outcome, terminated = 0.0, False
+        outcome, terminated, committed_unknown = 0.0, False, False
         if committed is not None:
             terminated = True
-            outcome = float(answers_equivalent(normalize_answer(committed), self.problem.answer))
+            verdict = compare_answers(normalize_answer(committed), self.problem.answer)
+            outcome = float(verdict is True)  # an unknown counts as wrong, and is flagged
+            committed_unknown = verdict is None
         truncated = not terminated and s.budget.exhausted(len(self.episodes), self.tokens_used)
         if truncated and s.answer_on_truncation:
             # The reasoner is forced to answer: its answer is the prover's first forced answer
@@ -147,6 +154,7 @@ class MathTrace:
             committed = self.estimate.answers[0]
             outcome = float(self.estimate.correct[0])
         self.done = terminated or truncated
+        self.grading_incomplete = self.prover.grading_incomplete - incomplete_before + int(committed_unknown)
         cost = s.episode_cost
         info = self.info(progress=progress, outcome=outcome, cost=cost, answered=terminated,
                          committed=committed, episode_tokens=tokens)
@@ -155,7 +163,9 @@ class MathTrace:
     def answer_now(self) -> StepResult:
         """Commit the prover's first forced answer on the current trace (no episode is spent)."""
         self.done = True
+        incomplete_before = self.prover.grading_incomplete
         outcome = float(self.estimate.correct[0])
+        self.grading_incomplete = self.prover.grading_incomplete - incomplete_before
         info = self.info(outcome=outcome, answered=True, committed=self.estimate.answers[0])
         return StepResult(compose_reward(outcome, 0.0, self.settings.alpha), True, False, info)
 

@@ -114,7 +114,10 @@ class TTCMathEnv(gym.Env):
 
     `info`: J, progress, outcome, alpha, cost, reward, episodes_used, tokens_used, answered,
     problem_id, difficulty, prover_answers (the K normalized forced answers), prover_correct,
-    episode_tokens, tokens_left, committed_answer, and gold_answer once answered.
+    episode_tokens, tokens_left, committed_answer, and gold_answer once answered; grading_incomplete
+    (int, 0 normally: how many of this reset's / step's graded answers — the prover's K and a committed
+    one — the grader could not decide (its worker stalled or died twice): each counts as wrong in J and
+    the outcome, and is never memoized; `ttc_gym.grading.compare_answers`).
 
     The prover's sampling seed is derived from `prover_seed` and the trace, so the same seed and
     the same actions give the same rollout, and a repeated prefix is answered from a cache.

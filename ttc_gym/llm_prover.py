@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Any, Sequence
 
 from ttc_gym.engines.base import SamplingConfig, generate_per_prompt
-from ttc_gym.grading import answers_equivalent, normalize_answer
+from ttc_gym.grading import compare_answers, normalize_answer
 from ttc_gym.prompts import PromptTemplate, close_boxed, forced_answer_sampling
 from ttc_gym.prover import ProverEstimate, monte_carlo_j
 from ttc_gym.seeding import prefix_seed
@@ -53,6 +53,7 @@ class LLMProver:
         self.cache_size = check_int("cache_size", cache_size, minimum=0)
         self._cache: OrderedDict[tuple, ProverEstimate] = OrderedDict()
         self.calls = 0  # (problem, prefix) estimates sampled (cache misses)
+        self._grading_incomplete = 0  # forced answers whose grading did not complete
 
     @property
     def sampling(self) -> SamplingConfig:
@@ -85,24 +86,36 @@ class LLMProver:
             elif key not in missing:
                 missing[key] = item
         if missing:
-            for key, estimate in zip(missing, self._sample_many(list(missing.values()))):
+            for key, (estimate, incomplete) in zip(missing, self._sample_many(list(missing.values()))):
                 found[key] = estimate
-                if self.cache_size:
+                if self.cache_size and not incomplete:  # an unknown grade is never memoized
                     self._cache[key] = estimate
                     if len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
         return [found[key] for key in keys]
 
-    def _sample_many(self, items: list[tuple[Any, tuple[str, ...]]]) -> list[ProverEstimate]:
+    def _sample_many(self, items: list[tuple[Any, tuple[str, ...]]]) -> list[tuple[ProverEstimate, int]]:
         prompts = [self.template.forced_answer_prompt(self.engine, p.question, episodes) for p, episodes in items]
         seeds = [prefix_seed(self.seed, p.id, p.question, *episodes) for p, episodes in items]
         rows = generate_per_prompt(self.engine, prompts, self.sampling, seeds)
         self.calls += len(items)
         return [self._grade(problem, completions) for (problem, _), completions in zip(items, rows)]
 
-    def _grade(self, problem: Any, completions: Sequence[Any]) -> ProverEstimate:
+    def _grade(self, problem: Any, completions: Sequence[Any]) -> tuple[ProverEstimate, int]:
+        """(the estimate, how many of its answers' grading did not complete: counted wrong)."""
         answers = tuple(normalize_answer(close_boxed(c.text)) for c in completions)
-        correct = tuple(bool(a) and answers_equivalent(a, problem.answer) for a in answers)
-        return ProverEstimate(
-            j=monte_carlo_j(sum(correct), len(correct)), answers=answers, correct=correct
-        )
+        verdicts = [compare_answers(a, problem.answer) if a else False for a in answers]
+        incomplete = sum(v is None for v in verdicts)
+        self._grading_incomplete += incomplete
+        correct = tuple(v is True for v in verdicts)
+        estimate = ProverEstimate(j=monte_carlo_j(sum(correct), len(correct)), answers=answers, correct=correct)
+        return estimate, incomplete
+
+    @property
+    def grading_incomplete(self) -> int:
+        """How many forced answers so far (the prover's, and the policy's own when it is another
+        engine) had a grading that did not complete (`ttc_gym.grading.compare_answers` said None:
+        the grader's worker stalled or died twice). Such an answer counts as wrong in J, and its
+        estimate is not memoized: the same prefix is sampled and graded again when asked for."""
+        policy = getattr(self, "_policy", None)
+        return self._grading_incomplete + (0 if policy is None else policy.grading_incomplete)
