@@ -229,8 +229,8 @@ def test_users_register_engine_schemes():
         assert "echo-test" in engine_schemes()
         register_engine_scheme("echo-test", EchoEngine)  # the same row again: fine
         with pytest.raises(ValueError, match="already registered"):
-            register_engine_scheme("echo-test", "tests.test_engines:EchoEngine")
-        register_engine_scheme("echo-test", "tests.test_engines:EchoEngine", replace=True)  # lazy
+            register_engine_scheme("echo-test", "tests.core.test_engines:EchoEngine")
+        register_engine_scheme("echo-test", "tests.core.test_engines:EchoEngine", replace=True)  # lazy
         assert make_engine("echo-test:x").text == "x"
         with pytest.raises(ValueError, match="Did you mean 'echo-test'"):
             make_engine("echo-tst:x")
