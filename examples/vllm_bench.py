@@ -13,9 +13,9 @@ prints, or what fails, in an issue.
 Three measurements, each printed as it finishes:
 1. generation: one batched `generate` of the reasoning prompts of `--problems` problems, `--n` samples
    each (`--max-new-tokens` per sample) -> tokens/s;
-2. prover: K forced answers for each problem's prompt, as the env's prover asks for them (one prompt
-   per call), and the same requests batched into one call (what a vectorized env can reach) ->
-   J-estimates/s;
+2. prover: K forced answers for each problem's prompt, one prompt per call (a prover asked one prefix
+   at a time), and `LLMProver.estimate_many` over all of them (one call, a seed per request: what the
+   vectorized env asks for) -> J-estimates/s, and how many estimates the two ways agree on;
 3. the env: `--problems` rollouts of TTC-Math-v0 at budget H = `--budget`, the episodes written by the
    same model (one paragraph per step), the prover after every episode -> accuracy, episodes, and
    tokens/s and J-estimates/s of the whole loop.
@@ -38,15 +38,18 @@ from ttc_gym.prompts import PromptTemplate
 
 
 class CountingEngine:
-    """Passes every call to `engine` and counts generated tokens and generate calls."""
+    """Passes every call to `engine` and counts generated tokens and generate calls. It takes one seed
+    per prompt when `engine` does (`per_prompt_seeds`), so the prover still batches through it."""
 
     def __init__(self, engine: Any):
         self.engine = engine
         self.name = engine.name
+        self.per_prompt_seeds = getattr(engine, "per_prompt_seeds", False)
         self.tokens = 0
         self.calls = 0
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig, *, seed: int | None = None):
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig, *,
+                 seed: int | Sequence[int] | None = None):
         rows = self.engine.generate(prompts, sampling, seed=seed)
         self.calls += 1
         self.tokens += sum(c.num_tokens for row in rows for c in row)
@@ -72,21 +75,26 @@ def measure_generation(engine: Any, questions: list[str], args: argparse.Namespa
 
 
 def measure_prover(engine: Any, problems: list[Any], args: argparse.Namespace) -> None:
-    prover = LLMProver(engine, num_samples=args.k, max_answer_tokens=args.max_answer_tokens)
+    """J_0 of every problem two ways: one prefix per call (a prover asked one prefix at a time), and
+    `estimate_many` over all of them (ONE engine call, one seed per request). Same seeds, so the two
+    give the same estimates (up to the float rounding of batched kernels on a GPU)."""
+    alone_engine = CountingEngine(engine)
+    alone = LLMProver(alone_engine, num_samples=args.k, max_answer_tokens=args.max_answer_tokens)
     start = time.perf_counter()
-    estimates = prover.estimate_many([(p, []) for p in problems])  # one engine call per estimate
+    one_by_one = [alone.estimate(p, []) for p in problems]
     elapsed = time.perf_counter() - start
-    mean_j = sum(e.j for e in estimates) / len(estimates)
-    print(f"prover, one call per estimate: {len(estimates)} J-estimates (K={args.k}) in {elapsed:.2f} s "
-          f"= {len(estimates) / elapsed:.2f} J-estimates/s (mean J_0 = {mean_j:.3f})")
+    mean_j = sum(e.j for e in one_by_one) / len(one_by_one)
+    print(f"prover, one prefix per call: {len(one_by_one)} J-estimates (K={args.k}) in {alone_engine.calls} calls, "
+          f"{elapsed:.2f} s = {len(one_by_one) / elapsed:.2f} J-estimates/s (mean J_0 = {mean_j:.3f})")
 
-    template = PromptTemplate()
-    prompts = [template.forced_answer_prompt(engine, p.question, []) for p in problems]
+    batch_engine = CountingEngine(engine)
+    batched = LLMProver(batch_engine, num_samples=args.k, max_answer_tokens=args.max_answer_tokens)
     start = time.perf_counter()
-    engine.generate(prompts, prover.sampling, seed=1)
+    estimates = batched.estimate_many([(p, []) for p in problems])
     elapsed = time.perf_counter() - start
-    print(f"prover, batched in one call: {len(prompts)} J-estimates in {elapsed:.2f} s "
-          f"= {len(prompts) / elapsed:.2f} J-estimates/s")
+    same = sum(a.answers == b.answers for a, b in zip(estimates, one_by_one))
+    print(f"prover, estimate_many: {len(estimates)} J-estimates in {batch_engine.calls} call(s), {elapsed:.2f} s "
+          f"= {len(estimates) / elapsed:.2f} J-estimates/s; {same}/{len(estimates)} with the same answers as one by one")
 
 
 def next_episode(engine: Any, template: PromptTemplate, obs: dict, info: dict, args: argparse.Namespace,
