@@ -30,9 +30,21 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify, RandomAgent
+from ttc_gym.agents.heuristics import (
+    AnswerAfterK,
+    AnswerWhenConfident,
+    NeverVerify,
+    OracleAnswerWhenConfident,
+    RandomAgent,
+)
 from ttc_gym.agents.llm import LLMAgent
-from ttc_gym.agents.strategies import BudgetForcing, MajorityVote, StopWhenConfident, ThinkUntilBudget
+from ttc_gym.agents.strategies import (
+    BudgetForcing,
+    MajorityVote,
+    OracleStopWhenConfident,
+    StopWhenConfident,
+    ThinkUntilBudget,
+)
 from ttc_gym.agents.tabular import QLearningConfig
 from ttc_gym.validation import check_float, check_int
 
@@ -73,8 +85,18 @@ def answer_after(env, k: int = AnswerAfterK.k) -> AnswerAfterK:
 def answer_when_confident(
     env, threshold: float = AnswerWhenConfident.threshold, patience: int = AnswerWhenConfident.patience
 ) -> AnswerWhenConfident:
-    """Continue until the prover's J reaches `threshold`; switch approach after `patience` stalls."""
-    return AnswerWhenConfident(threshold, patience)
+    """Continue until a gold-free confidence reaches `threshold` (the agreement of the prover's forced
+    answers; on TTC-Sim-v0, E[J | observation] under the env's public model); verify, then switch
+    approach, when it stalls for `patience` episodes."""
+    return AnswerWhenConfident(threshold, patience, model=getattr(env.unwrapped, "model", None))
+
+
+@_checked(OracleAnswerWhenConfident)
+def oracle_answer_when_confident(
+    env, threshold: float = OracleAnswerWhenConfident.threshold, patience: int = OracleAnswerWhenConfident.patience
+) -> OracleAnswerWhenConfident:
+    """ORACLE: continue until the prover's gold-graded J reaches `threshold`; switch after `patience` stalls."""
+    return OracleAnswerWhenConfident(threshold, patience)
 
 
 @_checked(NeverVerify)
@@ -325,8 +347,16 @@ def budget_forcing(env, min_episodes: int = BudgetForcing.min_episodes,
                                                  LLMSettings(max_episode_tokens)))
 def stop_when_confident(env, threshold: float = StopWhenConfident.threshold,
                         max_episode_tokens: int = LLMSettings.max_episode_tokens) -> StopWhenConfident:
-    """Commit the prover's majority answer once its J (from info) reaches threshold."""
+    """Commit the prover's majority answer once that share of its forced answers agree on it."""
     return StopWhenConfident(_env_llm(env, LLMSettings(max_episode_tokens)), threshold)
+
+
+@_checked(lambda threshold, max_episode_tokens: (OracleStopWhenConfident(_NO_LLM, threshold),
+                                                 LLMSettings(max_episode_tokens)))
+def oracle_stop_when_confident(env, threshold: float = OracleStopWhenConfident.threshold,
+                               max_episode_tokens: int = LLMSettings.max_episode_tokens) -> OracleStopWhenConfident:
+    """ORACLE: commit the prover's majority answer once its gold-graded J (from info) reaches threshold."""
+    return OracleStopWhenConfident(_env_llm(env, LLMSettings(max_episode_tokens)), threshold)
 
 
 @_checked(lambda k, max_episode_tokens: (MajorityVote(_NO_LLM, k), LLMSettings(max_episode_tokens)))

@@ -3,8 +3,10 @@
 - `ThinkUntilBudget`: never commits; the env forces the answer when the budget runs out.
 - `BudgetForcing`: s1-style — before `min_episodes`, a commit is cut and replaced by "Wait," so the
   model keeps thinking; afterwards it behaves like the plain LLM agent.
-- `StopWhenConfident`: commits the prover's majority answer as soon as the prover's J (from `info`)
-  reaches a threshold.
+- `StopWhenConfident`: commits the prover's majority answer as soon as the prover's forced answers
+  agree enough (the share equal to the majority answer reaches a threshold): gold-free.
+- `OracleStopWhenConfident`: the same, but stops when the prover's J reaches the threshold. J is
+  graded against the gold answer, so it is an oracle, not a deployable strategy (docs/formulation.md §3).
 - `MajorityVote`: thinks for k episodes, then commits the majority vote of all the prover's forced
   answers collected across those episodes (maj@k over episodes, docs/formulation.md §5).
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ttc_gym.agents.llm import LLMAgent, commit_text
 from ttc_gym.answer_extraction import first_box_command
-from ttc_gym.metrics import majority_vote
+from ttc_gym.metrics import answer_agreement, majority_vote
 from ttc_gym.validation import check_float, check_int
 
 KEEP_THINKING = "Let me keep thinking about this."
@@ -69,6 +71,10 @@ class BudgetForcing:
 
 @dataclass(frozen=True)
 class StopWhenConfident:
+    """Think until the prover's K forced answers agree (the share equal to the most common one,
+    `ttc_gym.metrics.answer_agreement`, reaches `threshold`), then commit that answer. Gold-free: the
+    forced answers are compared with one another, never graded."""
+
     llm: LLMAgent
     threshold: float = 0.75
 
@@ -78,11 +84,24 @@ class StopWhenConfident:
     def reset(self, seed: int | None = None) -> None:
         self.llm.reset(seed=seed)
 
+    def confident(self, info: dict) -> bool:
+        return answer_agreement(info.get("prover_answers", ())) >= self.threshold
+
     def act(self, obs: dict, info: dict) -> str:
         answer = majority_vote([a for a in info.get("prover_answers", ()) if a])
-        if info["J"] >= self.threshold and answer is not None:
+        if answer is not None and self.confident(info):
             return commit_text(answer)
         return keep_thinking(self.llm, obs, info)
+
+
+@dataclass(frozen=True)
+class OracleStopWhenConfident(StopWhenConfident):
+    """ORACLE (reads gold-derived J): `StopWhenConfident` that stops once the prover's J (from `info`)
+    reaches `threshold`. J is graded against the gold answer, which a deployed system does not have;
+    bench tables mark this agent as an oracle (docs/formulation.md §3)."""
+
+    def confident(self, info: dict) -> bool:
+        return info["J"] >= self.threshold
 
 
 @dataclass(frozen=True)

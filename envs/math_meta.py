@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import gymnasium as gym
@@ -13,12 +12,16 @@ from ttc_gym.envs.math_core import MathSettings, MathTrace
 from ttc_gym.envs.math_text import check_reset_options
 from ttc_gym.actions import MetaAction, check_meta_action
 from ttc_gym.engines.base import SamplingConfig
+from ttc_gym.metrics import answer_agreement, majority_vote
 from ttc_gym.prompts import META_ACTION_CUES, PromptTemplate
 from ttc_gym.validation import check_float, check_int, check_render_mode
 
 META_PARAMETERS = ("episode_tokens", "temperature")
 TOKEN_BUCKETS = 8
-OBS_FIELDS = ("episodes_used", "j_level", "last_change", "agreement", "token_bucket", "last_action")
+OBS_FIELDS = ("episodes_used", "agreement", "agreement_change", "majority_changed", "token_bucket", "last_action")
+# `agreement_change` codes (the agreement against the previous observation's) and `majority_changed` codes.
+DOWN, SAME, UP = 0, 1, 2
+MAJORITY_SAME, MAJORITY_CHANGED, MAJORITY_UNKNOWN = 0, 1, 2
 
 
 class TTCMathMetaEnv(gym.Env):
@@ -39,10 +42,19 @@ class TTCMathMetaEnv(gym.Env):
 
     ## Observation Space
 
-    `MultiDiscrete([H+1, K+1, 3, K+1, 9, 5])`: episodes used; J in units of 1/K (round(J*K));
-    the sign of the last progress (0 down, 1 none, 2 up); agreement among the prover's K answers
-    (how many equal the most common one); tokens used in eighths of the token budget (of
-    `max_tokens`, or of `H * episode_tokens` when there is none); the last action (4 = none yet).
+    `MultiDiscrete([H+1, K+1, 3, 3, 9, 5])` (fields `OBS_FIELDS`): episodes used; **agreement**, how
+    many of the prover's K forced answers after the last episode equal their most common answer (0
+    when none gave an answer; `ttc_gym.metrics.answer_agreement` times K); **agreement change**
+    against the previous observation (0 down, 1 same, 2 up; 1 at reset); **majority changed**, whether
+    the most common forced answer differs from the previous observation's (0 the same answer, 1 a
+    different one, 2 nothing to compare: at reset, or no answer now or before); tokens used in
+    eighths of the token budget (of `max_tokens`, or of `H * episode_tokens` when there is none); the
+    last action (4 = none yet).
+
+    **No gold.** Every field is computed without the gold answer, from what a deployed system has:
+    its own forced answers compared with one another, never graded (docs/formulation.md §3). J, which
+    grades them against the gold answer, is in `info` only; a policy that reads it is an oracle
+    (`ttc_gym.agents.heuristics.OracleAnswerWhenConfident`).
 
     ## Rewards
 
@@ -67,11 +79,19 @@ class TTCMathMetaEnv(gym.Env):
     Accessors (on `env.unwrapped`): `engine` (the model that writes the episodes), `template`,
     `prover` and `trace`, as in TTC-Math-v0; `reset(options={"problem": p})` as in TTC-Math-v0.
 
-    `info`: that of TTC-Math-v0, plus `episode_text` (what the model wrote this step).
+    `info`: that of TTC-Math-v0, plus `episode_text` (what the model wrote this step). Gold-derived
+    keys, for rewards and analysis only (a policy that reads them is an oracle): J, progress, outcome,
+    reward, prover_correct, grading_incomplete, gold_answer (as in TTC-Math-v0). Gold-free:
+    prover_answers (the K normalized forced answers, ungraded), committed_answer, episodes_used,
+    tokens_used, tokens_left, episode_tokens, episode_text, alpha, cost, answered, problem_id,
+    difficulty (the dataset's label).
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version. Changed in place, before any release (so still v0, no deprecated alias):
+      the observation no longer carries round(J*K) and the sign of the last progress, which are graded
+      against the gold answer; the agreement change and the majority change replace them. (Gymnasium
+      bumps the version when an observation changes; ttc-gym will, once released.)
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -83,21 +103,27 @@ class TTCMathMetaEnv(gym.Env):
         self.temperature = check_float("temperature", temperature, minimum=0.0)
         self._source, self.engine, self.prover = self._settings.build()
         H, K = self._settings.max_episodes, self._settings.num_prover_samples
-        self.observation_space = spaces.MultiDiscrete([H + 1, K + 1, 3, K + 1, TOKEN_BUCKETS + 1, len(MetaAction) + 1])
+        self.observation_space = spaces.MultiDiscrete([H + 1, K + 1, 3, 3, TOKEN_BUCKETS + 1, len(MetaAction) + 1])
         self.action_space = spaces.Discrete(len(MetaAction))
         self._token_scale = self._settings.max_tokens or H * self.episode_tokens
         self._trace: MathTrace | None = None
+        self._previous_answers: tuple[str, ...] | None = None  # the forced answers of the last observation
 
-    def _obs(self, last_action: int, progress: float) -> np.ndarray:
+    def _obs(self, last_action: int) -> np.ndarray:
+        """The observation of the current trace: gold-free (the forced answers, never their grades)."""
         t = self._trace
-        K = self._settings.num_prover_samples
-        answers = [a for a in t.estimate.answers if a]
-        agreement = max(Counter(answers).values()) if answers else 0
+        answers, previous = t.estimate.answers, self._previous_answers
+        agreement = round(answer_agreement(answers) * len(answers))
+        change, majority = SAME, MAJORITY_UNKNOWN
+        if previous is not None:
+            before = round(answer_agreement(previous) * len(previous))
+            change = DOWN if agreement < before else (UP if agreement > before else SAME)
+            now, then = majority_vote([a for a in answers if a]), majority_vote([a for a in previous if a])
+            if now is not None and then is not None:
+                majority = MAJORITY_SAME if now == then else MAJORITY_CHANGED
+        self._previous_answers = tuple(answers)
         tokens = min(TOKEN_BUCKETS, t.tokens_used * TOKEN_BUCKETS // self._token_scale)
-        change = 0 if progress < 0 else (2 if progress > 0 else 1)
-        return np.array(
-            [len(t.episodes), round(t.tracker.j * K), change, agreement, tokens, last_action], dtype=np.int64
-        )
+        return np.array([len(t.episodes), agreement, change, majority, tokens, last_action], dtype=np.int64)
 
     @property
     def template(self) -> PromptTemplate:
@@ -117,7 +143,8 @@ class TTCMathMetaEnv(gym.Env):
         self._trace = MathTrace(self._settings, self.prover, self.prover.engine.count_tokens, problem)
         info = self._trace.info()
         info["episode_text"] = ""
-        return self._obs(len(MetaAction), 0.0), info
+        self._previous_answers = None
+        return self._obs(len(MetaAction)), info
 
     def step(self, action: Any):
         if self._trace is None or self._trace.done:
@@ -129,7 +156,7 @@ class TTCMathMetaEnv(gym.Env):
             text, tokens = self._write_episode(MetaAction(action))
             result = self._trace.add_episode(text, tokens)
         result.info["episode_text"] = text
-        obs = self._obs(action, result.info["progress"])
+        obs = self._obs(action)
         return obs, result.reward, result.terminated, result.truncated, result.info
 
     def _write_episode(self, action: MetaAction) -> tuple[str, int]:

@@ -53,9 +53,24 @@ class TTCSimEnv(gym.Env):
     ## Observation Space
 
     `MultiDiscrete([H+1, L, S, M+1, H+1, H+3])` (L levels, S strategies, M the most steps any level
-    needs): episodes used; difficulty level; index of the current strategy; steps done on it; episodes
-    spent continuing it; candidate status (0 none, 1 a slip was found and fixed, 2+n a candidate that
-    passed n verifications). These are a sufficient statistic of the agent's belief.
+    needs; fields `ttc_gym.envs.sim_model.OBS_FIELDS`): episodes used; difficulty level; index of the
+    current strategy; steps done on it; episodes spent continuing it; candidate status (0 none, 1 a
+    slip was found and fixed, 2+n a candidate that passed n verifications). These are a sufficient
+    statistic of the agent's belief.
+
+    **No gold, no hidden state** (docs/formulation.md §3). What each field is for a deployed reasoner:
+    the episodes it spent; the problem's difficulty label, given with the problem (as MATH's levels;
+    a deployed system without labels would have to estimate it); which approach it is on; how many
+    steps of that approach it has established and how many episodes it spent trying, which it can
+    count (it knows when it holds a candidate answer: after `steps_needed` steps); and what its own
+    checks said (a check that found an error, or n checks that found none). Whether the current
+    strategy is working, and whether the candidate carries a slip, are hidden: two problems that
+    differ only there give the same observations until the dynamics tell them apart (a strategy that
+    advances, a check that finds the slip). Modelling choices, not leaks: the difficulty label is
+    exact, a found slip is fixed for sure, and a check never finds a slip that is not there. The
+    reported J is computed from the hidden state, so it lives in `info` only; a policy that decides
+    from it is an oracle (`ttc_gym.agents.heuristics.OracleAnswerWhenConfident`), while
+    `env.unwrapped.model.expected_j(obs)` is the belief's E[J | observation], which is gold-free.
 
     ## Rewards
 
@@ -90,11 +105,14 @@ class TTCSimEnv(gym.Env):
     (None or "ansi"). Unknown or invalid arguments raise an error naming what was expected.
 
     `info` on every step: J, progress, outcome, alpha, cost, reward, episodes_used, tokens_used,
-    answered, plus J_exact (the hidden true J) and difficulty.
+    answered, plus J_exact (the hidden true J) and difficulty. Gold-derived (computed from the hidden
+    working / slip state or the graded answer; for rewards and analysis, not for a deployable
+    policy): J, J_exact, progress, outcome, reward. Gold-free: alpha, cost, episodes_used,
+    tokens_used, answered, difficulty (also in the observation).
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version (its observation was already gold-free; its documentation now says so).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}

@@ -40,7 +40,8 @@ CONTINUE, SWITCH, VERIFY, ANSWER = (int(a) for a in MetaAction)
 # A number (the single env) or a numpy array of them (the vector env's batch).
 Index = TypeVar("Index", int, float, np.ndarray)
 
-# Observation components, in order.
+# Observation components, in order: what the reasoner itself knows, never the hidden strategy types or
+# slip (TTCSimEnv's docstring says what each is in deployment terms; docs/formulation.md §3).
 OBS_FIELDS = ("episodes_used", "difficulty", "strategy", "steps_done", "attempts", "candidate")
 # `candidate` codes: 0 no candidate; 1 a slip was found and fixed (known correct);
 # 2 + n a candidate answer that passed n verifications.

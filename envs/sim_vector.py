@@ -1,7 +1,9 @@
 """TTC-Sim-v0 vectorized with numpy over the batch: `gym.make_vec("TTC-Sim-v0", num_envs=1024,
 vectorization_mode="vector_entry_point")`. Same dynamics, rewards and spaces as `ttc_gym.envs.sim.TTCSimEnv`
 (its docstring is the spec); sub-envs that finish are reset on the next `step` (Gymnasium's
-next-step autoreset), which returns their first observation with reward 0.
+next-step autoreset), which returns their first observation with reward 0. Observations are gold-free
+as the single env's; of `INFO_KEYS`, J, J_exact, progress and outcome are derived from the hidden state
+(for rewards and analysis, not for a deployable policy), as documented there.
 """
 
 from __future__ import annotations

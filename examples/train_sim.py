@@ -5,7 +5,8 @@ DP oracle and fixed test-time heuristics.
     python examples/train_sim.py --ppo-steps 0   # skip PPO
 
 Read top to bottom: make the env, solve it exactly, train the learners, evaluate everyone on the
-same problems (same seeds), print one table.
+same problems (same seeds), print one table. Every agent but the one labelled ORACLE decides from its
+observation only (docs/formulation.md §3); that one reads J, computed from the hidden state.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from dataclasses import dataclass
 import gymnasium as gym
 
 import ttc_gym  # noqa: F401  (registers the envs)
-from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify, RandomAgent
+from ttc_gym.agents.heuristics import (
+    AnswerAfterK,
+    AnswerWhenConfident,
+    NeverVerify,
+    OracleAnswerWhenConfident,
+    RandomAgent,
+)
 from ttc_gym.agents.oracle import OracleAgent
 from ttc_gym.agents.sb3 import SB3Agent
 from ttc_gym.agents.tabular import QLearningAgent, QLearningConfig
@@ -65,7 +72,8 @@ def main(cfg: Config) -> None:
         print(f"PPO: {cfg.ppo_steps:,} timesteps in {time.perf_counter() - start:.1f}s")
 
     agents.update({
-        "answer when J>=0.9": AnswerWhenConfident(0.9),
+        "answer when sure": AnswerWhenConfident(0.9, model=env.unwrapped.model),  # E[J | obs] >= 0.9
+        "ORACLE: J>=0.9": OracleAnswerWhenConfident(0.9),  # reads the hidden J: not deployable
         "never verify": NeverVerify(2),
         "answer after 3": AnswerAfterK(3),
         "random": RandomAgent(env.action_space, seed=cfg.seed),

@@ -91,6 +91,21 @@ def majority_vote(answers: Sequence[Hashable]) -> Hashable | None:
     return next(a for a in answers if counts[a] == best)
 
 
+def answer_agreement(answers: Sequence[Hashable]) -> float:
+    """The share of the K forced answers that equal their most common answer: a gold-free confidence
+    signal, which a deployed reasoner has (docs/formulation.md §3, "No gold in observations").
+
+    `answers` are the forced answers, normalized so that equal answers compare equal (as
+    `info["prover_answers"]`); a missing one (None or "") counts in K but agrees with nothing. 0.0 when
+    there is no answer at all.
+    """
+    answers = list(answers)
+    given = [a for a in answers if a is not None and a != ""]
+    if not given:
+        return 0.0
+    return max(Counter(given).values()) / len(answers)
+
+
 def maj_at_k(
     answers_per_episode: Sequence[Sequence[Hashable]],
     is_correct: Callable[[Hashable], bool],

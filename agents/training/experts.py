@@ -5,7 +5,7 @@ trace (the "heterogeneous base policy" of the verifier-free vs verifier-based th
 Mixture (each with probability 1/3, parameters drawn too):
 * `AnswerAfterK(k)`, k uniform in 1..H: thinks k episodes on the first strategy, never switches;
 * `NeverVerify(patience)`, patience in {1, 2, 3}: switches when stuck, answers at the first candidate;
-* `AnswerWhenConfident(threshold, patience)`, threshold in {0.9, 0.99}, patience in {1, 2}: reads the
+* `OracleAnswerWhenConfident(threshold, patience)`, threshold in {0.9, 0.99}, patience in {1, 2}: reads the
   prover's J from `info` (which the policy's observation does not show) and answers once confident.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify
+from ttc_gym.agents.heuristics import AnswerAfterK, NeverVerify, OracleAnswerWhenConfident
 from ttc_gym.validation import check_int
 
 STRATEGIES = ("answer_after_k", "never_verify", "answer_when_confident")
@@ -33,7 +33,7 @@ class HeterogeneousExpert:
         elif kind == "never_verify":
             agent = NeverVerify(int(self._rng.integers(1, 4)))
         else:
-            agent = AnswerWhenConfident(float(self._rng.choice([0.9, 0.99])), int(self._rng.integers(1, 3)))
+            agent = OracleAnswerWhenConfident(float(self._rng.choice([0.9, 0.99])), int(self._rng.integers(1, 3)))
         agent.reset()
         return agent
 

@@ -15,17 +15,31 @@ import ttc_gym  # noqa: F401
 from ttc_gym.agent import Agent, problem_seed, reset_agent
 from ttc_gym.agents import factories
 from ttc_gym.agents.factories import LLMSettings, MemoizedPolicyAgent, PPOSettings
-from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify, RandomAgent
+from ttc_gym.agents.heuristics import (
+    AnswerAfterK,
+    AnswerWhenConfident,
+    NeverVerify,
+    OracleAnswerWhenConfident,
+    RandomAgent,
+    gold_free_confidence,
+)
 from ttc_gym.agents.llm import LLMAgent
 from ttc_gym.agents.oracle import OracleAgent
 from ttc_gym.agents.sb3 import SB3Agent
-from ttc_gym.agents.strategies import BudgetForcing, MajorityVote, StopWhenConfident, ThinkUntilBudget
+from ttc_gym.agents.strategies import (
+    BudgetForcing,
+    MajorityVote,
+    OracleStopWhenConfident,
+    StopWhenConfident,
+    ThinkUntilBudget,
+)
 from ttc_gym.agents.tabular import QLearningAgent, QLearningConfig
 from ttc_gym.bench import AGENTS, agent_arguments
 from ttc_gym.evaluation import run_rollout
 
-AGENT_CLASSES = (AnswerAfterK, AnswerWhenConfident, NeverVerify, RandomAgent, ThinkUntilBudget, BudgetForcing,
-                 StopWhenConfident, MajorityVote, OracleAgent, QLearningAgent, SB3Agent, MemoizedPolicyAgent, LLMAgent)
+AGENT_CLASSES = (AnswerAfterK, AnswerWhenConfident, OracleAnswerWhenConfident, NeverVerify, RandomAgent,
+                 ThinkUntilBudget, BudgetForcing, StopWhenConfident, OracleStopWhenConfident, MajorityVote, OracleAgent,
+                 QLearningAgent, SB3Agent, MemoizedPolicyAgent, LLMAgent)
 
 
 @pytest.mark.parametrize("cls", AGENT_CLASSES, ids=lambda c: c.__name__)
@@ -74,9 +88,9 @@ def test_llm_strategies_pass_the_problem_seed_to_their_llm():
     llm = _Recorder()
     vote = MajorityVote(llm, k=2)
     vote._pool.append("3")
-    for strategy in (ThinkUntilBudget(llm), BudgetForcing(llm), StopWhenConfident(llm), vote):
+    for strategy in (ThinkUntilBudget(llm), BudgetForcing(llm), StopWhenConfident(llm), OracleStopWhenConfident(llm), vote):
         strategy.reset(seed=11)
-    assert llm.seeds == [11] * 4 and vote._pool == []
+    assert llm.seeds == [11] * 5 and vote._pool == []
 
 
 def test_llm_agent_reset_derives_the_problem_seed_from_its_base_seed():
@@ -157,10 +171,12 @@ def test_factory_defaults_are_the_classes_defaults():
     assert _defaults(factories.majority_vote) == {"k": 2, "max_episode_tokens": 64}
     assert _defaults(factories.stop_when_confident) == {"threshold": 0.75, "max_episode_tokens": 64}
     assert _defaults(factories.answer_when_confident) == {"threshold": 0.9, "patience": 2}
+    assert _defaults(factories.oracle_answer_when_confident) == {"threshold": 0.9, "patience": 2}
+    assert _defaults(factories.oracle_stop_when_confident) == _defaults(factories.stop_when_confident)
     assert _defaults(factories.q_learning)["steps"] == 500_000 and _defaults(factories.ppo)["steps"] == 40_000
     # ... and they are the classes' own: a class built without arguments has them.
     assert BudgetForcing(None).min_episodes == 3 and MajorityVote(None).k == 2
-    assert StopWhenConfident(None).threshold == 0.75
+    assert StopWhenConfident(None).threshold == OracleStopWhenConfident(None).threshold == 0.75
     assert AnswerAfterK().k == _defaults(factories.answer_after)["k"]
     assert QLearningConfig().total_steps == _defaults(factories.q_learning)["steps"]
     llm_defaults = {n: p.default for n, p in inspect.signature(LLMAgent).parameters.items()}

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 import ttc_gym  # noqa: F401
-from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify, RandomAgent
+from ttc_gym.agents.heuristics import (
+    AnswerAfterK,
+    AnswerWhenConfident,
+    NeverVerify,
+    OracleAnswerWhenConfident,
+    RandomAgent,
+)
 from ttc_gym.agents.oracle import OracleAgent
 from ttc_gym.actions import MetaAction
 from ttc_gym.metrics import mean_and_stderr
@@ -56,8 +62,12 @@ def test_oracle_value_matches_vector_env_monte_carlo():
 def test_no_heuristic_beats_the_oracle():
     env = gym.make("TTC-Sim-v0")
     oracle = OracleAgent.from_env(env)
-    for agent in [AnswerAfterK(1), AnswerAfterK(4), AnswerWhenConfident(0.6), AnswerWhenConfident(0.95),
-                  NeverVerify(1), NeverVerify(3), RandomAgent(env.action_space, seed=0)]:
+    model = env.unwrapped.model
+    # OracleAnswerWhenConfident reads the hidden J, so it could in principle beat the DP oracle (which
+    # sees observations only); at these settings it does not.
+    for agent in [AnswerAfterK(1), AnswerAfterK(4), AnswerWhenConfident(0.6, model=model),
+                  AnswerWhenConfident(0.95, model=model), OracleAnswerWhenConfident(0.6),
+                  OracleAnswerWhenConfident(0.95), NeverVerify(1), NeverVerify(3), RandomAgent(env.action_space, seed=0)]:
         returns, _ = rollout_returns(env, agent, 3000, seed=100)
         mean, se = mean_and_stderr(returns)
         assert mean <= oracle.expected_return + 3 * se, (agent, mean, se)

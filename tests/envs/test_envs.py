@@ -85,3 +85,64 @@ def test_pickle_roundtrip_continues_identically(env_id):
         _assert_same([out1], [out2])
         if out1[2] or out1[3]:
             break
+
+
+# ---- no gold in what a policy observes (docs/formulation.md §3) -------------------------------------
+#
+# For each env: two rollouts under the same seed and actions whose hidden truth differs (the gold answer,
+# or the simulator's hidden slip). Their observations must be identical while their J differs: had an
+# observation carried J or anything graded against the gold answer, it would differ too.
+
+
+def _observed(env, seed, actions, options=None):
+    """The observations and J's of a rollout (stopping where it ends)."""
+    obs, info = env.reset(seed=seed, options=options)
+    observations, js = [obs], [info["J"]]
+    for action in actions:
+        obs, _, terminated, truncated, info = env.step(action)
+        observations.append(obs)
+        js.append(info["J"])
+        if terminated or truncated:
+            break
+    return observations, js
+
+
+def _math_twins(env_id):
+    """The same problem twice with different gold answers, one scripted engine: the forced answers
+    (1, 3, 5 ... of 8 say "12", the others "13") and the episodes are the same, J is not."""
+    from dataclasses import replace
+
+    from tests.envs.test_math_envs import PROBLEM, ScriptedEngine
+
+    actions = ([0, 2, 1] if env_id == "TTC-MathMeta-v0" else ["[ep] I add.", "[ep] I check.", "[ep] Again."])
+    for gold in ("12", "13"):
+        env = gym.make(env_id, engine=ScriptedEngine(), source=[PROBLEM], num_prover_samples=8, max_episodes=4)
+        yield _observed(env, 0, actions, options={"problem": replace(PROBLEM, answer=gold)})
+
+
+def _sim_twins(env_id):
+    """Problems whose one strategy always reaches a candidate answer at once, half of them with a hidden
+    slip: all rollouts of "continue, continue" look the same, and J is 1 without the slip, 0 with it."""
+    from ttc_gym.envs.sim_model import DifficultyLevel
+
+    level = DifficultyLevel("coin", steps_needed=1, success_prob=1.0, slip_prob=0.5)
+    env = gym.make(env_id, levels=(level,), num_strategies=1, max_episodes=3)
+    rollouts = [_observed(env, seed, [0, 0]) for seed in range(16)]
+    slipped = next(r for r in rollouts if r[1][-1] == 0.0)
+    clean = next(r for r in rollouts if r[1][-1] == 1.0)
+    return [slipped, clean]
+
+
+GOLD_TWINS = {"TTC-Sim-v0": _sim_twins, "TTC-Math-v0": _math_twins, "TTC-MathMeta-v0": _math_twins}
+
+
+def test_no_gold_derived_field_in_any_default_observation(env_id):
+    assert env_id in GOLD_TWINS, f"{env_id}: add a pair of rollouts that differ only in the gold to GOLD_TWINS"
+    (obs_a, j_a), (obs_b, j_b) = GOLD_TWINS[env_id](env_id)
+    assert j_a != j_b, "the twins must differ in J (else the test shows nothing)"
+    assert len(obs_a) == len(obs_b) > 1
+    for a, b in zip(obs_a, obs_b):
+        if isinstance(a, dict):
+            assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
+        else:
+            assert np.array_equal(a, b), (a, b)

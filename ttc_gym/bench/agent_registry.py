@@ -43,6 +43,9 @@ class AgentEntry:
         envs: the env ids it runs on (None: any env with a matching action kind).
         action_kinds: the kinds of action it emits: "meta" (the Discrete(4) `MetaAction`s of TTC-Sim-v0
             and TTC-MathMeta-v0) or "text" (the next episode, TTC-Math-v0).
+        oracle: True when the agent decides from gold-derived information (J, progress, the outcome,
+            the simulator's hidden state) that a deployed system does not have: it cannot be deployed,
+            and tables mark it (docs/formulation.md §3). Its summary starts with "ORACLE".
     """
 
     name: str
@@ -50,6 +53,7 @@ class AgentEntry:
     summary: str
     envs: tuple[str, ...] | None = None
     action_kinds: tuple[str, ...] = ("meta",)
+    oracle: bool = False
 
 
 AGENTS: dict[str, AgentEntry] = {}
@@ -68,14 +72,19 @@ def register_agent(entry: AgentEntry, *, replace: bool = False) -> None:
 
 for _entry in (
     AgentEntry("oracle", "ttc_gym.agents.factories:oracle",
-               "exact optimal policy by dynamic programming over the simulator's belief-MDP",
+               "exact optimal policy by dynamic programming over the simulator's belief-MDP "
+               "(observations only: no gold, no hidden state)",
                envs=("TTC-Sim-v0",)),
     AgentEntry("q-learning", "ttc_gym.agents.factories:q_learning",
                "tabular Q-learning, trained on the spot for `steps` transitions"),
     AgentEntry("ppo", "ttc_gym.agents.factories:ppo",
                "stable-baselines3 PPO, trained on the spot for `steps` timesteps, or loaded: ppo:PATH.zip"),
     AgentEntry("answer-when-confident", "ttc_gym.agents.factories:answer_when_confident",
-               "continue until the prover's J >= threshold, switch approach after `patience` stalls"),
+               "continue until a gold-free confidence >= threshold (forced answers' agreement; on the sim "
+               "E[J | obs]), verify then switch after `patience` stalls"),
+    AgentEntry("oracle-answer-when-confident", "ttc_gym.agents.factories:oracle_answer_when_confident",
+               "ORACLE: reads gold-derived J; continue until J >= threshold, switch after `patience` stalls",
+               oracle=True),
     AgentEntry("never-verify", "ttc_gym.agents.factories:never_verify",
                "answer as soon as a candidate exists, never verify",
                envs=("TTC-Sim-v0",)),
@@ -90,13 +99,25 @@ for _entry in (
     AgentEntry("budget-forcing", "ttc_gym.agents.factories:budget_forcing",
                "s1-style: replace commits by 'Wait,' before min_episodes", action_kinds=("text",)),
     AgentEntry("stop-when-confident", "ttc_gym.agents.factories:stop_when_confident",
-               "commit the prover's majority answer once J >= threshold", action_kinds=("text",)),
+               "commit the prover's majority answer once that share of its forced answers agree",
+               action_kinds=("text",)),
+    AgentEntry("oracle-stop-when-confident", "ttc_gym.agents.factories:oracle_stop_when_confident",
+               "ORACLE: reads gold-derived J; commit the prover's majority answer once J >= threshold",
+               action_kinds=("text",), oracle=True),
     AgentEntry("majority-vote", "ttc_gym.agents.factories:majority_vote",
                "think k episodes, then commit the majority of the prover's answers", action_kinds=("text",)),
     AgentEntry("llm-checkpoint", "ttc_gym.agents.factories:llm_checkpoint",
                "a trained checkpoint writes each episode: llm-checkpoint:PATH", action_kinds=("text",)),
 ):
     register_agent(_entry)
+
+
+def is_oracle_agent(text: str) -> bool:
+    """Whether the agent spec `text` names a registered agent flagged `oracle` (gold-informed); False for
+    an import path or an unknown name."""
+    head = text.strip().partition(":")[0] if isinstance(text, str) else ""
+    entry = AGENTS.get(head)
+    return bool(entry is not None and entry.oracle)
 
 
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")

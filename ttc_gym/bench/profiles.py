@@ -17,7 +17,8 @@ class EnvProfile:
     episodes_required: every budget must set H (the env needs max_episodes).
     action_kind: "meta" (Discrete(4) MetaAction) or "text"; None when unknown.
     default_agents, default_budgets, default_problems: what a run without --agents/--budgets/--problems uses
-        (an agent at its defaults is named without arguments: they live in its factory).
+        (an agent at its defaults is named without arguments: they live in its factory). Gold-free
+        agents, plus an oracle one (`AgentEntry.oracle`, marked in tables) as a gold-informed reference.
     rank_by: the metric the table ranks by by default.
     j_star: "module:attr" of `f(env) -> float`, J* at the env's budget; None: J* = 1 (a perfect solver).
     budget_tokens: "module:attr" of `f(env) -> int`, C0 for the token regret; None: the budget's
@@ -51,6 +52,7 @@ PROFILES: dict[str, EnvProfile] = {
         action_kind="meta",
         default_agents=(
             "oracle", "q-learning", "ppo", "answer-when-confident", "never-verify", "answer-after", "random",
+            "oracle-answer-when-confident",
         ),
         default_budgets=(2, 4, 10),
         default_problems=1000,
@@ -64,7 +66,8 @@ PROFILES: dict[str, EnvProfile] = {
             "longer). J* = the oracle's expected accuracy at each budget; tokens are simulated (256 per "
             "episode). The oracle maximizes return, which charges episode_cost per episode; the regrets "
             "charge nothing for compute, so a policy that spends its whole budget verifying can match or "
-            "beat the oracle's regret."
+            "beat the oracle's regret. oracle-answer-when-confident reads J, computed from the hidden slip: it "
+            "knows more than any policy over observations, the DP oracle among them."
         ),
     ),
     # The LLM envs: budgets in episodes and tokens, J* = 1 unless a comparator is stated (--j-star).
@@ -72,7 +75,8 @@ PROFILES: dict[str, EnvProfile] = {
         env_id="TTC-Math-v0",
         budget_kwargs=("max_episodes", "max_tokens"),
         action_kind="text",
-        default_agents=("llm", "think-until-budget", "stop-when-confident:0.5", "majority-vote:1"),
+        default_agents=("llm", "think-until-budget", "stop-when-confident:0.5", "majority-vote:1",
+                        "oracle-stop-when-confident:0.5"),
         default_budgets=(2,),
         default_problems=8,
         rank_by="accuracy",
@@ -86,7 +90,8 @@ PROFILES: dict[str, EnvProfile] = {
         env_id="TTC-MathMeta-v0",
         budget_kwargs=("max_episodes", "max_tokens"),
         action_kind="meta",
-        default_agents=("answer-when-confident", "answer-after:1", "answer-after", "random"),
+        default_agents=("answer-when-confident", "answer-after:1", "answer-after", "random",
+                        "oracle-answer-when-confident"),
         default_problems=20,
         rank_by="accuracy",
     ),

@@ -16,10 +16,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ttc_gym.bench.agent_registry import is_oracle_agent
 from ttc_gym.evaluation import RolloutRecord, per_problem_metrics
 from ttc_gym.metrics import bootstrap_ci, maj_at_k_graded, mean_and_stderr, mean_curve, paired_difference
 
 Z95 = 1.959963984540054
+ORACLE_MARK = "†"  # after an oracle agent's name (`AgentEntry.oracle`: it reads gold-derived information)
 HIGHER_IS_BETTER = {
     "return": True, "accuracy": True, "maj_accuracy": True,
     "episodes": False, "tokens": False, "token_regret": False, "episode_regret": False,
@@ -122,7 +124,7 @@ def summarize_results(
             columns[agent] = cols
             j_mean, j_se = mean_curve([r["j_curve"] for r in recs], horizon + 1)
             row = {
-                "agent": agent, "budget": label, "num_problems": len(recs),
+                "agent": agent, "budget": label, "num_problems": len(recs), "oracle": is_oracle_agent(agent),
                 "metrics": _stats(cols, seed=b_index),  # the same resamples for every agent
                 "j_curve": {"mean": j_mean.tolist(), "se": j_se.tolist()},
             }
@@ -207,7 +209,7 @@ def build_tables(summary: dict) -> list:
             table.add_column(METRIC_TITLES[m] + (" ↑" if HIGHER_IS_BETTER[m] else " ↓"), justify="right")
         table.add_column(f"Δ {METRIC_TITLES[rank_metric]} vs #1", justify="right")
         for r in rows:
-            cells = [str(r["rank"]), r["agent"]]
+            cells = [str(r["rank"]), r["agent"] + (f" {ORACLE_MARK}" if r.get("oracle") else "")]
             for m in metrics:
                 if m not in r["metrics"]:
                     cells.append("")
@@ -235,6 +237,9 @@ def table_caption(summary: dict) -> str:
         f"(1.96 s.e.). Δ vs #1: paired difference from the top-ranked agent on the same problems; "
         f"* = differs from #1 significantly (paired, 95%)."
     )
+    if any(r.get("oracle") for r in summary["rows"]):
+        text += (f"\n{ORACLE_MARK} = oracle: decides from gold-derived information (J, graded against the gold "
+                 f"answer or computed from the simulator's hidden state), which a deployed system does not have.")
     unknown = summary.get("grading_incomplete", 0)
     if unknown:
         text += (f"\n{unknown} grader comparison{'s' if unknown != 1 else ''} did not complete (the grader's worker "
