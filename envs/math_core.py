@@ -38,7 +38,7 @@ class MathSettings:
     num_prover_samples: int = 8
     prover_temperature: float = 0.7
     prover_seed: int = 0
-    max_answer_tokens: int = 24
+    max_answer_tokens: int | None = None  # None: the template's form's default (24 boxed, 1024 solution)
     alpha: float = 1.0
     max_episodes: int = 8
     max_tokens: int | None = None
@@ -59,7 +59,8 @@ class MathSettings:
         check_int("num_prover_samples (K)", self.num_prover_samples, minimum=1)
         check_float("prover_temperature", self.prover_temperature, minimum=0.0)
         check_int("prover_seed", self.prover_seed)
-        check_int("max_answer_tokens", self.max_answer_tokens, minimum=1)
+        if self.max_answer_tokens is not None:
+            check_int("max_answer_tokens", self.max_answer_tokens, minimum=1)
         self.alpha = check_alpha(self.alpha)
         self.budget = Budget(max_episodes=self.max_episodes, max_tokens=self.max_tokens)
         if self.max_episodes is None:
@@ -72,13 +73,17 @@ class MathSettings:
             raise TypeError(f"answer_on_truncation must be a bool, got {self.answer_on_truncation!r}.")
 
     def build(self) -> tuple[Any, Any, LLMProver]:
-        """(problem source, policy engine, prover): loads models, so call it once per env."""
+        """(problem source, policy engine, prover): loads models, so call it once per env. The
+        prover runs on `prover_engine` (default: the policy's `engine`, as in MRT's online setting,
+        docs/formulation.md §2) and knows the policy's engine, whose own forced answer is committed
+        when the reasoner must answer."""
         source = make_source(self.source)
         engine = make_engine(self.engine)
         prover_engine = engine if self.prover_engine is None else make_engine(self.prover_engine)
         prover = LLMProver(
             prover_engine, num_samples=self.num_prover_samples, temperature=self.prover_temperature,
             max_answer_tokens=self.max_answer_tokens, template=self.template, seed=self.prover_seed,
+            policy_engine=engine,
         )
         return source, engine, prover
 
@@ -130,6 +135,22 @@ class MathTrace:
             info["gold_answer"] = self.problem.answer
         return info
 
+    def ends_by_budget(self, text: str, num_tokens: int | None = None) -> bool:
+        """Whether appending the episode `text` (of `num_tokens` tokens, counted when None) would end
+        the problem by its budget, not by a committed answer: then the reasoner is forced to answer
+        (with `answer_on_truncation`)."""
+        tokens = self.count_tokens(text) if num_tokens is None else int(num_tokens)
+        return extract_boxed(text) is None and self.settings.budget.exhausted(len(self.episodes) + 1,
+                                                                              self.tokens_used + tokens)
+
+    def forced_answer(self) -> tuple[str, bool]:
+        """(answer, correct) of the reasoner's own forced answer on the current trace: the prover's
+        first forced answer when the prover is the policy (no extra call), else one forced answer of
+        the policy's engine (`LLMProver.policy_answer`): the graded answer is always the policy's."""
+        if self.prover.is_policy:
+            return self.estimate.answers[0], self.estimate.correct[0]
+        return self.prover.policy_answer(self.problem, self.episodes)
+
     def add_episode(self, text: str, num_tokens: int | None = None) -> StepResult:
         """Append one episode; grade it if it commits an answer (a `\\boxed{}`); run the prover."""
         s = self.settings
@@ -148,11 +169,11 @@ class MathTrace:
             committed_unknown = verdict is None
         truncated = not terminated and s.budget.exhausted(len(self.episodes), self.tokens_used)
         if truncated and s.answer_on_truncation:
-            # The reasoner is forced to answer: its answer is the prover's first forced answer
-            # after the last episode (correct with probability J).
+            # The reasoner is forced to answer: its own forced answer after the last episode (the
+            # prover's first one when the prover is the policy: correct with probability J).
             terminated = True
-            committed = self.estimate.answers[0]
-            outcome = float(self.estimate.correct[0])
+            committed, correct = self.forced_answer()
+            outcome = float(correct)
         self.done = terminated or truncated
         self.grading_incomplete = self.prover.grading_incomplete - incomplete_before + int(committed_unknown)
         cost = s.episode_cost
@@ -161,12 +182,14 @@ class MathTrace:
         return StepResult(compose_reward(outcome, progress, s.alpha, cost), terminated, truncated, info)
 
     def answer_now(self) -> StepResult:
-        """Commit the prover's first forced answer on the current trace (no episode is spent)."""
+        """Commit the reasoner's own forced answer on the current trace (`forced_answer`; no episode
+        is spent)."""
         self.done = True
         incomplete_before = self.prover.grading_incomplete
-        outcome = float(self.estimate.correct[0])
+        committed, correct = self.forced_answer()
+        outcome = float(correct)
         self.grading_incomplete = self.prover.grading_incomplete - incomplete_before
-        info = self.info(outcome=outcome, answered=True, committed=self.estimate.answers[0])
+        info = self.info(outcome=outcome, answered=True, committed=committed)
         return StepResult(compose_reward(outcome, 0.0, self.settings.alpha), True, False, info)
 
     def render(self) -> str:

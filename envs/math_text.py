@@ -89,16 +89,21 @@ class TTCMathEnv(gym.Env):
     Terminated when an episode commits an answer (`\\boxed{}`). Truncated when `max_episodes` (H)
     episodes or `max_tokens` (C0) tokens are used (an episode is never cut: the one crossing C0 ends
     the problem); with `answer_on_truncation=True` (default) the reasoner is then forced to answer —
-    the prover's first forced answer after the last episode is committed and graded — and the step is
-    terminated as well as truncated (no value left to bootstrap).
+    the policy's own forced answer after the last episode is committed and graded: the prover's first
+    forced answer when the prover is the policy (`prover_engine` unset or `engine`), else one forced answer
+    sampled from `engine` with the same prompt — and the step is terminated as well as truncated (no
+    value left to bootstrap).
 
     ## Arguments
 
     `source` (problem source spec: "procedural" (default), "procedural:2", a JSONL/JSON/CSV path,
     "hf:<dataset>", or a list of `Problem`), `engine` (None = default model, a model path / hub id /
-    "transformers:..." spec, or an `Engine`), `prover_engine` (defaults to `engine`),
+    "transformers:..." spec, or an `Engine`; the policy's model: it counts the episodes' tokens and
+    gives the forced final answer), `prover_engine` (defaults to `engine`: the prover is the policy,
+    as in MRT's online setting, docs/formulation.md §2; another engine makes a separate prover),
     `num_prover_samples` (K = 8), `prover_temperature` (0.7), `prover_seed` (0),
-    `max_answer_tokens` (24), `alpha` (1.0), `max_episodes` (H = 8), `max_tokens` (C0 = None),
+    `max_answer_tokens` (None: 24 for the default boxed answer, 1024 for a final solution; see
+    `ttc_gym.prompts.PromptTemplate.forced_answer`), `alpha` (1.0), `max_episodes` (H = 8), `max_tokens` (C0 = None),
     `episode_cost` (0.0), `max_episode_chars` (8000), `template` (`ttc_gym.prompts.PromptTemplate`),
     `answer_on_truncation` (True), `render_mode` (None or "ansi").
 
@@ -156,7 +161,7 @@ class TTCMathEnv(gym.Env):
         self._trace = None  # never half-reset: if building the trace fails, no old trace is stepped
         if problem is None:
             problem = self._source.sample(self.np_random)
-        self._trace = MathTrace(self._settings, self.prover, self.prover.engine.count_tokens, problem)
+        self._trace = MathTrace(self._settings, self.prover, self.engine.count_tokens, problem)
         return self._obs(), self._trace.info()
 
     def step(self, action: Any):

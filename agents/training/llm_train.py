@@ -5,11 +5,12 @@
     ttc-gym bench --agents llm-checkpoint:runs/mrt_cpu/checkpoint-2 --problems 2 --budgets 2
     python -m ttc_gym.agents.training.llm_train --help              # every option
 
-The same with a bigger model on a GPU (the prover stays the default model unless --prover-model is
-given; bf16 weights, AdamW states in bf16 too — use --lora-rank 16 to train adapters only):
+The same with a bigger model on a GPU (the prover is the policy itself, as in MRT's online RL; give
+--prover-model to measure J with a separate frozen model instead, e.g. the small default one; bf16
+weights, AdamW states in bf16 too — use --lora-rank 16 to train adapters only):
 
     ttc-gym train --env TTC-Math-v0 --algo mrt --model transformers:Qwen/Qwen2.5-Math-1.5B-Instruct \\
-        --prover-model transformers:Qwen/Qwen2.5-Math-1.5B-Instruct --device cuda --dtype bfloat16 \\
+        --device cuda --dtype bfloat16 \\
         --iterations 200 --problems-per-iter 8 --group-size 8 --micro-batch-size 8 \\
         --max-episodes 8 --max-episode-tokens 256 --lr 1e-6 --kl-coef 0.01 --save-every 25 \\
         --source hf:<dataset> --out runs/mrt_qwen15
@@ -22,8 +23,12 @@ Read top to bottom. Each iteration:
    rollout is done). The policy is an `LLMAgent` over a `TransformersEngine` whose `.model` is the
    trainable torch model; each episode comes back with its prompt and token ids
    (`ttc_gym.agents.llm.Episode`), its reward, progress, outcome and J from the env's step. The
-   env's prover is a separate, frozen engine (the default model unless `--prover-model`): it
-   measures J, progress and the outcome.
+   env's engine is the policy's: when the budget runs out, the policy's own forced answer is graded.
+   The env's prover measures J and progress (docs/formulation.md §2): by default (`--prover policy`,
+   MRT's online setting) the policy itself with its current weights, forced to stop — the prover's
+   memo is keyed by the engine's weights version and the engine drops its prefix cache when the
+   weights change, so every J after an update is measured anew; with `--prover frozen` /
+   `--prover-model` a separate, frozen engine.
 2. (policy-gradient algorithms, `algorithms.RL_ALGOS`) computes advantages with
    `algorithms.advantages` (grpo: outcome-only, group-normalized; mrt: + alpha * each episode's own
    progress; docs/formulation.md §4 gives every name's formula), the token log-probabilities of
@@ -153,15 +158,17 @@ def plan_iteration(config: LLMTrainConfig, source: Any, iteration: int) -> list[
 
 
 def math_env_kwargs(config: LLMTrainConfig) -> dict:
-    """The TTC-Math-v0 arguments `config` sets (the env's engine is the prover's, given apart)."""
+    """The TTC-Math-v0 arguments `config` sets (the engines are given apart)."""
     return dict(source=config.source, alpha=config.alpha, max_episodes=config.max_episodes,
                 max_tokens=config.max_tokens, num_prover_samples=config.num_prover_samples, **config.env_kwargs)
 
 
-def make_envs(config: LLMTrainConfig, prover_engine: Any, source: Any = None) -> Any:
+def make_envs(config: LLMTrainConfig, engine: Any, prover_engine: Any = None, source: Any = None) -> Any:
     """The vectorized TTC-Math-v0 the trainer rolls out on: one sub-env per rollout of an iteration
-    (`batch_size`), autoreset disabled (a finished rollout is not stepped again), the prover on
-    `prover_engine`; `source` (a ProblemSource) replaces `config.source`."""
+    (`batch_size`), autoreset disabled (a finished rollout is not stepped again), the policy's
+    `engine` as the env's (it counts the episodes' tokens and gives the forced final answer), the
+    prover on `prover_engine` (None: the policy's engine); `source` (a ProblemSource) replaces
+    `config.source`."""
     import gymnasium as gym
 
     import ttc_gym  # noqa: F401  (registers the envs)
@@ -170,7 +177,7 @@ def make_envs(config: LLMTrainConfig, prover_engine: Any, source: Any = None) ->
     if source is not None:
         kwargs["source"] = source
     return gym.make_vec("TTC-Math-v0", num_envs=config.batch_size, vectorization_mode="vector_entry_point",
-                        autoreset_mode="disabled", engine=prover_engine, **kwargs)
+                        autoreset_mode="disabled", engine=engine, prover_engine=prover_engine, **kwargs)
 
 
 def collect(env: Any, agent: Any, plan: RolloutPlan) -> Rollout:
@@ -402,8 +409,10 @@ def train(
     prover_engine: Any = None,
     log: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Train as `config` says. `policy_engine` (a TransformersEngine trained in place) and
-    `prover_engine` replace `config.model` / `config.prover_model` (tests pass tiny engines)."""
+    """Train as `config` says. `policy_engine` (a TransformersEngine trained in place) replaces
+    `config.model`; `prover_engine` replaces `config.prover_model` and needs `config.prover ==
+    'frozen'` (tests pass tiny engines). With `config.prover == 'policy'` the env's prover runs on the
+    policy's engine."""
     from ttc_gym.agents.llm import LLMAgent
     from ttc_gym.engines.registry import make_engine
 
@@ -417,12 +426,17 @@ def train(
         torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
 
+    if config.prover == "policy" and prover_engine is not None:
+        raise ValueError("train(prover_engine=...) gives a frozen prover, but config.prover is 'policy' (J from the "
+                         "policy itself); set prover='frozen' to use it.")
     engine = policy_engine if policy_engine is not None else build_policy_engine(config)
-    if prover_engine is None:
-        prover_engine = make_engine(None if config.prover_model == "default" else config.prover_model,
-                                    device=config.prover_device or config.device)
-    if prover_engine is engine:
-        raise ValueError("the prover must not share the policy's engine (the policy is trained in place).")
+    if config.prover == "frozen":
+        if prover_engine is None:
+            prover_engine = make_engine(None if config.prover_model == "default" else config.prover_model,
+                                        device=config.prover_device or config.device)
+        if prover_engine is engine:
+            raise ValueError("a frozen prover must not share the policy's engine (the policy is trained in place); "
+                             "use prover='policy' to measure J with the policy.")
     model = engine.model
     if config.lora_rank:
         trainable = _apply_lora(config, model)
@@ -457,7 +471,7 @@ def train(
     (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
 
     source = make_source(config.source)  # the trainer draws the problems; the env rolls them out
-    envs = make_envs(config, prover_engine, source)
+    envs = make_envs(config, engine, prover_engine, source)
     agent = LLMAgent(engine, max_episode_tokens=config.max_episode_tokens, temperature=config.temperature,
                      top_p=config.top_p, template=envs.template, seed=config.seed)
     result = TrainResult(engine=engine, step=step, config=config)

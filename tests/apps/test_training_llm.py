@@ -32,9 +32,9 @@ def _config(tmp_path, **kw) -> LLMTrainConfig:
 
 
 def _collect(config, agent, iteration=0):
-    """The rollouts of `iteration`, as the trainer collects them (prover: the tiny engine)."""
+    """The rollouts of `iteration`, as the trainer collects them (prover: the policy itself)."""
     plans = plan_iteration(config, make_source(config.source), iteration)
-    return collect_batch(make_envs(config, tiny_engine()), agent, plans)
+    return collect_batch(make_envs(config, agent.engine), agent, plans)
 
 
 def _prompt_and_text(engine):
@@ -103,10 +103,27 @@ def test_bad_configs_fail_before_any_model_loads(tmp_path, monkeypatch):
         LLMTrainConfig(lr=0.0)
     with pytest.raises(ValueError, match="group_size >= 2"):
         LLMTrainConfig(algo="grpo", group_size=1)
+    with pytest.raises(ValueError, match="prover='frozen'"):
+        LLMTrainConfig(prover="policy", prover_model="default")
+    with pytest.raises(ValueError, match="Did you mean 'policy'"):
+        LLMTrainConfig(prover="polcy")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        LLMTrainConfig(prover_model=str(tmp_path / "missing-prover"))
     # The command line reports them as errors (exit 2), no traceback, no model.
     assert lt.main(["--batch-size", "6", "--group-size", "4"]) == 2
     assert lt.main(["--alpha", "-1"]) == 2
     assert lt.main(["--model", str(tmp_path / "nope")]) == 2
+    assert lt.main(["--prover", "policy", "--prover-model", "default"]) == 2
+
+
+def test_the_prover_is_the_policy_by_default_and_frozen_on_request():
+    """MRT's online setting: J from the policy being trained (docs/formulation.md §2); a frozen prover
+    when asked for (explicitly, or by naming its model)."""
+    config = LLMTrainConfig()
+    assert config.prover == "policy" and config.prover_model is None
+    assert LLMTrainConfig(prover="frozen").prover_model == "default"
+    named = LLMTrainConfig(prover_model="default")
+    assert named.prover == "frozen" and named.prover_model == "default"
 
 
 def test_mrt_reduces_to_grpo_at_alpha_zero_on_real_rollouts(tmp_path):
@@ -127,10 +144,12 @@ def test_mrt_reduces_to_grpo_at_alpha_zero_on_real_rollouts(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_collect_batch_equals_collecting_each_rollout_alone(tmp_path):
+@pytest.mark.parametrize("prover", ["policy", "frozen"])
+def test_collect_batch_equals_collecting_each_rollout_alone(tmp_path, prover):
     """The lockstep collection on the vector env (one policy call and one prover batch per round,
     finished rollouts not stepped) gives exactly the rollouts that `collect` gives one at a time on
-    a single env, with the same plans."""
+    a single env, with the same plans — with the policy as its own prover, and with a frozen prover
+    (then the forced answers at the budget's end are the policy's, batched too)."""
     import gymnasium as gym
 
     from ttc_gym.agents.llm import LLMAgent
@@ -139,21 +158,28 @@ def test_collect_batch_equals_collecting_each_rollout_alone(tmp_path):
     # A token budget that ends some rollouts an episode before others (episodes are counted as
     # their text re-tokenizes: 8 or 9 tokens).
     config = _config(tmp_path, problems_per_iter=2, group_size=3, max_episodes=4, max_tokens=17,
-                     env_kwargs={"max_answer_tokens": 4, "prover_seed": 1})
+                     env_kwargs={"max_answer_tokens": 4, "prover_seed": 1}, prover=prover)
+
+    def prover_engine():
+        return tiny_engine() if prover == "frozen" else None
+
     plans = plan_iteration(config, make_source(config.source), 1)
     assert [p.group for p in plans] == [0, 0, 0, 1, 1, 1] and len({p.seed for p in plans}) == 6
     assert plans[0].problem == plans[2].problem != plans[3].problem
-    batched = collect_batch(make_envs(config, tiny_engine()), LLMAgent(tiny_random_engine(seed=2), max_episode_tokens=8,
-                                                                       temperature=1.0), plans)
-    # A fresh env (own prover memo): the reference samples every estimate itself.
-    env = gym.make("TTC-Math-v0", engine=tiny_engine(), **math_env_kwargs(config))
-    agent = LLMAgent(tiny_random_engine(seed=2), max_episode_tokens=8, temperature=1.0)
+    policy = tiny_random_engine(seed=2)
+    envs = make_envs(config, policy, prover_engine())
+    assert envs.prover.is_policy == (prover == "policy") and envs.engine is policy
+    batched = collect_batch(envs, LLMAgent(policy, max_episode_tokens=8, temperature=1.0), plans)
+    # A fresh env and engine (own memos): the reference samples every estimate itself.
+    policy = tiny_random_engine(seed=2)
+    env = gym.make("TTC-Math-v0", engine=policy, prover_engine=prover_engine(), **math_env_kwargs(config))
+    agent = LLMAgent(policy, max_episode_tokens=8, temperature=1.0)
     alone = [collect(env, agent, plan) for plan in plans]
     assert batched == alone
     assert len({len(r.episodes) for r in batched}) >= 2, [len(r.episodes) for r in batched]
     assert agent.seed == 0  # the trainer passes seeds, never sets the agent's
     with pytest.raises(ValueError, match="one sub-env per rollout"):
-        collect_batch(make_envs(config, tiny_engine()), agent, plans[:4])
+        collect_batch(make_envs(config, policy, prover_engine()), agent, plans[:4])
 
 
 def test_the_iteration_plan_depends_only_on_seed_and_iteration(tmp_path):
@@ -166,14 +192,15 @@ def test_the_iteration_plan_depends_only_on_seed_and_iteration(tmp_path):
     assert plan_iteration(_config(tmp_path, problems_per_iter=3, group_size=2, seed=1), source, 5) != a
 
 
-def test_training_is_deterministic_for_a_seed(tmp_path):
+@pytest.mark.parametrize("prover", ["policy", "frozen"])
+def test_training_is_deterministic_for_a_seed(tmp_path, prover):
     """Two runs of the same config from the same initial weights log the same rows and end with
-    the same weights."""
+    the same weights (with the policy as its own prover, and with a frozen prover)."""
     runs = []
     for name in ("a", "b"):
         engine = tiny_random_engine(seed=7)
-        result = train(_config(tmp_path / name, algo="mrt", temperature=1.0, kl_coef=0.1, iterations=2),
-                       policy_engine=engine, prover_engine=tiny_engine())
+        result = train(_config(tmp_path / name, algo="mrt", temperature=1.0, kl_coef=0.1, iterations=2, prover=prover),
+                       policy_engine=engine, prover_engine=tiny_engine() if prover == "frozen" else None)
         rows = [{k: v for k, v in row.items() if k != "wall_s"} for row in result.history]
         runs.append((rows, [p.detach().clone() for p in engine.model.parameters()]))
     (rows_a, weights_a), (rows_b, weights_b) = runs
@@ -205,7 +232,7 @@ def test_one_step_changes_weights_finite_loss_and_checkpoint_reloads(tmp_path, m
     engine = tiny_random_engine(seed=3)
     before = [p.detach().clone() for p in engine.model.parameters()]
     config = _config(tmp_path, algo="mrt", kl_coef=0.1, temperature=1.0)
-    result = train(config, policy_engine=engine, prover_engine=tiny_engine())
+    result = train(config, policy_engine=engine)
     assert result.step == 1 and len(result.history) == 1
     row = result.history[0]
     assert np.isfinite(row["loss"]) and np.isfinite(row["kl"]) and row["kl"] >= 0
@@ -245,13 +272,12 @@ def test_one_step_changes_weights_finite_loss_and_checkpoint_reloads(tmp_path, m
 def test_resume_continues_the_step_count(tmp_path):
     engine = tiny_random_engine(seed=4)
     config = _config(tmp_path, algo="grpo", iterations=1, temperature=1.0)
-    train(config, policy_engine=engine, prover_engine=tiny_engine())
+    train(config, policy_engine=engine)
     with pytest.raises(FileExistsError, match="--resume"):
-        train(_config(tmp_path, algo="grpo", iterations=2), policy_engine=tiny_random_engine(seed=4),
-              prover_engine=tiny_engine())
+        train(_config(tmp_path, algo="grpo", iterations=2), policy_engine=tiny_random_engine(seed=4))
     fresh = tiny_random_engine(seed=4)  # the initial weights: resume must load the checkpoint's
     result = train(_config(tmp_path, algo="grpo", iterations=2, temperature=1.0, resume=True),
-                   policy_engine=fresh, prover_engine=tiny_engine())
+                   policy_engine=fresh)
     assert result.step == 2 and [r["step"] for r in result.history] == [2]
     assert [s for s, _ in find_checkpoints(tmp_path / "run")] == [1, 2]
     with open(tmp_path / "run" / "log.csv") as f:
@@ -261,8 +287,7 @@ def test_resume_continues_the_step_count(tmp_path):
 @pytest.mark.parametrize("algo", ["star", "mrt-star", "mrt-star-threshold"])
 def test_star_selection_fits_kept_rollouts(tmp_path, monkeypatch, algo):
     _mixed_outcomes(monkeypatch)
-    result = train(_config(tmp_path, algo=algo, temperature=1.0), policy_engine=tiny_random_engine(seed=5),
-                   prover_engine=tiny_engine())
+    result = train(_config(tmp_path, algo=algo, temperature=1.0), policy_engine=tiny_random_engine(seed=5))
     row = result.history[0]
     assert row["kept"] == 0.5 if algo == "star" else 0.0 <= row["kept"] <= 0.5
     assert np.isnan(row["loss"]) if row["kept"] == 0 else np.isfinite(row["loss"])
@@ -273,8 +298,8 @@ def test_lora_trains_adapters_only(tmp_path, monkeypatch):
     _mixed_outcomes(monkeypatch)
     engine = tiny_random_engine(seed=6)
     base = {n: p.detach().clone() for n, p in engine.model.named_parameters()}
-    result = train(_config(tmp_path, lora_rank=2, lora_targets="q_proj,v_proj", kl_coef=0.1, temperature=1.0),
-                   policy_engine=engine, prover_engine=tiny_engine())
+    result = train(_config(tmp_path, lora_rank=2, lora_targets="q_proj,v_proj", kl_coef=0.1, temperature=1.0,
+                           prover="frozen"), policy_engine=engine, prover_engine=tiny_engine())
     assert np.isfinite(result.history[0]["loss"])
     assert (tmp_path / "run" / "checkpoint-1" / "adapter").is_dir()
     lora_names = [n for n in dict(engine.model.named_parameters()) if "lora_" in n]
@@ -308,3 +333,61 @@ def test_save_dense_saves_a_gguf_loaded_model(tmp_path):
         model.save_pretrained(tmp_path / "plain")
     save_dense(model, tmp_path / "dense")
     assert (tmp_path / "dense" / "config.json").is_file() and model.hf_quantizer is marker
+
+
+def test_a_policy_prover_re_estimates_j_after_an_optimizer_step():
+    """The prover is the policy: after one optimizer step that changes the weights, J of the same
+    prefix is sampled again (the engine is called again, and re-encodes the prompt: its prefix store
+    was dropped too), not served from the memo; without a step it is served from the memo."""
+    from ttc_gym.llm_prover import LLMProver
+    from ttc_gym.problems import Problem
+
+    engine = tiny_random_engine(seed=8)
+    calls = []
+    generate = engine.generate
+    engine.generate = lambda prompts, sampling, *, seed: calls.append(len(prompts)) or generate(
+        prompts, sampling, seed=seed)
+    prover = LLMProver(engine, num_samples=2, max_answer_tokens=4)
+    problem = Problem(id="q", question="What is 2 + 3?", answer="5", source="test")
+    first = prover.estimate(problem, ["I add 2 and 3."])
+    assert prover.estimate(problem, ["I add 2 and 3."]) == first and len(calls) == 1 and prover.weights_version == 0
+    assert len(engine.prefix_store) > 0
+    # One optimizer step on the policy's weights, in place (as the trainer takes it).
+    model = engine.model
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    ids = torch.tensor([engine.encode("What is 2 + 3?")])
+    model.train()
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    model.eval()
+    reused = engine.stats["reused_tokens"]
+    again = prover.estimate(problem, ["I add 2 and 3."])
+    assert len(calls) == 2 and prover.weights_version == 1 and prover.calls == 2
+    assert engine.stats["reused_tokens"] == reused  # the old weights' keys and values were not reused
+    assert prover.estimate(problem, ["I add 2 and 3."]) == again and len(calls) == 2
+    # A frozen engine's estimates stay memoized (its weights do not change).
+    frozen = LLMProver(tiny_random_engine(seed=9), num_samples=2, max_answer_tokens=4)
+    frozen.estimate(problem, [])
+    optimizer.step()  # another model's step
+    frozen.estimate(problem, [])
+    assert frozen.calls == 1 and frozen.weights_version == 0
+
+
+def test_training_with_the_policy_as_prover_measures_j_with_the_current_weights(tmp_path, monkeypatch):
+    """`--prover policy` (the default): the env's prover runs on the policy's engine, and the
+    second iteration's estimates are made with the updated weights (the prover saw them change)."""
+    import ttc_gym.agents.training.llm_train as lt
+
+    _mixed_outcomes(monkeypatch)
+    made = []
+    real = lt.make_envs
+    monkeypatch.setattr(lt, "make_envs", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    engine = tiny_random_engine(seed=10)
+    train(_config(tmp_path, algo="mrt", temperature=1.0, iterations=2), policy_engine=engine)
+    (envs,) = made
+    assert envs.prover.engine is engine and envs.engine is engine and envs.prover.is_policy
+    assert envs.prover.weights_version == 1  # one step between the two iterations' rollouts
+    with pytest.raises(ValueError, match="prover='frozen'"):
+        train(_config(tmp_path / "b"), policy_engine=engine, prover_engine=tiny_engine())
+    with pytest.raises(ValueError, match="must not share"):
+        train(_config(tmp_path / "c", prover="frozen"), policy_engine=engine, prover_engine=engine)

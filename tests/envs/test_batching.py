@@ -307,7 +307,7 @@ def test_estimate_many_is_one_engine_call_and_equals_the_naive_prover():
 
 
 def test_estimate_many_on_an_engine_without_per_prompt_seeds():
-    from tests.test_math_envs import PROBLEM, ScriptedEngine
+    from tests.envs.test_math_envs import PROBLEM, ScriptedEngine
 
     engine = ScriptedEngine()
     prover = LLMProver(engine, num_samples=8)
