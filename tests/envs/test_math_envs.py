@@ -179,14 +179,27 @@ def test_documented_accessors(env_id):
 
 
 def test_meta_env_with_scripted_engine():
+    from ttc_gym.envs.math_meta import OBS_FIELDS
+
     env = scripted_env("TTC-MathMeta-v0", max_episodes=4)
     obs, info = env.reset(seed=0)
-    assert env.observation_space.contains(obs) and obs[0] == 0 and obs[1] == 1  # J = 1/8 -> 1
+    fields = lambda o: dict(zip(OBS_FIELDS, o.tolist()))  # noqa: E731
+    # Forced answers: one "12" (the gold answer), seven "13": J = 1/8, agreement 7 (of the wrong answer).
+    assert env.observation_space.contains(obs) and info["J"] == 1 / 8
+    assert fields(obs) == {"episodes_used": 0, "agreement": 7, "agreement_change": 1, "majority_changed": 2,
+                           "token_bucket": 0, "last_action": 4}
     obs, r, term, trunc, info = env.step(2)  # verify: the env's model writes the episode
     assert info["episode_text"].startswith("Wait, let me double-check.")
-    assert obs[0] == 1 and obs[1] == 3 and obs[2] == 2  # J went up: last change "up"
+    # 3 x "12", 5 x "13": J went up to 3/8, the agreement down to 5, the majority answer is still "13".
+    assert info["J"] == 3 / 8 and info["progress"] > 0
+    assert fields(obs) | {"token_bucket": 0} == {"episodes_used": 1, "agreement": 5, "agreement_change": 0,
+                                                 "majority_changed": 0, "token_bucket": 0, "last_action": 2}
+    obs, r, term, trunc, info = env.step(0)  # 5 x "12", 3 x "13": the same agreement, a new majority answer
+    assert fields(obs)["agreement"] == 5 and fields(obs)["agreement_change"] == 1
+    assert fields(obs)["majority_changed"] == 1 and fields(obs)["last_action"] == 0
     obs, r, term, trunc, info = env.step(3)  # answer now: the prover's first forced answer
-    assert term and info["outcome"] == 1.0 and info["episodes_used"] == 1
+    assert term and info["outcome"] == 1.0 and info["episodes_used"] == 2
+    assert fields(obs)["agreement_change"] == 1 and fields(obs)["majority_changed"] == 0  # no new episode
     with pytest.raises(ValueError, match=r"action must be an int in \[0, 4\)"):
         env.reset(seed=0)
         env.step(7)
