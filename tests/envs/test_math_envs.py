@@ -30,6 +30,7 @@ class ScriptedEngine:
     def __init__(self, k_correct_per_episode=(1, 3, 5, 8)):
         self.k_correct = k_correct_per_episode
         self.calls = 0
+        self.requests = []  # (prompts, sampling) of every call
 
     def format_chat(self, user, assistant_prefix="", system=None):
         return f"<user>{user}</user><assistant>{assistant_prefix}"
@@ -39,6 +40,7 @@ class ScriptedEngine:
 
     def generate(self, prompts, sampling, *, seed):
         self.calls += 1
+        self.requests.append((list(prompts), sampling))
         out = []
         for prompt in prompts:
             if prompt.endswith("\\boxed{"):  # the prover's forced answer
@@ -261,3 +263,132 @@ def test_default_model_end_to_end():
     assert info["answered"] and info["outcome"] in (0.0, 1.0)
     assert sum(np.diff(js)) == pytest.approx(js[-1] - js[0])
     assert info["tokens_used"] > 0 and "gold_answer" in info
+
+
+# -- whose answer is graded when the budget runs out; the forced-answer forms ----------------------
+
+
+def test_the_budget_end_commits_the_policys_own_forced_answer_when_the_prover_differs():
+    """J is the prover's; the graded final answer is the policy's own forced answer (one sample from
+    the env's engine with the forced-answer prompt), not the prover's first sample."""
+    policy, prover = ScriptedEngine(k_correct_per_episode=(0,)), ScriptedEngine()  # the policy answers "13"
+    env = gym.make("TTC-Math-v0", engine=policy, prover_engine=prover, source=[PROBLEM], num_prover_samples=8,
+                   max_episodes=2)
+    env.reset(seed=0)
+    env.step("[ep] a")
+    assert policy.calls == 0  # the policy is not asked while the budget lasts
+    _, reward, term, trunc, info = env.step("[ep] b")
+    assert term and trunc and info["J"] == 5 / 8 and info["prover_answers"][0] == "12"
+    assert info["committed_answer"] == "13" and info["outcome"] == 0.0
+    (prompts, sampling), = policy.requests
+    assert sampling.n == 1 and len(prompts) == 1 and prompts[0].endswith("\\boxed{")
+    assert "[ep] a\n\n[ep] b\n\nTime is up." in prompts[0]
+    assert reward == pytest.approx(0.0 + 1.0 * info["progress"])
+
+
+def test_the_budget_end_with_the_policy_as_prover_commits_its_first_sample_without_another_call():
+    engine = ScriptedEngine()
+    env = gym.make("TTC-Math-v0", engine=engine, prover_engine=engine, source=[PROBLEM], num_prover_samples=8,
+                   max_episodes=2)
+    assert env.unwrapped.prover.is_policy
+    env.reset(seed=0)
+    env.step("[ep] a")
+    _, _, term, trunc, info = env.step("[ep] b")
+    assert term and trunc and info["committed_answer"] == info["prover_answers"][0] == "12"
+    assert info["outcome"] == 1.0 and engine.calls == 3  # J_0, J_1, J_2: no call for the answer
+
+
+class BatchingEngine(ScriptedEngine):
+    """A scripted engine that takes one seed per prompt (it ignores seeds): batches in one call."""
+
+    per_prompt_seeds = True
+
+
+def test_the_vector_env_samples_the_policys_forced_answers_in_one_batch():
+    policy, prover = BatchingEngine(k_correct_per_episode=(8,)), ScriptedEngine(k_correct_per_episode=(0,))
+    envs = gym.make_vec("TTC-Math-v0", num_envs=3, vectorization_mode="vector_entry_point", engine=policy,
+                        prover_engine=prover, source=[PROBLEM], num_prover_samples=4, max_episodes=1)
+    envs.reset(seed=0)
+    _, _, term, trunc, infos = envs.step(["[ep] a", "[ep] So \\boxed{13}.", "[ep] c"])
+    assert list(term) == [True, True, True] and list(trunc) == [True, False, True]
+    assert list(infos["committed_answer"]) == ["12", "13", "12"] and list(infos["outcome"]) == [1.0, 0.0, 1.0]
+    assert list(infos["J"]) == [0.0, 0.0, 0.0]  # the prover's
+    (prompts, sampling), = policy.requests  # one call, for the two sub-envs the budget ended
+    assert len(prompts) == 2 and sampling.n == 1
+
+
+class SolutionEngine(ScriptedEngine):
+    """Answers a "close_think" forced-answer prompt with a short solution that ends in a box."""
+
+    def generate(self, prompts, sampling, *, seed):
+        self.calls += 1
+        self.requests.append((list(prompts), sampling))
+        out = []
+        for prompt in prompts:
+            if prompt.endswith("1. **") and "</think>" in prompt:
+                k = self.k_correct[min(prompt.count("[ep]"), len(self.k_correct) - 1)]
+                texts = (["Add.** 5 + 7 = 12, not \\boxed{13}.\n\nSo the answer is $\\boxed{12}$."] * k
+                         + ["Add.** 5 + 7 = 13.\n\n**Answer:** $\\boxed{13}$"] * (sampling.n - k))
+                out.append([Completion(t, 20, "stop") for t in texts])
+            else:
+                out.append([Completion("[ep] I add 5 and 7.", 5, "stop", "\n\n")] * sampling.n)
+        return out
+
+
+def test_close_think_form_ends_the_thinking_block_and_grades_the_solutions_answer():
+    """MRT's forced termination for reasoning models: the prompt closes `</think>` after the stop
+    sentence and opens a final solution; the answer graded is the solution's last box."""
+    from ttc_gym.prompts import STOP_THINKING, PromptTemplate
+
+    template = PromptTemplate(forced_answer="close_think")
+    engine = SolutionEngine()
+    env = gym.make("TTC-Math-v0", engine=engine, source=[PROBLEM], num_prover_samples=8, max_episodes=3,
+                   template=template)
+    env.reset(seed=0)
+    infos = [env.step(f"[ep] step {i}")[-1] for i in range(3)]
+    assert [i["J"] for i in infos] == [3 / 8, 5 / 8, 1.0] and infos[0]["prover_answers"][:4] == ("12",) * 3 + ("13",)
+    assert infos[-1]["committed_answer"] == "12" and infos[-1]["outcome"] == 1.0
+    prompts, sampling = engine.requests[-1]
+    assert prompts[0].endswith(STOP_THINKING + "\n</think>\n\n**Step-by-Step Explanation and Answer:**\n\n1. **")
+    assert sampling.max_new_tokens == 1024 and not sampling.stop_at_closing_brace and sampling.stop == ()
+    # The short boxed form stays the default.
+    assert PromptTemplate().forced_answer == "boxed" and LLMProver(engine).sampling.max_new_tokens == 24
+
+
+def test_close_think_form_on_a_real_engine():
+    """With the tiny model: the prompt holds the closing tag, the solution is sampled to its length
+    (not cut at a brace), and each answer is what the template extracts from the generated text."""
+    from ttc_gym.engines.testing import tiny_random_engine
+    from ttc_gym.grading import normalize_answer
+    from ttc_gym.prompts import PromptTemplate
+
+    engine = tiny_random_engine(seed=0)
+    template = PromptTemplate(forced_answer="close_think", think_close_tag="</reasoning>")
+    texts = []
+    generate = engine.generate
+
+    def recording(prompts, sampling, *, seed):
+        rows = generate(prompts, sampling, seed=seed)
+        texts.extend(c.text for row in rows for c in row)
+        return rows
+
+    engine.generate = recording
+    prover = LLMProver(engine, num_samples=3, max_answer_tokens=6, template=template)
+    prompt = template.forced_answer_prompt(engine, PROBLEM.question, ["[ep] I add."])
+    assert "I should stop thinking" in prompt and "</reasoning>\n\n**Step-by-Step" in prompt
+    estimate = prover.estimate(PROBLEM, ["[ep] I add."])
+    assert len(texts) == 3 and estimate.answers == tuple(normalize_answer(template.answer_of(t)) for t in texts)
+    assert template.answer_of("x \\boxed{1} then \\boxed{12}.") == "12" and template.answer_of("no answer") == ""
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"forced_answer": "think"}, "forced_answer must be one of"),
+    ({"forced_answer": "close_think", "forced_answer_suffix": "Time is up. $\\boxed{"}, "close the thinking"),
+    ({"forced_answer": "close_think", "think_close_tag": " "}, "think_close_tag"),
+    ({"forced_answer_suffix": "Time is up."}, "open '\\\\boxed\\{'"),
+])
+def test_bad_forced_answer_templates_are_refused(kwargs, match):
+    from ttc_gym.prompts import PromptTemplate
+
+    with pytest.raises(ValueError, match=match):
+        PromptTemplate(**kwargs)
