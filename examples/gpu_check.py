@@ -295,19 +295,28 @@ def measure_trainer(policy: TransformersEngine, prover: TransformersEngine, shap
 
 class Budget:
     """Runs measurements in order while time is left; a measurement that would start after `seconds`
-    is recorded as skipped."""
+    is recorded as skipped. After each one, `report` gets the skipped list and the time so far and
+    `save(report)` runs, so a run stopped from outside still leaves what it measured."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, report: dict, save: Callable[[dict], None]):
         self.seconds, self.start, self.skipped = seconds, time.perf_counter(), []
+        self.report, self.save = report, save
 
     def run(self, label: str, fn: Callable[[], Any]) -> Any:
         if time.perf_counter() - self.start > self.seconds:
             self.skipped.append(label)
-            return None
-        return fn()
+            result = None
+        else:
+            print(f"[{time.perf_counter() - self.start:6.1f} s] {label}", flush=True)
+            result = fn()
+        self.report["skipped"] = self.skipped
+        self.report["total_s"] = time.perf_counter() - self.start
+        self.save(self.report)
+        return result
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, save: Callable[[dict], None]) -> dict:
+    """Every measurement in order (see the module docstring); `save(report)` after each."""
     if args.dry_run:
         device, dtype, shapes = torch.device("cpu"), torch.float32, TINY_SHAPES  # bf16 matmuls crawl on a CPU
         gen_shapes, prover_shape, train_shape = list(shapes), "tiny-b", "tiny-a"
@@ -322,14 +331,15 @@ def run(args: argparse.Namespace) -> dict:
     for name in [*gen_shapes, prover_shape, train_shape]:
         if name not in shapes:
             raise SystemExit(f"gpu_check: unknown shape {name!r}; expected one of {sorted(shapes)}.")
-    budget = Budget(args.budget_s)
     report: dict = {
         "dry_run": bool(args.dry_run), "device": str(device), "dtype": str(dtype).removeprefix("torch."),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "python": platform.python_version(), "k": K, "shapes": {n: shapes[n] for n in dict.fromkeys(
             [*gen_shapes, prover_shape, train_shape])},
+        "generation": [], "prover": [], "trainer": None, "skipped": [], "total_s": 0.0,
     }
+    budget = Budget(args.budget_s, report, save)
     roof = Roofline(matmul_flops(device, dtype, mm_size, mm_repeats), copy_bandwidth(device, bw_mb, bw_repeats))
     report["roofline"] = {"matmul_flops": roof.flops, "bandwidth_bytes_per_s": roof.bandwidth,
                           "matmul_size": mm_size, "copy_megabytes": bw_mb}
@@ -346,7 +356,6 @@ def run(args: argparse.Namespace) -> dict:
 
     source, template = make_source("procedural"), PromptTemplate()
     questions = [source.sample(np.random.default_rng(i)).question for i in range(max(BATCHES))]
-    report["generation"] = []
     for name in gen_shapes:
         def gen(name=name):
             engine = engine_for(name, seed=0, max_batch_size=max(BATCHES))
@@ -360,8 +369,6 @@ def run(args: argparse.Namespace) -> dict:
             del engine
             free(device)
         budget.run(f"generation {name}", gen)
-
-    report["prover"] = []
 
     def prover() -> None:
         engine = engine_for(prover_shape, seed=0, max_batch_size=64)
@@ -391,10 +398,7 @@ def run(args: argparse.Namespace) -> dict:
         del policy, prover_engine
         free(device)
 
-    report["trainer"] = None
     budget.run(f"trainer {train_shape}", trainer)
-    report["skipped"] = budget.skipped
-    report["total_s"] = time.perf_counter() - budget.start
     return report
 
 
@@ -451,11 +455,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = run(args)
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
-    table = markdown(report)
-    (out / "gpu_check.md").write_text(table)
-    print(table)
+
+    def save(report: dict) -> None:
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
+        (out / "gpu_check.md").write_text(markdown(report))
+
+    report = run(args, save)
+    print(markdown(report))
     return 0
 
 
