@@ -36,6 +36,8 @@ examples:
 output folder (--out, default bench_out/ENV_ID): results.jsonl (one line per agent, budget and problem,
 written as each finishes), bench_config.json, summary.json, summary.csv, table.txt,
 accuracy_vs_tokens.png, j_curves.png, regret.png (and maj_at_k.png when the env grades forced answers).
+One run at a time per folder (a second one stops at once); --overwrite keeps the old results.jsonl as
+results.jsonl.bak-DATE.
 """
 
 

@@ -11,6 +11,7 @@ from ttc_gym.bench.agent_registry import (
     AGENTS,
     AgentEntry,
     AgentSpec,
+    NotAnAgent,
     agent_arguments,
     build_agent,
     check_agent_spec,
@@ -24,6 +25,8 @@ from ttc_gym.bench.runner import (
     BenchResult,
     Executor,
     ItemEvaluator,
+    OutputFolderBusy,
+    OutputNotWritten,
     WorkItem,
     parse_budget,
     prepare,
@@ -33,6 +36,6 @@ from ttc_gym.bench.runner import (
 
 __all__ = [
     "AGENTS", "AgentEntry", "AgentSpec", "BenchConfig", "BenchPlan", "BenchResult", "EnvProfile", "Executor",
-    "ItemEvaluator", "PROFILES", "WorkItem", "agent_arguments", "build_agent", "check_agent_spec", "parse_agent_spec",
+    "ItemEvaluator", "NotAnAgent", "OutputFolderBusy", "OutputNotWritten", "PROFILES", "WorkItem", "agent_arguments", "build_agent", "check_agent_spec", "parse_agent_spec",
     "parse_budget", "prepare", "profile_for", "register_agent", "run_bench", "serial_executor",
 ]

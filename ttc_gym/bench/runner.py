@@ -4,7 +4,10 @@ Problem i is `env.reset(seed=base_seed + i)` for every agent and budget, so all 
 problems and differences between them can be tested pairwise; the agent is reset with the same seed
 (`ttc_gym.agent.Agent`), so a stochastic agent's actions on problem i do not depend on what ran before. Every finished problem is appended to
 `results.jsonl` at once (a killed run loses nothing; `resume=True` skips what is there), then the
-summary, table and plots are made from that file alone.
+summary, table and plots are made from that file alone. One run at a time writes an output folder
+(`folder_lock`); each record names the env and env kwargs it was made with, so a resumed run continues
+only its own configuration's results (`run_identity`); damaged lines are skipped and recomputed
+(`results_file`).
 
 Work goes through an *executor*: `executor(items, evaluate) -> iterable of records`, serial by default.
 `evaluate` is an `ItemEvaluator`, picklable (it rebuilds its envs and agents lazily wherever it runs), so
