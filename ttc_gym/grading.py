@@ -14,9 +14,10 @@ How equivalence is decided (:func:`compare_answers`), cheapest first:
 
 1. Absurd input is rejected (``False``): empty, longer than :data:`MAX_ANSWER_CHARS`, numeric powers
    whose value would have more than :data:`MAX_POWER_DIGITS` digits (``9^{9^{9^9}}``,
-   ``10**10**10**10``), factorials of numbers above 10 000.
+   ``10**10**10**10``), factorials of numbers above 10 000, brackets nested deeper than
+   :data:`MAX_NESTING_DEPTH`.
 2. Plain numbers (integers, decimals, ``a/b``, ``\frac{a}{b}``, thousands commas, ``x = 5``,
-   ``18 dollars``) are
+   ``18 dollars``, a unit set in text: ``12\,\mathrm{m}``; a bare ``12m`` is a product) are
    compared exactly with :class:`fractions.Fraction` in-process — no sympy. **Percent rule**: when
    exactly one side carries ``%``, ``p%`` matches both ``p`` and ``p/100`` (``"50%"`` equals
    ``"50"`` and ``"0.5"``, while ``"50"`` does not equal ``"0.5"``); when both do, the numbers
@@ -64,6 +65,7 @@ from ttc_gym.answer_extraction import BOX_COMMANDS, check_text, extract_answer, 
 __all__ = [
     "CACHE_SIZE",
     "MAX_ANSWER_CHARS",
+    "MAX_NESTING_DEPTH",
     "MAX_POWER_DIGITS",
     "GradeResult",
     "answers_equivalent",
@@ -78,6 +80,9 @@ __all__ = [
 MAX_ANSWER_CHARS = 1000
 #: A numeric power (tower) whose value would have more digits than this is rejected up front.
 MAX_POWER_DIGITS = 100_000
+#: Brackets ((), [], {}) nested deeper than this are rejected up front: the LaTeX parser's time
+#: grows steeply with depth (twenty nested ``\frac`` take seconds), and no answer needs it.
+MAX_NESTING_DEPTH = 20
 #: Entries kept by the (pred, gold) equivalence cache. Inputs longer than 2 * MAX_ANSWER_CHARS
 #: are rejected before the cache, so it holds at most ~64 MB even when filled with junk.
 CACHE_SIZE = 16_384
@@ -142,6 +147,10 @@ _MATH_WORDS = frozenset(
     }
 )
 _WORD_RE = re.compile(r"^[A-Za-z][A-Za-z ]*[A-Za-z]$")
+# "12 \text{m}", "5\,\mathrm{kg}": a number and a unit set in text (any length, one letter too).
+_NUMBER_TEXT_UNIT_RE = re.compile(
+    r"^\s*([-+]?[\d.,/]+)\s*\\(?:text|textrm|mathrm|mbox)\s*\{\s*([A-Za-z]+(?:\s+[A-Za-z]+){0,3})\s*\}\s*$"
+)
 
 # Plain numbers (whitespace already removed): -1,234.5 | -12 | 3.5 | .5 | -3/4 | \frac{-3}{4}
 _PLAIN_NUMBER_RE = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d+(?:\.\d*)?|\.\d+)$")
@@ -168,6 +177,9 @@ def _light_normalize(ans: str) -> str:
     """Meaning-preserving cleanup shared by the key and the number fast path (no whitespace removal)."""
     ans = _strip_delimiters(ans)
     ans = _SPACING_RE.sub(" ", ans)
+    m = _NUMBER_TEXT_UNIT_RE.match(ans)  # "12 \text{m}": a unit in text (a bare "12m" is a product)
+    if m and m.group(2).lower() not in _MATH_WORDS:
+        ans = m.group(1)
     for _ in range(3):  # \text{\textbf{x}}: a few rounds, never unbounded
         new = _TEXT_CMD_RE.sub(r"\1", ans)
         if new == ans:
@@ -294,8 +306,24 @@ def _not_math(ans: str) -> bool:
     return len(_PROSE_WORD_RE.findall(_PROSE_TEXT_CMD_RE.sub(" ", ans))) > 2
 
 
+def _nesting_exceeds(ans: str, limit: int) -> bool:
+    """Whether brackets of any kind are open more than ``limit`` deep somewhere in ``ans``."""
+    depth = 0
+    for ch in ans:
+        if ch in "([{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+    return False
+
+
 def _too_hard(ans: str) -> bool:
-    """Inputs that are not answers but denial-of-service: huge power towers, giant factorials."""
+    """Inputs that are not answers but denial-of-service: huge power towers, giant factorials,
+    brackets nested deeper than :data:`MAX_NESTING_DEPTH`."""
+    if _nesting_exceeds(ans, MAX_NESTING_DEPTH):
+        return True
     compact = _WS_RE.sub("", ans)
     for m in _TOWER_RE.finditer(compact):
         nums = [float(x) for x in _TOWER_NUM_RE.findall(m.group(0))]

@@ -39,9 +39,12 @@ def load_checker() -> tuple[Checker, bool]:
     """(equal, has_math_verify): imports sympy (and math-verify, when installed) and returns the check.
 
     `equal(pred, gold)`: math-verify's `verify(parse(gold), parse(pred))` (each side parsed as
-    `$...$` first, then as it is; no timeouts of its own), then sympy's `simplify(a - b) == 0` on
-    the parsed expressions, or on sympy's own parse of both strings when math-verify parsed nothing.
-    Expressions over different free symbols are never equal.
+    `$...$` first, then as it is — as it is first when it holds Python's `**`, which is no LaTeX;
+    no timeouts of its own; math-verify's removal of trailing unit words is off, since it also
+    removes variables: `5t^3-6t` would read `5t^3-6` — units are stripped by `ttc_gym.grading`
+    before), then sympy's `simplify(a - b) == 0` on the parsed expressions, or on sympy's own parse
+    of both strings when math-verify parsed nothing. Expressions over different free symbols are
+    never equal.
     """
     import sympy
     from sympy.parsing.sympy_parser import (
@@ -52,14 +55,22 @@ def load_checker() -> tuple[Checker, bool]:
     )
 
     try:
-        from math_verify import parse, verify
+        from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+        extraction = [
+            LatexExtractionConfig(normalization_config=NormalizationConfig(
+                basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False)),
+            ExprExtractionConfig(),
+        ]
     except Exception:  # not installed, or broken: the sympy path still works
         parse = verify = None
     transformations = standard_transformations + (implicit_multiplication_application, convert_xor)
 
     def mv_parse(s: str) -> list:
-        got = parse("$" + s + "$", parsing_timeout=None)
-        return got if got else parse(s, parsing_timeout=None)
+        forms = (s, "$" + s + "$") if "**" in s else ("$" + s + "$", s)
+        got = parse(forms[0], extraction_config=extraction, parsing_timeout=None)
+        return got if got else parse(forms[1], extraction_config=extraction, parsing_timeout=None)
 
     def sympy_equal(a: Any, b: Any) -> bool:
         if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
