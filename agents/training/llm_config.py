@@ -20,6 +20,7 @@ ALGOS = alg.ALGOS
 MRT_FORMS = tuple(alg.MRT_FORMS)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 PROVERS = ("policy", "frozen")
+ENGINES = ("transformers", "vllm", "vllm:<model>")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+")
 
 
@@ -67,8 +68,18 @@ class LLMTrainConfig:
         "PAV's alternative, and the cheap choice when the policy is big and a small prover will do). "
         "Default: 'frozen' when --prover-model is given, else 'policy'", choices=PROVERS))
     prover_model: str | None = field(default=None, metadata=_help(
-        "the frozen prover's model (implies --prover frozen): 'default' (SmolLM2-135M-Instruct) or a "
-        "model spec as for --model; with --prover frozen and no --prover-model: 'default'"))
+        "the frozen prover's model (implies --prover frozen): 'default' (SmolLM2-135M-Instruct), a "
+        "model spec as for --model, or 'vllm:<model>' (a vLLM engine of its own, on a GPU); with --prover "
+        "frozen and no --prover-model: 'default'"))
+    engine: str = field(default="transformers", metadata=_help(
+        "what samples the rollouts: 'transformers' (the trained model itself) or 'vllm' / 'vllm:<model>' (a "
+        "vLLM engine serving --model, or <model> of the same architecture, given the trained weights before "
+        "the first iteration and after every update, its prefix cache reset; needs a GPU and "
+        "pip install 'ttc-gym[vllm]'). The trained model stays a transformers model (the optimizer's); with "
+        "--prover policy the prover runs on the same vLLM engine, a --prover-model 'vllm:<model>' on another"))
+    engine_kwargs: dict = field(default_factory=dict, metadata=_help(
+        "other arguments of the vLLM engine (ttc_gym.engines.vllm_engine.VLLMEngine), as a JSON object, e.g. "
+        "{\"gpu_memory_utilization\": 0.4, \"max_model_len\": 4096}"))
     device: str = field(default="cpu", metadata=_help("torch device of the policy: cpu, cuda, cuda:1"))
     prover_device: str | None = field(default=None, metadata=_help(
         "device of the frozen prover (default: --device; --prover policy runs on the policy's)"))
@@ -131,6 +142,15 @@ class LLMTrainConfig:
             )
         if self.prover == "frozen" and self.prover_model is None:
             self.prover_model = "default"
+        if not isinstance(self.engine, str) or not (
+                self.engine == "transformers" or self.engine == "vllm"
+                or (self.engine.startswith("vllm:") and self.engine[5:].strip())):
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}.")
+        if not isinstance(self.engine_kwargs, dict):
+            raise TypeError(f"engine_kwargs must be a dict, got {self.engine_kwargs!r}.")
+        if self.engine_kwargs and self.engine == "transformers":
+            raise ValueError(f"engine_kwargs {sorted(self.engine_kwargs)} configure a vLLM engine; give engine='vllm' "
+                             "or 'vllm:<model>' (or leave engine_kwargs empty).")
         if self.dtype not in DTYPES:
             raise unknown_name_error("dtype", self.dtype, DTYPES)
         check_int("seed", self.seed, minimum=0)
@@ -195,8 +215,21 @@ class LLMTrainConfig:
     def check_models(self) -> None:
         """The model specs name existing files or hub ids (nothing is loaded)."""
         check_model_spec("model", self.model)
-        if self.prover == "frozen":
+        if self.prover == "frozen" and not self.prover_model.startswith("vllm:"):  # a vLLM prover: checked when built
             check_model_spec("prover_model", self.prover_model)
+
+    @property
+    def vllm_model(self) -> str | None:
+        """The model the vLLM engine serves ('vllm:<model>', or --model for 'vllm'); None for 'transformers'."""
+        if self.engine == "transformers":
+            return None
+        if self.engine.startswith("vllm:"):
+            return self.engine.removeprefix("vllm:").strip()
+        if self.model == "default":
+            from ttc_gym.engines.default_model import default_model_path
+
+            return str(default_model_path())
+        return self.model.removeprefix("transformers:")
 
     @property
     def lora_target_modules(self) -> list[str]:

@@ -28,7 +28,10 @@ Read top to bottom. Each iteration:
    MRT's online setting) the policy itself with its current weights, forced to stop — the prover's
    memo is keyed by the engine's weights version and the engine drops its prefix cache when the
    weights change, so every J after an update is measured anew; with `--prover frozen` /
-   `--prover-model` a separate, frozen engine.
+   `--prover-model` a separate, frozen engine. With `--engine vllm` (or `vllm:<model>`) a vLLM
+   engine samples the rollouts instead (and, with `--prover policy`, measures J): the trained model
+   stays the transformers one, and `sync_weights` pushes its weights into vLLM (`load_weights`, which
+   resets vLLM's prefix cache) before the first iteration and after every update.
 2. (policy-gradient algorithms, `algorithms.RL_ALGOS`) computes advantages with
    `algorithms.advantages` (grpo: outcome-only, group-normalized; mrt: + alpha * each episode's own
    progress; docs/formulation.md §4 gives every name's formula), the token log-probabilities of
@@ -407,12 +410,15 @@ def train(
     *,
     policy_engine: Any = None,
     prover_engine: Any = None,
+    sampling_engine: Any = None,
     log: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train as `config` says. `policy_engine` (a TransformersEngine trained in place) replaces
     `config.model`; `prover_engine` replaces `config.prover_model` and needs `config.prover ==
-    'frozen'` (tests pass tiny engines). With `config.prover == 'policy'` the env's prover runs on the
-    policy's engine."""
+    'frozen'` (tests pass tiny engines). `sampling_engine` (a `TrainableEngine`, e.g. a `VLLMEngine`)
+    replaces `config.engine`: it samples the rollouts and gets the trained weights before the first
+    iteration and after every update (`sync_weights`). With `config.prover == 'policy'` the env's
+    prover runs on the engine that samples."""
     from ttc_gym.agents.llm import LLMAgent
     from ttc_gym.engines.registry import make_engine
 
@@ -430,11 +436,17 @@ def train(
         raise ValueError("train(prover_engine=...) gives a frozen prover, but config.prover is 'policy' (J from the "
                          "policy itself); set prover='frozen' to use it.")
     engine = policy_engine if policy_engine is not None else build_policy_engine(config)
+    if sampling_engine is None and config.engine != "transformers":
+        sampling_engine = make_engine("vllm:" + config.vllm_model, **config.engine_kwargs)
+    if sampling_engine is engine:
+        sampling_engine = None  # the trained model samples itself
     if config.prover == "frozen":
-        if prover_engine is None:
+        if prover_engine is None and config.prover_model.startswith("vllm:"):
+            prover_engine = make_engine(config.prover_model)
+        elif prover_engine is None:
             prover_engine = make_engine(None if config.prover_model == "default" else config.prover_model,
                                         device=config.prover_device or config.device)
-        if prover_engine is engine:
+        if prover_engine is engine or (prover_engine is not None and prover_engine is sampling_engine):
             raise ValueError("a frozen prover must not share the policy's engine (the policy is trained in place); "
                              "use prover='policy' to measure J with the policy.")
     model = engine.model
@@ -470,9 +482,13 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
 
+    sampler = engine if sampling_engine is None else sampling_engine
+    synced = 0
+    if sampling_engine is not None:  # it serves its own weights: give it the policy's
+        synced = sync_weights(sampling_engine, trainable, config.lora_rank, synced)
     source = make_source(config.source)  # the trainer draws the problems; the env rolls them out
-    envs = make_envs(config, engine, prover_engine, source)
-    agent = LLMAgent(engine, max_episode_tokens=config.max_episode_tokens, temperature=config.temperature,
+    envs = make_envs(config, sampler, prover_engine, source)
+    agent = LLMAgent(sampler, max_episode_tokens=config.max_episode_tokens, temperature=config.temperature,
                      top_p=config.top_p, template=envs.template, seed=config.seed)
     result = TrainResult(engine=engine, step=step, config=config)
     writer, handle = _open_log(out, step)
@@ -503,6 +519,8 @@ def train(
                     loss, kl = accumulate(config, kept_rollouts, lambda trajs, _o: alg.sft_loss(trajs),
                                           model, use_ref)
                     _step(config, params, optimizer)
+            if sampling_engine is not None:
+                synced = sync_weights(sampling_engine, trainable, config.lora_rank, synced)
             step += 1
             row = _row(step, rollouts, loss, kl, kept, time.perf_counter() - start)
             result.history.append(row)
@@ -525,6 +543,26 @@ def train(
     result.step = step
     result.wall_s = time.perf_counter() - start
     return result
+
+
+def trained_weights(trainable: Any, lora: bool) -> dict:
+    """The trained model's weights as a state dict named as in the Hugging Face checkpoint (LoRA:
+    the adapters merged into a copy of the base model)."""
+    if lora:
+        return copy.deepcopy(trainable).merge_and_unload().state_dict()
+    return trainable.state_dict()
+
+
+def sync_weights(sampling_engine: Any, trainable: Any, lora: bool, version: int) -> int:
+    """Push the trained weights into the engine that samples the rollouts (`load_weights`, which
+    resets its prefix cache: its cached keys and values were computed with the old weights) and mark
+    them new for the env's prover (`weights_version`, which keys the prover's memo,
+    `ttc_gym.llm_prover.engine_weights_version`: a vLLM in another process shows no parameters to
+    watch). Returns the new version."""
+    with torch.no_grad():
+        sampling_engine.load_weights(trained_weights(trainable, lora))
+    sampling_engine.weights_version = ("trainer-sync", version + 1)
+    return version + 1
 
 
 def _step(config: LLMTrainConfig, params, optimizer) -> None:

@@ -54,3 +54,101 @@ def tiny_random_engine(seed: int = 0, *, max_batch_size: int = 16) -> Any:
     return TransformersEngine(
         model, tokenizer=tokenizer, max_batch_size=max_batch_size, name=f"tiny-random-llama:{seed}"
     )
+
+
+# -- a vLLM-shaped fake over a torch model (tests of vLLM paths on a CPU) -------------------------------
+class FakeCompletionOutput:
+    """vLLM's `CompletionOutput` fields (`vllm.outputs`): index, text, token_ids, finish_reason, stop_reason."""
+
+    def __init__(self, index: int, text: str, token_ids: list[int], finish_reason: str, stop_reason: Any):
+        self.index, self.text, self.token_ids = index, text, token_ids
+        self.finish_reason, self.stop_reason = finish_reason, stop_reason
+        self.cumulative_logprob, self.logprobs = None, None
+
+
+class FakeRequestOutput:
+    """vLLM's `RequestOutput` fields: prompt_token_ids and outputs (one `CompletionOutput` per sample)."""
+
+    def __init__(self, request_id: str, prompt_token_ids: list[int], outputs: list[FakeCompletionOutput]):
+        self.request_id, self.prompt, self.prompt_token_ids = request_id, None, prompt_token_ids
+        self.prompt_logprobs, self.outputs, self.finished = None, outputs, True
+
+
+class _ServedModel:
+    """The served module of an in-process vLLM, as far as a trainer reaches it: `load_weights(weights=...)`
+    (counted in `loads`) into the fake's own `TransformersEngine`; `parameters()` are its model's."""
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self.loads = 0
+
+    def load_weights(self, weights: Any) -> set:
+        items = list(weights)
+        self.engine.load_weights(items)
+        self.loads += 1
+        return {name for name, _ in items}
+
+    def parameters(self):
+        return self.engine.model.parameters()
+
+
+class TorchVLLM:
+    """A stand-in for `vllm.LLM` on a CPU that samples from a torch model: `generate(prompts,
+    sampling_params)` takes vLLM's inputs ({"prompt_token_ids": ...} and one `SamplingParams` per
+    request) and returns vLLM's output shapes; `get_tokenizer()`, `reset_prefix_cache()` (counted in
+    `resets`), and the in-process model path `llm_engine.model_executor.driver_worker.worker.model_runner.model`
+    whose `load_weights` copies weights into the fake's model (counted in `served.loads`).
+
+    Each request is decoded by `engine` (a `TransformersEngine`, typically a copy of the trained
+    model) from the prompt's text (its ids decoded), with the request's seed; at temperature 0 it
+    therefore samples exactly the ids the transformers engine samples for that prompt. Like vLLM,
+    it knows no closing-brace rule (the `VLLMEngine` cuts there). `calls` counts `generate` calls.
+    """
+
+    def __init__(self, engine: Any):
+        from types import SimpleNamespace
+
+        self.engine = engine
+        self.served = _ServedModel(engine)
+        self.llm_engine = SimpleNamespace(model_executor=SimpleNamespace(driver_worker=SimpleNamespace(
+            worker=SimpleNamespace(model_runner=SimpleNamespace(model=self.served)))))
+        self.calls = 0
+        self.resets = 0
+
+    def get_tokenizer(self) -> Any:
+        return self.engine.tokenizer
+
+    def reset_prefix_cache(self) -> bool:
+        self.resets += 1
+        self.engine.reset_prefix_cache()
+        return True
+
+    def generate(self, prompts: Any, sampling_params: Any = None, use_tqdm: bool = True) -> list[FakeRequestOutput]:
+        from ttc_gym.engines.base import SamplingConfig
+
+        self.calls += 1
+        params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(prompts)
+        if len(params) != len(prompts):
+            raise ValueError(f"TorchVLLM.generate: {len(params)} sampling params for {len(prompts)} prompts.")
+        outputs = []
+        for i, (prompt, sp) in enumerate(zip(prompts, params)):
+            ids = list(prompt["prompt_token_ids"])
+            text = self.engine.tokenizer.decode(ids, skip_special_tokens=False)
+            sampling = SamplingConfig(max_new_tokens=sp.max_tokens, temperature=sp.temperature, top_p=sp.top_p,
+                                      n=sp.n, stop=tuple(sp.stop))
+            seed = 0 if sp.seed is None else sp.seed
+            completions = self.engine.generate([text], sampling, seed=seed)[0]
+            outputs.append(FakeRequestOutput(str(i), ids, [
+                FakeCompletionOutput(j, c.text, list(c.token_ids), c.finish_reason,
+                                     c.stop_reason if c.stop_reason in sp.stop else None)
+                for j, c in enumerate(completions)
+            ]))
+        return outputs
+
+
+def torch_vllm_engine(engine: Any, **kwargs: Any) -> Any:
+    """A `VLLMEngine` over `TorchVLLM(engine)`: the vLLM code path on a CPU, sampling from `engine`'s model."""
+    from ttc_gym.engines.vllm_engine import SamplingParamsSpec, VLLMEngine
+
+    return VLLMEngine(f"torch-vllm:{engine.name}", llm=TorchVLLM(engine), sampling_params=SamplingParamsSpec,
+                      **kwargs)
