@@ -80,6 +80,12 @@ class LLMTrainConfig:
     engine_kwargs: dict = field(default_factory=dict, metadata=_help(
         "other arguments of the vLLM engine (ttc_gym.engines.vllm_engine.VLLMEngine), as a JSON object, e.g. "
         "{\"gpu_memory_utilization\": 0.4, \"max_model_len\": 4096}"))
+    ray_workers: int = field(default=0, metadata=_help(
+        "shard each iteration's rollouts across this many Ray actors, each with its own engine (one GPU each "
+        "with --engine vllm), the trained weights broadcast after every update (pip install 'ttc-gym[ray]'); "
+        "0: one process"))
+    ray_address: str | None = field(default=None, metadata=_help(
+        "the Ray cluster to join (default: a running Ray, else a local one)"))
     device: str = field(default="cpu", metadata=_help("torch device of the policy: cpu, cuda, cuda:1"))
     prover_device: str | None = field(default=None, metadata=_help(
         "device of the frozen prover (default: --device; --prover policy runs on the policy's)"))
@@ -151,6 +157,7 @@ class LLMTrainConfig:
         if self.engine_kwargs and self.engine == "transformers":
             raise ValueError(f"engine_kwargs {sorted(self.engine_kwargs)} configure a vLLM engine; give engine='vllm' "
                              "or 'vllm:<model>' (or leave engine_kwargs empty).")
+        check_int("ray_workers", self.ray_workers, minimum=0)
         if self.dtype not in DTYPES:
             raise unknown_name_error("dtype", self.dtype, DTYPES)
         check_int("seed", self.seed, minimum=0)

@@ -166,12 +166,13 @@ def math_env_kwargs(config: LLMTrainConfig) -> dict:
                 max_tokens=config.max_tokens, num_prover_samples=config.num_prover_samples, **config.env_kwargs)
 
 
-def make_envs(config: LLMTrainConfig, engine: Any, prover_engine: Any = None, source: Any = None) -> Any:
+def make_envs(config: LLMTrainConfig, engine: Any, prover_engine: Any = None, source: Any = None,
+              num_envs: int | None = None) -> Any:
     """The vectorized TTC-Math-v0 the trainer rolls out on: one sub-env per rollout of an iteration
     (`batch_size`), autoreset disabled (a finished rollout is not stepped again), the policy's
     `engine` as the env's (it counts the episodes' tokens and gives the forced final answer), the
     prover on `prover_engine` (None: the policy's engine); `source` (a ProblemSource) replaces
-    `config.source`."""
+    `config.source`; `num_envs` replaces `batch_size` (a Ray worker's shard)."""
     import gymnasium as gym
 
     import ttc_gym  # noqa: F401  (registers the envs)
@@ -179,7 +180,7 @@ def make_envs(config: LLMTrainConfig, engine: Any, prover_engine: Any = None, so
     kwargs = math_env_kwargs(config)
     if source is not None:
         kwargs["source"] = source
-    return gym.make_vec("TTC-Math-v0", num_envs=config.batch_size, vectorization_mode="vector_entry_point",
+    return gym.make_vec("TTC-Math-v0", num_envs=config.batch_size if num_envs is None else num_envs, vectorization_mode="vector_entry_point",
                         autoreset_mode="disabled", engine=engine, prover_engine=prover_engine, **kwargs)
 
 
@@ -411,6 +412,7 @@ def train(
     policy_engine: Any = None,
     prover_engine: Any = None,
     sampling_engine: Any = None,
+    ray_engine_factory: Callable[[], Any] | None = None,
     log: Callable[[dict], None] | None = None,
 ) -> TrainResult:
     """Train as `config` says. `policy_engine` (a TransformersEngine trained in place) replaces
@@ -418,7 +420,9 @@ def train(
     'frozen'` (tests pass tiny engines). `sampling_engine` (a `TrainableEngine`, e.g. a `VLLMEngine`)
     replaces `config.engine`: it samples the rollouts and gets the trained weights before the first
     iteration and after every update (`sync_weights`). With `config.prover == 'policy'` the env's
-    prover runs on the engine that samples."""
+    prover runs on the engine that samples. With `config.ray_workers` the rollouts are collected by
+    Ray actors (`llm_ray.RayRollouts`), each building its engine with `ray_engine_factory` (a picklable
+    `() -> engine`; default: from the config), the weights broadcast after every update."""
     from ttc_gym.agents.llm import LLMAgent
     from ttc_gym.engines.registry import make_engine
 
@@ -486,6 +490,13 @@ def train(
     synced = 0
     if sampling_engine is not None:  # it serves its own weights: give it the policy's
         synced = sync_weights(sampling_engine, trainable, config.lora_rank, synced)
+    remote = None
+    if config.ray_workers:
+        from ttc_gym.agents.training.llm_ray import RayRollouts
+
+        remote = RayRollouts(config, config.ray_workers, engine_factory=ray_engine_factory,
+                             num_gpus_per_worker=1.0 if config.vllm_model else 0.0, address=config.ray_address)
+        remote.sync(trained_weights(trainable, config.lora_rank))
     source = make_source(config.source)  # the trainer draws the problems; the env rolls them out
     envs = make_envs(config, sampler, prover_engine, source)
     agent = LLMAgent(sampler, max_episode_tokens=config.max_episode_tokens, temperature=config.temperature,
@@ -496,8 +507,11 @@ def train(
     try:
         while step < config.iterations:
             model.eval()
-            with torch.inference_mode():
-                rollouts = collect_batch(envs, agent, plan_iteration(config, source, step))
+            if remote is not None:
+                rollouts = remote.collect(plan_iteration(config, source, step))
+            else:
+                with torch.inference_mode():
+                    rollouts = collect_batch(envs, agent, plan_iteration(config, source, step))
             optimizer.zero_grad(set_to_none=True)
             kept = 1.0
             if config.algo in RL_ALGOS:
@@ -521,6 +535,8 @@ def train(
                     _step(config, params, optimizer)
             if sampling_engine is not None:
                 synced = sync_weights(sampling_engine, trainable, config.lora_rank, synced)
+            if remote is not None:
+                remote.sync(trained_weights(trainable, config.lora_rank))
             step += 1
             row = _row(step, rollouts, loss, kl, kept, time.perf_counter() - start)
             result.history.append(row)
@@ -539,6 +555,8 @@ def train(
         if tb is not None:
             tb.close()
         envs.close()
+        if remote is not None:
+            remote.close()
     model.eval()
     result.step = step
     result.wall_s = time.perf_counter() - start

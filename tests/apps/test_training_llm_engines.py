@@ -100,3 +100,44 @@ def test_engine_options_are_checked_before_any_model_loads(tmp_path):
     assert _config(tmp_path, engine="vllm", model="transformers:org/name").vllm_model == "org/name"
     frozen = _config(tmp_path, prover_model="vllm:org/prover")  # a vLLM prover is checked when built
     assert frozen.prover == "frozen" and frozen.prover_model == "vllm:org/prover"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_sharded_rollouts_equal_one_process_rollouts(tmp_path, local_ray):
+    from functools import partial
+
+    from ttc_gym.agents.training.llm_ray import RayRollouts, shards
+
+    assert shards(5, 2) == [(0, 3), (3, 5)] and shards(1, 2) == [(0, 1), (1, 1)]
+    config = _config(tmp_path, problems_per_iter=3)
+    plans = plan_iteration(config, make_source(config.source), 0)
+    engine = tiny_random_engine(seed=6)
+    envs = make_envs(config, engine)
+    agent = LLMAgent(engine, max_episode_tokens=config.max_episode_tokens, temperature=config.temperature,
+                     top_p=config.top_p, template=envs.template, seed=config.seed)
+    with torch.inference_mode():
+        alone = collect_batch(envs, agent, plans)
+    envs.close()
+    remote = RayRollouts(config, 2, engine_factory=partial(tiny_random_engine, seed=6))
+    try:
+        sharded = remote.collect(plans)
+        assert [vars(r) for r in sharded] == [vars(r) for r in alone]
+        # Broadcast other weights: every worker loads them, and the rollouts become those of the new weights.
+        other = tiny_random_engine(seed=7)
+        assert remote.sync(other.model.state_dict()) == [1, 1]
+        envs = make_envs(config, other)
+        agent = LLMAgent(other, max_episode_tokens=config.max_episode_tokens, temperature=config.temperature,
+                         top_p=config.top_p, template=envs.template, seed=config.seed)
+        with torch.inference_mode():
+            alone_other = collect_batch(envs, agent, plans)
+        envs.close()
+        assert [vars(r) for r in remote.collect(plans)] == [vars(r) for r in alone_other] != [vars(r) for r in alone]
+    finally:
+        remote.close()
