@@ -141,3 +141,15 @@ def test_ray_sharded_rollouts_equal_one_process_rollouts(tmp_path, local_ray):
         assert [vars(r) for r in remote.collect(plans)] == [vars(r) for r in alone_other] != [vars(r) for r in alone]
     finally:
         remote.close()
+
+
+def test_training_with_ray_workers_matches_one_process(tmp_path, local_ray):
+    from functools import partial
+
+    rows = {}
+    for workers in (0, 2):
+        result = train(_config(tmp_path / str(workers), ray_workers=workers), policy_engine=tiny_random_engine(seed=6),
+                       ray_engine_factory=partial(tiny_random_engine, seed=0))  # the first sync overwrites seed 0
+        rows[workers] = [{k: ("nan" if v != v else v) for k, v in row.items() if k != "wall_s"}
+                         for row in result.history]
+    assert rows[2] == rows[0] and len(rows[0]) == 2
