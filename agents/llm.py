@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from ttc_gym.agent import problem_seed
 from ttc_gym.engines.base import SamplingConfig, generate_per_prompt
 from ttc_gym.engines.registry import make_engine
-from ttc_gym.prompts import PromptTemplate, close_boxed, forced_answer_sampling
+from ttc_gym.prompts import PromptTemplate
 from ttc_gym.seeding import prefix_seed
 from ttc_gym.validation import check_float, check_int
 
@@ -138,5 +138,6 @@ class LLMAgent:
     def final_answer(self, obs: dict) -> str:
         """The model's answer when forced to stop now (greedy)."""
         prompt = self.template.forced_answer_prompt(self.engine, obs["problem"], list(obs["episodes"]))
-        answer = close_boxed(self.engine.generate([prompt], forced_answer_sampling(24, 0.0), seed=0)[0][0].text)
+        sampling = self.template.answer_sampling(self.template.answer_tokens, 0.0)
+        answer = self.template.answer_of(self.engine.generate([prompt], sampling, seed=0)[0][0].text)
         return answer or "0"

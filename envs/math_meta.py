@@ -140,7 +140,7 @@ class TTCMathMetaEnv(gym.Env):
         super().reset(seed=seed)
         self._trace = None  # never half-reset: if building the trace fails, no old trace is stepped
         problem = problem or self._source.sample(self.np_random)
-        self._trace = MathTrace(self._settings, self.prover, self.prover.engine.count_tokens, problem)
+        self._trace = MathTrace(self._settings, self.prover, self.engine.count_tokens, problem)
         info = self._trace.info()
         info["episode_text"] = ""
         self._previous_answers = None
