@@ -124,6 +124,12 @@ class TTCMathEnv(gym.Env):
     one — the grader could not decide (its worker stalled or died twice): each counts as wrong in J and
     the outcome, and is never memoized; `ttc_gym.grading.compare_answers`).
 
+    Gold-derived keys, for rewards and analysis only (an agent that reads them is an oracle, see
+    docs/formulation.md §3): J, progress, outcome, reward, prover_correct, grading_incomplete,
+    gold_answer. Gold-free: prover_answers (ungraded), committed_answer, episodes_used, tokens_used,
+    tokens_left, episode_tokens, alpha, cost, answered, problem_id, difficulty (the dataset's label).
+    The observation (problem text and episodes) is gold-free.
+
     The prover's sampling seed is derived from `prover_seed` and the trace, so the same seed and
     the same actions give the same rollout, and a repeated prefix is answered from a cache.
 
