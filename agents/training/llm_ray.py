@@ -4,7 +4,7 @@ every update.
 
     ttc-gym train --env TTC-Math-v0 --algo mrt --ray-workers 4 --engine vllm ...   # one GPU per worker
 
-Each worker (`RolloutWorker`) builds its engine once (`engine_factory()`, by default the trainer's own
+Each worker (`RolloutWorker`) builds its engine once (`engine_factory()`, in the trainer its own
 choice from the config: `--engine`, else `--model` on `--device`), its prover (`--prover policy`: the
 same engine; frozen: `--prover-model`) and, per call, a vectorized TTC-Math-v0 of its shard's size
 (`llm_train.make_envs`). `RayRollouts.collect(plans)` gives worker w a contiguous slice of the plans
@@ -23,11 +23,11 @@ from ttc_gym.agents.training.llm_config import LLMTrainConfig
 RAY_PURPOSE = "Ray-sharded rollouts (ray_workers > 0)"
 
 
-def default_engine_factory(config: LLMTrainConfig) -> Callable[[], Any]:
-    """The engine a worker samples with when none is given: `--engine vllm[:model]`, else `--model`."""
+def default_engine_factory(config: LLMTrainConfig, build_policy_engine: Callable[[LLMTrainConfig], Any]) -> Callable[[], Any]:
+    """The engine a worker samples with when none is given: `--engine vllm[:model]`, else
+    `build_policy_engine(config)` (the trainer's, `llm_train.build_policy_engine`)."""
 
     def build() -> Any:
-        from ttc_gym.agents.training.llm_train import build_policy_engine
         from ttc_gym.engines.registry import make_engine
 
         if config.vllm_model is not None:
@@ -41,7 +41,8 @@ class RolloutWorker:
     """The actor: its own engine, prover and problem source; collects the rollouts of a shard."""
 
     def __init__(self, config: LLMTrainConfig, engine_factory: Callable[[], Any],
-                 prover_factory: Callable[[], Any] | None = None):
+                 prover_factory: Callable[[], Any] | None, make_envs: Callable[..., Any],
+                 collect_batch: Callable[..., list]):
         import torch
 
         from ttc_gym.problems import make_source
@@ -52,6 +53,7 @@ class RolloutWorker:
         self.prover = prover_factory() if prover_factory is not None else None
         self.source = make_source(config.source)
         self.version = 0
+        self.make_envs, self.collect_batch = make_envs, collect_batch
 
     def load_weights(self, weights: dict) -> int:
         """Load the trained weights (the engine resets its prefix cache); returns how many loads so far."""
@@ -67,12 +69,11 @@ class RolloutWorker:
         import torch
 
         from ttc_gym.agents.llm import LLMAgent
-        from ttc_gym.agents.training.llm_train import collect_batch, make_envs
 
         if not plans:
             return []
         config = self.config
-        envs = make_envs(config, self.engine, self.prover, self.source, num_envs=len(plans))
+        envs = self.make_envs(config, self.engine, self.prover, self.source, num_envs=len(plans))
         try:
             agent = LLMAgent(self.engine, max_episode_tokens=config.max_episode_tokens,
                              temperature=config.temperature, top_p=config.top_p, template=envs.template,
@@ -81,7 +82,7 @@ class RolloutWorker:
             if hasattr(model, "eval"):
                 model.eval()
             with torch.inference_mode():
-                return collect_batch(envs, agent, plans)
+                return self.collect_batch(envs, agent, plans)
         finally:
             envs.close()
 
@@ -103,15 +104,18 @@ class RayRollouts:
     Args:
         config: the trainer's config (its ray_workers is not read here: `workers` is).
         workers: actors to start (>= 1).
-        engine_factory: a picklable `() -> engine` each worker calls once (default:
-            `default_engine_factory(config)`).
+        make_envs, collect_batch: the trainer's (`llm_train.make_envs`, `llm_train.collect_batch`),
+            given here so that this module does not import the trainer that imports it.
+        engine_factory: a picklable `() -> engine` each worker calls once (e.g.
+            `default_engine_factory(config, llm_train.build_policy_engine)`).
         prover_factory: a picklable `() -> engine` for a frozen prover (None: the policy's engine
             with `--prover policy`, `--prover-model` with `--prover frozen`).
         num_gpus_per_worker: GPUs Ray reserves per actor (1 for a vLLM engine).
         address: a Ray cluster's address (None: a running Ray, else a local one).
     """
 
-    def __init__(self, config: LLMTrainConfig, workers: int, *, engine_factory: Callable[[], Any] | None = None,
+    def __init__(self, config: LLMTrainConfig, workers: int, *, make_envs: Callable[..., Any],
+                 collect_batch: Callable[..., list], engine_factory: Callable[[], Any],
                  prover_factory: Callable[[], Any] | None = None, num_gpus_per_worker: float = 0.0,
                  address: str | None = None):
         from ttc_gym.optional import require
@@ -125,8 +129,8 @@ class RayRollouts:
             prover_factory = _frozen_prover_factory(config)
         self._ray = ray
         actor = ray.remote(RolloutWorker).options(num_cpus=1, num_gpus=num_gpus_per_worker)
-        factory = engine_factory if engine_factory is not None else default_engine_factory(config)
-        self.workers = [actor.remote(config, factory, prover_factory) for _ in range(workers)]
+        self.workers = [actor.remote(config, engine_factory, prover_factory, make_envs, collect_batch)
+                        for _ in range(workers)]
 
     def collect(self, plans: Sequence[Any]) -> list:
         """The rollouts of `plans`, in order, each worker collecting a contiguous shard."""

@@ -492,9 +492,10 @@ def train(
         synced = sync_weights(sampling_engine, trainable, config.lora_rank, synced)
     remote = None
     if config.ray_workers:
-        from ttc_gym.agents.training.llm_ray import RayRollouts
+        from ttc_gym.agents.training.llm_ray import RayRollouts, default_engine_factory
 
-        remote = RayRollouts(config, config.ray_workers, engine_factory=ray_engine_factory,
+        remote = RayRollouts(config, config.ray_workers, make_envs=make_envs, collect_batch=collect_batch,
+                             engine_factory=ray_engine_factory or default_engine_factory(config, build_policy_engine),
                              num_gpus_per_worker=1.0 if config.vllm_model else 0.0, address=config.ray_address)
         remote.sync(trained_weights(trainable, config.lora_rank))
     source = make_source(config.source)  # the trainer draws the problems; the env rolls them out

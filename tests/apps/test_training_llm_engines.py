@@ -125,7 +125,8 @@ def test_ray_sharded_rollouts_equal_one_process_rollouts(tmp_path, local_ray):
     with torch.inference_mode():
         alone = collect_batch(envs, agent, plans)
     envs.close()
-    remote = RayRollouts(config, 2, engine_factory=partial(tiny_random_engine, seed=6))
+    remote = RayRollouts(config, 2, engine_factory=partial(tiny_random_engine, seed=6), make_envs=make_envs,
+                         collect_batch=collect_batch)
     try:
         sharded = remote.collect(plans)
         assert [vars(r) for r in sharded] == [vars(r) for r in alone]
