@@ -123,11 +123,19 @@ def oracle(env):
     return OracleAgent.from_env(env)
 
 
-def sim_j_star(env) -> float:
-    """J* on TTC-Sim-v0: the oracle's expected final accuracy at this env's budget."""
-    from ttc_gym.agents.oracle import OracleAgent
+def oracle_accuracy(env):
+    """The accuracy-optimal policy at the budget (DP over the simulator's belief-MDP, no episode cost)."""
+    from ttc_gym.agents.oracle import AccuracyOracleAgent
 
-    return float(OracleAgent.from_env(env).expected_accuracy())
+    return AccuracyOracleAgent.from_env(env)
+
+
+def sim_j_star(env) -> list[float]:
+    """J*_j for j = 0..H on TTC-Sim-v0: the best accuracy reachable with j episodes, by an
+    accuracy-maximizing DP per difficulty level averaged with the level mix (docs/formulation.md §5)."""
+    from ttc_gym.agents.oracle import OracleAgent, j_star_curve
+
+    return [float(x) for x in j_star_curve(OracleAgent.from_env(env).model)]
 
 
 def sim_budget_tokens(env) -> int:

@@ -116,3 +116,84 @@ class OracleAgent:
                         nxt[branch.obs] = nxt.get(branch.obs, 0.0) + p * branch.prob
             dist = nxt
         return curve
+
+
+def _terminal_accuracy(model: Any, j: float) -> float:
+    """Accuracy of the forced answer at the budget's end: J, or 0 when the env does not grade it."""
+    return float(j) if getattr(model.params, "answer_on_truncation", True) else 0.0
+
+
+class _AccuracyDP:
+    """V_r(obs) = the best probability of a correct final answer from `obs` with at most r more episodes
+    (docs/formulation.md §5, "J*_j"): answer now (J(obs)) or spend an episode and continue optimally;
+    after the r-th episode the answer is forced. No episode cost: accuracy only."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self._memo: dict = {}
+
+    def q_values(self, obs: tuple[int, ...], remaining: int) -> tuple[float, ...]:
+        q = []
+        for action in MetaAction:
+            if action == MetaAction.ANSWER or remaining <= 0:
+                q.append(float(self.model.expected_j(obs)) if action == MetaAction.ANSWER else -1.0)
+                continue
+            total = 0.0
+            for branch in self.model.transitions(obs, int(action)):
+                if branch.obs is None or remaining == 1:
+                    total += branch.prob * _terminal_accuracy(self.model, branch.expected_j)
+                else:
+                    total += branch.prob * self.value(branch.obs, remaining - 1)
+            q.append(total)
+        return tuple(q)
+
+    def value(self, obs: tuple[int, ...], remaining: int) -> float:
+        key = (obs, remaining)
+        if key not in self._memo:
+            self._memo[key] = max(self.q_values(obs, remaining))
+        return self._memo[key]
+
+
+def j_star_curve(model: Any, level: int | None = None) -> np.ndarray:
+    """J*_j for j = 0..H on TTC-Sim-v0: the best expected accuracy any policy over observations reaches
+    with at most j episodes (per difficulty level by an accuracy-maximizing DP, then averaged with the
+    level mix, or on one `level`). Non-decreasing in j. The comparator of the episode regret
+    (docs/formulation.md §5)."""
+    H = int(model.params.max_episodes)
+    starts = [(p, o) for p, o in model.initial_distribution() if level is None or o[1] == level]
+    if not starts:
+        raise ValueError(f"level must be one of the env's difficulty levels, got {level!r}.")
+    norm = sum(p for p, _ in starts)
+    dp = _AccuracyDP(model)
+    return np.array([sum(p * dp.value(o, j) for p, o in starts) / norm for j in range(H + 1)])
+
+
+class AccuracyOracleAgent(OracleAgent):
+    """The accuracy-optimal policy of a TTC-Sim-v0 configuration at its budget H: it maximizes the
+    probability that the final answer is correct, ignoring the episode cost and the progress bonus
+    (its expected accuracy is J*_H of `j_star_curve`). `OracleAgent` maximizes the env's return instead.
+    Among equally accurate actions it prefers the cheapest (answer, continue, verify, switch).
+    """
+
+    def __init__(self, model: Any):
+        super().__init__(model)
+        self._dp = _AccuracyDP(model)
+
+    def _remaining(self, obs: tuple[int, ...]) -> int:
+        return int(self.model.params.max_episodes) - int(obs[0])
+
+    def act(self, obs, info: dict | None = None) -> int:
+        key = tuple(int(x) for x in obs)
+        q = self._dp.q_values(key, self._remaining(key))
+        best = max(q)
+        return int(next(a for a in _TIE_ORDER if q[a] >= best - 1e-12))
+
+    def accuracy_value(self, obs) -> float:
+        """The best probability of a correct final answer from `obs` within the budget."""
+        key = tuple(int(x) for x in obs)
+        return float(self._dp.value(key, self._remaining(key)))
+
+    @property
+    def expected_return(self) -> float:
+        """The env's expected return under this policy (at most `OracleAgent`'s)."""
+        return self._expected(lambda branch, action: branch.reward, None)

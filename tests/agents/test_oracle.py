@@ -118,3 +118,82 @@ def test_oracle_j_curve_and_accuracy_agree():
 def test_oracle_rejects_envs_without_a_model():
     with pytest.raises(TypeError, match="transition model"):
         OracleAgent.from_env(gym.make("CartPole-v1"))
+
+
+# ---- J*_j and the accuracy-optimal oracle (docs/formulation.md §5) -------------------------------
+
+import itertools
+
+from ttc_gym.agents.oracle import AccuracyOracleAgent, j_star_curve
+
+
+def _brute_force_best_accuracy(model, j):
+    """Max over every deterministic policy (a map from reachable observation to action) of the expected
+    accuracy with at most j episodes, by enumerating the policies on the reachable observations."""
+    best = 0.0
+    for p0, start in model.initial_distribution():
+        # observations reachable within j-1 episodes under any actions
+        reach, frontier = {start}, [start]
+        for _ in range(j - 1 if j > 0 else 0):
+            nxt = []
+            for o in frontier:
+                for a in MetaAction:
+                    if a == MetaAction.ANSWER:
+                        continue
+                    for br in model.transitions(o, int(a)):
+                        if br.obs is not None and br.obs not in reach:
+                            reach.add(br.obs); nxt.append(br.obs)
+            frontier = nxt
+        states = sorted(reach)
+        level_best = 0.0
+        for choice in itertools.product(list(MetaAction), repeat=len(states)):
+            policy = dict(zip(states, choice))
+
+            def acc(o, r):
+                a = policy[o] if r > 0 else MetaAction.ANSWER
+                if a == MetaAction.ANSWER:
+                    return model.expected_j(o)
+                return sum(br.prob * (br.expected_j if (br.obs is None or r == 1) else acc(br.obs, r - 1))
+                           for br in model.transitions(o, int(a)))
+
+            level_best = max(level_best, acc(start, j))
+        best += p0 * level_best
+    return best
+
+
+def test_j_star_curve_matches_brute_force_and_is_monotone():
+    env = gym.make("TTC-Sim-v0", max_episodes=3, num_strategies=2)
+    model = env.unwrapped.model
+    curve = j_star_curve(model)
+    assert curve.shape == (4,)
+    assert np.all(np.diff(curve) >= -1e-12)
+    assert curve[-1] > curve[0]
+    for j in range(3):  # every deterministic policy: 4^(reachable observations) of them
+        assert curve[j] == pytest.approx(_brute_force_best_accuracy(model, j), abs=1e-12), j
+
+
+def test_j_star_curve_full_budget_equals_accuracy_oracle_and_matches_monte_carlo():
+    env = gym.make("TTC-Sim-v0", max_episodes=6)
+    agent = AccuracyOracleAgent.from_env(env)
+    curve = j_star_curve(agent.model)
+    assert curve[-1] == pytest.approx(agent.expected_accuracy(), abs=1e-12)
+    outcomes = []
+    for i in range(4000):
+        obs, info = env.reset(seed=i)
+        done = False
+        while not done:
+            obs, r, term, trunc, info = env.step(agent.act(obs, info))
+            done = term or trunc
+        outcomes.append(float(info["outcome"]))
+    mean, se = mean_and_stderr(outcomes)
+    assert abs(mean - curve[-1]) < 3 * se + 1e-9, (mean, se, curve[-1])
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"episode_cost": 0.05}, {"max_episodes": 6, "alpha": 0.5}])
+def test_accuracy_oracle_vs_return_oracle(kwargs):
+    env = gym.make("TTC-Sim-v0", **kwargs)
+    ret, acc = OracleAgent.from_env(env), AccuracyOracleAgent.from_env(env)
+    assert acc.expected_accuracy() >= ret.expected_accuracy() - 1e-12
+    assert ret.expected_return >= acc.expected_return - 1e-12
+    # the return-optimal oracle's return is its own policy's expected return
+    assert ret._expected(lambda b, a: b.reward, None) == pytest.approx(ret.expected_return, abs=1e-9)

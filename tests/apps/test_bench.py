@@ -136,6 +136,22 @@ def test_oracle_ranks_first_with_the_lowest_regret_on_the_sim(tmp_path):
 # Metrics on hand-computed records
 
 
+def test_sim_episode_regret_uses_the_j_star_curve_and_the_summary_names_it(tmp_path):
+    from ttc_gym.agents.oracle import j_star_curve
+
+    result = run(tmp_path, "jstar", agents=("oracle-accuracy", "answer-after:2"), budgets=(4,), num_problems=40)
+    budget = result.summary["budgets"][0]
+    env = gym.make("TTC-Sim-v0", max_episodes=4)
+    curve = j_star_curve(env.unwrapped.model)
+    assert budget["episode_regret_comparator"] == "curve J*_j"
+    assert budget["j_star_curve"] == pytest.approx(curve.tolist())
+    assert budget["j_star"] == pytest.approx(curve[-1])
+    # answer-after:2 answers after 2 episodes: its regret is sum_j (J*_j - J_j) against the curve.
+    row = next(r for r in result.summary["rows"] if r["agent"] == "answer-after:2")
+    j_mean = np.array(row["j_curve"]["mean"])
+    assert row["metrics"]["episode_regret"]["mean"] == pytest.approx(float(np.sum(curve[1:] - j_mean[1:])), abs=1e-9)
+
+
 def _record(agent, seed, j_curve, outcome, reward, answers=None, correct=None):
     episodes = len(j_curve) - 1
     extra = {} if answers is None else {"prover_answers": answers, "prover_correct": correct}

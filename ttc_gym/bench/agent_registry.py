@@ -72,8 +72,12 @@ def register_agent(entry: AgentEntry, *, replace: bool = False) -> None:
 
 for _entry in (
     AgentEntry("oracle", "ttc_gym.agents.factories:oracle",
-               "exact optimal policy by dynamic programming over the simulator's belief-MDP "
-               "(observations only: no gold, no hidden state)",
+               "return-optimal policy by dynamic programming over the simulator's belief-MDP "
+               "(observations plus the simulator's exact model; no gold, no hidden state)",
+               envs=("TTC-Sim-v0",)),
+    AgentEntry("oracle-accuracy", "ttc_gym.agents.factories:oracle_accuracy",
+               "accuracy-optimal policy at the budget by dynamic programming over the simulator's belief-MDP "
+               "(ignores the episode cost; 'oracle' maximizes the return)",
                envs=("TTC-Sim-v0",)),
     AgentEntry("q-learning", "ttc_gym.agents.factories:q_learning",
                "tabular Q-learning, trained on the spot for `steps` transitions"),

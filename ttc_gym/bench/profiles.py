@@ -20,7 +20,9 @@ class EnvProfile:
         (an agent at its defaults is named without arguments: they live in its factory). Gold-free
         agents, plus an oracle one (`AgentEntry.oracle`, marked in tables) as a gold-informed reference.
     rank_by: the metric the table ranks by by default.
-    j_star: "module:attr" of `f(env) -> float`, J* at the env's budget; None: J* = 1 (a perfect solver).
+    j_star: "module:attr" of `f(env) -> float | list[float]`: J* at the env's budget, or the curve J*_j
+        (j = 0..H, the best accuracy reachable with j episodes) that the episode regret then uses
+        (docs/formulation.md §5); None: J* = 1 (a perfect solver).
     budget_tokens: "module:attr" of `f(env) -> int`, C0 for the token regret; None: the budget's
         max_tokens, or else the most tokens any agent used at that budget.
     cheap_make: making the env costs nothing (no model to load): the runner makes one per budget while
@@ -63,7 +65,7 @@ PROFILES: dict[str, EnvProfile] = {
         note=(
             "Learners are trained on the spot for each budget, briefly (their default steps: ttc-gym bench "
             "--list-agents; 90-99% of the oracle's return at these budgets; 'ppo:steps=200000' trains "
-            "longer). J* = the oracle's expected accuracy at each budget; tokens are simulated (256 per "
+            "longer). J*_j = the best accuracy reachable with j episodes (accuracy DP, `oracle-accuracy` reaches J*_H); tokens are simulated (256 per "
             "episode). The oracle maximizes return, which charges episode_cost per episode; the regrets "
             "charge nothing for compute, so a policy that spends its whole budget verifying can match or "
             "beat the oracle's regret. oracle-answer-when-confident reads J, computed from the hidden slip: it "

@@ -18,7 +18,9 @@ import numpy as np
 
 from ttc_gym.bench.agent_registry import is_oracle_agent
 from ttc_gym.evaluation import RolloutRecord, per_problem_metrics
-from ttc_gym.metrics import bootstrap_ci, maj_at_k_graded, mean_and_stderr, mean_curve, paired_difference
+from ttc_gym.metrics import (
+    bootstrap_ci, cumulative_regret, maj_at_k_graded, mean_and_stderr, mean_curve, pad_curve, paired_difference,
+)
 
 Z95 = 1.959963984540054
 ORACLE_MARK = "†"  # after an oracle agent's name (`AgentEntry.oracle`: it reads gold-derived information)
@@ -115,6 +117,11 @@ def summarize_results(
             cols = per_problem_metrics(
                 [_rollout_record(r) for r in recs], budget_episodes=horizon, budget_tokens=c0, j_star=j_star
             )
+            if budget.get("j_star_curve"):  # regret against J*_j, the best accuracy with j episodes (§5)
+                star = pad_curve(budget["j_star_curve"], horizon + 1)
+                cols["episode_regret"] = [
+                    float(cumulative_regret(pad_curve(r["j_curve"], horizon + 1), star)[-1]) for r in recs
+                ]
             majs = [_maj_curve(r, horizon) for r in recs] if graded else [None]
             maj_curve = None
             if all(m is not None for m in majs):

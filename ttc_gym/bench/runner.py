@@ -564,16 +564,23 @@ def comparators(plan: BenchPlan) -> dict[str, dict]:
         if plan.j_star is not None:
             j_star, source = plan.j_star, "given"
         elif j_star_fn is not None:
-            j_star, source = float(j_star_fn(env)), profile.j_star
+            j_star, source = j_star_fn(env), profile.j_star
         else:
             j_star, source = 1.0, "perfect solver"
+        # A curve J*_j (j = 0..H: the best accuracy reachable with j episodes) or one number for every j.
+        j_star_curve = [float(x) for x in j_star] if isinstance(j_star, (list, tuple)) else None
+        j_star = j_star_curve[-1] if j_star_curve else float(j_star)
         c0 = int(c0_fn(env)) if c0_fn is not None else budget.max_tokens
         if env is not None:
             env.close()
         out[budget_label(budget)] = {
             "max_episodes": budget.max_episodes, "max_tokens": budget.max_tokens,
             "j_star": j_star, "j_star_source": source, "budget_tokens": c0,
+            # which comparator the episode regret used: "curve J*_j" (j_star_curve) or "scalar J*"
+            "episode_regret_comparator": "curve J*_j" if j_star_curve else "scalar J*",
         }
+        if j_star_curve:
+            out[budget_label(budget)]["j_star_curve"] = j_star_curve
     return out
 
 
