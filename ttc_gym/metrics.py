@@ -196,3 +196,58 @@ def mean_curve(curves: Sequence[Sequence[float]], length: int) -> tuple[np.ndarr
     mean = stacked.mean(axis=0)
     se = stacked.std(axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else np.zeros(int(length))
     return mean, se
+
+
+def maj_at_k_one_prefix(answers: Sequence[Hashable], correct_answer: Hashable, k: int,
+                        weights: Sequence[float] | None = None) -> float:
+    """maj@k as MRT's notebook computes it (CMU-AIRe/MRT analysis/code/episode_scaling_curve.ipynb,
+    `compute_maj_at_k`): the expected credit over k answers drawn without replacement from the forced
+    answers sampled at ONE prefix; each draw scores 1 when the correct answer's vote (count, or summed
+    `weights`: the notebook uses 2**mean-logprob) beats every other non-None answer's, 1/2 on a tie,
+    0 otherwise (0 when neither exists). Exact over all k-subsets (the notebook samples 100000 of them).
+    `answers` are normalized so that equal answers compare equal; None = no answer (it takes a slot)."""
+    from itertools import combinations
+    from math import comb
+
+    answers = list(answers)
+    n = len(answers)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer in 1..{n} (the number of answers), got {k!r}.")
+    if comb(n, k) > 200_000:
+        raise ValueError(f"C({n}, {k}) subsets is too many to enumerate exactly; use fewer answers.")
+    w = [1.0] * n if weights is None else [float(x) for x in weights]
+    if len(w) != n:
+        raise ValueError(f"one weight per answer expected, got {len(w)} weights and {n} answers.")
+    total = 0.0
+    for subset in combinations(range(n), k):
+        votes: dict = {}
+        for i in subset:
+            votes[answers[i]] = votes.get(answers[i], 0.0) + w[i]
+        right = votes.get(correct_answer, float("-inf")) if correct_answer is not None else float("-inf")
+        other = max((v for a, v in votes.items() if a != correct_answer and a is not None), default=float("-inf"))
+        if right > other:
+            total += 1.0
+        elif right == other and right != float("-inf"):
+            total += 0.5
+    return total / comb(n, k)
+
+
+def maj_pooled_over_episodes(answers_per_episode, is_correct) -> list[bool]:
+    """Our pooled variant (not MRT's maj@k): `maj_at_k` under an honest name — the majority of ALL forced
+    answers of episodes 0..k-1, for k = 1..n (docs/formulation.md §5)."""
+    return maj_at_k(answers_per_episode, is_correct)
+
+
+def mrt_normalized_token_regret(tokens: Sequence[float], j_values: Sequence[float], budget_tokens: float) -> float:
+    """MRT's normalized token regret as its notebook computes it (CMU-AIRe/MRT analysis/code/regret.ipynb):
+    1 - (1/C0) * trapezoid area of the curve that starts at (0 tokens, J = 0), then passes through
+    (tokens[i], j_values[i]), held at its last value up to C0 or linearly interpolated at C0. There
+    `tokens[i]` counts the prompt (problem + reasoning prefix) plus the mean forced-answer length.
+    Ours (`normalized_token_regret`) starts at the first measured point instead of J = 0."""
+    t = _as_curve(tokens, "tokens")
+    j = _as_curve(j_values, "j_values")
+    if t.shape != j.shape:
+        raise ValueError(f"tokens and j_values must have the same length, got {t.size} and {j.size}.")
+    if np.any(t <= 0):
+        raise ValueError(f"tokens must be > 0 (the curve starts at (0, 0)), got {list(tokens)!r}.")
+    return normalized_token_regret(np.concatenate([[0.0], t]), np.concatenate([[0.0], j]), budget_tokens, 1.0)

@@ -71,3 +71,28 @@ def test_mean_stderr_and_bootstrap():
     assert se == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)
     lo, hi = bootstrap_ci([0.0, 1.0] * 50, seed=1)
     assert lo < 0.5 < hi and hi - lo < 0.3
+
+
+def test_maj_at_k_one_prefix_hand_made():
+    from ttc_gym.metrics import maj_at_k_one_prefix
+
+    answers = ["4", "4", "5", None]
+    assert maj_at_k_one_prefix(answers, "4", 1) == pytest.approx(0.5)  # 2 of 4 singletons are right
+    # pairs: {4,4}=1, {4,5}x2 = 1/2 each, {4,None}x2 = 1, {5,None} = 0  -> (1 + 1 + 2) / 6
+    assert maj_at_k_one_prefix(answers, "4", 2) == pytest.approx(4 / 6)
+    assert maj_at_k_one_prefix(["5", "6"], "4", 2) == 0.0
+    assert maj_at_k_one_prefix([None, None], "4", 1) == 0.0
+    assert maj_at_k_one_prefix(["4", "5"], "4", 2, weights=[0.9, 0.1]) == 1.0
+    with pytest.raises(ValueError, match="k must be"):
+        maj_at_k_one_prefix(answers, "4", 5)
+
+
+def test_mrt_normalized_token_regret_hand_made():
+    from ttc_gym.metrics import mrt_normalized_token_regret, normalized_token_regret
+
+    # (0,0) -> (10, 1), held to C0 = 20: area = 5 + 10 = 15 -> regret 1 - 15/20
+    assert mrt_normalized_token_regret([10], [1.0], 20) == pytest.approx(0.25)
+    # cut at C0 = 5 inside the first segment: J(5) = 0.5, area 1.25 -> 1 - 0.25
+    assert mrt_normalized_token_regret([10], [1.0], 5) == pytest.approx(0.75)
+    # ours starts at its first point (held before it): no credit lost before 10 tokens
+    assert normalized_token_regret([10], [1.0], 20) == pytest.approx(0.0)
