@@ -162,7 +162,7 @@ def test_policy_is_an_agent_and_seeded_without_global_state():
     assert torch.equal(torch.random.get_rng_state(), state)  # construction leaves global RNG alone
     assert all(torch.equal(a, b) for a, b in zip(policy.state_dict().values(), twin.state_dict().values()))
     record = run_rollout(env, policy, seed=5)
-    assert record.episodes_used <= env.unwrapped.params.max_episodes
+    assert record.episodes_used <= env.unwrapped.model.params.max_episodes
     probs = policy.log_probs_all(np.zeros((1, 6), dtype=np.int64)).exp()
     assert torch.allclose(probs, torch.full((1, 4), 0.25), atol=0.02)  # starts near uniform
 
