@@ -185,8 +185,7 @@ class LLMProver:
         engine) had a grading that did not complete (`ttc_gym.grading.compare_answers` said None:
         the grader's worker stalled or died twice). Such an answer counts as wrong in J, and its
         estimate is not memoized: the same prefix is sampled and graded again when asked for."""
-        policy = getattr(self, "_policy", None)
-        return self._grading_incomplete + (0 if policy is None else policy.grading_incomplete)
+        return self._grading_incomplete + (0 if self._policy is None else self._policy.grading_incomplete)
 
     def policy_answers_many(self, items: Sequence[tuple[Any, Sequence[str]]]) -> list[tuple[str, bool]]:
         """(normalized answer, correct) of the policy's own forced answer for each (problem,
