@@ -107,7 +107,8 @@ def start_holder(tmp_path: Path, out: Path) -> tuple[subprocess.Popen, Path]:
     script.write_text(HOLDER)
     proc = subprocess.Popen([sys.executable, str(script), str(out), str(started), str(go)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(3000):  # up to a minute for the interpreter to start and compute three problems
+    deadline = time.monotonic() + 300  # generous: a loaded CI machine starts interpreters slowly
+    while time.monotonic() < deadline:
         if started.exists() or proc.poll() is not None:
             break
         time.sleep(0.02)
