@@ -144,6 +144,8 @@ def test_sim_episode_regret_uses_the_j_star_curve_and_the_summary_names_it(tmp_p
     env = gym.make("TTC-Sim-v0", max_episodes=4)
     curve = j_star_curve(env.unwrapped.model)
     assert budget["episode_regret_comparator"] == "curve J*_j"
+    assert "normalized_token_regret" in budget["token_regret_convention"]
+    assert "pooled over episodes" in budget["maj_convention"]
     assert budget["j_star_curve"] == pytest.approx(curve.tolist())
     assert budget["j_star"] == pytest.approx(curve[-1])
     # answer-after:2 answers after 2 episodes: its regret is sum_j (J*_j - J_j) against the curve.

@@ -91,6 +91,14 @@ class BenchConfig:
     out_dir: str | None = field(default=None, metadata={"help": "output folder (default bench_out/ENV_ID)"})
 
 
+# What the summary's regret and majority-vote figures are (docs/formulation.md §5), named in every budget.
+TOKEN_REGRET_CONVENTION = (
+    "ttc-gym: J(tokens) from J_0 at 0 tokens through each episode's end, held to C0; "
+    "J* - area / C0 (metrics.normalized_token_regret)"
+)
+MAJ_CONVENTION = "majority vote of the forced answers pooled over episodes (metrics.maj_pooled_over_episodes)"
+
+
 def budget_label(budget: Budget) -> str:
     parts = []
     if budget.max_episodes is not None:
@@ -578,6 +586,10 @@ def comparators(plan: BenchPlan) -> dict[str, dict]:
             "j_star": j_star, "j_star_source": source, "budget_tokens": c0,
             # which comparator the episode regret used: "curve J*_j" (j_star_curve) or "scalar J*"
             "episode_regret_comparator": "curve J*_j" if j_star_curve else "scalar J*",
+            # which convention the token regret used (MRT's notebook one is metrics.mrt_normalized_token_regret)
+            "token_regret_convention": TOKEN_REGRET_CONVENTION,
+            # what the table's maj@k column is (MRT's maj@k at one prefix is metrics.maj_at_k_one_prefix)
+            "maj_convention": MAJ_CONVENTION,
         }
         if j_star_curve:
             out[budget_label(budget)]["j_star_curve"] = j_star_curve
