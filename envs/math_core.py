@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium as gym
+
 from ttc_gym.answer_extraction import extract_boxed
 from ttc_gym.budget import Budget
 from ttc_gym.engines.registry import make_engine
 from ttc_gym.grading import compare_answers, normalize_answer
 from ttc_gym.llm_prover import LLMProver
-from ttc_gym.problems import make_source
+from ttc_gym.problems import as_problem, make_source
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.prover import ProverEstimate
 from ttc_gym.rewards import ProgressTracker, check_alpha, compose_reward, reward_info
@@ -198,3 +200,47 @@ class MathTrace:
             lines.append(f"[episode {i}] {episode.strip()}")
             lines.append(f"  J_{i} = {j:.2f}")
         return "\n".join(lines) + "\n"
+
+
+def check_reset_options(options: dict | None, allowed: tuple[str, ...] = ("problem",)) -> dict:
+    """The `reset` options of a math env: a dict (or None) with no key outside `allowed`."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"reset options must be a dict, got {type(options).__name__}: {options!r:.80}.")
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"reset options accept only {', '.join(map(repr, allowed))}, got {sorted(options)}.")
+    if options.get("problem") is not None:  # a Problem, or a dict with question and answer
+        options = {**options, "problem": as_problem(options["problem"], "reset(options={'problem': ...})")}
+    return options
+
+
+class MathEnv(gym.Env):
+    """What the single math envs (TTC-Math-v0, TTC-MathMeta-v0) share as Gymnasium envs: the
+    `template` and `trace` accessors and the start of a new trace on reset. A subclass sets
+    `_settings`, `_source`, `engine`, `prover` and `_trace = None` in its `__init__`."""
+
+    _settings: MathSettings
+    _trace: MathTrace | None
+
+    @property
+    def template(self) -> PromptTemplate:
+        """The prompts this env builds (an agent that writes episodes for it must use the same)."""
+        return self._settings.template
+
+    @property
+    def trace(self) -> MathTrace | None:
+        """The current problem's trace (None before the first reset): to read, not to change."""
+        return self._trace
+
+    def _start_trace(self, seed: int | None, options: dict | None) -> MathTrace:
+        """`reset`'s shared part: the problem of `options` (checked before anything is touched) or
+        one drawn with the env's `np_random`, and its new trace with J_0 measured."""
+        problem = check_reset_options(options).get("problem")  # bad options: nothing touched yet
+        super().reset(seed=seed)
+        self._trace = None  # never half-reset: if building the trace fails, no old trace is stepped
+        if problem is None:
+            problem = self._source.sample(self.np_random)
+        self._trace = MathTrace(self._settings, self.prover, self.engine.count_tokens, problem)
+        return self._trace

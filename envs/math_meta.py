@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ttc_gym.envs.math_core import MathSettings, MathTrace
-from ttc_gym.envs.math_text import check_reset_options
+from ttc_gym.envs.math_core import MathEnv, MathSettings, MathTrace
 from ttc_gym.actions import MetaAction, check_meta_action
 from ttc_gym.engines.base import SamplingConfig
 from ttc_gym.metrics import answer_agreement, majority_vote
-from ttc_gym.prompts import META_ACTION_CUES, PromptTemplate
+from ttc_gym.prompts import META_ACTION_CUES
 from ttc_gym.validation import check_float, check_int, check_render_mode
 
 META_PARAMETERS = ("episode_tokens", "temperature")
@@ -24,7 +22,7 @@ DOWN, SAME, UP = 0, 1, 2
 MAJORITY_SAME, MAJORITY_CHANGED, MAJORITY_UNKNOWN = 0, 1, 2
 
 
-class TTCMathMetaEnv(gym.Env):
+class TTCMathMetaEnv(MathEnv):
     """
     ## Description
 
@@ -125,23 +123,8 @@ class TTCMathMetaEnv(gym.Env):
         tokens = min(TOKEN_BUCKETS, t.tokens_used * TOKEN_BUCKETS // self._token_scale)
         return np.array([len(t.episodes), agreement, change, majority, tokens, last_action], dtype=np.int64)
 
-    @property
-    def template(self) -> PromptTemplate:
-        """The prompts this env builds (an agent that writes episodes for it must use the same)."""
-        return self._settings.template
-
-    @property
-    def trace(self) -> MathTrace | None:
-        """The current problem's trace (None before the first reset): to read, not to change."""
-        return self._trace
-
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        problem = check_reset_options(options).get("problem")  # bad options: nothing touched yet
-        super().reset(seed=seed)
-        self._trace = None  # never half-reset: if building the trace fails, no old trace is stepped
-        problem = problem or self._source.sample(self.np_random)
-        self._trace = MathTrace(self._settings, self.prover, self.engine.count_tokens, problem)
-        info = self._trace.info()
+        info = self._start_trace(seed, options).info()
         info["episode_text"] = ""
         self._previous_answers = None
         return self._obs(len(MetaAction)), info

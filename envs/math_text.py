@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 from gymnasium import spaces
 
-from ttc_gym.envs.math_core import MathSettings, MathTrace
-from ttc_gym.prompts import PromptTemplate
+from ttc_gym.envs.math_core import MathEnv, MathSettings, MathTrace
 from ttc_gym.spaces import AnyText
-from ttc_gym.problems import as_problem
 from ttc_gym.validation import check_render_mode, check_unicode
 
 MAX_QUESTION_CHARS = 20_000
@@ -29,20 +26,6 @@ def check_episode_text(text: Any, max_chars: int) -> str:
     return check_unicode("action (the episode's text)", text)
 
 
-def check_reset_options(options: dict | None, allowed: tuple[str, ...] = ("problem",)) -> dict:
-    """The `reset` options of a math env: a dict (or None) with no key outside `allowed`."""
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise TypeError(f"reset options must be a dict, got {type(options).__name__}: {options!r:.80}.")
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"reset options accept only {', '.join(map(repr, allowed))}, got {sorted(options)}.")
-    if options.get("problem") is not None:  # a Problem, or a dict with question and answer
-        options = {**options, "problem": as_problem(options["problem"], "reset(options={'problem': ...})")}
-    return options
-
-
 def text_observation_space(max_episode_chars: int) -> spaces.Dict:
     return spaces.Dict({
         "problem": AnyText(MAX_QUESTION_CHARS),
@@ -50,7 +33,7 @@ def text_observation_space(max_episode_chars: int) -> spaces.Dict:
     })
 
 
-class TTCMathEnv(gym.Env):
+class TTCMathEnv(MathEnv):
     """
     ## Description
 
@@ -151,24 +134,9 @@ class TTCMathEnv(gym.Env):
     def _obs(self) -> dict:
         return {"problem": self._trace.problem.question, "episodes": tuple(self._trace.episodes)}
 
-    @property
-    def template(self) -> PromptTemplate:
-        """The prompts this env builds (an agent that writes episodes for it must use the same)."""
-        return self._settings.template
-
-    @property
-    def trace(self) -> MathTrace | None:
-        """The current problem's trace (None before the first reset): to read, not to change."""
-        return self._trace
-
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        problem = check_reset_options(options).get("problem")  # bad options: nothing touched yet
-        super().reset(seed=seed)
-        self._trace = None  # never half-reset: if building the trace fails, no old trace is stepped
-        if problem is None:
-            problem = self._source.sample(self.np_random)
-        self._trace = MathTrace(self._settings, self.prover, self.engine.count_tokens, problem)
-        return self._obs(), self._trace.info()
+        info = self._start_trace(seed, options).info()
+        return self._obs(), info
 
     def step(self, action: Any):
         if self._trace is None or self._trace.done:

@@ -53,8 +53,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
-from ttc_gym.envs.math_core import MathSettings, MathTrace
-from ttc_gym.envs.math_text import check_episode_text, check_reset_options, text_observation_space
+from ttc_gym.envs.math_core import MathSettings, MathTrace, check_reset_options
+from ttc_gym.envs.math_text import check_episode_text, text_observation_space
 from ttc_gym.problems import Problem, as_problem
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.spaces import AnyText
