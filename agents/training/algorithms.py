@@ -271,6 +271,14 @@ def needs_groups(algo: str, mrt_form: str = "group") -> bool:
     return algo in ADVANTAGES and (algo, mrt_form) not in _GROUPLESS
 
 
+def check_group_size(algo: str, mrt_form: str, group_size: int) -> None:
+    """An algorithm with a group baseline (`needs_groups`) needs at least two rollouts per problem."""
+    if needs_groups(algo, mrt_form) and group_size < 2:
+        raise ValueError(
+            f"algo {algo!r} normalizes rewards within groups and needs group_size >= 2, got {group_size}."
+        )
+
+
 def check_algo(algo: str, mrt_form: str = "group", algos: Sequence[str] | None = None) -> None:
     """Validate a trainer's algorithm settings: `algo` one of `algos` (default `ALGOS`), `mrt_form` one
     of `MRT_FORMS`, and a form other than "group" only with `mrt` (the only algorithm that has forms)."""

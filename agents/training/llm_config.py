@@ -180,10 +180,7 @@ class LLMTrainConfig:
             self.problems_per_iter = check_int("problems_per_iter", 2 if self.problems_per_iter is None else self.problems_per_iter, minimum=1)
             self.batch_size = self.problems_per_iter * self.group_size
         check_int("problems_per_iter", self.problems_per_iter, minimum=1)
-        if alg.needs_groups(self.algo, self.mrt_form) and self.group_size < 2:
-            raise ValueError(
-                f"algo {self.algo!r} normalizes rewards within groups and needs group_size >= 2, got {self.group_size}."
-            )
+        alg.check_group_size(self.algo, self.mrt_form, self.group_size)
         check_int("micro_batch_size", self.micro_batch_size, minimum=1)
         self.alpha = check_alpha(self.alpha)
         check_float("adv_eps", self.adv_eps, minimum=0.0)

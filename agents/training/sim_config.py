@@ -83,10 +83,7 @@ class SimTrainConfig:
                 f"batch_size ({self.batch_size}) must be a multiple of group_size ({self.group_size}): "
                 f"each problem is rolled out group_size times."
             )
-        if alg.needs_groups(self.algo, self.mrt_form) and self.group_size < 2:
-            raise ValueError(
-                f"algo {self.algo!r} normalizes rewards within groups and needs group_size >= 2, got {self.group_size}."
-            )
+        alg.check_group_size(self.algo, self.mrt_form, self.group_size)
         check_alpha(self.alpha)
         check_float("cost_coef", self.cost_coef, minimum=0.0)
         check_float("kl_coef", self.kl_coef, minimum=0.0)
