@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ttc_gym.answer_extraction import extract_boxed, gsm8k_answer
+from ttc_gym.answer_extraction import BOX_COMMANDS, extract_boxed, gsm8k_answer
 from ttc_gym.optional import require
 from ttc_gym.problems.core import Problem
 from ttc_gym.validation import check_int, check_unicode, did_you_mean
@@ -117,7 +117,7 @@ def gold_answer(text: str, key: str, where: str = "row") -> tuple[str, str | Non
                 f"(GSM8K style '... #### 42'), got {text[-80:]!r}."
             )
         return answer, text
-    if "\\boxed" in text or "\\fbox" in text:
+    if any(command in text for command in BOX_COMMANDS):
         answer = extract_boxed(text)
         if not answer:
             raise ValueError(
