@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ttc_gym.answer_extraction import closing_brace as scan_closing_brace
+from ttc_gym.answer_extraction import closing_brace  # the one brace scanner, re-exported for the engines
 from ttc_gym.validation import check_float, check_int
 
 FINISH_REASONS = ("stop", "length")
@@ -84,13 +84,6 @@ def _check_stop(stop: Any) -> tuple[str, ...]:
 
 
 CLOSING_BRACE = "}"
-
-
-def closing_brace(text: str) -> int | None:
-    """Index of the first `}` of `text` that matches no `{` before it in `text` (it closes a brace
-    opened earlier, e.g. by the prompt), or None: `ttc_gym.answer_extraction.closing_brace`, the one
-    brace scanner (escaped `\\{` `\\}` are content)."""
-    return scan_closing_brace(text)
 
 
 def find_stop(text: str, sampling: SamplingConfig) -> tuple[int, str] | None:
