@@ -62,7 +62,6 @@ class RolloutWorker:
         with torch.no_grad():
             self.engine.load_weights(weights)
         self.version += 1
-        self.engine.weights_version = ("trainer-sync", self.version)  # keys the policy prover's memo
         return self.version
 
     def collect(self, plans: Sequence[Any]) -> list:

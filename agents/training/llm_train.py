@@ -574,13 +574,10 @@ def trained_weights(trainable: Any, lora: bool) -> dict:
 
 def sync_weights(sampling_engine: Any, trainable: Any, lora: bool, version: int) -> int:
     """Push the trained weights into the engine that samples the rollouts (`load_weights`, which
-    resets its prefix cache: its cached keys and values were computed with the old weights) and mark
-    them new for the env's prover (`weights_version`, which keys the prover's memo,
-    `ttc_gym.llm_prover.engine_weights_version`: a vLLM in another process shows no parameters to
-    watch). Returns the new version."""
+    resets its prefix cache and bumps the engine's `weights_version`, the key of the env prover's
+    memo: `ttc_gym.llm_prover.engine_weights_version`). Returns the number of pushes so far."""
     with torch.no_grad():
         sampling_engine.load_weights(trained_weights(trainable, lora))
-    sampling_engine.weights_version = ("trainer-sync", version + 1)
     return version + 1
 
 

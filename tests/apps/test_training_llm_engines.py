@@ -43,7 +43,7 @@ def test_the_vllm_path_gets_the_trained_weights_and_a_reset_cache_every_iteratio
     # One push before the first iteration, then one after each update; each push resets the cache once.
     assert loads_seen == [(2, 2), (3, 3), (4, 4)]
     assert llm.calls > 0 and not policy_calls  # the rollouts (and the policy prover's J) came from vLLM
-    assert sampler.weights_version == ("trainer-sync", 4)
+    assert sampler.weights_version == 4  # one bump per load_weights
     served = llm.engine.model.state_dict()
     for name, value in policy.model.state_dict().items():
         torch.testing.assert_close(served[name], value, rtol=0, atol=0)

@@ -200,6 +200,10 @@ class VLLMEngine:
         self.tokenizer = tokenizer if tokenizer is not None else llm.get_tokenizer()
         self._make_params = sampling_params if sampling_params is not None else _default_sampling_params()
         self.name = name if name is not None else f"vllm:{model or type(llm).__name__}"
+        # How many times `load_weights` changed the served weights: what keys a prover's memo
+        # (`ttc_gym.llm_prover.engine_weights_version`), since a model in vLLM's own process shows us
+        # no parameters to watch.
+        self.weights_version = 0
 
     @staticmethod
     def _build_llm(model: str, **kwargs: Any) -> Any:
@@ -358,6 +362,7 @@ class VLLMEngine:
                 "LLM.apply_model. Use a vLLM with LLM.apply_model (>= 0.8), or VLLM_ENABLE_V1_MULTIPROCESSING=0."
             )
         self.reset_prefix_cache()
+        self.weights_version += 1
         return route
 
     @property
