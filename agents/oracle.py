@@ -47,6 +47,12 @@ class OracleAgent:
             q.append(total)
         return tuple(q)
 
+    def _key(self, obs, info: dict | None = None) -> tuple[int, ...]:
+        """The model's observation: with a hidden episode count (`observe_episodes=False`) it is read
+        from `info["episodes_used"]` (`SimModel.planning_obs`)."""
+        planning = getattr(self.model, "planning_obs", None)
+        return planning(obs, info) if planning is not None and info is not None else tuple(int(x) for x in obs)
+
     def q_values(self, obs) -> np.ndarray:
         return np.array(self._q(tuple(int(x) for x in obs)))
 
@@ -54,7 +60,7 @@ class OracleAgent:
         return float(max(self._q(tuple(int(x) for x in obs))))
 
     def act(self, obs, info: dict | None = None) -> int:
-        q = self._q(tuple(int(x) for x in obs))
+        q = self._q(self._key(obs, info))
         best = max(q)
         return int(next(a for a in _TIE_ORDER if q[a] >= best - 1e-12))
 
@@ -73,8 +79,9 @@ class OracleAgent:
         return self._expected(lambda branch, action: float(action != MetaAction.ANSWER), level)
 
     def expected_accuracy(self, level: int | None = None) -> float:
-        """Expected probability that the oracle's final answer is correct (J* for regret)."""
-        return self._expected(lambda branch, action: branch.expected_j if branch.obs is None else 0.0, level)
+        """Expected probability that the oracle's final answer is correct (J* for regret); an
+        unanswered problem (`answer_on_truncation=False`) counts as wrong."""
+        return self._expected(lambda branch, action: _answer_prob(branch), level)
 
     def _expected(self, per_branch, level: int | None) -> float:
         starts = [(p, o) for p, o in self.model.initial_distribution() if level is None or o[1] == level]
@@ -110,7 +117,7 @@ class OracleAgent:
             for obs, p in dist.items():
                 action = self.act(obs)
                 for branch in self.model.transitions(obs, action):
-                    if branch.obs is None:
+                    if branch.obs is None:  # J held at its final value (the prover's, not the graded answer)
                         done_mass_j += p * branch.prob * branch.expected_j
                     else:
                         nxt[branch.obs] = nxt.get(branch.obs, 0.0) + p * branch.prob
@@ -118,9 +125,27 @@ class OracleAgent:
         return curve
 
 
-def _terminal_accuracy(model: Any, j: float) -> float:
-    """Accuracy of the forced answer at the budget's end: J, or 0 when the env does not grade it."""
-    return float(j) if getattr(model.params, "answer_on_truncation", True) else 0.0
+def _answer_prob(branch: Any) -> float:
+    """Probability that the answer committed on a branch that ends the problem is correct (0 when
+    none is committed, or on a branch that goes on)."""
+    if branch.obs is not None:
+        return 0.0
+    return float(getattr(branch, "answer_prob", branch.expected_j))
+
+
+def _answer_now(model: Any, obs: tuple[int, ...]) -> float:
+    """Accuracy of answering at `obs`: the policy's own answer (`SimModel.answer_j`, which differs from
+    the prover's J with `answer_mismatch` > 0)."""
+    answer_j = getattr(model, "answer_j", None)
+    return float(answer_j(obs) if answer_j is not None else model.expected_j(obs))
+
+
+def _terminal_accuracy(model: Any, obs: tuple[int, ...] | None, j: float) -> float:
+    """Accuracy of the forced answer at the budget's end: that of the policy's own answer at `obs`,
+    or 0 when the env does not grade it."""
+    if not getattr(model.params, "answer_on_truncation", True):
+        return 0.0
+    return _answer_now(model, obs) if obs is not None else float(j)
 
 
 class _AccuracyDP:
@@ -136,12 +161,14 @@ class _AccuracyDP:
         q = []
         for action in MetaAction:
             if action == MetaAction.ANSWER or remaining <= 0:
-                q.append(float(self.model.expected_j(obs)) if action == MetaAction.ANSWER else -1.0)
+                q.append(_answer_now(self.model, obs) if action == MetaAction.ANSWER else -1.0)
                 continue
             total = 0.0
             for branch in self.model.transitions(obs, int(action)):
-                if branch.obs is None or remaining == 1:
-                    total += branch.prob * _terminal_accuracy(self.model, branch.expected_j)
+                if branch.obs is None:  # the env's own budget ended: the branch knows its answer's accuracy
+                    total += branch.prob * _answer_prob(branch)
+                elif remaining == 1:  # budget j < H: the answer forced after the j-th episode
+                    total += branch.prob * _terminal_accuracy(self.model, branch.obs, branch.expected_j)
                 else:
                     total += branch.prob * self.value(branch.obs, remaining - 1)
             q.append(total)
@@ -183,7 +210,7 @@ class AccuracyOracleAgent(OracleAgent):
         return int(self.model.params.max_episodes) - int(obs[0])
 
     def act(self, obs, info: dict | None = None) -> int:
-        key = tuple(int(x) for x in obs)
+        key = self._key(obs, info)
         q = self._dp.q_values(key, self._remaining(key))
         best = max(q)
         return int(next(a for a in _TIE_ORDER if q[a] >= best - 1e-12))
@@ -197,3 +224,104 @@ class AccuracyOracleAgent(OracleAgent):
     def expected_return(self) -> float:
         """The env's expected return under this policy (at most `OracleAgent`'s)."""
         return self._expected(lambda branch, action: branch.reward, None)
+
+
+# ---- TTC-Replay-v0: DP over the stored traces ----------------------------------------------------------
+
+class ReplayOracle:
+    """ORACLE† of TTC-Replay-v0: the optimal policy per problem, by dynamic programming over its stored
+    traces (`env.unwrapped.dataset`), with the env's rewards and budget (`env.unwrapped.settings`).
+
+    It knows which problem and trace it is on and every stored J (graded against the gold answer), so
+    no deployable policy reaches it: it is the ceiling line of a study, not an agent to deploy. Its
+    state is (trace, decision point, episodes used, tokens used); the actions and their outcomes are
+    the env's spec: answer earns `p_correct` of the point; continue / verify move to the next point
+    (or answer where the trace ended); switch moves to the first point of each other trace with equal
+    probability; each spent episode earns `alpha * progress - episode_cost`, and when it exhausts the
+    budget the forced answer earns `p_correct` of the point reached (with `answer_on_truncation`).
+    `expected_return(problem_id)` averages the optimal value over the equally likely starting traces.
+    """
+
+    def __init__(self, dataset: Any, settings: Any):
+        self.dataset = dataset
+        self.settings = settings
+        self._budget = settings.budget
+        self._problems = {p.problem_id: p for p in dataset.problems}
+        self._memo: dict = {}
+
+    @classmethod
+    def from_env(cls, env: Any) -> "ReplayOracle":
+        unwrapped = env.unwrapped
+        if not hasattr(unwrapped, "dataset") or not hasattr(unwrapped, "settings"):
+            raise TypeError(f"ReplayOracle needs TTC-Replay-v0 (an env with dataset and settings), got {unwrapped!r}.")
+        return cls(unwrapped.dataset, unwrapped.settings)
+
+    def _move(self, problem: Any, trace: int, pos: int, episodes: int, tokens: int, new_trace: int, new_pos: int,
+              gained_tokens: int) -> float:
+        """Expected return of spending one episode to reach (new_trace, new_pos), then acting optimally."""
+        s = self.settings
+        old, new = problem.traces[trace].points[pos], problem.traces[new_trace].points[new_pos]
+        reward = s.alpha * (new.j - old.j) - s.episode_cost
+        episodes, tokens = episodes + 1, tokens + gained_tokens
+        if self._budget.exhausted(episodes, tokens):
+            return reward + (new.p_correct if s.answer_on_truncation else 0.0)
+        return reward + self._value(problem, new_trace, new_pos, episodes, tokens)
+
+    def _q(self, problem: Any, trace: int, pos: int, episodes: int, tokens: int) -> tuple[float, ...]:
+        key = (problem.problem_id, trace, pos, episodes, tokens if self.settings.max_tokens is not None else 0)
+        q = self._memo.get(key)
+        if q is not None:
+            return q
+        points = problem.traces[trace].points
+        answer = points[pos].p_correct
+        if pos == len(points) - 1:
+            cont = answer  # the trace ended: continue / verify commit the answer
+        else:
+            cont = self._move(problem, trace, pos, episodes, tokens, trace, pos + 1,
+                              points[pos + 1].tokens - points[pos].tokens)
+        n = len(problem.traces)
+        targets = [i for i in range(n) if i != trace] or [trace]
+        switch = 0.0
+        for t in targets:
+            first = min(1, len(problem.traces[t].points) - 1)
+            switch += self._move(problem, trace, pos, episodes, tokens, t, first,
+                                 problem.traces[t].points[first].tokens)
+        switch /= len(targets)
+        q = [0.0] * len(MetaAction)
+        q[MetaAction.CONTINUE] = q[MetaAction.VERIFY] = cont
+        q[MetaAction.SWITCH], q[MetaAction.ANSWER] = switch, answer
+        self._memo[key] = q = tuple(q)
+        return q
+
+    def _value(self, problem: Any, trace: int, pos: int, episodes: int, tokens: int) -> float:
+        return max(self._q(problem, trace, pos, episodes, tokens))
+
+    def _problem(self, problem_id: str) -> Any:
+        try:
+            return self._problems[problem_id]
+        except KeyError:
+            raise KeyError(f"problem_id {problem_id!r} is not among the oracle's {len(self._problems)} problems.") from None
+
+    def q_values(self, problem_id: str, trace_index: int, position: int, episodes: int = 0, tokens: int = 0) -> np.ndarray:
+        """Optimal expected return of each action at a state (actions indexed by `MetaAction`)."""
+        return np.array(self._q(self._problem(problem_id), int(trace_index), int(position), int(episodes), int(tokens)))
+
+    def expected_return(self, problem_id: str) -> float:
+        """The optimal expected return on `problem_id` from reset (starting trace uniformly drawn)."""
+        problem = self._problem(problem_id)
+        return float(np.mean([self._value(problem, i, 0, 0, 0) for i in range(len(problem.traces))]))
+
+    def expected_returns(self) -> dict[str, float]:
+        """`expected_return` of every problem of the dataset, by problem_id."""
+        return {pid: self.expected_return(pid) for pid in self._problems}
+
+    def act(self, obs, info: dict) -> int:
+        """The optimal action at the env's state, read from `info` (problem_id, trace_index,
+        trace_position, episodes_used, tokens_used); among equally good ones the cheapest."""
+        q = self.q_values(info["problem_id"], info["trace_index"], info["trace_position"], info["episodes_used"],
+                          info["tokens_used"])
+        best = q.max()
+        return int(next(a for a in _TIE_ORDER if q[a] >= best - 1e-12))
+
+    def reset(self, seed: int | None = None) -> None:
+        """Deterministic; its memo holds for every problem: nothing to reset."""
