@@ -108,6 +108,8 @@ class MathTrace:
         self.problem = problem
         self.episodes: list[str] = []
         self.tokens_used = 0
+        # Tokens of the problem's prompt: MRT's token axis starts after them (metrics.mrt_normalized_token_regret).
+        self.prompt_tokens = int(token_counter(prover.template.reasoning_prompt(prover.policy_engine, problem.question, [])))
         self.tracker = ProgressTracker()
         incomplete_before = prover.grading_incomplete
         self.estimate: ProverEstimate = prover.estimate(problem, [])
@@ -128,6 +130,8 @@ class MathTrace:
             difficulty=self.problem.difficulty,
             prover_answers=self.estimate.answers,
             prover_correct=self.estimate.correct,
+            prover_answer_tokens=self.estimate.answer_tokens,
+            prompt_tokens=self.prompt_tokens,
             episode_tokens=episode_tokens,
             tokens_left=s.budget.tokens_left(self.tokens_used),
             committed_answer=committed,

@@ -81,7 +81,7 @@ class TTCMathMetaEnv(MathEnv):
     keys, for rewards and analysis only (a policy that reads them is an oracle): J, progress, outcome,
     reward, prover_correct, grading_incomplete, gold_answer (as in TTC-Math-v0). Gold-free:
     prover_answers (the K normalized forced answers, ungraded), committed_answer, episodes_used,
-    tokens_used, tokens_left, episode_tokens, episode_text, alpha, cost, answered, problem_id,
+    tokens_used, tokens_left, episode_tokens, prover_answer_tokens, prompt_tokens, episode_text, alpha, cost, answered, problem_id,
     difficulty (the dataset's label).
 
     ## Version History

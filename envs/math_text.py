@@ -102,7 +102,8 @@ class TTCMathEnv(MathEnv):
 
     `info`: J, progress, outcome, alpha, cost, reward, episodes_used, tokens_used, answered,
     problem_id, difficulty, prover_answers (the K normalized forced answers), prover_correct,
-    episode_tokens, tokens_left, committed_answer, and gold_answer once answered; grading_incomplete
+    prover_answer_tokens (their mean length in tokens), prompt_tokens (the problem prompt's length:
+    MRT's token axis counts it), episode_tokens, tokens_left, committed_answer, and gold_answer once answered; grading_incomplete
     (int, 0 normally: how many of this reset's / step's graded answers — the prover's K and a committed
     one — the grader could not decide (its worker stalled or died twice): each counts as wrong in J and
     the outcome, and is never memoized; `ttc_gym.grading.compare_answers`).
@@ -110,8 +111,8 @@ class TTCMathEnv(MathEnv):
     Gold-derived keys, for rewards and analysis only (an agent that reads them is an oracle, see
     docs/formulation.md §3): J, progress, outcome, reward, prover_correct, grading_incomplete,
     gold_answer. Gold-free: prover_answers (ungraded), committed_answer, episodes_used, tokens_used,
-    tokens_left, episode_tokens, alpha, cost, answered, problem_id, difficulty (the dataset's label).
-    The observation (problem text and episodes) is gold-free.
+    tokens_left, episode_tokens, prover_answer_tokens, prompt_tokens, alpha, cost, answered, problem_id,
+    difficulty (the dataset's label). The observation (problem text and episodes) is gold-free.
 
     The prover's sampling seed is derived from `prover_seed` and the trace, so the same seed and
     the same actions give the same rollout, and a repeated prefix is answered from a cache.

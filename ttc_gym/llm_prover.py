@@ -176,7 +176,9 @@ class LLMProver:
         incomplete = sum(v is None for v in verdicts)
         self._grading_incomplete += incomplete
         correct = tuple(v is True for v in verdicts)
-        estimate = ProverEstimate(j=monte_carlo_j(sum(correct), len(correct)), answers=answers, correct=correct)
+        answer_tokens = sum(c.num_tokens for c in completions) / len(completions) if completions else 0.0
+        estimate = ProverEstimate(j=monte_carlo_j(sum(correct), len(correct)), answers=answers, correct=correct,
+                                  answer_tokens=float(answer_tokens))
         return estimate, incomplete
 
     @property

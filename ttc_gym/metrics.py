@@ -232,6 +232,21 @@ def maj_at_k_one_prefix(answers: Sequence[Hashable], correct_answer: Hashable, k
     return total / comb(n, k)
 
 
+def maj_at_k_one_prefix_graded(answers: Sequence[Hashable], correct: Sequence[bool], k: int | None = None) -> float:
+    """`maj_at_k_one_prefix` on the forced answers of one prefix as envs report them (normalized answers
+    with one grade each, `info["prover_answers"]` / `["prover_correct"]`), k = all of them by default.
+    Answers graded correct form one class (the notebook's "correct answer": two spellings of the right
+    value are one vote, as a grader that accepts both would count them); the others vote as they are."""
+    answers, correct = list(answers), [bool(c) for c in correct]
+    if len(answers) != len(correct):
+        raise ValueError(f"one grade per answer expected, got {len(answers)} answers and {len(correct)} grades.")
+    if not answers:
+        raise ValueError("maj@k at one prefix needs at least one forced answer.")
+    right = object()  # a class no answer can equal
+    classes = [right if ok else a for a, ok in zip(answers, correct)]
+    return maj_at_k_one_prefix(classes, right, len(answers) if k is None else k)
+
+
 def maj_pooled_over_episodes(answers_per_episode, is_correct) -> list[bool]:
     """Our pooled variant (not MRT's maj@k): `maj_at_k` under an honest name — the majority of ALL forced
     answers of episodes 0..k-1, for k = 1..n (docs/formulation.md §5)."""

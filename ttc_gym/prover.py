@@ -25,11 +25,14 @@ class ProverEstimate:
         j: estimated probability that a forced answer is correct.
         answers: the forced answers sampled (empty for an exact prover).
         correct: whether each sampled answer was graded correct (K = len(correct)).
+        answer_tokens: mean number of tokens the forced answers took (0 for an exact prover): MRT's
+            token axis counts them (`metrics.mrt_normalized_token_regret`).
     """
 
     j: float
     answers: tuple[str, ...] = ()
     correct: tuple[bool, ...] = ()
+    answer_tokens: float = 0.0
 
 
 @runtime_checkable

@@ -96,3 +96,18 @@ def test_mrt_normalized_token_regret_hand_made():
     assert mrt_normalized_token_regret([10], [1.0], 5) == pytest.approx(0.75)
     # ours starts at its first point (held before it): no credit lost before 10 tokens
     assert normalized_token_regret([10], [1.0], 20) == pytest.approx(0.0)
+
+
+def test_maj_at_k_one_prefix_graded_groups_correct_spellings_and_halves_ties():
+    from ttc_gym.metrics import maj_at_k_one_prefix_graded
+
+    # "1/2" and "0.5" are both graded right: one class of 2 votes against "3" (1 vote) -> right.
+    assert maj_at_k_one_prefix_graded(["1/2", "0.5", "3"], [True, True, False]) == 1.0
+    # 2 right against 2 of "3": a tie counts 1/2 (MRT's notebook).
+    assert maj_at_k_one_prefix_graded(["1/2", "0.5", "3", "3"], [True, True, False, False]) == 0.5
+    # Graded as separate strings they would have been two singletons losing to "3".
+    from ttc_gym.metrics import maj_at_k_one_prefix
+    assert maj_at_k_one_prefix(["1/2", "0.5", "3", "3"], "1/2", 4) == 0.0
+    assert maj_at_k_one_prefix_graded([None, None], [False, False]) == 0.0
+    with pytest.raises(ValueError, match="one grade per answer"):
+        maj_at_k_one_prefix_graded(["1"], [True, False])

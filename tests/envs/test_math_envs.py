@@ -229,6 +229,23 @@ def test_llm_agent_runs_a_full_episode(tiny_math_env):
     assert again.j_curve == record.j_curve and again.actions == record.actions  # reproducible
 
 
+def test_info_and_records_carry_what_mrts_token_axis_and_maj_at_k_need():
+    """The problem prompt's length and the forced answers' mean length (MRT's token axis), and the
+    forced answers at every point of the J curve (MRT's maj@k at one prefix)."""
+    env = scripted_env()
+    obs, info = env.reset(seed=0)
+    prompt = env.unwrapped.template.reasoning_prompt(env.unwrapped.engine, PROBLEM.question, [])
+    assert info["prompt_tokens"] == len(prompt.split()) > 0
+    assert info["prover_answer_tokens"] == 2.0  # every scripted forced answer is 2 tokens
+    agent = type("TwoEpisodes", (), {"act": lambda self, obs, info: "[ep] I add 5 and 7."})()
+    record = run_rollout(env, agent, seed=0)
+    extra = record.extra
+    assert len(extra["point_answers"]) == len(extra["point_correct"]) == len(extra["answer_tokens"]) == len(record.j_curve)
+    # J after each point = the share of right answers recorded at that point
+    assert [sum(c) / len(c) for c in extra["point_correct"]] == pytest.approx(record.j_curve)
+    assert extra["prompt_tokens"] == info["prompt_tokens"]
+
+
 def test_llm_agent_batch_of_one_equals_act(tiny_math_env):
     agent = LLMAgent(tiny_math_env.unwrapped.engine, max_episode_tokens=8)
     obs, info = tiny_math_env.reset(seed=1)

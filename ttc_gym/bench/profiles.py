@@ -85,7 +85,7 @@ PROFILES: dict[str, EnvProfile] = {
         note=(
             "Default model SmolLM2-135M-Instruct on CPU, K = 8 forced answers per episode, episodes of "
             "at most max_episode_tokens tokens (ttc-gym bench --list-agents). Eight problems give wide intervals: use --problems 100 (or a GPU engine) for a "
-            "real comparison. J* = 1 (a perfect solver) unless --j-star is given."
+            "real comparison. J* = 1 (a perfect solver) unless --j-star or --j-star-from is given."
         ),
     ),
     "TTC-MathMeta-v0": EnvProfile(

@@ -19,18 +19,22 @@ import numpy as np
 from ttc_gym.bench.agent_registry import is_oracle_agent
 from ttc_gym.evaluation import RolloutRecord, per_problem_metrics
 from ttc_gym.metrics import (
-    bootstrap_ci, cumulative_regret, maj_at_k_graded, mean_and_stderr, mean_curve, pad_curve, paired_difference,
+    bootstrap_ci, maj_at_k_graded, mean_and_stderr, mean_curve, pad_curve, paired_difference,
 )
 
 Z95 = 1.959963984540054
 ORACLE_MARK = "†"  # after an oracle agent's name (`AgentEntry.oracle`: it reads gold-derived information)
 HIGHER_IS_BETTER = {
-    "return": True, "accuracy": True, "maj_accuracy": True,
-    "episodes": False, "tokens": False, "token_regret": False, "episode_regret": False,
+    "return": True, "accuracy": True, "maj_accuracy": True, "maj_one_prefix": True,
+    "episodes": False, "tokens": False, "token_regret": False, "mrt_token_regret": False, "episode_regret": False,
 }
+# Column titles name the convention: "maj@k pooled" (ours: majority of every forced answer so far),
+# "maj@K 1 prefix" (MRT's: K answers at the last prefix, ties 1/2), "token regret" (ours),
+# "MRT token regret" (MRT notebook's axis); docs/formulation.md §5.
 METRIC_TITLES = {
-    "return": "return", "accuracy": "accuracy", "maj_accuracy": "maj@k", "episodes": "episodes",
-    "tokens": "tokens", "token_regret": "token regret", "episode_regret": "episode regret",
+    "return": "return", "accuracy": "accuracy", "maj_accuracy": "maj@k pooled", "maj_one_prefix": "maj@K 1 prefix",
+    "episodes": "episodes", "tokens": "tokens", "token_regret": "token regret",
+    "mrt_token_regret": "MRT token regret", "episode_regret": "episode regret",
 }
 _RECORD_FIELDS = ("seed", "total_reward", "outcome", "episodes_used", "tokens_used", "j_curve", "token_curve",
                   "actions", "extra")
@@ -44,7 +48,10 @@ def _maj_curve(record: dict, length: int) -> list[float] | None:
     """maj@k for k = 1..length over the record's episodes (padded); None without graded forced answers.
     A problem answered before any episode has no forced answers: its committed answer is its vote."""
     extra = record.get("extra") or {}
-    answers, correct = extra.get("prover_answers"), extra.get("prover_correct")
+    if "point_answers" in extra and "point_correct" in extra:  # one list per point of the J curve: drop J_0's
+        answers, correct = extra["point_answers"][1:], extra["point_correct"][1:]
+    else:  # records written before the points were kept: one list per episode
+        answers, correct = extra.get("prover_answers"), extra.get("prover_correct")
     if answers is None or correct is None:
         if int(record["episodes_used"]) > 0:
             return None
@@ -53,6 +60,25 @@ def _maj_curve(record: dict, length: int) -> list[float] | None:
     if not votes:
         votes = [float(record["outcome"])]
     return votes + [votes[-1]] * max(0, length - len(votes))
+
+
+BEST_PREFIX = "best-prefix"
+
+
+def j_star_from_records(groups: dict[str, list[dict]], source: str, horizon: int) -> list[list[float]]:
+    """Per problem, the comparator curve J*_j (j = 0..horizon) read off this run's records (`groups`: each
+    agent's records, one per problem, in the same order): "best-prefix" = the best J any agent reached
+    within j episodes on that problem (an oracle comparator: J is graded against the gold answer), or an
+    agent's name = that agent's own J curve (regret then says how far below the reference an agent is;
+    negative where it does better)."""
+    curves = {agent: [pad_curve(r["j_curve"], horizon + 1) for r in recs] for agent, recs in groups.items()}
+    if source == BEST_PREFIX:
+        stacked = np.stack([np.stack(c) for c in curves.values()])  # agents x problems x points
+        return np.maximum.accumulate(stacked.max(axis=0), axis=1).tolist()
+    if source not in curves:
+        raise ValueError(f"j_star_from must be {BEST_PREFIX!r} or one of the run's agents {sorted(curves)}, "
+                         f"got {source!r}.")
+    return [c.tolist() for c in curves[source]]
 
 
 def _stats(columns: dict[str, Sequence[float]], seed: int) -> dict[str, dict]:
@@ -107,21 +133,23 @@ def summarize_results(
         horizon = budget["max_episodes"] or max(1, max(int(r["episodes_used"]) for r in everything))
         c0 = budget["budget_tokens"] or budget["max_tokens"] or max(1, max(int(r["tokens_used"]) for r in everything))
         j_star = float(budget["j_star"])
+        # The comparator of the regrets (§5): a curve J*_j from the env's profile (the sim's DP), one curve
+        # per problem taken from the records (`j_star_from`), or the number J*.
+        comparator = budget.get("j_star_curve")
+        if budget.get("j_star_from"):
+            comparator = j_star_from_records(groups, budget["j_star_from"], horizon)
+            budget = {**budget, "j_star": float(np.mean([c[-1] for c in comparator]))}
         # maj@k needs the env's graded forced answers (info["prover_answers"] / ["prover_correct"]).
-        graded = any("prover_answers" in (r.get("extra") or {}) for r in everything)
+        graded = any({"point_answers", "prover_answers"} & set(r.get("extra") or {}) for r in everything)
         summary["budgets"].append({"label": label, **budget, "budget_episodes": horizon, "budget_tokens": c0})
 
         columns, rows = {}, []
         for agent in agents:
             recs = groups[agent]
             cols = per_problem_metrics(
-                [_rollout_record(r) for r in recs], budget_episodes=horizon, budget_tokens=c0, j_star=j_star
+                [_rollout_record(r) for r in recs], budget_episodes=horizon, budget_tokens=c0,
+                j_star=comparator if comparator is not None else j_star,
             )
-            if budget.get("j_star_curve"):  # regret against J*_j, the best accuracy with j episodes (§5)
-                star = pad_curve(budget["j_star_curve"], horizon + 1)
-                cols["episode_regret"] = [
-                    float(cumulative_regret(pad_curve(r["j_curve"], horizon + 1), star)[-1]) for r in recs
-                ]
             majs = [_maj_curve(r, horizon) for r in recs] if graded else [None]
             maj_curve = None
             if all(m is not None for m in majs):
@@ -191,8 +219,8 @@ def _fmt(stat: dict, digits: int) -> str:
     return f"{stat['mean']:.{digits}f} ± {Z95 * stat['se']:.{digits}f}"
 
 
-_DIGITS = {"return": 3, "accuracy": 3, "maj_accuracy": 3, "episodes": 2, "tokens": 0, "token_regret": 3,
-           "episode_regret": 2}
+_DIGITS = {"return": 3, "accuracy": 3, "maj_accuracy": 3, "maj_one_prefix": 3, "episodes": 2, "tokens": 0,
+           "token_regret": 3, "mrt_token_regret": 3, "episode_regret": 2}
 
 
 def build_tables(summary: dict) -> list:

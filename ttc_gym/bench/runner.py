@@ -40,6 +40,7 @@ from ttc_gym.bench.agent_registry import (
 )
 from ttc_gym.bench.folder_lock import FolderLock, OutputFolderBusy, check_unlocked, describe_holder
 from ttc_gym.bench.profiles import EnvProfile, profile_for
+from ttc_gym.bench.report import BEST_PREFIX
 from ttc_gym.bench.results_file import (
     ResultsWriter,
     move_to_backup,
@@ -65,7 +66,8 @@ SUMMARY_CSV = "summary.csv"
 TABLE_FILE = "table.txt"
 PLOT_FILES = ("accuracy_vs_tokens.png", "j_curves.png", "regret.png", "maj_at_k.png")
 OUTPUT_FILES = (RESULTS_FILE, CONFIG_FILE, SUMMARY_JSON, SUMMARY_CSV, TABLE_FILE) + PLOT_FILES
-RANK_METRICS = ("return", "accuracy", "maj_accuracy", "token_regret", "episode_regret", "episodes", "tokens")
+RANK_METRICS = ("return", "accuracy", "maj_accuracy", "maj_one_prefix", "token_regret", "mrt_token_regret",
+                "episode_regret", "episodes", "tokens")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -87,16 +89,27 @@ class BenchConfig:
     j_star: float | None = field(
         default=None, metadata={"help": "comparator accuracy J* of the regrets (default: oracle on the sim, else 1)"}
     )
+    j_star_from: str | None = field(
+        default=None,
+        metadata={"help": "comparator curve J*_j per problem from this run's records: 'best-prefix' (the best J "
+                          "any agent reached within j episodes; an oracle comparator) or an agent's name"},
+    )
     rank_by: str | None = field(default=None, metadata={"help": "metric the table ranks by"})
     out_dir: str | None = field(default=None, metadata={"help": "output folder (default bench_out/ENV_ID)"})
 
 
 # What the summary's regret and majority-vote figures are (docs/formulation.md §5), named in every budget.
 TOKEN_REGRET_CONVENTION = (
-    "ttc-gym: J(tokens) from J_0 at 0 tokens through each episode's end, held to C0; "
-    "J* - area / C0 (metrics.normalized_token_regret)"
+    "token regret: ttc-gym's, J(tokens) from J_0 at 0 tokens through each episode's end, held to C0; "
+    "J* - area / C0 (metrics.normalized_token_regret). MRT token regret (LLM envs): MRT's notebook, "
+    "J = 0 at 0 tokens, each point at prompt + reasoning + mean forced-answer tokens, 1 - area / C0 "
+    "(metrics.mrt_normalized_token_regret)"
 )
-MAJ_CONVENTION = "majority vote of the forced answers pooled over episodes (metrics.maj_pooled_over_episodes)"
+MAJ_CONVENTION = (
+    "maj@k pooled: majority vote of the forced answers pooled over episodes 1..k "
+    "(metrics.maj_pooled_over_episodes). maj@K 1 prefix (LLM envs): MRT's, the K forced answers at the "
+    "rollout's last prefix, ties 1/2 (metrics.maj_at_k_one_prefix_graded)"
+)
 
 
 def budget_label(budget: Budget) -> str:
@@ -159,6 +172,7 @@ class BenchPlan:
     j_star: float | None
     rank_by: str
     out_dir: Path
+    j_star_from: str | None = None
     done: set = field(default_factory=set)  # (agent, budget label, seed) already in results.jsonl
     notices: list = field(default_factory=list)  # one line each, for the user (resume's findings)
 
@@ -311,6 +325,13 @@ def prepare(config: BenchConfig, *, resume: bool = False, overwrite: bool = Fals
     check_int("num_problems", num_problems, minimum=1)
     check_int("base_seed", config.base_seed, minimum=0)
     j_star = None if config.j_star is None else check_float("j_star", config.j_star, minimum=0.0, maximum=1.0)
+    j_star_from = config.j_star_from or None
+    if j_star_from is not None:
+        if j_star is not None:
+            raise ValueError(f"give j_star ({j_star}) or j_star_from ({j_star_from!r}), not both: each sets the comparator.")
+        names = [spec.text for spec in specs]
+        if j_star_from != BEST_PREFIX and j_star_from not in names:
+            raise unknown_name_error("j_star_from", j_star_from, [BEST_PREFIX, *names])
     rank_by = config.rank_by or profile.rank_by
     if rank_by not in RANK_METRICS:
         raise unknown_name_error("rank_by metric", rank_by, RANK_METRICS)
@@ -330,7 +351,7 @@ def prepare(config: BenchConfig, *, resume: bool = False, overwrite: bool = Fals
     plan = BenchPlan(
         env_id=config.env_id, profile=profile, env_kwargs=dict(config.env_kwargs), agents=specs,
         budgets=budgets, num_problems=num_problems, base_seed=int(config.base_seed), j_star=j_star,
-        rank_by=rank_by, out_dir=out_dir,
+        rank_by=rank_by, out_dir=out_dir, j_star_from=j_star_from,
     )
     _check_folder_state(plan, resume=resume, overwrite=overwrite)
     return plan
@@ -569,7 +590,11 @@ def comparators(plan: BenchPlan) -> dict[str, dict]:
     c0_fn = resolve_entry_point(profile.budget_tokens) if profile.budget_tokens else None
     for budget in plan.budgets:
         env = _make_env(plan.env_id, plan.env_kwargs, budget) if (j_star_fn or c0_fn) else None
-        if plan.j_star is not None:
+        if plan.j_star_from is not None:  # per problem, from the records (report.j_star_from_records)
+            j_star = 1.0
+            source = ("best prefix: the best J any agent reached within j episodes, per problem (oracle comparator)"
+                      if plan.j_star_from == BEST_PREFIX else f"agent {plan.j_star_from}'s J curve, per problem")
+        elif plan.j_star is not None:
             j_star, source = plan.j_star, "given"
         elif j_star_fn is not None:
             j_star, source = j_star_fn(env), profile.j_star
@@ -585,7 +610,7 @@ def comparators(plan: BenchPlan) -> dict[str, dict]:
             "max_episodes": budget.max_episodes, "max_tokens": budget.max_tokens,
             "j_star": j_star, "j_star_source": source, "budget_tokens": c0,
             # which comparator the episode regret used: "curve J*_j" (j_star_curve) or "scalar J*"
-            "episode_regret_comparator": "curve J*_j" if j_star_curve else "scalar J*",
+            "episode_regret_comparator": "curve J*_j" if (j_star_curve or plan.j_star_from) else "scalar J*",
             # which convention the token regret used (MRT's notebook one is metrics.mrt_normalized_token_regret)
             "token_regret_convention": TOKEN_REGRET_CONVENTION,
             # what the table's maj@k column is (MRT's maj@k at one prefix is metrics.maj_at_k_one_prefix)
@@ -593,6 +618,8 @@ def comparators(plan: BenchPlan) -> dict[str, dict]:
         }
         if j_star_curve:
             out[budget_label(budget)]["j_star_curve"] = j_star_curve
+        if plan.j_star_from is not None:
+            out[budget_label(budget)]["j_star_from"] = plan.j_star_from
     return out
 
 
