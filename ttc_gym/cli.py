@@ -71,7 +71,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     config = BenchConfig(
         env_id=args.env, agents=tuple(args.agents or ()), budgets=tuple(args.budgets or ()),
         num_problems=args.problems, base_seed=args.seed, env_kwargs=dict(args.env_kwarg or ()),
-        j_star=args.j_star, rank_by=args.rank_by, out_dir=args.out,
+        j_star=args.j_star, j_star_from=args.j_star_from, rank_by=args.rank_by, out_dir=args.out,
     )
     executor_kwargs = {}
     if args.ray or args.ray_workers is not None or args.ray_address is not None:
@@ -146,8 +146,12 @@ def add_bench_parser(sub) -> None:
                    help="extra gym.make argument (repeatable), e.g. --env-kwarg heterogeneity=0.5")
     p.add_argument("--j-star", type=float, metavar="X",
                    help="comparator accuracy J* of the regrets (default: the oracle's on TTC-Sim-v0, else 1)")
+    p.add_argument("--j-star-from", metavar="SOURCE",
+                   help="comparator curve J*_j per problem from this run: 'best-prefix' (the best J any agent "
+                   "reached within j episodes; an oracle comparator) or one of the --agents (its J curve)")
     p.add_argument("--rank-by", metavar="METRIC",
-                   help="return, accuracy, maj_accuracy, token_regret, episode_regret, episodes or tokens")
+                   help="return, accuracy, maj_accuracy, maj_one_prefix, token_regret, mrt_token_regret, "
+                   "episode_regret, episodes or tokens")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list-agents", action="store_true", help="list the registered agent names and exit")
