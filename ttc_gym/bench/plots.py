@@ -158,13 +158,18 @@ def plot_regret(summary: dict, path: Path) -> Path:
     plt = _pyplot()
     agents = _ranked_agents(summary)
     budgets = summary["budgets"]
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.5, 0.95 * len(agents) + 1.5), 6.6), sharex=True)
+    panels = [
+        ("token_regret", r"$J^* - \frac{1}{C_0}\int_0^{C_0} J(t)\,dt$",
+         "token regret, ttc-gym's axis (J_0 from 0 tokens)"),
+        ("episode_regret", r"$\sum_{j=1}^{H}\,(J^* - J_j)$  [episodes]", "cumulative regret over the H episodes"),
+    ]
+    if all("mrt_token_regret" in r["metrics"] for r in summary["rows"]):
+        panels.insert(1, ("mrt_token_regret", r"$1 - \frac{1}{C_0}\int_0^{C_0} J(t)\,dt$",
+                          "token regret, MRT notebook's axis (J = 0 at 0; prompt counted)"))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.5, 0.95 * len(agents) + 1.5), 3.3 * len(panels)),
+                             sharex=True)
     cmap = plt.get_cmap("Blues")
     width = 0.8 / len(budgets)
-    panels = (
-        ("token_regret", r"$J^* - \frac{1}{C_0}\int_0^{C_0} J(t)\,dt$", "MRT normalized regret over tokens"),
-        ("episode_regret", r"$\sum_{j=1}^{H}\,(J^* - J_j)$  [episodes]", "cumulative regret over the H episodes"),
-    )
     x = np.arange(len(agents))
     for ax, (metric, ylabel, title) in zip(axes, panels):
         for k, b in enumerate(budgets):
@@ -179,8 +184,8 @@ def plot_regret(summary: dict, path: Path) -> Path:
         ax.set_title(f"{title} (lower is better)", loc="left")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(title="budget", frameon=False, loc="upper left")
-    axes[1].set_xticks(x)
-    axes[1].set_xticklabels(agents, rotation=25, ha="right")
+    axes[-1].set_xticks(x)
+    axes[-1].set_xticklabels(agents, rotation=25, ha="right")
     fig.suptitle(f"{summary['env_id']}: regret per agent and budget")
     _footer(fig, summary, "Agents in rank order at the largest budget.")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
