@@ -3,7 +3,8 @@
     core    ttc_gym.*: the formulation, engines, grading, problems, prompts, metrics, registration
     envs    ttc_gym.envs.*        the environments
     agents  ttc_gym.agents.*      policies, strategies, tabular and SB3 agents, the DP oracle
-    apps    ttc_gym.bench.*, ttc_gym.agents.training.*, ttc_gym.cli    benchmark, trainers, CLI
+    apps    ttc_gym.bench.*, ttc_gym.agents.training.*, ttc_gym.cli, ttc_gym.integrations.*
+            benchmark, trainers, CLI, adapters to outside RL libraries
 
 A module may import (at module level or inside a function) or name by string (`"module:attr"` entry
 points, `importlib.import_module("...")`) only modules of its own layer or a lower one. The one
@@ -30,6 +31,7 @@ LAYER_OF_PREFIX = {
     "ttc_gym.agents.training": "apps",
     "ttc_gym.bench": "apps",
     "ttc_gym.cli": "apps",
+    "ttc_gym.integrations": "apps",
 }
 # (module, named module) pairs allowed to point upward: Gymnasium's registration table only.
 ALLOWED_UPWARD = {("ttc_gym.registration", "ttc_gym.envs")}

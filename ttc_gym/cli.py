@@ -167,6 +167,35 @@ def add_bench_parser(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """`ttc-gym serve ENV_ID`: serve the env over OpenEnv's protocol (ttc_gym.integrations.openenv)."""
+    try:
+        from ttc_gym.integrations.openenv import serve
+
+        serve(args.env_id, dict(args.env_kwarg or ()), host=args.host, port=args.port,
+              max_sessions=args.max_sessions)
+    except (ValueError, TypeError, ImportError) as err:
+        print(f"ttc-gym serve: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_serve_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="serve an env over OpenEnv's HTTP/WebSocket protocol (needs ttc-gym[openenv])",
+        description="Serve ENV_ID over OpenEnv's protocol: each WebSocket session (an OpenEnv EnvClient, "
+        "e.g. ttc_gym.integrations.openenv.TTCEnvClient) gets its own env; observations carry the env's info.",
+    )
+    p.add_argument("env_id", metavar="ENV_ID", help="a registered env id, e.g. TTC-Math-v0")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--max-sessions", type=int, default=4, metavar="N",
+                   help="concurrent sessions, one env each (default: %(default)s)")
+    p.add_argument("--env-kwarg", action="append", type=_key_value, metavar="KEY=VALUE",
+                   help="extra gym.make argument (repeatable), e.g. --env-kwarg max_episodes=4")
+    p.set_defaults(func=cmd_serve)
+
+
 TRAIN_HELP = """\
 usage: ttc-gym train [--env ENV_ID] [TRAINER OPTIONS]
 
@@ -209,6 +238,13 @@ def cmd_train(argv: list[str]) -> int:
     return int(getattr(importlib.import_module(module), attr)(rest, prog=f"ttc-gym train --env {env}") or 0)
 
 
+def _llm_agent(engine, **kwargs):
+    """The agent that writes traces for `ttc-gym traces collect`: the LLM agent of TTC-Math-v0."""
+    from ttc_gym.agents.llm import LLMAgent
+
+    return LLMAgent(engine, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ttc-gym", description="Test-time compute of reasoning LLMs as an RL problem."
@@ -217,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_envs = sub.add_parser("envs", help="list the registered environments, one line each")
     p_envs.set_defaults(func=cmd_envs)
     add_bench_parser(sub)
+    from ttc_gym.traces.commands import add_traces_parser
+
+    add_traces_parser(sub, agent_factory=_llm_agent)
+    add_serve_parser(sub)
     sub.add_parser("train", help="train a policy (GRPO, MRT, STaR, MRT-STaR) on TTC-Sim-v0 or TTC-Math-v0",
                    add_help=False)  # dispatched in main(): `ttc-gym train --help` for its options
     return parser
