@@ -46,17 +46,24 @@ class TTCSimEnv(gym.Env):
 
     ## Action Space
 
-    `Discrete(4)`: 0 continue the current strategy, 1 switch to the next untried strategy (progress
-    and candidate are dropped; a no-op once all strategies are tried), 2 verify the candidate answer
-    (a no-op without an unverified candidate), 3 answer now (ends the episode, uses no budget).
+    `Discrete(4)`: 0 continue the current strategy (past a candidate answer: a no-op, or with
+    `overthink` > 0 a chance to rewrite the candidate), 1 switch to the next untried strategy
+    (progress and candidate are dropped, or with `switch_keep` > 0 part of the steps is kept; a no-op
+    once all strategies are tried), 2 verify the candidate answer (a no-op without an unverified
+    candidate), 3 answer now (ends the episode, uses no budget).
 
     ## Observation Space
 
     `MultiDiscrete([H+1, L, S, M+1, H+1, H+3])` (L levels, S strategies, M the most steps any level
     needs; fields `ttc_gym.envs.sim_model.OBS_FIELDS`): episodes used; difficulty level; index of the
     current strategy; steps done on it; episodes spent continuing it; candidate status (0 none, 1 a
-    slip was found and fixed, 2+n a candidate that passed n verifications). These are a sufficient
-    statistic of the agent's belief.
+    slip was found and fixed, 2+n a candidate that passed n verifications; with `overthink` > 0 also
+    H+3+n, a candidate rewritten by overthinking that passed n verifications: the space's last size
+    is then 2H+4). With `switch_keep` > 0 a seventh field, `kept_steps` (size M), counts the steps a
+    switch carried over to the current strategy. With `observe_episodes=False` the first field is
+    always 0 (size 1): the policy does not see how much budget it has spent (budget-agnostic); the
+    env still ends at H. These are a sufficient statistic of the agent's belief (with the episode
+    count from `info["episodes_used"]` when it is hidden, which is how the DP oracle plans).
 
     **No gold, no hidden state** (docs/formulation.md §3). What each field is for a deployed reasoner:
     the episodes it spent; the problem's difficulty label, given with the problem (as MATH's levels;
@@ -77,7 +84,9 @@ class TTCSimEnv(gym.Env):
     Every step: `outcome + alpha * progress - cost`, computed by `ttc_gym.rewards.compose_reward`.
     `progress = J_new - J_prev`; `cost = episode_cost` for each episode spent (answering costs
     nothing); `outcome` is 1 when the committed answer is correct on the final step, else 0. The
-    answer is correct with probability J (the exact one, also with a sampled prover). Over an episode
+    answer is correct with probability J (the exact one, also with a sampled prover), or with
+    `answer_mismatch` = e > 0 with probability `(1 - e) * J + e * guess_prob`: the policy's own answer
+    is then sometimes not the prover's (mu != pi), while progress stays the prover's. Over an episode
     progress telescopes to `J_final - J_0`.
 
     ## Starting State
@@ -101,8 +110,17 @@ class TTCSimEnv(gym.Env):
     `heterogeneity` (0.8; 0 = all strategies alike, 1 = dead ends never progress, mean rate fixed),
     `max_episodes` (H = 10), `alpha` (1.0), `episode_cost` (0.02), `verify_detect` (0.8),
     `guess_prob` (0.1), `partial_credit` (0.5), `tokens_per_episode` (256, for token metrics),
-    `prover_samples` (None = exact, or K), `answer_on_truncation` (True), `render_mode`
-    (None or "ansi"). Unknown or invalid arguments raise an error naming what was expected.
+    `prover_samples` (None = exact, or K), `answer_on_truncation` (True; False: no forced answer at
+    the budget's end, unanswered = wrong), `switch_keep` (0.0: a switch keeps this fraction of the
+    steps done), `overthink` (0.0: probability that an episode continuing past a candidate rewrites
+    it) and `overthink_slip` (0.5: probability that a rewritten answer is wrong), `tokens_per_action`
+    (None, or mean lengths (continue, switch, verify); each episode's length drawn uniformly in
+    [m/2, 3m/2] from `np_random`; `info["tokens_used"]` sums them), `observe_episodes` (True; False
+    hides the episode count), `answer_mismatch` (0.0: probability that the policy's own answer is a
+    guess instead of the prover's forced answer), `render_mode` (None or "ansi"). Every knob's
+    default is the first release's behaviour. Unknown or invalid arguments raise an error naming
+    what was expected. `ttc_gym.envs.sim_model.SimParams` documents each knob; its dynamics live in
+    `sim_model` only (the env, the vector env and the DP oracle read them there).
 
     `info` on every step: J, progress, outcome, alpha, cost, reward, episodes_used, tokens_used,
     answered, plus J_exact (the hidden true J) and difficulty. Gold-derived (computed from the hidden
@@ -113,6 +131,10 @@ class TTCSimEnv(gym.Env):
     ## Version History
 
     * v0: initial version (its observation was already gold-free; its documentation now says so).
+    * v0, knobs added (defaults unchanged, so runs without them are identical): `switch_keep`,
+      `overthink`, `overthink_slip`, `tokens_per_action`, `observe_episodes`, `answer_mismatch`;
+      `answer_on_truncation=False` documented as "unanswered = wrong". `info["tokens_used"]` is the
+      sum of the episodes' lengths (H x `tokens_per_episode` at the defaults, as before).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -136,7 +158,7 @@ class TTCSimEnv(gym.Env):
 
     # -- the prover ------------------------------------------------------------------------------
     def _true_j(self) -> float:
-        _, level, _, steps, _, cand = self._state
+        _, level, _, steps, _, cand = self._state[:6]
         return self.params.exact_j(level, steps, cand, self._slipped)
 
     def _estimate_j(self, j_true: float) -> float:
@@ -153,7 +175,8 @@ class TTCSimEnv(gym.Env):
             level = next((i for i, c in enumerate(self._level_cdf) if u < c), len(self._level_cdf) - 1)
         self._working = (rng.random(self.params.num_strategies) < self._success[level]).tolist()
         self._slipped = False
-        self._state = [0, level, 0, 0, 0, NO_CANDIDATE]
+        self._state = [0, level, 0, 0, 0, NO_CANDIDATE] + ([0] if self.params.has_kept_field else [])
+        self._tokens = 0
         self._j_true = self._true_j()
         self._j = self._estimate_j(self._j_true)
         self._trace = [f"level={self.params.levels[level].name} J={self._j:.2f}"]
@@ -162,7 +185,13 @@ class TTCSimEnv(gym.Env):
             episodes_used=0, tokens_used=0, answered=False,
         )
         info.update(J_exact=self._j_true, difficulty=level)
-        return np.array(self._state, dtype=np.int64), info
+        return self._observation(), info
+
+    def _observation(self) -> np.ndarray:
+        obs = np.array(self._state, dtype=np.int64)
+        if not self.params.observe_episodes:
+            obs[0] = 0  # budget-agnostic: the episode count is hidden
+        return obs
 
     def _level_from_options(self, options: dict | None) -> int | None:
         if not options:
@@ -182,10 +211,10 @@ class TTCSimEnv(gym.Env):
         action = check_meta_action(self.action_space, action)
         P = self.params
         s = self._state
-        t, level, strat, steps, attempts, cand = s
+        t, level, strat, steps, attempts, cand = s[:6]
         rng = self.np_random
         if action == ANSWER:
-            outcome = float(rng.random() < self._j_true)
+            outcome = float(rng.random() < P.answer_j(self._j_true))
             return self._finish(0.0, outcome, cost=0.0, terminated=True, truncated=False, action=action)
 
         if action == CONTINUE and cand == NO_CANDIDATE:
@@ -196,8 +225,17 @@ class TTCSimEnv(gym.Env):
                 if steps + 1 == self._steps_needed[level]:
                     s[5] = FRESH_CANDIDATE
                     self._slipped = bool(rng.random() < self._slip[level])
+        elif action == CONTINUE and P.overthink > 0.0:  # overthinking past a candidate may rewrite it
+            if rng.random() < P.overthink:
+                s[5] = P.revised_code
+                self._slipped = bool(rng.random() < P.overthink_slip)
         elif action == SWITCH and strat + 1 < P.num_strategies:
-            s[2], s[3], s[4], s[5] = strat + 1, 0, 0, NO_CANDIDATE
+            kept = 0
+            if P.has_kept_field:
+                branches = P.kept_after_switch(steps, level)
+                kept = branches[0][1] if len(branches) == 1 or rng.random() < branches[0][0] else branches[1][1]
+                s[6] = kept
+            s[2], s[3], s[4], s[5] = strat + 1, kept, 0, NO_CANDIDATE
             self._slipped = False
         elif action == VERIFY and cand >= FRESH_CANDIDATE:
             if self._slipped and rng.random() < P.verify_detect:
@@ -205,6 +243,11 @@ class TTCSimEnv(gym.Env):
             else:
                 s[5] = cand + 1
         s[0] = t + 1
+        if P.tokens_per_action is None:
+            self._tokens += P.tokens_per_episode
+        else:
+            lo, hi = P.token_range(action)
+            self._tokens += int(rng.integers(lo, hi + 1))
         self._j_true = self._true_j()
         j_new = self._estimate_j(self._j_true)
         progress = progress_between(self._j, j_new)
@@ -215,7 +258,7 @@ class TTCSimEnv(gym.Env):
         # to bootstrap) as well as truncated (the budget ran out).
         forced = truncated and P.answer_on_truncation
         if forced:
-            outcome = float(rng.random() < self._j_true)
+            outcome = float(rng.random() < P.answer_j(self._j_true))
         return self._finish(progress, outcome, P.episode_cost, forced, truncated, action)
 
     def _finish(self, progress, outcome, cost, terminated, truncated, action):
@@ -225,7 +268,7 @@ class TTCSimEnv(gym.Env):
         reward = compose_reward(outcome, progress, P.alpha, cost)
         info = reward_info(
             j=self._j, progress=progress, outcome=outcome, alpha=P.alpha, cost=cost,
-            episodes_used=s[0], tokens_used=s[0] * P.tokens_per_episode, answered=answered,
+            episodes_used=s[0], tokens_used=self._tokens, answered=answered,
         )
         info["J_exact"] = self._j_true
         info["difficulty"] = s[1]
@@ -234,7 +277,7 @@ class TTCSimEnv(gym.Env):
                 f"{ACTION_NAMES[action]:>8}: J={self._j:.2f} progress={progress:+.2f}"
                 + (f" outcome={outcome:.0f}" if answered else "")
             )
-        obs = np.array(s, dtype=np.int64)
+        obs = self._observation()
         if terminated or truncated:
             self._state = None  # a finished episode needs reset() before the next step
         return obs, reward, terminated, truncated, info

@@ -12,6 +12,14 @@ The prover is exact: J = probability that an answer forced now is correct, compu
 state: `guess_prob + (1 - guess_prob) * partial_credit * m / steps_needed` while m < steps_needed
 steps are done, 1 for a candidate without slip, 0 for a slipped one.
 
+Optional dynamics (each off by default, which is TTC-Sim-v0 as first released; `SimParams` documents
+each): `switch_keep` (a switch keeps part of the steps done), `overthink` / `overthink_slip`
+(continuing past a candidate may rewrite it, and a rewritten answer is wrong more often),
+`tokens_per_action` (episode lengths that differ by action and are sampled), `observe_episodes`
+(False: the episode count is hidden from the observation), `answer_mismatch` (the policy's own final
+answer is, with this probability, a guess instead of the prover's forced answer: mu != pi). They live
+here only: the env, the vector env and the DP oracle all read this module.
+
 Everything the agent sees is a sufficient statistic of its belief over the hidden state, so the
 process over observations is itself a Markov decision process: `SimModel.transitions` gives it
 exactly (Bayes over the hidden strategy type and slip), and the oracle solves it by DP.
@@ -44,8 +52,11 @@ Index = TypeVar("Index", int, float, np.ndarray)
 # slip (TTCSimEnv's docstring says what each is in deployment terms; docs/formulation.md §3).
 OBS_FIELDS = ("episodes_used", "difficulty", "strategy", "steps_done", "attempts", "candidate")
 # `candidate` codes: 0 no candidate; 1 a slip was found and fixed (known correct);
-# 2 + n a candidate answer that passed n verifications.
+# 2 + n a candidate answer that passed n verifications; with `overthink` > 0 also
+# H + 3 + n (`SimParams.revised_code`): a candidate rewritten by overthinking that passed n verifications.
 NO_CANDIDATE, KNOWN_CORRECT, FRESH_CANDIDATE = 0, 1, 2
+# Appended to OBS_FIELDS when `switch_keep` > 0: steps inherited from abandoned strategies at the last switch.
+KEPT_FIELD = "kept_steps"
 
 
 @dataclass(frozen=True)
@@ -91,12 +102,43 @@ PARAMETER_NAMES = (
     "tokens_per_episode",
     "prover_samples",
     "answer_on_truncation",
+    "switch_keep",
+    "overthink",
+    "overthink_slip",
+    "tokens_per_action",
+    "observe_episodes",
+    "answer_mismatch",
 )
 
 
 @dataclass(frozen=True)
 class SimParams:
-    """Every knob of TTC-Sim-v0 (the env's kwargs), validated on construction."""
+    """Every knob of TTC-Sim-v0 (the env's kwargs), validated on construction.
+
+    The knobs of phenomena the first release left out (all off by default):
+
+    * `switch_keep` in [0, 1]: a switch keeps this fraction of the steps done on the abandoned
+      strategy (`switch_keep * steps`, rounded down or up at random so that the mean is kept, at most
+      steps_needed - 1): exploring no longer throws all work away, so J need not fall on a switch.
+      The new strategy's type is still unknown (its own steps = steps_done - kept_steps; the kept
+      count is the extra observation field `kept_steps`).
+    * `overthink` in [0, 1]: an episode that continues past a candidate answer rewrites it with this
+      probability (the reasoner talks itself into another answer); the rewritten answer carries a slip
+      with probability `overthink_slip` (default 0.5) and its earlier checks no longer apply. J can
+      then fall on a continue step; at 0 continuing past a candidate changes nothing, as before.
+    * `tokens_per_action` (continue, switch, verify): the mean length of each kind of episode; each
+      episode's length is drawn uniformly from [ceil(m / 2), floor(3 m / 2)] with the env's
+      `np_random`. None: every episode has `tokens_per_episode` tokens.
+    * `observe_episodes` (True): False hides the episode count (the observation's first field is
+      always 0, its size 1): a budget-agnostic policy. The planning model (and the DP oracle, which
+      reads the count from `info["episodes_used"]`) still knows it.
+    * `answer_mismatch` in [0, 1]: the policy's own committed answer (its answer action or the forced
+      answer at the budget's end) is, with this probability, a guess (correct with `guess_prob`)
+      instead of the prover's forced answer: it is correct with probability
+      `(1 - answer_mismatch) * J + answer_mismatch * guess_prob` while J (the progress reward) stays
+      the prover's (mu != pi, docs/formulation.md §2).
+    * `answer_on_truncation=False` (existing): no forced answer at the budget's end; unanswered = wrong.
+    """
 
     levels: tuple[DifficultyLevel, ...] = DEFAULT_LEVELS
     difficulty_probs: tuple[float, ...] | None = None  # None: uniform over levels
@@ -111,6 +153,12 @@ class SimParams:
     tokens_per_episode: int = 256
     prover_samples: int | None = None  # None: exact prover; K: Monte Carlo estimate of K answers
     answer_on_truncation: bool = True
+    switch_keep: float = 0.0
+    overthink: float = 0.0
+    overthink_slip: float = 0.5
+    tokens_per_action: tuple[int, int, int] | None = None  # (continue, switch, verify) mean tokens
+    observe_episodes: bool = True
+    answer_mismatch: float = 0.0
     # Derived per-level arrays, filled in __post_init__.
     _arrays: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -135,8 +183,24 @@ class SimParams:
         check_int("tokens_per_episode", self.tokens_per_episode, minimum=1)
         if self.prover_samples is not None:
             check_int("prover_samples (K)", self.prover_samples, minimum=1)
-        if not isinstance(self.answer_on_truncation, bool):
-            raise TypeError(f"answer_on_truncation must be a bool, got {self.answer_on_truncation!r}.")
+        for name in ("answer_on_truncation", "observe_episodes"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}.")
+        check_probability("switch_keep", self.switch_keep)
+        check_probability("overthink", self.overthink)
+        check_probability("overthink_slip", self.overthink_slip)
+        check_probability("answer_mismatch", self.answer_mismatch)
+        if self.tokens_per_action is not None:
+            tpa = self.tokens_per_action
+            if isinstance(tpa, (str, bytes)) or not hasattr(tpa, "__len__") or len(tpa) != 3:
+                raise ValueError(
+                    f"tokens_per_action must be None or 3 mean lengths (continue, switch, verify), got {tpa!r}."
+                )
+            object.__setattr__(
+                self, "tokens_per_action",
+                tuple(check_int(f"tokens_per_action[{i}]", int(x) if isinstance(x, (np.integer,)) else x, minimum=1)
+                      for i, x in enumerate(tpa)),
+            )
         q = np.array([lv.success_prob for lv in levels])
         h = self.heterogeneity
         self._arrays.update(
@@ -181,13 +245,65 @@ class SimParams:
         return int(self.steps_needed.max())
 
     @property
+    def has_kept_field(self) -> bool:
+        """True when the observation carries `kept_steps` (switch_keep > 0)."""
+        return self.switch_keep > 0.0
+
+    @property
+    def obs_fields(self) -> tuple[str, ...]:
+        """Names of the observation's components: OBS_FIELDS, plus `kept_steps` when switch_keep > 0."""
+        return OBS_FIELDS + ((KEPT_FIELD,) if self.has_kept_field else ())
+
+    @property
+    def revised_code(self) -> int:
+        """Candidate code of a fresh rewritten (overthought) candidate: H + 3 (+ n after n checks)."""
+        return self.max_episodes + 3
+
+    @property
     def obs_nvec(self) -> np.ndarray:
-        """Sizes of the MultiDiscrete observation, in OBS_FIELDS order."""
+        """Sizes of the MultiDiscrete observation, in `obs_fields` order."""
         H = self.max_episodes
-        return np.array(
-            [H + 1, len(self.levels), self.num_strategies, self.max_steps + 1, H + 1, H + 3],
-            dtype=np.int64,
-        )
+        nvec = [
+            H + 1 if self.observe_episodes else 1, len(self.levels), self.num_strategies, self.max_steps + 1, H + 1,
+            2 * H + 4 if self.overthink > 0.0 else H + 3,
+        ]
+        if self.has_kept_field:
+            nvec.append(self.max_steps)
+        return np.array(nvec, dtype=np.int64)
+
+    def answer_j(self, j: Index) -> Index:
+        """Probability that the policy's own committed answer is correct when the prover's J is `j`:
+        `(1 - answer_mismatch) * j + answer_mismatch * guess_prob` (j itself by default: mu = pi)."""
+        e = self.answer_mismatch
+        return j if e == 0.0 else (1.0 - e) * j + e * self.guess_prob
+
+    def token_range(self, action: int) -> tuple[int, int]:
+        """Inclusive range of an episode's token count for `action` (continue, switch or verify)."""
+        if self.tokens_per_action is None:
+            return self.tokens_per_episode, self.tokens_per_episode
+        m = self.tokens_per_action[action]
+        return (m + 1) // 2, max((3 * m) // 2, (m + 1) // 2)
+
+    def mean_tokens(self, action: int) -> float:
+        lo, hi = self.token_range(action)
+        return (lo + hi) / 2.0
+
+    def kept_after_switch(self, steps: int, level: int) -> list[tuple[float, int]]:
+        """The steps a switch keeps, as (probability, kept) branches: switch_keep * steps rounded down
+        or up at random (mean preserved), at most steps_needed - 1."""
+        raw = self.switch_keep * steps
+        lo = int(np.floor(raw + 1e-12))
+        frac = raw - lo if raw - lo > 1e-12 else 0.0
+        cap = int(self.steps_needed[level]) - 1
+        if frac == 0.0:
+            return [(1.0, min(lo, cap))]
+        return [(1.0 - frac, min(lo, cap)), (frac, min(lo + 1, cap))]
+
+    def slip_prior(self, candidate: Index) -> tuple[Index, Index]:
+        """(is the candidate a rewritten one, verifications it passed) for candidate codes >= FRESH."""
+        revised = candidate >= self.revised_code
+        n = np.where(revised, candidate - self.revised_code, candidate - FRESH_CANDIDATE)
+        return revised, n
 
     def partial_j(self, level: Index, steps_done: Index) -> Index:
         """J with `steps_done` < steps_needed steps done: a forced answer is a guess helped by partial
@@ -215,6 +331,7 @@ class Outcome:
     obs: tuple[int, ...] | None  # None: the episode ended
     reward: float  # expected reward of the branch (outcome in expectation + alpha * E[progress] - cost)
     expected_j: float  # E[J] after the step, under the belief
+    answer_prob: float = 0.0  # probability that an answer committed on this branch is correct (0: none committed)
 
 
 class SimModel:
@@ -223,16 +340,34 @@ class SimModel:
     `expected_j(obs)` is E[J | obs]; `transitions(obs, action)` lists the successor observations with
     their probabilities and expected rewards. The env's sampled dynamics (with hidden strategy types
     and slips) induce exactly this process over observations.
+
+    The model's observations always carry the episode count: with `observe_episodes=False` the env
+    shows 0 in its place, and `planning_obs(obs, info)` puts the count from `info` back.
     """
 
     def __init__(self, params: SimParams):
         self.params = params
 
+    def _make(self, t, level, strat, steps, attempts, cand, kept=0) -> tuple[int, ...]:
+        base = (int(t), int(level), int(strat), int(steps), int(attempts), int(cand))
+        return base + ((int(kept),) if self.params.has_kept_field else ())
+
     def initial_distribution(self) -> list[tuple[float, tuple[int, ...]]]:
-        return [(p, (0, d, 0, 0, 0, NO_CANDIDATE)) for d, p in enumerate(self.params.difficulty_probs) if p > 0]
+        return [(p, self._make(0, d, 0, 0, 0, NO_CANDIDATE)) for d, p in enumerate(self.params.difficulty_probs) if p > 0]
+
+    def planning_obs(self, obs, info: dict | None = None) -> tuple[int, ...]:
+        """The model's observation for an env observation: with `observe_episodes=False` the hidden
+        episode count is read from `info["episodes_used"]` (gold-free); else `obs` as a tuple."""
+        key = tuple(int(x) for x in np.asarray(obs).ravel())
+        if self.params.observe_episodes:
+            return key
+        if not info or "episodes_used" not in info:
+            raise ValueError("observe_episodes=False hides the episode count: pass the step's info (episodes_used).")
+        return (int(info["episodes_used"]),) + key[1:]
 
     def p_working(self, level: int, steps_done: int, attempts: int) -> float:
-        """Posterior that the current strategy works after `steps_done` advances in `attempts` tries."""
+        """Posterior that the current strategy works after `steps_done` advances (its own, without
+        kept steps) in `attempts` tries."""
         P = self.params
         q, rw, rd = P.success_prob[level], P.rate_working[level], P.rate_dead_end[level]
         fails = attempts - steps_done
@@ -241,48 +376,63 @@ class SimModel:
         return float(lw / (lw + ld))
 
     def p_slip(self, level: int, candidate: int) -> float:
-        """Posterior that the candidate answer carries a slip."""
+        """Posterior that the candidate answer carries a slip (prior `slip_prob`, or `overthink_slip`
+        for a rewritten candidate, times (1 - verify_detect) per passed check, renormalized)."""
         if candidate < FRESH_CANDIDATE:
             return 0.0
-        s = self.params.slip_prob[level] * (1.0 - self.params.verify_detect) ** (candidate - FRESH_CANDIDATE)
-        return float(s / (s + 1.0 - self.params.slip_prob[level]))
+        P = self.params
+        revised, n = P.slip_prior(candidate)
+        prior = P.overthink_slip if revised else P.slip_prob[level]
+        s = prior * (1.0 - P.verify_detect) ** int(n)
+        return float(s / (s + 1.0 - prior)) if s + 1.0 - prior > 0 else 1.0
 
     def expected_j(self, obs: tuple[int, ...]) -> float:
-        _, level, _, steps, _, cand = obs
+        level, steps, cand = obs[1], obs[3], obs[5]
         if cand == NO_CANDIDATE:
             return self.params.partial_j(level, steps)
         return 1.0 - self.p_slip(level, cand)
 
+    def answer_j(self, obs: tuple[int, ...]) -> float:
+        """Probability that the policy's own answer committed at `obs` is correct (`SimParams.answer_j`)."""
+        return float(self.params.answer_j(self.expected_j(obs)))
+
     def transitions(self, obs: tuple[int, ...], action: int) -> list[Outcome]:
         P = self.params
-        t, level, strat, steps, attempts, cand = obs
+        t, level, strat, steps, attempts, cand = obs[:6]
+        kept = obs[6] if P.has_kept_field else 0
         j_now = self.expected_j(obs)
-        if action == ANSWER:  # the answer is correct with probability J; no episode, no cost
-            return [Outcome(1.0, None, compose_reward(j_now, 0.0, P.alpha), j_now)]
+        if action == ANSWER:  # the answer is correct with probability answer_j; no episode, no cost
+            acc = self.answer_j(obs)
+            return [Outcome(1.0, None, compose_reward(acc, 0.0, P.alpha), j_now, acc)]
         branches: list[tuple[float, tuple[int, ...]]] = []
         t1 = t + 1
+        make = self._make
         if action == CONTINUE and cand == NO_CANDIDATE:
-            pw = self.p_working(level, steps, attempts)
+            pw = self.p_working(level, steps - kept, attempts)
             p_adv = pw * P.rate_working[level] + (1.0 - pw) * P.rate_dead_end[level]
             adv_cand = FRESH_CANDIDATE if steps + 1 == P.steps_needed[level] else NO_CANDIDATE
-            branches.append((p_adv, (t1, level, strat, steps + 1, attempts + 1, adv_cand)))
-            branches.append((1.0 - p_adv, (t1, level, strat, steps, attempts + 1, cand)))
+            branches.append((p_adv, make(t1, level, strat, steps + 1, attempts + 1, adv_cand, kept)))
+            branches.append((1.0 - p_adv, make(t1, level, strat, steps, attempts + 1, cand, kept)))
+        elif action == CONTINUE and P.overthink > 0.0:  # past a candidate: overthinking may rewrite it
+            branches.append((P.overthink, make(t1, level, strat, steps, attempts, P.revised_code, kept)))
+            branches.append((1.0 - P.overthink, make(t1, level, strat, steps, attempts, cand, kept)))
         elif action == SWITCH and strat + 1 < P.num_strategies:
-            branches.append((1.0, (t1, level, strat + 1, 0, 0, NO_CANDIDATE)))
+            for prob, k in P.kept_after_switch(steps, level):
+                branches.append((prob, make(t1, level, strat + 1, k, 0, NO_CANDIDATE, k)))
         elif action == VERIFY and cand >= FRESH_CANDIDATE:
             p_detect = self.p_slip(level, cand) * P.verify_detect
-            branches.append((p_detect, (t1, level, strat, steps, attempts, KNOWN_CORRECT)))
-            branches.append((1.0 - p_detect, (t1, level, strat, steps, attempts, cand + 1)))
+            branches.append((p_detect, make(t1, level, strat, steps, attempts, KNOWN_CORRECT, kept)))
+            branches.append((1.0 - p_detect, make(t1, level, strat, steps, attempts, cand + 1, kept)))
         else:  # an episode that changes nothing (continue past a candidate, verify without one, ...)
-            branches.append((1.0, (t1, level, strat, steps, attempts, cand)))
+            branches.append((1.0, make(t1, level, strat, steps, attempts, cand, kept)))
         truncated = t1 >= P.max_episodes
         out = []
         for prob, nxt in branches:
             if prob <= 0.0:
                 continue
             j_next = self.expected_j(nxt)
-            # A forced answer at the budget's end is correct with probability J (the outcome in expectation).
-            outcome = j_next if truncated and P.answer_on_truncation else 0.0
-            reward = compose_reward(outcome, progress_between(j_now, j_next), P.alpha, P.episode_cost)
-            out.append(Outcome(prob, None if truncated else nxt, reward, j_next))
+            # A forced answer at the budget's end is correct with probability answer_j (in expectation).
+            acc = self.answer_j(nxt) if truncated and P.answer_on_truncation else 0.0
+            reward = compose_reward(acc, progress_between(j_now, j_next), P.alpha, P.episode_cost)
+            out.append(Outcome(prob, None if truncated else nxt, reward, j_next, acc))
         return out

@@ -1,6 +1,6 @@
 """TTC-Sim-v0 vectorized with numpy over the batch: `gym.make_vec("TTC-Sim-v0", num_envs=1024,
 vectorization_mode="vector_entry_point")`. Same dynamics, rewards and spaces as `ttc_gym.envs.sim.TTCSimEnv`
-(its docstring is the spec); sub-envs that finish are reset on the next `step` (Gymnasium's
+(its docstring is the spec), every knob of `ttc_gym.envs.sim_model.SimParams` included; sub-envs that finish are reset on the next `step` (Gymnasium's
 next-step autoreset), which returns their first observation with reward 0. Observations are gold-free
 as the single env's; of `INFO_KEYS`, J, J_exact, progress and outcome are derived from the hidden state
 (for rewards and analysis, not for a deployable policy), as documented there.
@@ -20,7 +20,7 @@ from ttc_gym.prover import simulated_monte_carlo_j
 from ttc_gym.rewards import compose_reward, progress_between
 from ttc_gym.validation import check_int, check_render_mode
 
-T, LEVEL, STRAT, STEPS, ATTEMPTS, CAND = range(6)
+T, LEVEL, STRAT, STEPS, ATTEMPTS, CAND, KEPT = range(7)
 INFO_KEYS = ("J", "J_exact", "progress", "outcome", "cost", "episodes_used", "tokens_used", "answered", "difficulty")
 
 
@@ -54,6 +54,7 @@ class TTCSimVectorEnv(VectorEnv):
         else:
             lv = np.full(n, level)
         self._state[rows] = 0
+        self._tokens[rows] = 0
         self._state[rows, LEVEL] = lv
         self._working[rows] = rng.random((n, self.params.num_strategies)) < self.params.success_prob[lv][:, None]
         self._slipped[rows] = False
@@ -73,7 +74,7 @@ class TTCSimVectorEnv(VectorEnv):
         info = {
             "J": self._j.copy(), "J_exact": self._j_true.copy(), "progress": progress,
             "outcome": outcome, "cost": cost, "episodes_used": s[:, T].copy(),
-            "tokens_used": s[:, T] * self.params.tokens_per_episode, "answered": answered,
+            "tokens_used": self._tokens.copy(), "answered": answered,
             "difficulty": s[:, LEVEL].copy(),
         }
         info.update({"_" + k: self._all for k in INFO_KEYS})
@@ -88,7 +89,8 @@ class TTCSimVectorEnv(VectorEnv):
                 raise ValueError(f"reset options accept only 'difficulty', got {sorted(options)}.")
             level = check_int("options['difficulty']", options["difficulty"], minimum=0, maximum=len(self._cdf) - 1)
         n, S = self.num_envs, self.params.num_strategies
-        self._state = np.zeros((n, 6), dtype=np.int64)
+        self._state = np.zeros((n, len(self.params.obs_fields)), dtype=np.int64)
+        self._tokens = np.zeros(n, dtype=np.int64)
         self._working = np.zeros((n, S), dtype=bool)
         self._slipped = np.zeros(n, dtype=bool)
         self._j_true = np.zeros(n)
@@ -96,7 +98,13 @@ class TTCSimVectorEnv(VectorEnv):
         self._done = np.zeros(n, dtype=bool)
         self._reset_rows(self._all, level)
         zeros = np.zeros(n)
-        return self._state.copy(), self._info(zeros, zeros, zeros, np.zeros(n, dtype=bool))
+        return self._observation(), self._info(zeros, zeros, zeros, np.zeros(n, dtype=bool))
+
+    def _observation(self) -> np.ndarray:
+        obs = self._state.copy()
+        if not self.params.observe_episodes:
+            obs[:, T] = 0  # budget-agnostic: the episode count is hidden
+        return obs
 
     def step(self, actions):
         if self._state is None:
@@ -124,9 +132,23 @@ class TTCSimVectorEnv(VectorEnv):
         s[new_cand, CAND] = FRESH_CANDIDATE
         self._slipped[new_cand] = u[1][new_cand] < P.slip_prob[lv][new_cand]
 
+        if P.overthink > 0.0:  # continuing past a candidate may rewrite it (SimParams.overthink)
+            rewrite = active & (a == CONTINUE) & ~cont & (u[0] < P.overthink)  # ~cont: held a candidate before this step
+            s[rewrite, CAND] = P.revised_code
+            self._slipped[rewrite] = u[1][rewrite] < P.overthink_slip
+
         switch = active & (a == SWITCH) & (s[:, STRAT] + 1 < P.num_strategies)
+        kept = np.zeros(self.num_envs, dtype=np.int64)
+        if P.has_kept_field:  # a switch keeps part of the work (SimParams.kept_after_switch, vectorized)
+            raw = P.switch_keep * s[:, STEPS]
+            lo = np.floor(raw + 1e-12).astype(np.int64)
+            frac = np.where(raw - lo > 1e-12, raw - lo, 0.0)
+            kept = np.minimum(lo + (u[1] < frac), self._steps_needed[lv] - 1)
         s[switch, STRAT] += 1
         s[switch, STEPS:] = 0
+        s[switch, STEPS] = kept[switch]
+        if P.has_kept_field:
+            s[switch, KEPT] = kept[switch]
         self._slipped[switch] = False
 
         verify = active & (a == VERIFY) & (cand >= FRESH_CANDIDATE)
@@ -137,13 +159,19 @@ class TTCSimVectorEnv(VectorEnv):
 
         episode = active & ~answer
         s[:, T] += episode
+        if P.tokens_per_action is None:
+            self._tokens += episode * P.tokens_per_episode
+        else:
+            ranges = np.array([P.token_range(k) for k in range(ANSWER)] + [(0, 0)])  # rows: actions
+            lo_t, hi_t = ranges[a, 0], ranges[a, 1]
+            self._tokens += episode * rng.integers(lo_t, hi_t + 1)
         self._j_true = self._true_j()
         j_new = np.where(episode, self._estimate(self._j_true), self._j)
         progress = progress_between(self._j, j_new)
         self._j = j_new
         truncated = episode & (s[:, T] >= P.max_episodes)
         answered = answer | (truncated & P.answer_on_truncation)
-        outcome = (answered & (u[2] < self._j_true)).astype(np.float64)
+        outcome = (answered & (u[2] < P.answer_j(self._j_true))).astype(np.float64)
         cost = episode * P.episode_cost
         reward = compose_reward(outcome, progress, P.alpha, cost)
         terminated = answered  # a forced answer at the budget's end also terminates (see TTCSimEnv)
@@ -155,4 +183,4 @@ class TTCSimVectorEnv(VectorEnv):
             progress[restart] = 0.0
             cost[restart] = 0.0
         self._done = terminated | truncated
-        return s.copy(), reward, terminated, truncated, self._info(progress, outcome, cost, answered)
+        return self._observation(), reward, terminated, truncated, self._info(progress, outcome, cost, answered)
