@@ -1,0 +1,110 @@
+"""Write reasoning traces with an agent on a problem source (docs/traces.md).
+
+The traces are written by the same agent path that writes episodes for TTC-Math-v0 — an agent with
+`act_batch(observations, infos, seeds)` (or `write_batch`, which also reports token ids), such as
+`ttc_gym.agents.llm.LLMAgent` over any engine, which the command line builds — one episode per step,
+all traces of a batch of problems in one call. A trace ends when an episode commits an answer (a
+`\\boxed{}`, as in TTC-Math-v0) or after `max_episodes` episodes. Nothing here calls a model
+itself; the prover is not run (`ttc_gym.traces.analyze` measures J afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ttc_gym.answer_extraction import extract_boxed
+from ttc_gym.seeding import prefix_seed
+from ttc_gym.traces.format import RawTrace
+from ttc_gym.validation import check_int
+
+
+def draw_problems(source: Any, n: int, seed: int) -> list:
+    """`n` distinct problems (by id) drawn from a problem source with `np.random.default_rng(seed)`;
+    ValueError when the source has fewer."""
+    from ttc_gym.problems import make_source
+
+    source = make_source(source)
+    rng = np.random.default_rng(seed)
+    problems, seen = [], set()
+    for _ in range(100 * n + 100):
+        if len(problems) == n:
+            break
+        p = source.sample(rng)
+        if p.id not in seen:
+            seen.add(p.id)
+            problems.append(p)
+    if len(problems) < n:
+        raise ValueError(f"the problem source gave only {len(problems)} distinct problems; asked for {n}.")
+    return problems
+
+
+def collect_traces(agent: Any, problems: Sequence[Any], *, traces_per_problem: int = 2, max_episodes: int = 6,
+                   seed: int = 0, batch_problems: int = 4, model: str | None = None,
+                   count_tokens: Any = None, progress: bool = False) -> list[RawTrace]:
+    """`traces_per_problem` traces of each problem, written by `agent` one episode per step.
+
+    Trace m of problem p is sampled with the seed `prefix_seed(seed, p.id, m)`, so a trace does not
+    depend on which others share its batch. Episode token counts come from the agent's token ids
+    (`write_batch`) or from `count_tokens(text)`.
+    """
+    check_int("traces_per_problem", traces_per_problem, minimum=1)
+    check_int("max_episodes", max_episodes, minimum=1)
+    check_int("batch_problems", batch_problems, minimum=1)
+    count = count_tokens or getattr(getattr(agent, "engine", None), "count_tokens", None)
+    traces: list[RawTrace] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(problems), desc="problems", unit="problem", file=sys.stderr, dynamic_ncols=True)
+    for b in range(0, len(problems), batch_problems):
+        batch = [(p, m) for p in problems[b:b + batch_problems] for m in range(traces_per_problem)]
+        episodes: list[list[str]] = [[] for _ in batch]
+        tokens: list[list[int]] = [[] for _ in batch]
+        done = [False] * len(batch)
+        for _ in range(max_episodes):
+            live = [i for i in range(len(batch)) if not done[i]]
+            if not live:
+                break
+            obs = [{"problem": batch[i][0].question, "episodes": tuple(episodes[i])} for i in live]
+            seeds = [prefix_seed(seed, batch[i][0].id, str(batch[i][1])) for i in live]
+            if hasattr(agent, "write_batch"):
+                written = agent.write_batch(obs, [{} for _ in live], seeds)
+                texts = [w.text for w in written]
+                counts = [len(w.token_ids) if w.token_ids else None for w in written]
+            else:
+                texts, counts = list(agent.act_batch(obs, [{} for _ in live], seeds)), [None] * len(live)
+            for i, text, n in zip(live, texts, counts):
+                episodes[i].append(text)
+                tokens[i].append(n if n is not None else (count(text) if count else len(text.split())))
+                if extract_boxed(text) is not None:
+                    done[i] = True
+        for (p, m), eps, toks in zip(batch, episodes, tokens):
+            final = extract_boxed(eps[-1]) if eps else None
+            traces.append(RawTrace(problem_id=p.id, problem=p.question, answer=p.answer,
+                                   trace="\n\n".join(e.strip() for e in eps), trace_id=f"{p.id}#{m}", model=model,
+                                   tokens=sum(toks), episodes=tuple(eps), episode_tokens=tuple(toks),
+                                   final_answer=final))
+        if bar is not None:
+            bar.update(len(problems[b:b + batch_problems]))
+    if bar is not None:
+        bar.close()
+    return traces
+
+
+def write_raw_traces(traces: Sequence[RawTrace], path: str | Path) -> Path:
+    """Write raw traces as JSONL (via a temporary file, then renamed: never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for t in traces:
+            f.write(json.dumps(t.to_row(), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
