@@ -57,9 +57,9 @@ class TTCSimEnv(gym.Env):
     `MultiDiscrete([H+1, L, S, M+1, H+1, H+3])` (L levels, S strategies, M the most steps any level
     needs; fields `ttc_gym.envs.sim_model.OBS_FIELDS`): episodes used; difficulty level; index of the
     current strategy; steps done on it; episodes spent continuing it; candidate status (0 none, 1 a
-    slip was found and fixed, 2+n a candidate that passed n verifications; with `overthink` > 0 also
-    H+3+n, a candidate rewritten by overthinking that passed n verifications: the space's last size
-    is then 2H+4). With `switch_keep` > 0 a seventh field, `kept_steps` (size M), counts the steps a
+    slip was found and fixed, 2+n a candidate that passed n verifications; with `overthink` > 0 the
+    codes interleave, 2+2n a first candidate and 3+2n one rewritten by overthinking, each after n
+    passed verifications, and the space's last size is 2H+4). With `switch_keep` > 0 a seventh field, `kept_steps` (size M), counts the steps a
     switch carried over to the current strategy. With `observe_episodes=False` the first field is
     always 0 (size 1): the policy does not see how much budget it has spent (budget-agnostic); the
     env still ends at H. These are a sufficient statistic of the agent's belief (with the episode
@@ -241,7 +241,7 @@ class TTCSimEnv(gym.Env):
             if self._slipped and rng.random() < P.verify_detect:
                 s[5], self._slipped = KNOWN_CORRECT, False
             else:
-                s[5] = cand + 1
+                s[5] = P.verified_code(cand)
         s[0] = t + 1
         if P.tokens_per_action is None:
             self._tokens += P.tokens_per_episode

@@ -52,8 +52,9 @@ Index = TypeVar("Index", int, float, np.ndarray)
 # slip (TTCSimEnv's docstring says what each is in deployment terms; docs/formulation.md §3).
 OBS_FIELDS = ("episodes_used", "difficulty", "strategy", "steps_done", "attempts", "candidate")
 # `candidate` codes: 0 no candidate; 1 a slip was found and fixed (known correct);
-# 2 + n a candidate answer that passed n verifications; with `overthink` > 0 also
-# H + 3 + n (`SimParams.revised_code`): a candidate rewritten by overthinking that passed n verifications.
+# 2 + n a candidate answer that passed n verifications. With `overthink` > 0 the codes interleave (so
+# that they do not depend on H): 2 + 2n a first candidate, 3 + 2n a candidate rewritten by
+# overthinking, each after n passed verifications (`SimParams.verified_code`, `SimParams.slip_prior`).
 NO_CANDIDATE, KNOWN_CORRECT, FRESH_CANDIDATE = 0, 1, 2
 # Appended to OBS_FIELDS when `switch_keep` > 0: steps inherited from abandoned strategies at the last switch.
 KEPT_FIELD = "kept_steps"
@@ -256,8 +257,12 @@ class SimParams:
 
     @property
     def revised_code(self) -> int:
-        """Candidate code of a fresh rewritten (overthought) candidate: H + 3 (+ n after n checks)."""
-        return self.max_episodes + 3
+        """Candidate code of a fresh rewritten (overthought) candidate: 3 (3 + 2n after n checks)."""
+        return FRESH_CANDIDATE + 1
+
+    def verified_code(self, candidate: Index) -> Index:
+        """The code of `candidate` (>= FRESH_CANDIDATE) after one more passed verification."""
+        return candidate + (2 if self.overthink > 0.0 else 1)
 
     @property
     def obs_nvec(self) -> np.ndarray:
@@ -301,9 +306,9 @@ class SimParams:
 
     def slip_prior(self, candidate: Index) -> tuple[Index, Index]:
         """(is the candidate a rewritten one, verifications it passed) for candidate codes >= FRESH."""
-        revised = candidate >= self.revised_code
-        n = np.where(revised, candidate - self.revised_code, candidate - FRESH_CANDIDATE)
-        return revised, n
+        if self.overthink == 0.0:
+            return candidate < 0, candidate - FRESH_CANDIDATE  # (False, n)
+        return (candidate - FRESH_CANDIDATE) % 2 == 1, (candidate - FRESH_CANDIDATE) // 2
 
     def partial_j(self, level: Index, steps_done: Index) -> Index:
         """J with `steps_done` < steps_needed steps done: a forced answer is a guess helped by partial
@@ -422,7 +427,7 @@ class SimModel:
         elif action == VERIFY and cand >= FRESH_CANDIDATE:
             p_detect = self.p_slip(level, cand) * P.verify_detect
             branches.append((p_detect, make(t1, level, strat, steps, attempts, KNOWN_CORRECT, kept)))
-            branches.append((1.0 - p_detect, make(t1, level, strat, steps, attempts, cand + 1, kept)))
+            branches.append((1.0 - p_detect, make(t1, level, strat, steps, attempts, P.verified_code(cand), kept)))
         else:  # an episode that changes nothing (continue past a candidate, verify without one, ...)
             branches.append((1.0, make(t1, level, strat, steps, attempts, cand, kept)))
         truncated = t1 >= P.max_episodes

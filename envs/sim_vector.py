@@ -153,7 +153,7 @@ class TTCSimVectorEnv(VectorEnv):
 
         verify = active & (a == VERIFY) & (cand >= FRESH_CANDIDATE)
         detect = verify & self._slipped & (u[0] < P.verify_detect)
-        s[verify, CAND] += 1
+        s[verify, CAND] = P.verified_code(s[verify, CAND])
         s[detect, CAND] = KNOWN_CORRECT
         self._slipped &= ~detect
 

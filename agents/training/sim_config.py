@@ -54,6 +54,9 @@ class SimTrainConfig:
     trace_source: str = field(default="policy", metadata=_help(
         "who writes the traces star/mrt-star/sft fit: 'policy' (the current policy: self-training) or "
         "'expert' (ttc_gym.agents.training.experts.HeterogeneousExpert)"))
+    expert_spread: float = field(default=1.0, metadata=_help(
+        "heterogeneity of the expert (--trace-source expert): probability that a problem's strategy is drawn "
+        "from the mixture of gold-free heuristics instead of the one base heuristic (0: one heuristic, 1: the mixture)"))
     max_episodes: int = field(default=10, metadata=_help("TTC-Sim-v0 budget H (episodes per problem)"))
     heterogeneity: float = field(default=0.8, metadata=_help("TTC-Sim-v0 heterogeneity of strategies (0 alike .. 1 dead ends never progress)"))
     prover_samples: int | None = field(default=None, metadata=_help("TTC-Sim-v0 prover: None exact, K a Monte Carlo estimate of K answers"))
@@ -91,6 +94,7 @@ class SimTrainConfig:
         check_int("hidden", self.hidden, minimum=0)
         check_float("adv_eps", self.adv_eps, minimum=0.0)
         check_int("sft_steps", self.sft_steps, minimum=1)
+        check_float("expert_spread", self.expert_spread, minimum=0.0, maximum=1.0)
         check_int("max_episodes", self.max_episodes, minimum=1)
         check_float("heterogeneity", self.heterogeneity, minimum=0.0, maximum=1.0)
         if self.prover_samples is not None:

@@ -113,7 +113,10 @@ def train(config: SimTrainConfig, log: Callable[[dict], None] | None = None) -> 
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
     rng = np.random.default_rng([config.seed, 7])
     gen = torch.Generator().manual_seed(config.seed + 1)
-    expert = HeterogeneousExpert(config.max_episodes, seed=config.seed) if config.trace_source == "expert" else None
+    expert = None
+    if config.trace_source == "expert":
+        model = envs[0].unwrapped.model if isinstance(envs, list) else None  # the simulator's public model
+        expert = HeterogeneousExpert(config.max_episodes, seed=config.seed, spread=config.expert_spread, model=model)
     venv = None if config.algo in RL_ALGOS else make_vector_env(config.batch_size, **env_kwargs)
     result = TrainResult(policy=policy, initial_policy=initial, config=config)
     step, env_steps, wall_before = 0, 0, 0.0

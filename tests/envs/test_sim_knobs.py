@@ -73,10 +73,12 @@ def test_overthinking_makes_j_fall_on_continue_steps_only_when_on():
 
 def test_overthinking_lowers_expected_j_of_a_checked_candidate():
     model = gym.make("TTC-Sim-v0", overthink=0.3).unwrapped.model
-    obs = (3, 1, 0, 2, 2, FRESH_CANDIDATE + 1)  # a medium problem's candidate that passed one check
+    obs = (3, 1, 0, 2, 2, model.params.verified_code(FRESH_CANDIDATE))  # a medium problem's candidate, checked once
+    assert model.expected_j(obs) > 0.9
     after = sum(b.prob * b.expected_j for b in model.transitions(obs, C))
-    assert after < model.expected_j(obs) - 0.01
+    assert after < model.expected_j(obs) - 0.05
     plain = gym.make("TTC-Sim-v0").unwrapped.model
+    obs = (3, 1, 0, 2, 2, FRESH_CANDIDATE + 1)
     assert sum(b.prob * b.expected_j for b in plain.transitions(obs, C)) == pytest.approx(plain.expected_j(obs))
 
 
@@ -114,6 +116,13 @@ def test_token_lengths_differ_by_action_and_are_sampled():
     plain = gym.make("TTC-Sim-v0")
     plain.reset(seed=0)
     assert plain.step(C)[4]["tokens_used"] == 256
+
+
+def test_overthinking_codes_do_not_depend_on_the_budget():
+    short, long = (SimParams(overthink=0.2, max_episodes=h) for h in (4, 16))
+    for code in (FRESH_CANDIDATE, short.revised_code, short.verified_code(short.revised_code)):
+        assert short.slip_prior(code) == long.slip_prior(code)
+    assert short.slip_prior(short.verified_code(short.revised_code)) == (True, 1)
 
 
 def test_hidden_episode_count():
