@@ -1,0 +1,184 @@
+"""`ttc-gym traces analyze` / `collect` end to end with the tiny random engine: files, figures,
+summary, resume after an interruption and after a kill, collection through the LLM agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ttc_gym.cli import main
+from ttc_gym.engines import register_engine_scheme
+from ttc_gym.traces import load_raw_traces, read_analysed_traces
+from ttc_gym.traces.analyze import ANALYSED_FILE, Segmentation, analyse_file, make_prover, prover_record
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = "tiny-traces-test"
+register_engine_scheme(TINY, "ttc_gym.engines.testing:tiny_random_engine", takes_model=False)
+
+
+def r1_text(i: int, attempt: int = 0) -> str:
+    return "\n\n".join([f"We need {i} + 3 (attempt {attempt}).", "Adding gives the sum.", f"So it is {i + 3}.",
+                        "Wait, let me check the addition.", f"{i} + 3 = {i + 3} indeed.", "Fine.",
+                        "Alternatively, count up from 3.", f"The answer is $\\boxed{{{i + 3}}}$."])
+
+
+def write_traces(path: Path, n: int) -> Path:
+    rows = [{"problem": f"What is {i // 2} + 3?", "answer": str(i // 2 + 3), "problem_id": f"p{i // 2}",
+             "trace": r1_text(i // 2, i % 2), "model": "hand", **({"final_answer": str(i // 2 + 3)} if i % 2 == 0 else {})}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_analyze_writes_rows_figures_and_summary_then_resume_skips_all(tmp_path, capsys):
+    src = write_traces(tmp_path / "t.jsonl", 3)
+    out = tmp_path / "out"
+    args = ["traces", "analyze", str(src), "--engine", TINY, "--k", "2", "--out", str(out), "--group-size", "1",
+            "--no-progress", "--budgets", "8", "30"]
+    assert main(args) == 0
+    rows = read_analysed_traces(out / ANALYSED_FILE)
+    assert [r["trace_id"] for r in rows] == ["p0#0", "p0#1", "p1#0"]
+    for r in rows:  # 3 marker pieces (paragraphs 0, 3, 6) -> 3 episodes -> 4 prefixes
+        assert len(r["episodes"]) == 3 and r["episodes"][1]["text"].startswith("Wait")
+        assert [p["n_episodes"] for p in r["prefixes"]] == [0, 1, 2, 3]
+        assert r["prover"]["engine"] == TINY and r["prover"]["k"] == 2
+    assert [(r["final_answer"], r["final_correct"]) for r in rows] == [("3", True), (None, None), ("4", True)]
+    for name in ("summary.json", "table.txt", "j_vs_episode.png", "j_vs_tokens.png", "regret_vs_budget.png",
+                 "maj_at_k.png"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["traces"] == 3 and summary["problems"] == 2
+    assert [row["C0"] for row in summary["regret_vs_budget"]] == [8, 30]
+    assert len(summary["maj_at_k_first_prefix"]) == 2
+    assert "C0 (tokens)" in capsys.readouterr().out
+    before = (out / ANALYSED_FILE).read_bytes()
+    assert main(args) == 2  # the folder holds a run: no --resume, no overwrite
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0
+    assert "analysed 0 traces (3 already done)" in capsys.readouterr().err
+    assert (out / ANALYSED_FILE).read_bytes() == before
+    assert main(args[:5] + ["--k", "3"] + args[7:] + ["--resume"]) == 2  # another prover: refused
+    assert "analysed with prover" in capsys.readouterr().err
+
+
+def test_resume_after_interruption_computes_only_what_is_left(tmp_path):
+    traces = load_raw_traces(write_traces(tmp_path / "t.jsonl", 5))
+    seg = Segmentation(group_size=1)
+    prover = make_prover(TINY, k=2)
+    info = prover_record(TINY, prover)
+    calls = {"n": 0}
+    estimate_many = prover.estimate_many
+
+    def interrupted(items):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return estimate_many(items)
+
+    prover.estimate_many = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        analyse_file(traces, tmp_path / "out", prover, info, segmentation=seg, batch_traces=2, progress=False)
+    done = read_analysed_traces(tmp_path / "out" / ANALYSED_FILE)
+    assert len(done) == 4  # two batches of two finished before the interruption
+    with (tmp_path / "out" / ANALYSED_FILE).open("ab") as f:
+        f.write(b'{"format": "ttc-gym/analysed-tr')  # a write cut short by a kill
+    fresh = make_prover(TINY, k=2)
+    run = analyse_file(traces, tmp_path / "out", fresh, info, segmentation=seg, batch_traces=2, resume=True,
+                       progress=False)
+    assert run.computed == 1 and fresh.calls == 4  # only the last trace's 4 prefixes were estimated
+    assert any("dropped 1 damaged line" in n for n in run.notices)
+    assert list((tmp_path / "out").glob(f"{ANALYSED_FILE}.bak-*"))
+    rows = read_analysed_traces(tmp_path / "out" / ANALYSED_FILE)
+    assert [r["trace_id"] for r in rows] == [t.trace_id for t in traces]
+    # Same seeds: the rows computed before the interruption equal a fresh computation.
+    again = analyse_file(traces[:1], tmp_path / "again", make_prover(TINY, k=2), info, segmentation=seg,
+                         progress=False)
+    assert again.rows[0]["prefixes"] == rows[0]["prefixes"]
+
+
+@pytest.mark.slow  # a subprocess that loads the tokenizer, killed mid-run (~30 s on a loaded 2-core machine)
+def test_resume_after_kill_recomputes_nothing_finished(tmp_path):
+    src = write_traces(tmp_path / "t.jsonl", 40)
+    out = tmp_path / "out"
+    script = (f"from ttc_gym.engines import register_engine_scheme\n"
+              f"register_engine_scheme({TINY!r}, 'ttc_gym.engines.testing:tiny_random_engine', takes_model=False)\n"
+              f"from ttc_gym.cli import main\n"
+              f"main(['traces', 'analyze', {str(src)!r}, '--engine', {TINY!r}, '--k', '2', '--out', {str(out)!r},"
+              f" '--group-size', '1', '--batch-traces', '1', '--no-progress', '--no-plots'])\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    path = out / ANALYSED_FILE
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.exists() and path.read_bytes().count(b"\n") >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    finished = {r["trace_id"] for r in read_analysed_traces_tolerant(path)}
+    assert 2 <= len(finished) < 40
+    traces = load_raw_traces(src)
+    prover = make_prover(TINY, k=2)
+    run = analyse_file(traces, out, prover, prover_record(TINY, prover), segmentation=Segmentation(group_size=1),
+                       resume=True, batch_traces=8, progress=False)
+    left = [t for t in traces if t.trace_id not in finished]
+    assert run.computed == len(left)
+    # 3 prefixes of its own per trace, plus the empty prefix once per problem: none of a finished trace
+    assert prover.calls == 3 * len(left) + len({t.problem_id for t in left})
+    assert len(read_analysed_traces(path)) == 40
+
+
+def read_analysed_traces_tolerant(path: Path) -> list[dict]:
+    """The complete lines of a file a kill may have cut."""
+    from ttc_gym.traces.analyze import read_analysed_file
+
+    return read_analysed_file(path).rows
+
+
+def test_collect_writes_traces_with_the_llm_agent_and_analyses_them(tmp_path, capsys):
+    out = tmp_path / "c.jsonl"
+    args = ["traces", "collect", "--engine", TINY, "--source", "procedural:1", "--n", "2", "--traces-per-problem", "2",
+            "--max-episodes", "2", "--episode-tokens", "6", "--out", str(out), "--k", "2", "--no-progress", "--no-plots"]
+    assert main(args + ["--analyze"]) == 0
+    traces = load_raw_traces(out)
+    assert len(traces) == 4 and len({t.problem_id for t in traces}) == 2
+    for t in traces:
+        assert t.episodes and len(t.episodes) <= 2 and len(t.episode_tokens) == len(t.episodes)
+        assert t.trace_id.startswith(t.problem_id + "#") and t.model == TINY
+    rows = read_analysed_traces(tmp_path / "c_analysis" / ANALYSED_FILE)
+    assert [r["trace_id"] for r in rows] == [t.trace_id for t in traces]
+    for r, t in zip(rows, traces):  # the collected episodes are the analysed ones, with their token counts
+        assert [e["text"] for e in r["episodes"]] == list(t.episodes)
+        assert [e["tokens"] for e in r["episodes"]] == list(t.episode_tokens)
+        assert r["segmentation"]["used"] == "given"
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
+    # A trace does not depend on which others shared its batch (its own seed).
+    from ttc_gym.agents.llm import LLMAgent
+    from ttc_gym.engines import make_engine
+    from ttc_gym.traces.collect import collect_traces, draw_problems
+
+    problems = draw_problems("procedural:1", 2, 0)
+    agent = LLMAgent(make_engine(TINY), max_episode_tokens=6, temperature=0.7, seed=0)
+    together = collect_traces(agent, problems, traces_per_problem=2, max_episodes=2, batch_problems=2)
+    alone = collect_traces(agent, problems[1:], traces_per_problem=2, max_episodes=2, batch_problems=1)
+    assert [t.episodes for t in together[2:]] == [t.episodes for t in alone]
+    assert [t.episodes for t in together] == [t.episodes for t in traces]
+
+
+def test_bad_input_file_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "Q", "answer": "1", "trace": "t"}\n{"problem": "Q", "trace": "t"}\n')
+    assert main(["traces", "analyze", str(bad), "--engine", TINY, "--out", str(tmp_path / "o")]) == 2
+    assert "bad.jsonl:2: expected a field 'answer'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
