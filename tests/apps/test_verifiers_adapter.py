@@ -165,6 +165,20 @@ def test_per_turn_rewards_sit_on_the_trajectory():
     assert "ttc_env" not in state  # the cleanup closed and dropped the rollout's env
 
 
+def test_an_empty_reply_stops_the_rollout_with_an_error():
+    import asyncio
+
+    env = load_environment(rows=rows()[:1], engine=tiny_engine(), **ENV_KWARGS)
+    server = StubChatServer()
+    REPLIES["2 + 3"].insert(0, "   ")
+    try:
+        state = asyncio.run(env.rollout(dict(env.get_dataset()[0]), stub_client(server), "stub", {}))
+    finally:
+        REPLIES["2 + 3"].pop(0)
+    assert state["stop_condition"] == "has_error" and "not a valid TTC-Math-v0 episode" in str(state["error"])
+    assert state["ttc_episodes"] == [] and len(state["trajectory"]) == 1
+
+
 def test_bad_arguments_fail_when_loading():
     with pytest.raises(ValueError, match="num_prover_samples"):
         load_environment(rows=rows(), engine=tiny_engine(), num_prover_sample=3)
