@@ -1,20 +1,13 @@
 """The analysed trace set TTC-Replay-v0 replays: read, checked, and turned into decision points.
 
-An analysed trace (format "ttc-gym/analysed-trace/v1", one JSON object per line) is one reasoning
-trace of one problem split into episodes, with the prover's K forced answers, their grades and J
-after every prefix (docs/formulation.md §2, §6). The fields read here:
-
-    format        "ttc-gym/analysed-trace/v1"
-    problem_id    str; the traces of one problem share it (and its `problem` and `answer`)
-    problem       str, the question;   answer: str, the gold answer
-    trace_id      str, unique within its problem;   model: str or null
-    episodes      [{"text": str, "tokens": int >= 0}, ...]          n episodes
-    prefixes      [{"n_episodes": j, "tokens": int, "forced_answers": [str|null]*K,
-                    "correct": [bool|null]*K, "J": float in [0, 1] or null}, ...]  for j = 0..n
-
-Other fields (prover, final_answer, final_correct, ...) are kept out of the env. A bad row raises a
-`ReplayDataError` naming the file and line (or the row index of a list), the field, what was
-expected and what came.
+An analysed trace (format "ttc-gym/analysed-trace/v1", defined and checked in
+`ttc_gym.traces.format`, documented in docs/traces.md) is one reasoning trace of one problem split
+into episodes, with the prover's K forced answers, their grades and J after every prefix
+(docs/formulation.md §2, §6); the traces of one problem share its `problem_id` (and must agree on its
+`problem` and `answer`). The env reads the episodes' token counts, and per prefix the forced answers,
+their grades and J. A bad row raises `ttc_gym.traces.TraceFormatError` naming the file and line (or
+"data rows" and the row's index), the field, what was expected and what came; a set whose rows do not
+fit together raises `ReplayDataError` (a subclass).
 
 **Ungraded prefixes (null).** A prefix whose J is null was not graded, and is never taken as wrong:
 
@@ -27,15 +20,12 @@ expected and what came.
   traces has a graded empty prefix is left out and listed in `ReplayData.skipped` with the reason;
 - within a graded prefix, a forced answer whose grade is null is shown (it is in the observation's
   agreement, which is gold-free) but never committed: `answer` samples among the graded ones, so the
-  probability of a correct committed answer is `p_correct` = (# true) / (# graded).
-
-A graded prefix (J not null) with no graded forced answer is inconsistent and raises an error.
+  probability of a correct committed answer is `p_correct` = (# true) / (# graded), which is J (the
+  format's J is the mean of the graded `correct` values).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +33,16 @@ from typing import Any, Iterable, Sequence
 
 from ttc_gym.metrics import answer_agreement, majority_vote
 from ttc_gym.seeding import text_seed
+from ttc_gym.traces.format import ANALYSED_FORMAT as FORMAT
+from ttc_gym.traces.format import TraceFormatError, check_analysed_row, jsonl_rows
 from ttc_gym.validation import check_float
 
-FORMAT = "ttc-gym/analysed-trace/v1"
 SPLITS = ("all", "train", "test")
 
 
-class ReplayDataError(ValueError):
-    """An analysed trace set that cannot be replayed; the message names where and what."""
+class ReplayDataError(TraceFormatError):
+    """An analysed trace set that cannot be replayed as a whole (each row fits the format, but the set
+    does not: two rows of one problem disagree on it, no problem can start); the message names where."""
 
 
 @dataclass(frozen=True)
@@ -156,68 +148,61 @@ def split_of(problem_id: str, test_fraction: float = 0.3, split_seed: int = 0) -
 # ---- reading ----------------------------------------------------------------------------------------
 
 def load_replay_data(data: Any) -> ReplayData:
-    """The trace set of `data`: a path to a JSONL file (str or PathLike), or a list of row dicts."""
+    """The trace set of `data`: a path to a JSONL file (str or PathLike), or a list of row dicts. Each row
+    is checked by the format's own check (`ttc_gym.traces.format.check_analysed_row`: an error names the
+    file and line, or "data rows" and the row's index, and the field)."""
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if not path.is_file():
             raise FileNotFoundError(f"analysed trace file {str(path)!r} does not exist (expected a JSONL file "
                                     f"of {FORMAT} rows).")
-        rows = []
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ReplayDataError(f"{path}, line {number}: not valid JSON ({err.msg} at column "
-                                          f"{err.colno}).") from None
-                rows.append((f"{path}, line {number}", row))
+        rows = [(path, number, row) for number, row in jsonl_rows(path)]
         return build_replay_data(rows, str(path))
     if isinstance(data, (list, tuple)):
-        return build_replay_data([(f"data row {i}", row) for i, row in enumerate(data)], "data rows")
+        return build_replay_data([("data rows", i, row) for i, row in enumerate(data)], "data rows")
     raise TypeError(f"data must be a path to a JSONL file of analysed traces or a list of row dicts, got "
                     f"{type(data).__name__}: {data!r:.80}.")
 
 
-def build_replay_data(rows: Iterable[tuple[str, Any]], source: str) -> ReplayData:
-    """Check every (where, row) and group the traces by problem (see the module docstring)."""
+def build_replay_data(rows: Iterable[tuple[Any, int, Any]], source: str) -> ReplayData:
+    """Check every (path, line, row) and group the traces by problem (see the module docstring)."""
     grouped: dict[str, list] = {}
     meta: dict[str, tuple[str, str, str]] = {}
     k_max, episode_tokens, episode_count = 1, 0, 0
-    for where, row in rows:
-        parsed = _parse_row(where, row)
-        pid = parsed["problem_id"]
+    for path, line, row in rows:
+        check_analysed_row(row, path=path, line=line)
+        where = f"{path}:{line}"
+        pid = row["problem_id"]
         if pid in meta:
             question, answer, first = meta[pid]
-            if (parsed["problem"], parsed["answer"]) != (question, answer):
-                raise ReplayDataError(f"{where}: problem_id {pid!r} has another problem or answer than at {first}.")
-            if any(t["trace_id"] == parsed["trace_id"] for t in grouped[pid]):
-                raise ReplayDataError(f"{where}: trace_id {parsed['trace_id']!r} of problem {pid!r} appears twice.")
+            if (row["problem"], row["answer"]) != (question, answer):
+                raise ReplayDataError(f"{where}: problem_id {pid!r} has another problem or answer than on {first}.")
+            if any(t["trace_id"] == row["trace_id"] for t, _ in grouped[pid]):
+                raise ReplayDataError(f"{where}: trace_id {row['trace_id']!r} of problem {pid!r} appears twice.")
         else:
-            meta[pid] = (parsed["problem"], parsed["answer"], where)
+            meta[pid] = (row["problem"], row["answer"], where)
             grouped[pid] = []
-        grouped[pid].append(parsed)
-        k_max = max([k_max] + [len(p["forced_answers"]) for p in parsed["prefixes"]])
-        episode_tokens += sum(e["tokens"] for e in parsed["episodes"])
-        episode_count += len(parsed["episodes"])
+        grouped[pid].append((row, where))
+        k_max = max([k_max] + [len(p["forced_answers"]) for p in row["prefixes"]])
+        episode_tokens += sum(e["tokens"] for e in row["episodes"])
+        episode_count += len(row["episodes"])
     if not grouped:
         raise ReplayDataError(f"{source} holds no analysed trace (expected JSON rows of format {FORMAT!r}).")
     problems, skipped = [], []
     for pid, traces in grouped.items():
-        start = next((t["prefixes"][0] for t in traces if t["prefixes"][0]["J"] is not None), None)
+        start = next((t["prefixes"][0] for t, _ in traces if t["prefixes"][0]["J"] is not None), None)
         if start is None:
             skipped.append((pid, "no trace has a graded empty prefix (J null at n_episodes 0)"))
             continue
         question, answer, _ = meta[pid]
-        problems.append(ReplayProblem(pid, question, answer, tuple(_trace(t, start) for t in traces)))
+        problems.append(ReplayProblem(pid, question, answer, tuple(_trace(t, where, start) for t, where in traces)))
     if not problems:
         raise ReplayDataError(f"{source}: no problem has a graded empty prefix (every J at n_episodes 0 is null).")
     mean_tokens = max(1.0, episode_tokens / episode_count) if episode_count else 1.0
     return ReplayData(tuple(problems), source, tuple(skipped), k_max, mean_tokens)
 
 
-def _trace(row: dict, start: dict) -> ReplayTrace:
+def _trace(row: dict, where: str, start: dict) -> ReplayTrace:
     """The decision points of one checked row: graded prefixes only (the null rule)."""
     prefixes = row["prefixes"]
     first = prefixes[0] if prefixes[0]["J"] is not None else start
@@ -228,7 +213,7 @@ def _trace(row: dict, start: dict) -> ReplayTrace:
         if prefixes[j]["J"] is not None:
             points.append(_point(prefixes[j], j, tokens))
     texts = tuple(e["text"] for e in row["episodes"][: points[-1].episodes])
-    return ReplayTrace(row["trace_id"], row["model"], tuple(points), texts, row["where"])
+    return ReplayTrace(row["trace_id"], row.get("model"), tuple(points), texts, where)
 
 
 def _point(prefix: dict, episodes: int, tokens: int) -> ReplayPoint:
@@ -238,71 +223,3 @@ def _point(prefix: dict, episodes: int, tokens: int) -> ReplayPoint:
     agreement = round(answer_agreement(answers) * len(answers))
     majority = majority_vote([a for a in answers if a])
     return ReplayPoint(episodes, tokens, float(prefix["J"]), answers, correct, graded, p_correct, agreement, majority)
-
-
-_ROW_KEYS = ("format", "problem_id", "problem", "answer", "trace_id", "episodes", "prefixes")
-
-
-def _parse_row(where: str, row: Any) -> dict:
-    if not isinstance(row, dict):
-        raise ReplayDataError(f"{where}: expected a JSON object (one analysed trace), got {type(row).__name__}.")
-    missing = [k for k in _ROW_KEYS if k not in row]
-    if missing:
-        raise ReplayDataError(f"{where}: missing field(s) {missing} (an analysed trace of format {FORMAT!r} has "
-                              f"{', '.join(_ROW_KEYS)}).")
-    if row["format"] != FORMAT:
-        raise ReplayDataError(f"{where}: format must be {FORMAT!r}, got {row['format']!r}.")
-    for key in ("problem_id", "problem", "answer", "trace_id"):
-        if not isinstance(row[key], str) or (key in ("problem_id", "trace_id") and not row[key]):
-            raise ReplayDataError(f"{where}: {key} must be a{' non-empty' if key.endswith('id') else ''} string, "
-                                  f"got {row[key]!r:.80}.")
-    model = row.get("model")
-    if model is not None and not isinstance(model, str):
-        raise ReplayDataError(f"{where}: model must be a string or null, got {model!r:.80}.")
-    episodes = row["episodes"]
-    if not isinstance(episodes, list):
-        raise ReplayDataError(f"{where}: episodes must be a list of {{'text', 'tokens'}} objects, got "
-                              f"{type(episodes).__name__}.")
-    for i, e in enumerate(episodes):
-        if not isinstance(e, dict) or not isinstance(e.get("text"), str) or not _is_count(e.get("tokens")):
-            raise ReplayDataError(f"{where}: episodes[{i}] must be {{'text': str, 'tokens': int >= 0}}, got {e!r:.120}.")
-    prefixes = row["prefixes"]
-    if not isinstance(prefixes, list) or len(prefixes) != len(episodes) + 1:
-        got = len(prefixes) if isinstance(prefixes, list) else type(prefixes).__name__
-        raise ReplayDataError(f"{where}: prefixes must be a list of {len(episodes) + 1} entries (one per "
-                              f"n_episodes = 0..{len(episodes)}), got {got}.")
-    for j, p in enumerate(prefixes):
-        _check_prefix(f"{where}: prefixes[{j}]", p, j)
-        if j and p["tokens"] - prefixes[j - 1]["tokens"] != episodes[j - 1]["tokens"]:
-            raise ReplayDataError(
-                f"{where}: prefixes[{j}].tokens must be prefixes[{j - 1}].tokens + episodes[{j - 1}].tokens = "
-                f"{prefixes[j - 1]['tokens'] + episodes[j - 1]['tokens']} (cumulative), got {p['tokens']}.")
-    return {**row, "model": model, "where": where}
-
-
-def _check_prefix(where: str, p: Any, j: int) -> None:
-    if not isinstance(p, dict):
-        raise ReplayDataError(f"{where}: expected an object, got {type(p).__name__}.")
-    if p.get("n_episodes") != j or isinstance(p.get("n_episodes"), bool):
-        raise ReplayDataError(f"{where}: n_episodes must be {j} (prefixes are in order), got {p.get('n_episodes')!r}.")
-    if not _is_count(p.get("tokens")):
-        raise ReplayDataError(f"{where}: tokens must be an int >= 0, got {p.get('tokens')!r}.")
-    answers, correct = p.get("forced_answers"), p.get("correct")
-    if not isinstance(answers, list) or not answers or not all(a is None or isinstance(a, str) for a in answers):
-        raise ReplayDataError(f"{where}: forced_answers must be a non-empty list of strings or nulls, got {answers!r:.120}.")
-    if (not isinstance(correct, list) or len(correct) != len(answers)
-            or not all(c is None or isinstance(c, bool) for c in correct)):
-        raise ReplayDataError(f"{where}: correct must be a list of {len(answers)} true/false/null (one per forced "
-                              f"answer), got {correct!r:.120}.")
-    J = p.get("J", "missing")
-    if J is None:
-        return
-    if isinstance(J, bool) or not isinstance(J, (int, float)) or not math.isfinite(J) or not 0.0 <= J <= 1.0:
-        raise ReplayDataError(f"{where}: J must be a number in [0, 1] or null (not graded), got {J!r}.")
-    if all(c is None for c in correct):
-        raise ReplayDataError(f"{where}: J is {J} but no forced answer is graded (every correct is null); "
-                              f"an ungraded prefix has J null.")
-
-
-def _is_count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0

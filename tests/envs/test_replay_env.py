@@ -13,6 +13,7 @@ import ttc_gym  # noqa: F401
 from ttc_gym.actions import MetaAction
 from ttc_gym.envs.replay import OBS_FIELDS, TTCReplayEnv
 from ttc_gym.envs.replay_data import FORMAT, ReplayDataError, load_replay_data, split_of
+from ttc_gym.traces import TraceFormatError
 
 C, S, V, A = MetaAction.CONTINUE, MetaAction.SWITCH, MetaAction.VERIFY, MetaAction.ANSWER
 FIELD = {name: i for i, name in enumerate(OBS_FIELDS)}
@@ -20,22 +21,26 @@ if "TTC-Replay-v0" not in gym.registry:  # TEMPORARY until registered
     gym.register("TTC-Replay-v0", entry_point="ttc_gym.envs.replay:TTCReplayEnv")
 
 
-def row(pid, tid, gold, tokens, answers, js=None, correct=None, question="Q?"):
+def row(pid, tid, gold, tokens, answers, correct=None, ungraded=(), question="Q?"):
     """One analysed trace: `tokens[i]` of episode i, `answers[j]` the forced answers after j episodes,
-    graded against `gold` (or `correct[j]`), J the fraction correct (or `js[j]`; None = ungraded)."""
-    prefixes, total = [], 100  # prompt tokens: the cumulative counts need not start at 0
+    graded against `gold` (or given by `correct[j]`); prefixes in `ungraded` have no grade (J null).
+    J is the mean of the graded answers, as the format requires."""
+    prefixes, total = [], 0
     for j, ans in enumerate(answers):
-        grades = correct[j] if correct is not None else [a == gold for a in ans]
-        J = js[j] if js is not None else sum(grades) / len(grades)
-        if J is None:
+        grades = correct[j] if correct is not None and correct[j] is not None else [a == gold for a in ans]
+        if j in ungraded:
             grades = [None] * len(ans)
+        known = [g for g in grades if g is not None]
+        J = sum(known) / len(known) if known else None
         prefixes.append({"n_episodes": j, "tokens": total, "forced_answers": list(ans), "correct": grades, "J": J})
         if j < len(tokens):
             total += tokens[j]
     return {"format": FORMAT, "problem_id": pid, "problem": question, "answer": gold, "trace_id": tid,
             "model": "hand-made", "episodes": [{"text": f"{tid} episode {i + 1}.", "tokens": t}
                                                for i, t in enumerate(tokens)],
-            "prefixes": prefixes, "prover": {"K": 4}, "final_answer": None, "final_correct": None}
+            "prefixes": prefixes,
+            "prover": {"engine": "hand", "k": len(answers[0]), "max_new_tokens": 24, "template": "boxed"},
+            "final_answer": None, "final_correct": None}
 
 
 def fixture_rows():
@@ -44,12 +49,12 @@ def fixture_rows():
         row("p1", "a", "12", [10, 20, 30], [["1", "2", "12", "3"], ["12", "12", "3", "4"],
                                              ["12", "12", "12", "12"], ["12", "12", "12", "12"]]),
         row("p1", "b", "12", [5, 7], [["1", "2", "12", "3"], ["9", "9", "9", "9"], ["12", "12", "12", "9"]]),
-        # p2: prefix 1 ungraded (skipped), one answer of prefix 2 ungraded (never committed).
+        # p2: prefix 1 ungraded (skipped), one answer of prefix 2 ungraded (never committed): J 2/3 there.
         row("p2", "c", "7", [4, 6], [["7", "7", "1", "2"], ["x", "y", "z", "w"], ["7", "7", "7", "8"]],
-            js=[0.5, None, 0.5], correct=[[True, True, False, False], None, [True, None, True, False]]),
+            correct=[None, None, [True, None, True, False]], ungraded={1}),
         # p3: trace d's empty prefix ungraded (borrowed from e); its last prefix ungraded (dropped).
         row("p3", "d", "5", [3, 3], [["5", "1", "1", "1"], ["5", "5", "1", "1"], ["5", "5", "5", "5"]],
-            js=[None, 0.5, None]),
+            ungraded={0, 2}),
         row("p3", "e", "5", [8], [["5", "1", "1", "1"], ["5", "5", "5", "1"]]),
     ]
 
@@ -179,7 +184,7 @@ def test_an_ungraded_prefix_is_skipped_its_episodes_revealed_with_the_next_one()
     start(env, "p2", "c")
     _, r, _, _, info = env.step(C)
     assert info["trace_position"] == 1 and info["tokens_used"] == 10 and info["episodes_used"] == 1
-    assert info["J"] == 0.5 and r == 0.0 and info["trace_ended"]
+    assert info["J"] == pytest.approx(2 / 3) and r == pytest.approx(2 / 3 - 0.5) and info["trace_ended"]
     assert env.unwrapped.trace.points[1].episodes == 2
 
 
@@ -204,7 +209,7 @@ def test_an_ungraded_empty_prefix_is_borrowed_and_trailing_ungraded_prefixes_dro
 
 
 def test_a_problem_without_a_graded_empty_prefix_is_left_out_and_listed():
-    rows = fixture_rows() + [row("p4", "f", "1", [2], [["1"], ["1"]], js=[None, 1.0])]
+    rows = fixture_rows() + [row("p4", "f", "1", [2], [["1"], ["1"]], ungraded={0})]
     data = load_replay_data(rows)
     assert [p.problem_id for p in data.problems] == ["p1", "p2", "p3"]
     assert data.skipped == (("p4", "no trace has a graded empty prefix (J null at n_episodes 0)"),)
@@ -305,35 +310,38 @@ def _write(tmp_path, rows):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda r: r.pop("answer"), r"missing field\(s\) \['answer'\]"),
-    (lambda r: r.update(format="v0"), "format must be 'ttc-gym/analysed-trace/v1', got 'v0'"),
-    (lambda r: r["prefixes"].pop(), "prefixes must be a list of 4 entries"),
-    (lambda r: r["prefixes"][2].update(J=1.5), r"prefixes\[2\]: J must be a number in \[0, 1\] or null"),
-    (lambda r: r["prefixes"][1].update(correct=[True]), r"prefixes\[1\]: correct must be a list of 4"),
-    (lambda r: r["prefixes"][1].update(n_episodes=2), r"prefixes\[1\]: n_episodes must be 1"),
-    (lambda r: r["prefixes"][3].update(tokens=7), r"prefixes\[3\].tokens must be prefixes\[2\].tokens \+ "
-                                                  r"episodes\[2\].tokens = 160 \(cumulative\), got 7"),
-    (lambda r: r["episodes"][0].update(tokens=-1), r"episodes\[0\] must be"),
-    (lambda r: r["prefixes"][1].update(correct=[None] * 4), "J is 0.5 but no forced answer is graded"),
+    (lambda r: r.pop("answer"), "expected a field 'answer'"),
+    (lambda r: r.update(format="v0"), "field 'format' must be 'ttc-gym/analysed-trace/v1', got 'v0'"),
+    (lambda r: r["prefixes"].pop(), "field 'prefixes' must have one entry per prefix"),
+    (lambda r: r["prefixes"][2].update(J=1.5), r"field 'prefixes\[2\].J' must be the mean of the graded"),
+    (lambda r: r["prefixes"][1].update(correct=[True]), r"field 'prefixes\[1\].correct' must be a list of K=4"),
+    (lambda r: r["prefixes"][1].update(n_episodes=2), r"field 'prefixes\[1\].n_episodes' must be 1"),
+    (lambda r: r["prefixes"][3].update(tokens=7), r"field 'prefixes\[3\].tokens' must be the cumulative episode "
+                                                  r"tokens 60, got 7"),
+    (lambda r: r["episodes"][0].update(tokens=-1), r"field 'episodes\[0\]' must be"),
+    (lambda r: r["prefixes"][1].update(correct=[None] * 4), r"'prefixes\[1\].J' must be null when no forced answer"),
 ])
 def test_bad_rows_name_the_file_line_and_field(tmp_path, edit, message):
     rows = fixture_rows()
-    edit(rows[1 - 1])
+    edit(rows[0])
     path = _write(tmp_path, rows)
-    with pytest.raises(ReplayDataError, match=rf"bad\.jsonl, line 1: .*{message}"):
+    with pytest.raises(TraceFormatError, match=rf"bad\.jsonl:1: .*{message}"):
         gym.make("TTC-Replay-v0", data=path)
+    with pytest.raises(TraceFormatError, match=rf"data rows:0: .*{message}"):
+        gym.make("TTC-Replay-v0", data=rows)
 
 
 def test_bad_json_duplicates_and_clashes_name_their_line(tmp_path):
     rows = fixture_rows()
-    with pytest.raises(ReplayDataError, match=r"line 3: not valid JSON"):
+    with pytest.raises(TraceFormatError, match=r"bad\.jsonl:3: not a JSON object"):
         load_replay_data(_write(tmp_path, rows[:2] + ["{oops"]))
-    with pytest.raises(ReplayDataError, match=r"line 3: trace_id 'a' of problem 'p1' appears twice"):
+    with pytest.raises(ReplayDataError, match=r"bad\.jsonl:3: trace_id 'a' of problem 'p1' appears twice"):
         load_replay_data(_write(tmp_path, rows[:2] + [rows[0]]))
     clash = dict(rows[1], answer="13")
-    with pytest.raises(ReplayDataError, match=r"line 2: problem_id 'p1' has another problem or answer than at .*line 1"):
+    with pytest.raises(ReplayDataError, match=r"bad\.jsonl:2: problem_id 'p1' has another problem or answer than "
+                                              r"on .*bad\.jsonl:1"):
         load_replay_data(_write(tmp_path, [rows[0], clash]))
-    with pytest.raises(ReplayDataError, match=r"data row 1: expected a JSON object"):
+    with pytest.raises(TraceFormatError, match=r"data rows:1: expected a JSON object"):
         load_replay_data([rows[0], [1, 2]])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         gym.make("TTC-Replay-v0", data=str(tmp_path / "none.jsonl"))
