@@ -161,9 +161,10 @@ def typed_models(env_id: str, action_space: spaces.Space, observation_space: spa
         action=(space_type(action_space, f"{name}ActionValue"),
                 Field(..., description=f"an action in {action_space!r}")),
     )
+    observation_type = space_type(observation_space, f"{name}ObservationValue")
     observation_cls = create_model(
         f"{name}Observation", __base__=TTCObservation,
-        observation=(Optional[space_type(observation_space, f"{name}ObservationValue")],
+        observation=(Optional[observation_type],
                      Field(default=None, description=f"an observation in {observation_space!r}")),
     )
     return action_cls, observation_cls
