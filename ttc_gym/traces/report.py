@@ -208,6 +208,7 @@ def plot_all(rows: list[dict], summary: dict, out_dir: Path) -> list[Path]:
 
     # maj@k at a prefix vs tokens: first, middle and last prefix of each trace.
     fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot(grid, mean, color="grey", lw=1.2, ls="--", label="J: think longer (mean)")
     k = usable[0]["prover"]["k"]
     for name, pick, color in (("J_0 prefix", lambda n: 0, "tab:red"), ("middle prefix", lambda n: n // 2, "tab:green"),
                               ("last prefix", lambda n: n, "tab:blue")):
