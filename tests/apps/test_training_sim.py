@@ -480,3 +480,27 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
         assert out == "", argv  # nothing trained
         assert err.startswith("error: ") and err.count("\n") == 1 and match in err, (argv, err)
         assert "Traceback" not in err
+
+
+# -- the expert of the verifier-free baselines ------------------------------------------------------
+def test_heterogeneous_expert_is_gold_free_and_its_spread_sets_the_mixture():
+    from ttc_gym.agents.heuristics import NeverVerify
+    from ttc_gym.agents.training.experts import HeterogeneousExpert
+
+    env = gym.make("TTC-Sim-v0", max_episodes=6, switch_keep=0.5)  # a 7-field observation, too
+    model = env.unwrapped.model
+    gold = {"J", "J_exact", "progress", "outcome", "reward"}
+    mixed = HeterogeneousExpert(6, seed=0, spread=1.0, model=model).agents(60)
+    assert len({repr(a) for a in mixed}) > 3  # several strategies and parameters
+    for i, agent in enumerate(mixed):
+        obs, info = env.reset(seed=i)
+        done = False
+        while not done:  # the agents act on the gold-free part of info only (a KeyError otherwise)
+            obs, _, term, trunc, info = env.step(agent.act(obs, {k: v for k, v in info.items() if k not in gold}))
+            done = term or trunc
+    single = HeterogeneousExpert(6, seed=0, spread=0.0).agents(20)
+    assert {repr(a) for a in single} == {repr(NeverVerify(2))}
+    with pytest.raises(TypeError, match="public model"):
+        HeterogeneousExpert(6, spread=0.5)
+    with pytest.raises(ValueError):
+        SimTrainConfig(expert_spread=1.5)
