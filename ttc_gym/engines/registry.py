@@ -126,6 +126,8 @@ def make_engine(spec: Any = None, **kwargs: Any) -> Engine:
       kwargs go to its constructor.
     - "vllm:<model>": a `VLLMEngine` on a GPU (needs `pip install 'ttc-gym[vllm]'`), shared per process
       per model and kwargs (one vLLM takes most of a GPU); kwargs go to its constructor.
+    - "micro": the micro-reasoner shipped in the package (`ttc_gym.micro.checkpoint`), a fresh
+      `TransformersEngine` each time; kwargs go to `load_micro_engine`.
     - "<scheme>:<model>" for a scheme added with `register_engine_scheme`.
     - an object implementing `Engine`: returned unchanged (no kwargs allowed).
 
@@ -197,3 +199,4 @@ def _known(schemes: dict[str, EngineScheme]) -> str:
 register_engine_scheme("default", "ttc_gym.engines.default_model:load_default_engine", takes_model=False)
 register_engine_scheme("transformers", "ttc_gym.engines.transformers_engine:TransformersEngine")
 register_engine_scheme("vllm", "ttc_gym.engines.vllm_engine:shared_vllm_engine")
+register_engine_scheme("micro", "ttc_gym.micro.checkpoint:load_micro_engine", takes_model=False)

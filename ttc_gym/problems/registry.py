@@ -20,7 +20,7 @@ _SOURCES: dict[str, SourceFactory] = {}
 
 SPEC_HELP = (
     "'procedural', 'procedural:<level 1-5>' (also '1-3' or '1,2'), 'hf:<name>[:split]' or "
-    "'hf:<name>:<config>:<split>', a path to a " + "/".join(SUPPORTED_SUFFIXES) + " file, "
+    "'hf:<name>:<config>:<split>', 'micro' or 'micro:<level 1-5>' (arithmetic chains), a path to a " + "/".join(SUPPORTED_SUFFIXES) + " file, "
     "a registered name, a ProblemSource, or a list of Problems"
 )
 
@@ -82,6 +82,15 @@ def _hf(arg: str | None) -> ProblemSource:
 
 register_source("procedural", _procedural)
 register_source("hf", _hf)
+
+
+def _micro(arg: str | None) -> ProblemSource:
+    from ttc_gym.micro.task import source_from_spec  # the micro-reasoner's arithmetic chains
+
+    return source_from_spec(arg)
+
+
+register_source("micro", _micro)
 
 
 def _file(path: str | os.PathLike[str]) -> ProblemSource:

@@ -1,0 +1,194 @@
+"""Supervised pretraining of the micro-reasoner from scratch (issue 15).
+
+    python -m ttc_gym.micro.pretrain --out ttc_gym/data/micro --seed 0     # the shipped checkpoint
+
+Steps: draw problems of every level (`ttc_gym.micro.task.MicroSource`) and one procedural trace of
+each (`ttc_gym.micro.traces.generate_trace`); build the byte-level BPE tokenizer from their texts
+(`ttc_gym.micro.tokenizer`); train a small `LlamaForCausalLM` from random weights on two kinds of
+examples, each the exact prompt the envs send followed by its target (loss on the target only):
+- the whole trace after the reasoning prompt (`traces.trace_example`): the policy's episodes;
+- the forced answer after a random prefix of the trace (`traces.forced_example`): the prover's
+  answer after MRT's "Time is up ..." suffix, i.e. the number the prefix stands at carried through
+  the steps not written yet.
+Every batch is drawn from a generator seeded by (seed, step) and torch is seeded and run with a
+fixed thread count (`--threads`, default 1: one thread is also the fastest on a CPU that other
+processes share), so the same seed gives the same checkpoint on the same machine and torch build.
+Writes model.safetensors, config.json, generation_config.json, the tokenizer files and
+pretrain_config.json to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ttc_gym.micro.task import LEVELS, MicroSource
+from ttc_gym.micro.tokenizer import DEFAULT_VOCAB_SIZE, build_tokenizer
+from ttc_gym.micro.traces import TraceStyle, forced_example, generate_trace, trace_example
+
+
+@dataclass
+class PretrainConfig:
+    """What `pretrain` trains (every field is a command-line option)."""
+
+    seed: int = 0
+    steps: int = 400
+    batch_size: int = 32
+    forced_share: float = 0.35  # share of a batch's examples that are forced answers
+    lr: float = 3e-3
+    warmup: int = 50
+    weight_decay: float = 0.01
+    hidden_size: int = 128
+    layers: int = 4
+    heads: int = 4
+    intermediate_size: int = 512
+    context: int = 1024
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    tokenizer_problems: int = 2000
+    threads: int = 1
+    levels: tuple[int, ...] = LEVELS
+    style: TraceStyle = field(default_factory=TraceStyle)
+
+
+def draw_examples(rng: np.random.Generator, n: int, config: PretrainConfig,
+                  source: MicroSource) -> list[tuple[str, str]]:
+    """`n` (prompt, target) examples: a trace or, with probability `forced_share`, a forced answer
+    after a uniformly drawn prefix of a trace (0 .. all its episodes)."""
+    examples = []
+    for _ in range(n):
+        trace = generate_trace(source.sample(rng), rng, config.style)
+        if rng.random() < config.forced_share:
+            examples.append(forced_example(trace, int(rng.integers(len(trace.episodes) + 1))))
+        else:
+            examples.append(trace_example(trace))
+    return examples
+
+
+def encode_examples(tokenizer: Any, examples: list[tuple[str, str]]) -> tuple[Any, Any, Any]:
+    """(input_ids, attention_mask, labels) tensors, right-padded; labels are -100 except on the
+    target's tokens (the tokens of prompt + target whose text starts at or after the prompt's end)."""
+    import torch
+
+    rows, masks = [], []
+    for prompt, target in examples:
+        enc = tokenizer(prompt + target, add_special_tokens=False, return_offsets_mapping=True)
+        ids = enc["input_ids"]
+        start = next(k for k, (a, _) in enumerate(enc["offset_mapping"]) if a >= len(prompt))
+        rows.append(ids)
+        masks.append([False] * start + [True] * (len(ids) - start))
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for k, (ids, mask) in enumerate(zip(rows, masks)):
+        input_ids[k, : len(ids)] = torch.tensor(ids)
+        attention[k, : len(ids)] = 1
+        labels[k, : len(ids)] = torch.where(torch.tensor(mask), torch.tensor(ids), torch.tensor(-100))
+    return input_ids, attention, labels
+
+
+def build_model(config: PretrainConfig, tokenizer: Any) -> Any:
+    """A randomly initialised `LlamaForCausalLM` of `config`'s size (seeded by `config.seed`)."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(config.seed)
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.heads,
+        max_position_embeddings=config.context, tie_word_embeddings=True, rope_theta=10000.0,
+        bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(llama)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    return model
+
+
+def pretrain(config: PretrainConfig, out: str | Path, log: Any = print) -> dict:
+    """Train as `config` says and save the checkpoint to `out`; returns a summary (loss curve, wall time)."""
+    import torch
+
+    begin = time.perf_counter()
+    torch.set_num_threads(config.threads)
+    source = MicroSource(list(config.levels))
+    corpus_rng = np.random.default_rng([config.seed, 2**31 - 1])
+    corpus = [p + t for p, t in draw_examples(corpus_rng, config.tokenizer_problems, config, source)]
+    tokenizer = build_tokenizer(corpus, vocab_size=config.vocab_size)
+    model = build_model(config, tokenizer)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup:
+            return config.lr * (step + 1) / config.warmup
+        frac = (step - config.warmup) / max(1, config.steps - config.warmup)
+        return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    losses = []
+    model.train()
+    for step in range(config.steps):
+        rng = np.random.default_rng([config.seed, step])
+        input_ids, attention, labels = encode_examples(tokenizer, draw_examples(rng, config.batch_size, config, source))
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if log and (step % 50 == 0 or step == config.steps - 1):
+            log(f"step {step:5d}  loss {np.mean(losses[-50:]):.4f}  lr {lr_at(step):.2e}  "
+                f"{time.perf_counter() - begin:.0f}s")
+    model.eval()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    summary = {"config": _jsonable(asdict(config)), "params": sum(p.numel() for p in model.parameters()),
+               "final_loss": float(np.mean(losses[-50:])), "wall_s": time.perf_counter() - begin,
+               "losses_every_50": [float(np.mean(losses[k:k + 50])) for k in range(0, len(losses), 50)],
+               "torch": torch.__version__}
+    (out / "pretrain_config.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = PretrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m ttc_gym.micro.pretrain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="folder to write the checkpoint to")
+    for name in ("seed", "steps", "batch_size", "warmup", "hidden_size", "layers", "heads", "intermediate_size",
+                 "context", "vocab_size", "tokenizer_problems", "threads"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("lr", "weight_decay", "forced_share"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    args = vars(parser.parse_args(argv))
+    out = args.pop("out")
+    summary = pretrain(PretrainConfig(**args), out, log=lambda line: print(line, flush=True))
+    print(f"saved {summary['params']:,} parameters to {out} in {summary['wall_s']:.0f}s "
+          f"(final loss {summary['final_loss']:.4f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
