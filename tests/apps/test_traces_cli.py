@@ -66,6 +66,24 @@ def test_analyze_writes_rows_figures_and_summary_then_resume_skips_all(tmp_path,
     assert (out / ANALYSED_FILE).read_bytes() == before
     assert main(args[:5] + ["--k", "3"] + args[7:] + ["--resume"]) == 2  # another prover: refused
     assert "analysed with prover" in capsys.readouterr().err
+    # An analysed file as input: rows of the same prover are reused (no model loaded), others recomputed
+    # on the stored episodes.
+    again = ["traces", "analyze", str(out / ANALYSED_FILE), "--engine", TINY, "--k", "2", "--no-progress",
+             "--no-plots"]
+    import ttc_gym.traces.analyze as analyze_module
+
+    monkeypatched = analyze_module.make_prover
+    analyze_module.make_prover = None  # would fail if called
+    try:
+        assert main(again + ["--out", str(tmp_path / "same")]) == 0
+    finally:
+        analyze_module.make_prover = monkeypatched
+    assert "reused 3 trace(s)" in capsys.readouterr().err
+    assert read_analysed_traces(tmp_path / "same" / ANALYSED_FILE) == rows
+    assert main(again[:5] + ["--k", "3"] + again[7:] + ["--out", str(tmp_path / "k3")]) == 0
+    k3 = read_analysed_traces(tmp_path / "k3" / ANALYSED_FILE)
+    assert [r["episodes"] for r in k3] == [r["episodes"] for r in rows]
+    assert all(len(p["forced_answers"]) == 3 for r in k3 for p in r["prefixes"])
 
 
 def test_resume_after_interruption_computes_only_what_is_left(tmp_path):

@@ -116,7 +116,9 @@ def test_unclosed_think_has_no_final_answer():
     ({"answer": "1", "messages": "hi"}, "'messages' must be a non-empty list"),
     ({"problem": "Q?", "answer": "1", "trace": "t", "tokens": -1}, "'tokens' must be an integer >= 0"),
     ({"problem": "Q?", "answer": "1", "trace": "t", "episodes": ["a"], "episode_tokens": [1, 2]}, "episode_tokens"),
-    ({"problem": "Q?", "answer": "1", "trace": "t", "format": ANALYSED_FORMAT}, "an analysed trace"),
+    ({"problem": "Q?", "answer": "1", "trace": "t", "format": "ttc-gym/trace/v2"}, "'format' must be"),
+    ({"format": ANALYSED_FORMAT, "problem": "Q?", "answer": "1", "trace_id": "x", "problem_id": "p"},
+     "'episodes' must be a list"),
 ])
 def test_bad_raw_rows_name_line_and_field(tmp_path, row, message):
     path = tmp_path / "t.jsonl"
@@ -135,3 +137,15 @@ def test_missing_and_empty_files(tmp_path):
                                        {"problem": "Q", "answer": "1", "trace": "b", "trace_id": "x"}])
     with pytest.raises(TraceFormatError, match="occurs twice"):
         load_raw_traces(tmp_path / "d.jsonl")
+
+
+def test_analysed_rows_load_as_raw_traces_with_their_episodes(tmp_path):
+    path = tmp_path / "a.jsonl"
+    write_jsonl(path, [analysed_row(), {"problem": "Q?", "answer": "1", "trace": "t"}])
+    first, second = load_raw_traces(path)
+    assert first.trace_id == "p1#0" and first.episodes == ("2+3 is 6.", "Wait, it is 5.")
+    assert first.episode_tokens == (5, 6) and first.tokens == 11 and first.final_answer == "5"
+    assert second.episodes is None
+    from ttc_gym.traces.loaders import analysed_rows_in
+
+    assert [r["trace_id"] for r in analysed_rows_in(path)] == ["p1#0"]

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ttc_gym.grading import compare_answers, normalize_answer
 from ttc_gym.llm_prover import LLMProver
@@ -83,6 +83,15 @@ def prover_record(engine_spec: str, prover: LLMProver) -> dict:
     """The analysed format's `prover` field (plus the sampling settings that make J reproducible)."""
     return {"engine": str(engine_spec), "k": prover.num_samples, "max_new_tokens": prover.max_answer_tokens,
             "template": prover.template.forced_answer, "temperature": prover.temperature, "seed": prover.seed}
+
+
+def prover_settings(engine_spec: str, *, k: int = 8, temperature: float = 0.7, max_answer_tokens: int | None = None,
+                    forced_answer: str = "boxed", seed: int = 0) -> dict:
+    """`prover_record` of the prover `make_prover` would build, without loading its engine."""
+    template = PromptTemplate(forced_answer=forced_answer)
+    return {"engine": str(engine_spec), "k": check_int("k", k, minimum=1),
+            "max_new_tokens": template.answer_tokens if max_answer_tokens is None else max_answer_tokens,
+            "template": forced_answer, "temperature": float(temperature), "seed": seed}
 
 
 def make_prover(engine: Any, *, k: int = 8, temperature: float = 0.7, max_answer_tokens: int | None = None,
@@ -205,12 +214,15 @@ def _same_prover(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-def analyse_file(traces: Sequence[RawTrace], out_dir: str | Path, prover: LLMProver, prover_info: dict, *,
-                 segmentation: Segmentation = Segmentation(), resume: bool = False, batch_traces: int = 4,
-                 progress: bool = True) -> AnalysisRun:
+def analyse_file(traces: Sequence[RawTrace], out_dir: str | Path, prover: LLMProver | Callable[[], LLMProver],
+                 prover_info: dict, *, segmentation: Segmentation = Segmentation(), resume: bool = False,
+                 batch_traces: int = 4, progress: bool = True, reuse: Sequence[dict] = ()) -> AnalysisRun:
     """Analyse `traces` into `out_dir/analysed.jsonl` (module docstring): batches of `batch_traces`
     traces, each appended when done. Without `resume` an existing non-empty file is an error; with
-    it, finished traces (by trace_id) are skipped."""
+    it, finished traces (by trace_id) are skipped. `reuse`: analysed rows (e.g. the input file was
+    analysed already) taken as finished when their prover is `prover_info`'s, written to the file
+    without any computation. `prover` may be a function that builds it: it is called only when some
+    trace is left to compute (so a report of finished rows loads no model)."""
     check_int("batch_traces", batch_traces, minimum=1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -232,7 +244,16 @@ def analyse_file(traces: Sequence[RawTrace], out_dir: str | Path, prover: LLMPro
                        f"their traces are computed again (original kept as {backup.name}).")
     wanted = {t.trace_id for t in traces}
     done = {row["trace_id"]: row for row in found.rows if row["trace_id"] in wanted}
+    carried = [row for row in reuse if row["trace_id"] in wanted and row["trace_id"] not in done
+               and _same_prover(row["prover"], prover_info)]
+    if carried:
+        with path.open("ab") as f:
+            f.write(b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in carried))
+        done.update((r["trace_id"], r) for r in carried)
+        notices.append(f"reused {len(carried)} trace(s) analysed with this prover in the input file.")
     todo = [t for t in traces if t.trace_id not in done]
+    if todo and not isinstance(prover, LLMProver):
+        prover = prover()
     start = time.perf_counter()
     bar = None
     if progress:

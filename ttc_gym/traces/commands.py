@@ -56,20 +56,24 @@ def _prover_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _analyse(traces: list, out: Path, args: argparse.Namespace, resume: bool, engine: Any = None) -> int:
-    from ttc_gym.traces.analyze import Segmentation, analyse_file, make_prover, prover_record
+def _analyse(traces: list, out: Path, args: argparse.Namespace, resume: bool, engine: Any = None,
+             reuse: list | None = None) -> int:
+    from ttc_gym.traces.analyze import Segmentation, analyse_file, make_prover, prover_settings
     from ttc_gym.traces.report import write_report
 
     segmentation = Segmentation(mode=args.segment, markers=tuple(args.markers), min_gap=args.min_gap,
                                 max_pieces=args.max_pieces, group_size=args.group_size)
-    prover = make_prover(engine if engine is not None else args.engine, k=args.k, temperature=args.temperature,
-                         max_answer_tokens=args.max_answer_tokens, forced_answer=args.forced_answer,
-                         seed=args.prover_seed)
-    info = prover_record(args.engine, prover)
+    settings = dict(k=args.k, temperature=args.temperature, max_answer_tokens=args.max_answer_tokens,
+                    forced_answer=args.forced_answer, seed=args.prover_seed)
+    info = prover_settings(args.engine, **settings)
+
+    def build_prover():  # loaded only when some trace is left to compute
+        return make_prover(engine if engine is not None else args.engine, **settings)
+
     print(f"ttc-gym traces analyze: {len(traces)} traces, prover {args.engine} K={args.k} -> {out}/", file=sys.stderr)
     try:
-        run = analyse_file(traces, out, prover, info, segmentation=segmentation, resume=resume,
-                           batch_traces=args.batch_traces, progress=not args.no_progress)
+        run = analyse_file(traces, out, build_prover, info, segmentation=segmentation, resume=resume,
+                           batch_traces=args.batch_traces, progress=not args.no_progress, reuse=reuse or ())
     except KeyboardInterrupt:
         print(f"\nttc-gym traces analyze: interrupted; finished traces are in {out}/analysed.jsonl. "
               f"Rerun with --resume to continue.", file=sys.stderr)
@@ -85,11 +89,11 @@ def _analyse(traces: list, out: Path, args: argparse.Namespace, resume: bool, en
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from ttc_gym.traces.format import TraceFormatError
-    from ttc_gym.traces.loaders import load_raw_traces
+    from ttc_gym.traces.loaders import analysed_rows_in, load_raw_traces
 
     try:
         traces = load_raw_traces(args.file)
-        return _analyse(traces, Path(args.out), args, args.resume)
+        return _analyse(traces, Path(args.out), args, args.resume, reuse=analysed_rows_in(args.file))
     except (TraceFormatError, FileNotFoundError, FileExistsError, ValueError, TypeError) as err:
         print(f"ttc-gym traces analyze: error: {err}", file=sys.stderr)
         return 2

@@ -123,7 +123,7 @@ def raw_trace_row(row: Any, *, path: Any = None, line: int | None = None, defaul
     fmt = row.get("format", RAW_FORMAT)
     if fmt != RAW_FORMAT:
         raise TraceFormatError(f"{where}: field 'format' must be {RAW_FORMAT!r} for a raw trace, got {fmt!r}"
-                               + (" (an analysed trace: give it to the replay env, not to analyze)."
+                               + (" (an analysed trace: read it with ttc_gym.traces.loaders.load_raw_traces)."
                                   if fmt == ANALYSED_FORMAT else "."))
     problem = _text_field(row, "problem", where)
     answer = _text_field(row, "answer", where)
@@ -243,6 +243,16 @@ def check_analysed_row(row: Any, *, path: Any = None, line: int | None = None) -
     if row.get("final_correct") is not None and not isinstance(row["final_correct"], bool):
         raise TraceFormatError(f"{where}: field 'final_correct' must be a boolean or null, got {row['final_correct']!r}.")
     return row
+
+
+def analysed_to_raw(row: dict) -> RawTrace:
+    """The raw trace of an analysed row (its episodes given, with their token counts): to analyse
+    it again with another prover."""
+    episodes = tuple(e["text"] for e in row["episodes"])
+    tokens = tuple(e["tokens"] for e in row["episodes"])
+    return RawTrace(problem_id=row["problem_id"], problem=row["problem"], answer=row["answer"],
+                    trace="\n\n".join(episodes), trace_id=row["trace_id"], model=row.get("model"),
+                    tokens=sum(tokens), episodes=episodes, episode_tokens=tokens, final_answer=row.get("final_answer"))
 
 
 def read_analysed_traces(path: str | Path) -> list[dict]:

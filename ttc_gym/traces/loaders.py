@@ -1,6 +1,8 @@
 """Raw traces from common JSONL exports (docs/traces.md): one row a line, any of
 
 - **ttc-gym's raw format** (`ttc_gym.traces.format`): a `trace` field;
+- **ttc-gym's analysed format**: its episodes (with their token counts) are the trace's, to be
+  analysed again (`ttc_gym.traces.analyze` reuses a row whose prover is the one asked for);
 - a **"messages" chat row**: `{"messages": [{"role": "user", "content": Q}, {"role": "assistant",
   "content": A}], "answer": gold}` (the last user turn is the problem, the last assistant turn the
   completion; an assistant `reasoning_content` field, as DeepSeek's API returns, is the thinking);
@@ -24,9 +26,12 @@ from typing import Any
 from ttc_gym.answer_extraction import extract_answer
 from ttc_gym.problems.loaders import gold_answer
 from ttc_gym.traces.format import (
+    ANALYSED_FORMAT,
     RAW_FORMAT,
     RawTrace,
     TraceFormatError,
+    analysed_to_raw,
+    check_analysed_row,
     check_unique_ids,
     jsonl_rows,
     raw_trace_row,
@@ -89,6 +94,8 @@ def row_to_raw_trace(row: Any, *, path: Any = None, line: int | None = None) -> 
         raise TraceFormatError(f"{where}: expected a JSON object (one trace), got {type(row).__name__}.")
     id_key = _first(row, ID_FIELDS)
     default_id = str(row[id_key]) if id_key else f"{Path(str(path)).name if path else 'row'}:{line or 0}"
+    if row.get("format") == ANALYSED_FORMAT:  # analysed already: its episodes, to analyse again
+        return analysed_to_raw(check_analysed_row(row, path=path, line=line))
     if "trace" in row or row.get("format") is not None:
         return raw_trace_row(row, path=path, line=line, default_id=default_id)
     gold_key = _first(row, GOLD_FIELDS)
@@ -159,3 +166,9 @@ def load_raw_traces(path: str | Path) -> list[RawTrace]:
     if not traces:
         raise TraceFormatError(f"{path}: no trace found (an empty file?).")
     return check_unique_ids(traces, path)
+
+
+def analysed_rows_in(path: str | Path) -> list[dict]:
+    """The rows of a trace file that are analysed traces already (validated; the others skipped)."""
+    return [check_analysed_row(row, path=path, line=number) for number, row in jsonl_rows(path)
+            if isinstance(row, dict) and row.get("format") == ANALYSED_FORMAT]

@@ -129,7 +129,9 @@ def table(summary: dict) -> str:
         f"J_0                  {ci(summary['J_0'])}",
         f"J_final              {ci(summary['J_final'])}",
         f"max J                {ci(summary['J_max'])}",
-        f"final answer correct {ci(summary['final_answer_accuracy'])}",
+        f"final answer correct {ci(summary['final_answer_accuracy'])}"
+        + (f" (n={summary['final_answer_accuracy']['n']} traces that ended with an answer)"
+           if summary["final_answer_accuracy"] else " (no trace ended with an answer)"),
         f"J falls after peak   {ci(summary['share_fall_after_peak'])}",
         f"final J below peak   {ci(summary['share_final_below_peak'])}",
         f"maj@k, k=1..K, J_0 prefix:  {' '.join(f'{v:.3f}' for v in summary['maj_at_k_first_prefix'])}",
