@@ -195,9 +195,10 @@ def plot_all(rows: list[dict], summary: dict, out_dir: Path) -> list[Path]:
     # Normalized regret vs C0, both conventions.
     fig, ax = plt.subplots(figsize=(5, 3.4))
     budgets = [row["C0"] for row in summary["regret_vs_budget"]]
-    for key, label, color in (("regret", "ours (normalized_token_regret)", "tab:blue"),
-                              ("regret_mrt", "MRT notebook (mrt_normalized_token_regret)", "tab:orange")):
-        pts = [(b, row[key]) for b, row in zip(budgets, summary["regret_vs_budget"]) if row[key] is not None]
+    shift = 0.01 * (max(budgets) - min(budgets) or max(budgets))  # side by side, not on top of each other
+    for key, label, color, dx in (("regret", "ours (normalized_token_regret)", "tab:blue", -shift),
+                                  ("regret_mrt", "MRT notebook (mrt_normalized_token_regret)", "tab:orange", shift)):
+        pts = [(b + dx, row[key]) for b, row in zip(budgets, summary["regret_vs_budget"]) if row[key] is not None]
         if not pts:
             continue
         xs, ds = [b for b, _ in pts], [d for _, d in pts]
@@ -205,7 +206,7 @@ def plot_all(rows: list[dict], summary: dict, out_dir: Path) -> list[Path]:
         err = np.array([[d["mean"] - d["ci95"][0] for d in ds], [d["ci95"][1] - d["mean"] for d in ds]])
         ax.errorbar(xs, means, yerr=err, marker="o", capsize=3, color=color, label=label)
     ax.set(xlabel="budget C0 (tokens)", ylabel="normalized regret (J* = 1)", title="Normalized token regret vs budget")
-    ax.legend(loc="best")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=1, frameon=False)
     files.append(_save(fig, out_dir / "regret_vs_budget.png", plt))
 
     # maj@k at a prefix vs tokens: first, middle and last prefix of each trace.
