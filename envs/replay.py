@@ -12,7 +12,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-import ttc_gym
 from ttc_gym.actions import MetaAction, check_meta_action
 from ttc_gym.budget import Budget
 from ttc_gym.envs.math_meta import (
@@ -26,9 +25,10 @@ from ttc_gym.envs.math_meta import (
 )
 from ttc_gym.envs.replay_data import ReplayData, ReplayPoint, ReplayProblem, ReplayTrace, load_replay_data
 from ttc_gym.rewards import check_alpha, compose_reward, progress_between, reward_info
+from ttc_gym.traces import TRACE_DATA
 from ttc_gym.validation import check_float, check_int, check_render_mode
 
-DEFAULT_DATA = Path(ttc_gym.__file__).resolve().parent / "data" / "traces" / "default.jsonl"
+DEFAULT_DATA = TRACE_DATA / "smollm2_procedural.jsonl"  # the default model's shipped set
 OBS_FIELDS = ("episodes_used", "agreement", "agreement_change", "majority_changed", "token_bucket", "last_action",
               "trace_ended")
 NO_ACTION = len(MetaAction)  # `last_action` at reset
@@ -151,7 +151,8 @@ class TTCReplayEnv(gym.Env):
 
     `gym.make("TTC-Replay-v0", **kwargs)`, all optional:
     `data` (a path to a JSONL file of analysed traces, format "ttc-gym/analysed-trace/v1", or a list of
-    such rows as dicts; default: the set shipped in `ttc_gym/data/traces/`, `DEFAULT_DATA`);
+    such rows as dicts; default `DEFAULT_DATA`: `smollm2_procedural.jsonl`, the default model's set
+    shipped in `ttc_gym/data/traces/`, whose README says how it was made);
     `split` ("all", "train" or "test": a deterministic split of the problems by a hash of their
     problem_id, `ttc_gym.envs.replay_data.split_of`), `test_fraction` (0.3), `split_seed` (0);
     `problems` (a list of problem_ids to keep, within the split); `max_episodes` (H, 8); `max_tokens`

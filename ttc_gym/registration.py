@@ -39,6 +39,11 @@ ENVS: tuple[EnvEntry, ...] = (
         entry_point="ttc_gym.envs.math_meta:TTCMathMetaEnv",
         summary="LLM reasoning with discrete meta-actions (continue/explore/verify/answer); numeric obs.",
     ),
+    EnvEntry(
+        id="TTC-Replay-v0",
+        entry_point="ttc_gym.envs.replay:TTCReplayEnv",
+        summary="Meta-decisions (continue/switch/answer) over stored analysed traces: real LLM reasoning at sim speed.",
+    ),
 )
 
 

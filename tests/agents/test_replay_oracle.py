@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import ttc_gym  # noqa: F401
-import tests.envs.test_replay_env  # noqa: F401  TEMPORARY: registers TTC-Replay-v0 until registration.py does
 from ttc_gym.actions import MetaAction
 from ttc_gym.agents.heuristics import AnswerAfterK, RandomAgent
 from ttc_gym.agents.oracle import ReplayOracle

@@ -17,8 +17,6 @@ from ttc_gym.traces import TraceFormatError
 
 C, S, V, A = MetaAction.CONTINUE, MetaAction.SWITCH, MetaAction.VERIFY, MetaAction.ANSWER
 FIELD = {name: i for i, name in enumerate(OBS_FIELDS)}
-if "TTC-Replay-v0" not in gym.registry:  # TEMPORARY until registered
-    gym.register("TTC-Replay-v0", entry_point="ttc_gym.envs.replay:TTCReplayEnv")
 
 
 def row(pid, tid, gold, tokens, answers, correct=None, ungraded=(), question="Q?"):
@@ -219,21 +217,31 @@ def test_a_problem_without_a_graded_empty_prefix_is_left_out_and_listed():
 
 # ---- observation: gold-free ---------------------------------------------------------------------------
 
-def test_observations_do_not_change_with_the_gold_answer():
-    def twin(gold):
+def gold_twins(env_id="TTC-Replay-v0"):
+    """Two rollouts (observations, J's) of one trace set under two gold answers, same seed and actions:
+    the forced answers, tokens and episodes are the same, J is not (tests/envs/test_envs.py's gold-free
+    test uses this for TTC-Replay-v0)."""
+    out = []
+    for gold in ("12", "13"):
         rows = [row("p1", "a", gold, [10, 20], [["12", "12", "13", "13"], ["12", "12", "12", "13"],
-                                                 ["13", "13", "13", "13"]])]
-        env = gym.make("TTC-Replay-v0", data=rows)
+                                                 ["13", "13", "13", "13"]]),
+                row("p1", "b", gold, [7], [["12", "12", "13", "13"], ["12", "13", "13", "13"]])]
+        env = gym.make(env_id, data=rows)
         obs, info = env.reset(seed=0)
         seen, js = [obs], [info["J"]]
-        for a in (C, C):
-            obs, _, _, _, info = env.step(a)
+        for a in (C, S, C, C):
+            obs, _, term, trunc, info = env.step(a)
             seen.append(obs)
             js.append(info["J"])
-        return seen, js
+            if term or trunc:
+                break
+        out.append((seen, js))
+    return out
 
-    (obs_a, j_a), (obs_b, j_b) = twin("12"), twin("13")
-    assert j_a != j_b
+
+def test_observations_do_not_change_with_the_gold_answer():
+    (obs_a, j_a), (obs_b, j_b) = gold_twins()
+    assert j_a != j_b and len(obs_a) > 2
     assert all(np.array_equal(x, y) for x, y in zip(obs_a, obs_b, strict=True))
 
 

@@ -1,0 +1,232 @@
+"""Replay study on TTC-Replay-v0: do learned stopping / switching policies beat the fixed ones on
+HELD-OUT problems of an analysed trace set? Writes examples/replay_study.md.
+
+    python examples/replay_study.py                       # the shipped set(s), 3 seeds per learner
+    python examples/replay_study.py --data my_set.jsonl   # any analysed trace set(s)
+    python examples/replay_study.py --quick               # short runs: a smoke test
+
+Problems are split by a hash of their problem_id (`ttc_gym.envs.replay_data.split_of`, test fraction
+0.3); Q-learning (`agents.tabular`, through the bench's `q_learning` factory) and PPO
+(stable-baselines3, the bench's `ppo` factory) train on the train problems only. Every agent is then
+evaluated on every test problem with the same rollout seeds (common random numbers: the same starting
+trace and the same draws), so differences between agents are paired by problem. Intervals: 95%
+percentile bootstrap over test problems (`ttc_gym.metrics.bootstrap_ci`) of the mean, and of the
+paired per-problem difference; learners are averaged over their training seeds first (each seed's own
+test return is listed too). The DP oracle† (`agents.oracle.ReplayOracle`) is exact: the optimal
+expected return per problem given the stored traces, computed from their J — a ceiling, not a
+deployable agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import ttc_gym  # noqa: F401  (registers the envs)
+from ttc_gym.agents.factories import ppo, q_learning
+from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, RandomAgent
+from ttc_gym.agents.oracle import ReplayOracle
+from ttc_gym.envs.replay import DEFAULT_DATA
+from ttc_gym.metrics import bootstrap_ci
+
+HERE = Path(__file__).resolve().parent
+ENV_ID = "TTC-Replay-v0"
+
+
+@dataclass
+class Study:
+    seeds: int = 3
+    q_steps: int = 300_000
+    ppo_steps: int = 100_000
+    rollouts: int = 200  # evaluation rollouts per test problem (seeds 0..rollouts-1)
+    env_kwargs: dict = field(default_factory=dict)  # max_episodes, max_tokens, alpha, episode_cost
+
+
+@dataclass
+class Result:
+    name: str
+    returns: np.ndarray  # per test problem (mean over rollouts, and over training seeds for learners)
+    accuracy: np.ndarray
+    episodes: np.ndarray
+    tokens: np.ndarray
+    train_return: float | None = None
+    per_seed: list[float] = field(default_factory=list)
+    note: str = ""
+
+
+def evaluate(env, agent, problem_ids, rollouts) -> tuple[np.ndarray, ...]:
+    """Per problem: mean return, accuracy, episodes and tokens over `rollouts` seeded rollouts."""
+    out = np.zeros((4, len(problem_ids)))
+    for i, pid in enumerate(problem_ids):
+        acc = np.zeros(4)
+        for seed in range(rollouts):
+            obs, info = env.reset(seed=seed, options={"problem_id": pid})
+            agent.reset(seed=seed)
+            total, done = 0.0, False
+            while not done:
+                obs, r, term, trunc, info = env.step(agent.act(obs, info))
+                total += r
+                done = term or trunc
+            acc += (total, info["outcome"], info["episodes_used"], info["tokens_used"])
+        out[:, i] = acc / rollouts
+    return tuple(out)
+
+
+def describe(data) -> dict:
+    """Shape of an analysed trace set, and how much J there is to gain in it."""
+    traces = [t for p in data.problems for t in p.traces]
+    j0 = [t.points[0].j for t in traces]
+    jmax = [max(pt.j for pt in t.points) for t in traces]
+    jlast = [t.points[-1].j for t in traces]
+    return {
+        "problems": len(data.problems), "traces": len(traces),
+        "episodes per trace": np.mean([t.points[-1].episodes for t in traces]),
+        "decision points per trace": np.mean([len(t.points) - 1 for t in traces]),
+        "tokens per episode": data.mean_episode_tokens,
+        "mean J_0": np.mean(j0), "mean J at trace end": np.mean(jlast), "mean max J": np.mean(jmax),
+        "traces with J = 0 at every prefix": np.mean([m == 0 for m in jmax]),
+        "problems with J = 0 everywhere": np.mean([all(pt.j == 0 for t in p.traces for pt in t.points)
+                                                   for p in data.problems]),
+        "skipped problems (no graded J_0)": len(data.skipped),
+    }
+
+
+def run(path: Path, study: Study, log) -> tuple[str, float]:
+    start = time.perf_counter()
+    kwargs = {"data": str(path), **study.env_kwargs}
+    train_env = gym.make(ENV_ID, split="train", **kwargs)
+    test_env = gym.make(ENV_ID, split="test", **kwargs)
+    H = train_env.unwrapped.settings.max_episodes
+    train_ids = [p.problem_id for p in train_env.unwrapped.dataset.problems]
+    test_ids = [p.problem_id for p in test_env.unwrapped.dataset.problems]
+    all_data = gym.make(ENV_ID, **kwargs).unwrapped.dataset
+    log(f"{path.name}: {len(train_ids)} train / {len(test_ids)} test problems")
+
+    def fixed(name, agent, note=""):
+        ev = evaluate(test_env, agent, test_ids, study.rollouts)
+        train = float(np.mean(evaluate(train_env, agent, train_ids, max(1, study.rollouts // 4))[0]))
+        log(f"  {name}: test return {ev[0].mean():.3f}")
+        return Result(name, *ev, train_return=train, note=note)
+
+    results = [fixed("answer at once", AnswerAfterK(0), "answer before any episode"),
+               fixed("always continue", AnswerAfterK(H), "continue until the trace ends or the budget does")]
+    # The best fixed number of episodes, chosen on the train problems.
+    best_k = max(range(1, H), key=lambda k: np.mean(evaluate(train_env, AnswerAfterK(k), train_ids,
+                                                             max(1, study.rollouts // 4))[0]), default=1)
+    results.append(fixed(f"answer after {best_k} (k chosen on train)", AnswerAfterK(best_k)))
+    results.append(fixed("answer when confident (agreement >= 0.9)", AnswerWhenConfident(),
+                         "gold-free heuristic: stalls -> verify, then switch"))
+    results.append(fixed("random", RandomAgent(test_env.action_space, 0)))
+
+    for name, factory, steps in (("Q-learning", q_learning, study.q_steps), ("PPO", ppo, study.ppo_steps)):
+        runs = []
+        for seed in range(study.seeds):
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                agent = factory(train_env, steps=steps, seed=seed)
+            runs.append(fixed(f"{name} seed {seed}", agent))
+            log(f"    trained in {time.perf_counter() - t0:.0f} s")
+        stacked = [np.mean([getattr(r, k) for r in runs], axis=0) for k in ("returns", "accuracy", "episodes", "tokens")]
+        results.append(Result(f"{name} ({steps:,} steps, {study.seeds} seeds)", *stacked,
+                              train_return=float(np.mean([r.train_return for r in runs])),
+                              per_seed=[float(r.returns.mean()) for r in runs]))
+
+    oracle = ReplayOracle.from_env(test_env)
+    exact = np.array([oracle.expected_return(pid) for pid in test_ids])
+    ev = evaluate(test_env, oracle, test_ids, study.rollouts)
+    train_oracle = ReplayOracle.from_env(train_env)
+    results.append(Result("DP oracle† (exact; reads J)", exact, *ev[1:],
+                          train_return=float(np.mean([train_oracle.expected_return(p) for p in train_ids])),
+                          note="optimal per problem given the stored traces"))
+    wall = time.perf_counter() - start
+    return report(path, all_data, study, H, train_ids, test_ids, results, wall), wall
+
+
+def _ci(values) -> str:
+    lo, hi = bootstrap_ci(values, seed=0)
+    return f"{np.mean(values):.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def report(path, data, study, H, train_ids, test_ids, results, wall) -> str:
+    by = {r.name: r for r in results}
+    cont, now = by["always continue"].returns, by["answer at once"].returns
+    s = study.env_kwargs
+    lines = [f"## {path.name}", ""]
+    stats = describe(data)
+    lines += ["| set | " + " | ".join(stats) + " |", "|---" * (len(stats) + 1) + "|",
+              "| all | " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in stats.values()) + " |", ""]
+    lines += [f"Env: H = {H}, C0 = {s.get('max_tokens')}, alpha = {s.get('alpha', 1.0)}, episode cost = "
+              f"{s.get('episode_cost', 0.0)}. {len(train_ids)} train problems, {len(test_ids)} held-out test problems "
+              f"({study.rollouts} rollouts each, seeds shared by all agents). Section time: {wall:.0f} s.", ""]
+    lines += ["| agent | test return [95% CI] | minus always-continue [95% CI] | minus answer-at-once [95% CI] | "
+              "accuracy | episodes | tokens | train return | per-seed test return |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if " seed " in r.name:
+            continue
+        seeds = ", ".join(f"{x:.3f}" for x in r.per_seed)
+        lines.append(f"| {r.name} | {_ci(r.returns)} | {_ci(r.returns - cont)} | {_ci(r.returns - now)} | "
+                     f"{r.accuracy.mean():.3f} | {r.episodes.mean():.2f} | {r.tokens.mean():.0f} | "
+                     f"{r.train_return:.3f} | {seeds} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def default_sets() -> list[Path]:
+    folder = DEFAULT_DATA.parent
+    return [DEFAULT_DATA] + sorted(p for p in folder.glob("micro_*.jsonl") if p != DEFAULT_DATA)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", type=Path, default=None, help="analysed trace set(s) (JSONL)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--q-steps", type=int, default=300_000)
+    parser.add_argument("--ppo-steps", type=int, default=100_000)
+    parser.add_argument("--rollouts", type=int, default=200)
+    parser.add_argument("--max-episodes", type=int, default=None, help="H (default: the env's)")
+    parser.add_argument("--max-tokens", type=int, default=None, help="C0 (default: none)")
+    parser.add_argument("--alpha", type=float, default=None)
+    parser.add_argument("--episode-cost", type=float, default=None)
+    parser.add_argument("--quick", action="store_true", help="1 seed, short training, 20 rollouts")
+    parser.add_argument("--out", type=Path, default=HERE / "replay_study.md")
+    args = parser.parse_args()
+    env_kwargs = {k: v for k, v in (("max_episodes", args.max_episodes), ("max_tokens", args.max_tokens),
+                                    ("alpha", args.alpha), ("episode_cost", args.episode_cost)) if v is not None}
+    study = Study(args.seeds, args.q_steps, args.ppo_steps, args.rollouts, env_kwargs)
+    if args.quick:
+        study = Study(1, 20_000, 4_000, 20, env_kwargs)
+    sets = args.data or default_sets()
+    start = time.perf_counter()
+    sections = []
+    for path in sets:
+        text, _ = run(path, study, lambda m: print(m, flush=True))
+        sections.append(text)
+    wall = time.perf_counter() - start
+    command = "python examples/replay_study.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    header = [
+        "# TTC-Replay-v0 study: learned stopping and switching on held-out problems of analysed trace sets", "",
+        f"Generated by `{command}` in {wall:.0f} s (wall) on CPU. Learners: {study.seeds} training seed(s); "
+        f"Q-learning {study.q_steps:,} transitions, PPO {study.ppo_steps:,} timesteps, on the train problems only. "
+        "Every number is on the held-out test problems unless marked train: a mean over test problems of each "
+        "problem's mean return over the shared rollout seeds, with a 95% percentile bootstrap interval over "
+        "problems; the differences are paired by problem. The DP oracle† reads J (graded against the gold "
+        "answer): it is the ceiling, the best return any policy could get on each problem from these stored "
+        "traces, not a deployable agent. return = outcome + alpha * (J_final - J_0) - cost per episode "
+        "(docs/formulation.md §3).", "",
+    ]
+    args.out.write_text("\n".join(header + sections))
+    print(f"wrote {args.out} ({wall:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
