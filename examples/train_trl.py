@@ -60,7 +60,7 @@ def main() -> None:
     trainer.train()
     rows = [row for row in trainer.state.log_history if "loss" in row]
     keys = ("step", "loss", "reward", "rewards/outcome/mean", "rewards/progress/mean", "ttc/J_0", "ttc/J_final",
-            "ttc/episodes", "ttc/exact_context")
+            "ttc/episodes", "ttc/exact_context", "ttc/dropped_tokens")
     for row in rows:
         print("  ".join(f"{k} {row[k]:.4g}" if isinstance(row.get(k), float) else f"{k} {row.get(k)}" for k in keys))
     Path(a.out).mkdir(parents=True, exist_ok=True)

@@ -3,14 +3,17 @@
     pip install 'ttc-gym[trl]'
 
     from trl import GRPOConfig
-    from ttc_gym.agents.training.trl_grpo import TTCGRPOTrainer, problem_dataset
+    from ttc_gym.agents.training.trl_grpo import TTCGRPOTrainer, load_policy, problem_dataset
 
-    trainer = TTCGRPOTrainer(model, GRPOConfig(output_dir="runs/trl", num_generations=4, ...),
+    model, tokenizer = load_policy("default")      # or a model folder / hub id
+    trainer = TTCGRPOTrainer(model, GRPOConfig(output_dir="runs/trl", num_generations=4, bf16=False, ...),
                              train_dataset=problem_dataset("procedural:1", 64, seed=0),
                              processing_class=tokenizer, algo="mrt", alpha=1.0, max_episodes=4)
     trainer.train()
 
-`examples/train_trl.py` trains the default model this way on a CPU.
+`examples/train_trl.py` trains the default model this way on a CPU. On a CPU pass `bf16=False`
+(TRL's default is bf16 autocast, under which the engine's shared-prefix decoding falls back, with a
+warning, to a slower path).
 
 **What a rollout is.** Each row TRL samples (a problem; TRL repeats each `num_generations` times, a
 group) is rolled out as one multi-episode ttc-gym trace, through ttc-gym's own generation path: the
@@ -29,12 +32,13 @@ token ids in order, each followed by the "glue" that leads to the next episode's
 through TRL's `env_mask`): the rest of that prompt, as the engine encoded it, when it extends what
 the sequence holds so far. Then every episode is scored in exactly the context it was sampled in.
 Two things break that, and are handled as follows (`trace_tokens`):
-* an episode that ended the model's turn (its last sampled id an end-of-sequence token) that the env
-  continued after (the next prompt follows the episode's text with a paragraph break, without that
-  token): the token is left out of the trained ids (`ttc/dropped_eos` logs how often), so that the
-  next episode keeps its exact context; ttc-gym's own trainer (`llm_train`) does train it;
-* a next prompt that does not extend the sequence (the env strips an episode's surrounding
-  whitespace, and a re-tokenized paragraph break can merge with a neighbouring token): the glue is
+* an episode whose last sampled ids the env discarded (an end-of-sequence token, when the model
+  ended its turn and the env went on with a paragraph break; trailing whitespace, which the env
+  strips from an episode): when the next prompt extends the sequence without them, they are left
+  out of the trained ids (`ttc/dropped_tokens` logs how many per episode), so that the next episode
+  keeps its exact context; ttc-gym's own trainer (`llm_train`) does train them;
+* a next prompt that still does not extend the sequence (the env strips an episode's leading
+  whitespace, which the tokenizer had merged into the first word): the glue is
   the separator's tokens, and later episodes are scored after the sampled ids of the earlier ones
   rather than after their re-tokenized text.
 `ttc/exact_context` logs the fraction of episodes scored in exactly their sampling context.
@@ -50,7 +54,7 @@ tensor: every token of episode j of rollout i gets A_ij from `algorithms.advanta
 A_ij = A_i + alpha * p_ij, MRT's estimator; "grpo"; "mrt-rtg"; `mrt_form` "termination"),
 docs/formulation.md §4, with the group being TRL's `num_generations` rollouts of one prompt. TRL's
 loss (`loss_type`, clipping, `beta` KL) then runs unchanged on these advantages. `last_batch` keeps
-the latest batch's rollouts, trajectories and credit.
+the latest batch's rollouts, trajectories, traces and credit.
 
 **TRL internals relied on** (tested with trl 1.16.0; pinned `trl>=1.16,<1.17` in the `trl` extra):
 * `GRPOTrainer(rollout_func=...)` (experimental in TRL): called as `rollout_func(prompts, trainer)`
@@ -70,7 +74,7 @@ spread a group over processes), so more than one process is refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -169,38 +173,43 @@ def progress(completions: Sequence[Any], progress: Sequence[float], **_: Any) ->
 class Trace(NamedTuple):
     """One rollout as a TRL completion (`trace_tokens`)."""
 
-    ids: list[int]  # the completion ids: every episode's sampled ids, with glue between episodes
-    mask: list[int]  # TRL's env_mask: 1 on sampled ids (trained), 0 on glue
+    ids: list[int]  # the completion ids: every episode's trained ids, with glue between episodes
+    mask: list[int]  # TRL's env_mask: 1 on trained ids, 0 on glue
     spans: list[tuple[int, int]]  # (start, end) of each episode's trained ids in `ids`
     exact: int  # episodes scored in exactly the context they were sampled in
-    dropped_eos: int  # end-of-turn tokens left out of an episode that the env continued after
+    dropped: int  # sampled ids left out: an episode's trailing blanks / end-of-turn the env discarded
 
 
-def trace_tokens(rollout: Any, separator_ids: Sequence[int], eos_ids: Sequence[int] = ()) -> Trace:
+def trace_tokens(rollout: Any, separator_ids: Sequence[int], blank: Callable[[int], bool] | None = None,
+                 max_dropped: int = 4) -> Trace:
     """One rollout (an `llm_train.Rollout`) as a TRL completion (module docstring).
 
     Episode j's sampled ids are followed by the glue to episode j+1's prompt: the rest of that prompt
-    when it extends what the sequence holds so far, else `separator_ids`. An episode whose last
-    sampled id is an end-of-turn token (`eos_ids`) that the env continued after (its text stays in
-    the trace, the next prompt follows it without that token) is trained without that token, so
-    that the next episode is scored in the context it was sampled in; the last episode keeps it.
+    when it extends what the sequence holds so far, else `separator_ids`. When the env discarded the
+    episode's last sampled ids (at most `max_dropped` of them, each `blank`: an end-of-turn token, or
+    whitespace the env strips from an episode) and the next prompt extends the sequence without them,
+    they are left out of the trained ids, so that the next episode is scored in the context it was
+    sampled in. The last episode keeps all its ids (no prompt follows it).
     """
     ids: list[int] = []
     mask: list[int] = []
     spans: list[tuple[int, int]] = []
     sequence = list(rollout.prompt_ids[0]) if rollout.prompt_ids else []  # what TRL's model sees so far
     exact = dropped = 0
-    eos = set(eos_ids)
     n = len(rollout.episode_ids)
     for j, episode in enumerate(rollout.episode_ids):
         exact += int(sequence == list(rollout.prompt_ids[j]))
         episode = list(episode)
         following = list(rollout.prompt_ids[j + 1]) if j + 1 < n else None
-        if following is not None and episode and episode[-1] in eos:
-            kept = sequence + episode[:-1]
-            if following[: len(kept)] == kept:
-                episode = episode[:-1]
-                dropped += 1
+        if following is not None and blank is not None:
+            for m in range(0, min(max_dropped, len(episode)) + 1):
+                if m and not blank(episode[-m]):
+                    break
+                kept = sequence + episode[: len(episode) - m]
+                if following[: len(kept)] == kept:
+                    episode = episode[: len(episode) - m]
+                    dropped += m
+                    break
         spans.append((len(ids), len(ids) + len(episode)))
         ids += episode
         mask += [1] * len(episode)
@@ -221,7 +230,8 @@ class TTCGRPOTrainer(trl.GRPOTrainer):
         model: the policy, a `transformers` causal LM (or a model id / folder TRL loads).
         args: a `trl.GRPOConfig`. `num_generations` is the group size G; `temperature` and `top_p`
             sample the episodes; `seed` seeds the rollouts.
-        train_dataset: problems, columns `prompt` (question) and `answer` (`problem_dataset`).
+        train_dataset: problems, columns `prompt` (question) and `answer` (`problem_dataset`); an
+            `eval_dataset` (in kwargs) the same.
         processing_class: the tokenizer (needed when `model` is an object).
         algo: an advantage estimator of `algorithms.ADVANTAGES` ("mrt", "grpo", "mrt-rtg").
         alpha: weight of progress, in the credit and in the env's reward (>= 0).
@@ -275,12 +285,20 @@ class TTCGRPOTrainer(trl.GRPOTrainer):
                                num_prover_samples=check_int("num_prover_samples", num_prover_samples, minimum=1),
                                **env_kwargs)
         self.problems = problems_by_prompt(train_dataset)
+        evals = kwargs.get("eval_dataset")
+        for dataset in (evals.values() if isinstance(evals, dict) else [evals] if evals is not None else []):
+            for question, problem in problems_by_prompt(dataset).items():
+                if self.problems.setdefault(question, problem).answer != problem.answer:
+                    raise ValueError(f"train and eval datasets give the question {question[:60]!r} two answers.")
         if args is None:
             args = trl.GRPOConfig(output_dir="runs/trl")
         if args.reward_weights is None:
             args.reward_weights = [1.0, self.alpha]
         elif len(args.reward_weights) != 2:
             raise ValueError(f"reward_weights weigh the two components [outcome, progress]; got {args.reward_weights}.")
+        if args.use_vllm:
+            raise ValueError("TTCGRPOTrainer samples the rollouts with ttc-gym's TransformersEngine over the trained model; "
+                             "use_vllm=True is not supported (leave it False).")
         if args.mask_truncated_completions:
             raise ValueError("mask_truncated_completions would drop every trace that does not end in an end-of-sequence "
                              "token, i.e. most TTC-Math-v0 traces; leave it False.")
@@ -363,12 +381,17 @@ class TTCGRPOTrainer(trl.GRPOTrainer):
         finally:
             model.train(training)
         separator = engine.tokenizer(envs.template.separator, add_special_tokens=False)["input_ids"]
-        traces = [trace_tokens(ro, separator, engine.eos_token_ids) for ro in rollouts]
+        eos = set(engine.eos_token_ids)
+
+        def blank(token: int) -> bool:
+            return token in eos or not engine.tokenizer.decode([token]).strip()
+
+        traces = [trace_tokens(ro, separator, blank) for ro in rollouts]
         trajectories = [ro.trajectory() for ro in rollouts]
         self.last_batch = {"rollouts": rollouts, "trajectories": trajectories, "traces": traces, "credit": None}
         episodes = max(1, sum(len(ro.episode_ids) for ro in rollouts))
         self._log_metric("ttc/exact_context", sum(t.exact for t in traces) / episodes)
-        self._log_metric("ttc/dropped_eos", sum(t.dropped_eos for t in traces) / episodes)
+        self._log_metric("ttc/dropped_tokens", sum(t.dropped for t in traces) / episodes)
         self._log_metric("ttc/episodes", episodes / len(rollouts))
         self._log_metric("ttc/J_0", float(np.mean([ro.j0 for ro in rollouts])))
         self._log_metric("ttc/J_final", float(np.mean([ro.j_final for ro in rollouts])))

@@ -81,7 +81,7 @@ def test_mrt_credit_reaches_trl_loss_and_both_reward_components_are_logged(tmp_p
         runs[alpha] = trainer
     logs = {alpha: _logged(t) for alpha, t in runs.items()}
     for row in logs.values():
-        assert {"rewards/outcome/mean", "rewards/progress/mean", "ttc/exact_context", "ttc/dropped_eos", "ttc/J_final"} <= set(row)
+        assert {"rewards/outcome/mean", "rewards/progress/mean", "ttc/exact_context", "ttc/dropped_tokens", "ttc/J_final"} <= set(row)
         assert np.isfinite(row["loss"])
     batches = {alpha: t.last_batch for alpha, t in runs.items()}
     # Same seed: the same traces and the same env signals.
@@ -125,19 +125,25 @@ def test_trace_tokens_glues_episodes_and_masks_the_glue():
     # scores is not the prompt an episode was sampled after (episodes 2 and 3 are not exact).
     assert trace.ids == [7, 8, 9, 5, 5, 3, 4, 5, 5, 6, 5, 5, 2]
     assert trace.mask == [1, 1, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1]
-    assert trace.spans == [(0, 3), (5, 7), (9, 10), (12, 13)] and trace.exact == 2 and trace.dropped_eos == 0
+    assert trace.spans == [(0, 3), (5, 7), (9, 10), (12, 13)] and trace.exact == 2 and trace.dropped == 0
 
 
-def test_trace_tokens_leaves_out_an_end_of_turn_the_env_continued_after():
+def test_trace_tokens_leaves_out_the_blanks_the_env_discarded():
     from ttc_gym.agents.training.llm_train import Rollout
 
-    # Episode 0 ended the turn (0 = EOS); the env went on after its text: the next prompt has no 0.
-    ro = Rollout(group=0, prompt_ids=[[1, 2], [1, 2, 7, 8, 5, 5]], episode_ids=[[7, 8, 0], [3, 0]])
-    trace = trace_tokens(ro, separator_ids=[5, 5], eos_ids=[0])
-    assert trace.ids == [7, 8, 5, 5, 3, 0] and trace.mask == [1, 1, 0, 0, 1, 1]
-    assert trace.spans == [(0, 2), (4, 6)] and trace.exact == 2 and trace.dropped_eos == 1  # the last keeps it
-    kept = trace_tokens(ro, separator_ids=[5, 5])  # not an end-of-turn id: kept, and episode 1 is not exact
-    assert kept.ids == [7, 8, 0, 5, 5, 3, 0] and kept.exact == 1 and kept.dropped_eos == 0
+    # 0 is an end-of-turn token and 9 a blank: episode 0 ended the turn after a blank, and the env
+    # went on after its text without them; episode 1 ends in a blank the env kept.
+    ro = Rollout(group=0, prompt_ids=[[1, 2], [1, 2, 7, 8, 5, 5], [1, 2, 7, 8, 5, 5, 3, 9, 5]],
+                 episode_ids=[[7, 8, 9, 0], [3, 9], [4, 0]])
+    trace = trace_tokens(ro, separator_ids=[5, 5], blank=lambda token: token in (0, 9))
+    assert trace.ids == [7, 8, 5, 5, 3, 9, 5, 4, 0] and trace.mask == [1, 1, 0, 0, 1, 1, 0, 1, 1]
+    assert trace.spans == [(0, 2), (4, 6), (7, 9)]  # the last episode keeps its end-of-turn token
+    assert trace.exact == 3 and trace.dropped == 2
+    kept = trace_tokens(ro, separator_ids=[5, 5])  # without a blank rule: kept, and the contexts drift
+    assert kept.ids[:4] == [7, 8, 9, 0] and kept.exact == 1 and kept.dropped == 0
+    # Only blanks are dropped: a next prompt that differs in a word falls back to the separator.
+    odd = Rollout(group=0, prompt_ids=[[1, 2], [1, 2, 7, 5, 5]], episode_ids=[[7, 8], [3]])
+    assert trace_tokens(odd, separator_ids=[5, 5], blank=lambda token: token in (0, 9)).ids == [7, 8, 5, 5, 3]
 
 
 def test_bad_arguments_are_refused_before_training(tmp_path):
