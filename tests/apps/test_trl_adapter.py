@@ -70,10 +70,27 @@ def _logged(trainer) -> dict:
     return rows[0]
 
 
-def test_mrt_credit_reaches_trl_loss_and_both_reward_components_are_logged(tmp_path):
+def _mixed_outcomes(monkeypatch):
+    """The tiny random policy never answers right: mark the first rollout of each group (of 2)
+    correct, so that the outcome part of the credit (GRPO's group baseline) is not all zeros."""
+    import ttc_gym.agents.training.trl_grpo as adapter
+
+    real = adapter.collect_batch
+
+    def collect(envs, agent, plans):
+        rollouts = real(envs, agent, plans)
+        for k, ro in enumerate(rollouts):
+            ro.outcome = float(k % 2 == 0)
+        return rollouts
+
+    monkeypatch.setattr(adapter, "collect_batch", collect)
+
+
+def test_mrt_credit_reaches_trl_loss_and_both_reward_components_are_logged(tmp_path, monkeypatch):
     """The acceptance point: same seed, alpha 0 vs 1 give the same rollouts and different losses;
     TRL logs outcome and progress separately; the per-token advantages TRL trains on are
     algorithms.mrt_advantages of the batch, episode by episode."""
+    _mixed_outcomes(monkeypatch)
     runs = {}
     for alpha in (0.0, 1.0):
         trainer = _trainer(tmp_path, alpha)
@@ -87,6 +104,7 @@ def test_mrt_credit_reaches_trl_loss_and_both_reward_components_are_logged(tmp_p
     # Same seed: the same traces and the same env signals.
     for ro0, ro1 in zip(batches[0.0]["rollouts"], batches[1.0]["rollouts"]):
         assert ro0.episode_ids == ro1.episode_ids and ro0.progress == ro1.progress
+    assert logs[0.0]["rewards/outcome/mean"] == logs[1.0]["rewards/outcome/mean"] == 0.5
     progress = np.concatenate([t.progress for t in batches[1.0]["trajectories"]])
     assert np.abs(progress).max() > 0  # the scripted prover moves J
     assert logs[1.0]["rewards/progress/mean"] == pytest.approx(
@@ -96,6 +114,11 @@ def test_mrt_credit_reaches_trl_loss_and_both_reward_components_are_logged(tmp_p
     assert logs[1.0]["reward"] == pytest.approx(
         logs[1.0]["rewards/outcome/mean"] + logs[1.0]["rewards/progress/mean"], abs=1e-6)
     assert logs[0.0]["loss"] != pytest.approx(logs[1.0]["loss"], abs=1e-6)
+    for alpha, batch in batches.items():
+        # TRL's loss (loss_type "dapo", one step per generation: ratio 1) is minus the mean credit
+        # over the trained tokens: the per-episode credit is what reaches the gradient.
+        trained = sum(sum(t.mask) for t in batch["traces"])
+        assert logs[alpha]["loss"] == pytest.approx(-float(batch["advantages"].sum()) / trained, rel=1e-4, abs=1e-6)
     for alpha, batch in batches.items():
         expected = alg.mrt_advantages(batch["trajectories"], alpha=alpha)
         for got, want in zip(batch["credit"], expected):
