@@ -74,6 +74,7 @@ spread a group over processes), so more than one process is refused.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -292,7 +293,8 @@ class TTCGRPOTrainer(trl.GRPOTrainer):
                     raise ValueError(f"train and eval datasets give the question {question[:60]!r} two answers.")
         if args is None:
             args = trl.GRPOConfig(output_dir="runs/trl")
-        if args.reward_weights is None:
+        if args.reward_weights is None:  # on a copy: the caller's config stays as it was (e.g. reused for another alpha)
+            args = copy.copy(args)
             args.reward_weights = [1.0, self.alpha]
         elif len(args.reward_weights) != 2:
             raise ValueError(f"reward_weights weigh the two components [outcome, progress]; got {args.reward_weights}.")

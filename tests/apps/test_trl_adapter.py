@@ -174,6 +174,8 @@ def test_bad_arguments_are_refused_before_training(tmp_path):
     args = trl.GRPOConfig(output_dir=str(tmp_path / "x"), per_device_train_batch_size=2, num_generations=2,
                           report_to="none", use_cpu=True)
     kw = dict(train_dataset=_dataset(), processing_class=engine.tokenizer)
+    trainer = TTCGRPOTrainer(engine.model, args, alpha=0.5, **kw)
+    assert trainer.args.reward_weights == [1.0, 0.5] and args.reward_weights is None  # the caller's config is kept
     with pytest.raises(TypeError, match="reward_funcs"):
         TTCGRPOTrainer(engine.model, args, reward_funcs=[len], **kw)
     with pytest.raises(ValueError, match="Did you mean 'mrt'"):
