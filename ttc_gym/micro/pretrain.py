@@ -40,8 +40,9 @@ class PretrainConfig:
     """What `pretrain` trains (every field is a command-line option)."""
 
     seed: int = 0
-    steps: int = 400
+    steps: int = 1200
     batch_size: int = 32
+    micro_batches: int = 2  # the batch, sorted by length, in this many forward passes
     forced_share: float = 0.35  # share of a batch's examples that are forced answers
     lr: float = 3e-3
     warmup: int = 50
@@ -134,21 +135,31 @@ def pretrain(config: PretrainConfig, out: str | Path, log: Any = print) -> dict:
         if step < config.warmup:
             return config.lr * (step + 1) / config.warmup
         frac = (step - config.warmup) / max(1, config.steps - config.warmup)
-        return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
     losses = []
     model.train()
     for step in range(config.steps):
         rng = np.random.default_rng([config.seed, step])
-        input_ids, attention, labels = encode_examples(tokenizer, draw_examples(rng, config.batch_size, config, source))
+        examples = sorted(draw_examples(rng, config.batch_size, config, source), key=lambda e: len(e[0]) + len(e[1]))
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
-        loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # Examples sorted by length, in `micro_batches` chunks (less padding); the loss is the mean
+        # over every target token of the batch.
+        bounds = np.linspace(0, len(examples), config.micro_batches + 1).astype(int)
+        chunks = [encode_examples(tokenizer, examples[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        total = sum(int((labels[:, 1:] != -100).sum()) for _, _, labels in chunks)
+        loss_sum = 0.0
+        for input_ids, attention, labels in chunks:
+            logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                                     ignore_index=-100, reduction="sum") / total
+            loss.backward()
+            loss_sum += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(loss_sum)
         if log and (step % 50 == 0 or step == config.steps - 1):
             log(f"step {step:5d}  loss {np.mean(losses[-50:]):.4f}  lr {lr_at(step):.2e}  "
                 f"{time.perf_counter() - begin:.0f}s")
@@ -177,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     defaults = PretrainConfig()
     parser = argparse.ArgumentParser(prog="python -m ttc_gym.micro.pretrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder to write the checkpoint to")
-    for name in ("seed", "steps", "batch_size", "warmup", "hidden_size", "layers", "heads", "intermediate_size",
+    for name in ("seed", "steps", "batch_size", "micro_batches", "warmup", "hidden_size", "layers", "heads", "intermediate_size",
                  "context", "vocab_size", "tokenizer_problems", "threads"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("lr", "weight_decay", "forced_share"):
