@@ -198,21 +198,22 @@ class TTCReplayEnv(gym.Env):
     # -- the gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         problem_id, trace_id = _reset_options(options)
-        super().reset(seed=seed)
-        rng = self.np_random
-        if problem_id is None:
-            if trace_id is not None:
+        # Bad options raise before anything is touched (the rng included).
+        problem = None if problem_id is None else self.dataset.problem(problem_id)
+        index = None
+        if trace_id is not None:
+            if problem is None:
                 raise ValueError("reset option 'trace_id' needs 'problem_id' too (trace ids are per problem).")
-            problem = self.dataset.problems[int(rng.integers(len(self.dataset.problems)))]
-        else:
-            problem = self.dataset.problem(problem_id)
-        if trace_id is None:
-            index = int(rng.integers(len(problem.traces)))
-        else:
             ids = [t.trace_id for t in problem.traces]
             if trace_id not in ids:
                 raise ValueError(f"problem {problem.problem_id!r} has no trace {trace_id!r}; its traces: {ids}.")
             index = ids.index(trace_id)
+        super().reset(seed=seed)
+        rng = self.np_random
+        if problem is None:
+            problem = self.dataset.problems[int(rng.integers(len(self.dataset.problems)))]
+        if index is None:
+            index = int(rng.integers(len(problem.traces)))
         self.problem, self._index, self.trace, self._pos = problem, index, problem.traces[index], 0
         self._episodes = self._tokens = 0
         self._done = False

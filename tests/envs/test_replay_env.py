@@ -378,3 +378,15 @@ def test_gymnasium_and_sb3_checkers_pass_on_the_fixture():
 
     gym_check_env(make(render_mode="ansi", disable_env_checker=True).unwrapped, skip_render_check=False)
     sb3_check_env(make().unwrapped, warn=True)
+
+
+def test_bad_reset_options_touch_nothing():
+    env = make()
+    _, info = start(env, "p1", "b")
+    rng_state = env.unwrapped.np_random.bit_generator.state
+    for options in ({"problem_id": "p1", "trace_id": "zz"}, {"trace_id": "a"}, {"problem_id": "nope"}):
+        with pytest.raises((ValueError, KeyError)):
+            env.reset(seed=5, options=options)
+    assert env.unwrapped.np_random.bit_generator.state == rng_state
+    _, _, _, _, after = env.step(C)  # the rollout of p1 / b goes on as before
+    assert after["trace_id"] == "b" and after["J"] == 0.0 and after["episodes_used"] == 1
