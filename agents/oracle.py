@@ -175,7 +175,11 @@ class _AccuracyDP:
         return tuple(q)
 
     def value(self, obs: tuple[int, ...], remaining: int) -> float:
-        key = (obs, remaining)
+        # With t + remaining <= H the budget ends exactly when `remaining` does, and the answer forced
+        # then is worth the same whether the env's truncation or the j-th episode forces it: the value
+        # does not depend on the episode count t, so states that differ only in t share one entry.
+        horizon = getattr(getattr(self.model, "params", None), "max_episodes", None)
+        key = (obs[1:], remaining) if horizon is not None and obs[0] + remaining <= horizon else (obs, remaining)
         if key not in self._memo:
             self._memo[key] = max(self.q_values(obs, remaining))
         return self._memo[key]
