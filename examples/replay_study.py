@@ -6,15 +6,16 @@ HELD-OUT problems of an analysed trace set? Writes examples/replay_study.md.
     python examples/replay_study.py --quick               # short runs: a smoke test
 
 Problems are split by a hash of their problem_id (`ttc_gym.envs.replay_data.split_of`, test fraction
-0.3); Q-learning (`agents.tabular`, through the bench's `q_learning` factory) and PPO
-(stable-baselines3, the bench's `ppo` factory) train on the train problems only. Every agent is then
-evaluated on every test problem with the same rollout seeds (common random numbers: the same starting
-trace and the same draws), so differences between agents are paired by problem. Intervals: 95%
-percentile bootstrap over test problems (`ttc_gym.metrics.bootstrap_ci`) of the mean, and of the
-paired per-problem difference; learners are averaged over their training seeds first (each seed's own
-test return is listed too). The DP oracle† (`agents.oracle.ReplayOracle`) is exact: the optimal
-expected return per problem given the stored traces, computed from their J — a ceiling, not a
-deployable agent.
+0.3), once per split seed (default 5 seeds: 5 independent train/test splits); Q-learning
+(`agents.tabular`, through the bench's `q_learning` factory) and PPO (stable-baselines3, the bench's
+`ppo` factory) train on the train problems of a split only. Every agent is then evaluated on that
+split's test problems with the same rollout seeds (common random numbers: the same starting trace and
+the same draws), so differences between agents are paired by problem. Each problem held out by at
+least one split counts once, with its numbers averaged over the splits (and, for learners, the training
+seeds) that held it out. Intervals: 95% percentile bootstrap over those problems
+(`ttc_gym.metrics.bootstrap_ci`) of the mean, and of the paired per-problem difference. The DP oracle†
+(`agents.oracle.ReplayOracle`) is exact: the optimal expected return per problem given the stored
+traces, computed from their J — a ceiling, not a deployable agent.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Study:
     q_steps: int = 300_000
     ppo_steps: int = 100_000
     rollouts: int = 200  # evaluation rollouts per test problem (seeds 0..rollouts-1)
+    split_seeds: tuple = (0, 1, 2, 3, 4)  # one train/test split of the problems per seed
     env_kwargs: dict = field(default_factory=dict)  # max_episodes, max_tokens, alpha, episode_cost
 
 
@@ -99,31 +101,29 @@ def describe(data) -> dict:
     }
 
 
-def run(path: Path, study: Study, log) -> tuple[str, float]:
-    start = time.perf_counter()
-    kwargs = {"data": str(path), **study.env_kwargs}
+def run_split(path: Path, study: Study, split_seed: int, log) -> tuple[list[Result], int, list[str]]:
+    """Every agent on the test problems of one split (learners trained on its train problems)."""
+    kwargs = {"data": str(path), "split_seed": split_seed, **study.env_kwargs}
     train_env = gym.make(ENV_ID, split="train", **kwargs)
     test_env = gym.make(ENV_ID, split="test", **kwargs)
     H = train_env.unwrapped.settings.max_episodes
     train_ids = [p.problem_id for p in train_env.unwrapped.dataset.problems]
     test_ids = [p.problem_id for p in test_env.unwrapped.dataset.problems]
-    all_data = gym.make(ENV_ID, **kwargs).unwrapped.dataset
-    log(f"{path.name}: {len(train_ids)} train / {len(test_ids)} test problems")
+    log(f"{path.name}, split seed {split_seed}: {len(train_ids)} train / {len(test_ids)} test problems")
+    train_rollouts = max(1, study.rollouts // 4)
 
     def fixed(name, agent, note=""):
         ev = evaluate(test_env, agent, test_ids, study.rollouts)
-        train = float(np.mean(evaluate(train_env, agent, train_ids, max(1, study.rollouts // 4))[0]))
-        log(f"  {name}: test return {ev[0].mean():.3f}")
+        train = float(np.mean(evaluate(train_env, agent, train_ids, train_rollouts)[0]))
+        log(f"  {name}: test return {ev[0].mean():.3f} (train {train:.3f})")
         return Result(name, *ev, train_return=train, note=note)
 
-    results = [fixed("answer at once", AnswerAfterK(0), "answer before any episode"),
-               fixed("always continue", AnswerAfterK(H), "continue until the trace ends or the budget does")]
+    results = [fixed("answer at once", AnswerAfterK(0)), fixed("always continue", AnswerAfterK(H))]
     # The best fixed number of episodes, chosen on the train problems.
     best_k = max(range(1, H), key=lambda k: np.mean(evaluate(train_env, AnswerAfterK(k), train_ids,
-                                                             max(1, study.rollouts // 4))[0]), default=1)
-    results.append(fixed(f"answer after {best_k} (k chosen on train)", AnswerAfterK(best_k)))
-    results.append(fixed("answer when confident (agreement >= 0.9)", AnswerWhenConfident(),
-                         "gold-free heuristic: stalls -> verify, then switch"))
+                                                             train_rollouts)[0]), default=1)
+    results.append(fixed("answer after k (k chosen on train)", AnswerAfterK(best_k), note=f"k={best_k}"))
+    results.append(fixed("answer when confident (agreement >= 0.9)", AnswerWhenConfident()))
     results.append(fixed("random", RandomAgent(test_env.action_space, 0)))
 
     for name, factory, steps in (("Q-learning", q_learning, study.q_steps), ("PPO", ppo, study.ppo_steps)):
@@ -145,10 +145,35 @@ def run(path: Path, study: Study, log) -> tuple[str, float]:
     ev = evaluate(test_env, oracle, test_ids, study.rollouts)
     train_oracle = ReplayOracle.from_env(train_env)
     results.append(Result("DP oracle† (exact; reads J)", exact, *ev[1:],
-                          train_return=float(np.mean([train_oracle.expected_return(p) for p in train_ids])),
-                          note="optimal per problem given the stored traces"))
+                          train_return=float(np.mean([train_oracle.expected_return(p) for p in train_ids]))))
+    return results, H, test_ids
+
+
+def run(path: Path, study: Study, log) -> tuple[str, float]:
+    """All split seeds of one trace set: each problem's numbers are averaged over the splits that held
+    it out, so each problem held out at least once counts once in the intervals."""
+    start = time.perf_counter()
+    per_problem: dict[str, dict[str, list]] = {}  # agent -> problem -> [(return, acc, episodes, tokens)]
+    split_rows = []
+    for split_seed in study.split_seeds:
+        results, H, test_ids = run_split(path, study, split_seed, log)
+        for r in results:
+            table = per_problem.setdefault(r.name, {})
+            for i, pid in enumerate(test_ids):
+                table.setdefault(pid, []).append((r.returns[i], r.accuracy[i], r.episodes[i], r.tokens[i]))
+        split_rows.append((split_seed, len(test_ids), results))
+    names = list(per_problem)
+    problems = sorted(per_problem[names[0]])
+    merged = []
+    for name in names:
+        values = np.array([np.mean(per_problem[name][pid], axis=0) for pid in problems])  # problems x 4
+        splits = [r for _, _, results in split_rows for r in results if r.name == name]
+        merged.append(Result(name, *values.T, train_return=float(np.mean([r.train_return for r in splits])),
+                             per_seed=[float(r.returns.mean()) for r in splits],
+                             note=", ".join(r.note for r in splits if r.note)))
+    all_data = gym.make(ENV_ID, data=str(path), **study.env_kwargs).unwrapped.dataset
     wall = time.perf_counter() - start
-    return report(path, all_data, study, H, train_ids, test_ids, results, wall), wall
+    return report(path, all_data, study, H, problems, merged, wall), wall
 
 
 def _ci(values) -> str:
@@ -156,7 +181,7 @@ def _ci(values) -> str:
     return f"{np.mean(values):.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def report(path, data, study, H, train_ids, test_ids, results, wall) -> str:
+def report(path, data, study, H, problems, results, wall) -> str:
     by = {r.name: r for r in results}
     cont, now = by["always continue"].returns, by["answer at once"].returns
     s = study.env_kwargs
@@ -165,18 +190,31 @@ def report(path, data, study, H, train_ids, test_ids, results, wall) -> str:
     lines += ["| set | " + " | ".join(stats) + " |", "|---" * (len(stats) + 1) + "|",
               "| all | " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in stats.values()) + " |", ""]
     lines += [f"Env: H = {H}, C0 = {s.get('max_tokens')}, alpha = {s.get('alpha', 1.0)}, episode cost = "
-              f"{s.get('episode_cost', 0.0)}. {len(train_ids)} train problems, {len(test_ids)} held-out test problems "
-              f"({study.rollouts} rollouts each, seeds shared by all agents). Section time: {wall:.0f} s.", ""]
+              f"{s.get('episode_cost', 0.0)}. Split seeds {list(study.split_seeds)} (test fraction 0.3 each): "
+              f"{len(problems)} of {len(data.problems)} problems were held out at least once; each counts once, "
+              f"with its numbers averaged over the splits that held it out ({study.rollouts} rollouts per problem "
+              f"and split, seeds shared by all agents). Section time: {wall:.0f} s.", ""]
     lines += ["| agent | test return [95% CI] | minus always-continue [95% CI] | minus answer-at-once [95% CI] | "
-              "accuracy | episodes | tokens | train return | per-seed test return |",
+              "accuracy | episodes | tokens | train return | test return per split |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        if " seed " in r.name:
-            continue
-        seeds = ", ".join(f"{x:.3f}" for x in r.per_seed)
-        lines.append(f"| {r.name} | {_ci(r.returns)} | {_ci(r.returns - cont)} | {_ci(r.returns - now)} | "
+        per_split = ", ".join(f"{x:.3f}" for x in r.per_seed)
+        name = r.name + (f" ({r.note})" if r.note else "")
+        lines.append(f"| {name} | {_ci(r.returns)} | {_ci(r.returns - cont)} | {_ci(r.returns - now)} | "
                      f"{r.accuracy.mean():.3f} | {r.episodes.mean():.2f} | {r.tokens.mean():.0f} | "
-                     f"{r.train_return:.3f} | {seeds} |")
+                     f"{r.train_return:.3f} | {per_split} |")
+    lines += ["", "Verdicts (a learner *beats* a baseline when the 95% interval of the paired difference lies above 0):", ""]
+    for r in results:
+        if not r.name.startswith(("Q-learning", "PPO")):
+            continue
+        verdicts = []
+        for base, values in (("always continue", cont), ("answer at once", now)):
+            lo, hi = bootstrap_ci(r.returns - values, seed=0)
+            word = "beats" if lo > 0 else ("is worse than" if hi < 0 else "does not beat (interval includes 0)")
+            verdicts.append(f"{word} {base} ({np.mean(r.returns - values):+.3f} [{lo:.3f}, {hi:.3f}])")
+        lines.append(f"- {r.name}: {'; '.join(verdicts)}. Return on its own train problems {r.train_return:.3f} "
+                     f"vs {r.returns.mean():.3f} held out (DP oracle† on train problems: "
+                     f"{by['DP oracle† (exact; reads J)'].train_return:.3f}).")
     lines.append("")
     return "\n".join(lines)
 
@@ -193,6 +231,8 @@ def main() -> None:
     parser.add_argument("--q-steps", type=int, default=300_000)
     parser.add_argument("--ppo-steps", type=int, default=100_000)
     parser.add_argument("--rollouts", type=int, default=200)
+    parser.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                        help="one train/test split of the problems per seed (split_of's split_seed)")
     parser.add_argument("--max-episodes", type=int, default=None, help="H (default: the env's)")
     parser.add_argument("--max-tokens", type=int, default=None, help="C0 (default: none)")
     parser.add_argument("--alpha", type=float, default=None)
@@ -202,9 +242,9 @@ def main() -> None:
     args = parser.parse_args()
     env_kwargs = {k: v for k, v in (("max_episodes", args.max_episodes), ("max_tokens", args.max_tokens),
                                     ("alpha", args.alpha), ("episode_cost", args.episode_cost)) if v is not None}
-    study = Study(args.seeds, args.q_steps, args.ppo_steps, args.rollouts, env_kwargs)
+    study = Study(args.seeds, args.q_steps, args.ppo_steps, args.rollouts, tuple(args.split_seeds), env_kwargs)
     if args.quick:
-        study = Study(1, 20_000, 4_000, 20, env_kwargs)
+        study = Study(1, 20_000, 4_000, 20, tuple(args.split_seeds[:2]), env_kwargs)
     sets = args.data or default_sets()
     start = time.perf_counter()
     sections = []
@@ -217,9 +257,11 @@ def main() -> None:
         "# TTC-Replay-v0 study: learned stopping and switching on held-out problems of analysed trace sets", "",
         f"Generated by `{command}` in {wall:.0f} s (wall) on CPU. Learners: {study.seeds} training seed(s); "
         f"Q-learning {study.q_steps:,} transitions, PPO {study.ppo_steps:,} timesteps, on the train problems only. "
-        "Every number is on the held-out test problems unless marked train: a mean over test problems of each "
-        "problem's mean return over the shared rollout seeds, with a 95% percentile bootstrap interval over "
-        "problems; the differences are paired by problem. The DP oracle† reads J (graded against the gold "
+        f"{len(study.split_seeds)} train/test split(s) of the problems by a hash of their id (split seeds "
+        f"{list(study.split_seeds)}). Every number is on held-out test problems unless marked train: a mean over "
+        "the problems held out by at least one split (each averaged over the splits and training seeds that held "
+        "it out, and over the shared rollout seeds), with a 95% percentile bootstrap interval over problems; "
+        "the differences are paired by problem. The DP oracle† reads J (graded against the gold "
         "answer): it is the ceiling, the best return any policy could get on each problem from these stored "
         "traces, not a deployable agent. return = outcome + alpha * (J_final - J_0) - cost per episode "
         "(docs/formulation.md §3).", "",
