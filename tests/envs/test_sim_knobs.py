@@ -125,6 +125,22 @@ def test_overthinking_codes_do_not_depend_on_the_budget():
     assert short.slip_prior(short.verified_code(short.revised_code)) == (True, 1)
 
 
+def test_vector_env_samples_token_lengths_and_keeps_work_on_a_switch():
+    n = 64
+    venv = gym.make_vec("TTC-Sim-v0", num_envs=n, vectorization_mode="vector_entry_point", max_episodes=20,
+                        tokens_per_action=(256, 128, 64), switch_keep=1.0, difficulty_probs=(0.0, 0.0, 1.0))
+    obs, info = venv.reset(seed=3)
+    obs, _, _, _, info = venv.step(np.full(n, C, dtype=np.int64))
+    first = np.asarray(info["tokens_used"])
+    assert first.min() >= 128 and first.max() <= 384 and np.unique(first).size > 10
+    for _ in range(3):
+        obs, _, _, _, info = venv.step(np.full(n, C, dtype=np.int64))
+    steps_before = obs[:, 3].copy()
+    obs, _, _, _, info = venv.step(np.full(n, S, dtype=np.int64))
+    kept = np.minimum(steps_before, 2)  # switch_keep=1 keeps every step, at most steps_needed - 1 (hard: 3)
+    assert (obs[:, 3] == kept).all() and (obs[:, 6] == kept).all() and (obs[:, 2] == 1).all()
+
+
 def test_hidden_episode_count():
     env = gym.make("TTC-Sim-v0", observe_episodes=False, max_episodes=4)
     steps, _ = run(env, keep_continuing, 0)
