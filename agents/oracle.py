@@ -51,7 +51,7 @@ class OracleAgent:
         """The model's observation: with a hidden episode count (`observe_episodes=False`) it is read
         from `info["episodes_used"]` (`SimModel.planning_obs`)."""
         planning = getattr(self.model, "planning_obs", None)
-        return planning(obs, info) if planning is not None and info is not None else tuple(int(x) for x in obs)
+        return planning(obs, info) if planning is not None else tuple(int(x) for x in obs)
 
     def q_values(self, obs) -> np.ndarray:
         return np.array(self._q(tuple(int(x) for x in obs)))
@@ -60,7 +60,13 @@ class OracleAgent:
         return float(max(self._q(tuple(int(x) for x in obs))))
 
     def act(self, obs, info: dict | None = None) -> int:
-        q = self._q(self._key(obs, info))
+        """The optimal action at an env observation (with a hidden episode count, `info` must carry
+        `episodes_used`; `SimModel.planning_obs` raises otherwise)."""
+        return self._act_planned(self._key(obs, info))
+
+    def _act_planned(self, key: tuple[int, ...]) -> int:
+        """The optimal action at a model observation (episode count included)."""
+        q = self._q(key)
         best = max(q)
         return int(next(a for a in _TIE_ORDER if q[a] >= best - 1e-12))
 
@@ -94,7 +100,7 @@ class OracleAgent:
             if obs in memo:
                 return memo[obs]
             total = 0.0
-            action = self.act(obs)
+            action = self._act_planned(obs)
             for branch in self.model.transitions(obs, action):
                 future = 0.0 if branch.obs is None else walk(branch.obs)
                 total += branch.prob * (per_branch(branch, action) + future)
@@ -115,7 +121,7 @@ class OracleAgent:
             curve[i] = done_mass_j + sum(p * self.model.expected_j(o) for o, p in dist.items())
             nxt: dict = {}
             for obs, p in dist.items():
-                action = self.act(obs)
+                action = self._act_planned(obs)
                 for branch in self.model.transitions(obs, action):
                     if branch.obs is None:  # J held at its final value (the prover's, not the graded answer)
                         done_mass_j += p * branch.prob * branch.expected_j
@@ -213,8 +219,7 @@ class AccuracyOracleAgent(OracleAgent):
     def _remaining(self, obs: tuple[int, ...]) -> int:
         return int(self.model.params.max_episodes) - int(obs[0])
 
-    def act(self, obs, info: dict | None = None) -> int:
-        key = self._key(obs, info)
+    def _act_planned(self, key: tuple[int, ...]) -> int:
         q = self._dp.q_values(key, self._remaining(key))
         best = max(q)
         return int(next(a for a in _TIE_ORDER if q[a] >= best - 1e-12))

@@ -146,6 +146,11 @@ def test_hidden_episode_count():
     steps, _ = run(env, keep_continuing, 0)
     assert all(o[0] == 0 for _, o, _ in steps) and steps[-1][2]["episodes_used"] == 4
     assert env.observation_space.nvec[0] == 1
+    oracle = OracleAgent.from_env(env)
+    obs, info = env.reset(seed=0)
+    with pytest.raises(ValueError, match="episodes_used"):
+        oracle.act(obs)  # the plan needs the hidden count: never a silent plan at t = 0
+    assert oracle.act(obs, info) in (C, S, V, A)
     venv = gym.make_vec("TTC-Sim-v0", num_envs=8, vectorization_mode="vector_entry_point", observe_episodes=False)
     obs, _ = venv.reset(seed=0)
     obs, *_ = venv.step(np.zeros(8, dtype=np.int64))
