@@ -149,7 +149,8 @@ class NeverVerify:
         """Deterministic and stateless (it reads everything from the observation)."""
 
     def act(self, obs, info: dict) -> int:
-        _, _, _, steps, attempts, candidate = (int(x) for x in obs)
+        # The first-release fields; TTC-Sim-v0 may append `kept_steps` (switch_keep > 0), not needed here.
+        _, _, _, steps, attempts, candidate = (int(x) for x in obs[:6])
         if candidate > 0:
             return int(MetaAction.ANSWER)
         if attempts - steps >= self.patience:

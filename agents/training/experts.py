@@ -35,8 +35,9 @@ BASE_STRATEGY = "never_verify(2)"
 
 
 class _BaseFields:
-    """Shows a heuristic the first-release observation fields only (OBS_FIELDS): TTC-Sim-v0 appends
-    `kept_steps` when `switch_keep` > 0, which `NeverVerify` does not expect."""
+    """Shows a heuristic the first-release observation fields only (OBS_FIELDS), not the `kept_steps`
+    field TTC-Sim-v0 appends when `switch_keep` > 0: the expert is defined on those six fields (the
+    heuristics themselves accept the longer observation)."""
 
     def __init__(self, agent: Any):
         self.agent = agent
