@@ -238,3 +238,19 @@ def test_memoized_and_sb3_agents_reset_without_touching_a_deterministic_policy()
     stochastic.reset(seed=5)
     stochastic.reset()
     assert Sampling.seeds == [problem_seed(2, 5)]
+
+
+def test_never_verify_runs_on_the_sim_with_switch_keep():
+    """With switch_keep > 0 TTC-Sim-v0 appends a seventh observation field (kept_steps)."""
+    import gymnasium as gym
+
+    from ttc_gym.agents.heuristics import NeverVerify
+
+    env = gym.make("TTC-Sim-v0", switch_keep=0.5)
+    obs, info = env.reset(seed=0)
+    assert len(obs) == 7
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(NeverVerify(2).act(obs, info))
+        done = terminated or truncated
+    assert info["answered"] or truncated
