@@ -15,7 +15,7 @@ import numpy as np
 
 from ttc_gym.agent import Agent, reset_agent
 from ttc_gym.metrics import (
-    cumulative_regret, maj_at_k_one_prefix_graded, mean_and_stderr, mrt_normalized_token_regret,
+    cumulative_regret, maj_at_k_one_prefix_graded, mean_and_stderr, mrt_normalized_token_regret, mrt_token_axis,
     normalized_token_regret, pad_curve,
 )
 
@@ -145,8 +145,7 @@ def per_problem_metrics(
     if all("prompt_tokens" in r.extra and len(r.extra.get("answer_tokens", ())) == len(r.j_curve) for r in records):
         columns["mrt_token_regret"] = [
             mrt_normalized_token_regret(
-                [r.extra["prompt_tokens"] + t + a for t, a in zip(r.token_curve, r.extra["answer_tokens"])],
-                r.j_curve, budget_tokens,
+                mrt_token_axis(r.extra["prompt_tokens"], r.token_curve, r.extra["answer_tokens"]), r.j_curve, budget_tokens
             )
             for r in records
         ]

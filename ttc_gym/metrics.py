@@ -253,6 +253,16 @@ def maj_pooled_over_episodes(answers_per_episode, is_correct) -> list[bool]:
     return maj_at_k(answers_per_episode, is_correct)
 
 
+def mrt_token_axis(prompt_tokens: float, prefix_tokens: Sequence[float], answer_tokens: Sequence[float]) -> list[float]:
+    """The x of MRT's notebook's token curve at each prefix: prompt + prefix + mean forced-answer tokens,
+    made non-decreasing (a running maximum: a prefix whose forced answers happen to be shorter than the
+    previous one's does not move the curve back in tokens; the notebook's long traces never meet this)."""
+    if len(prefix_tokens) != len(answer_tokens):
+        raise ValueError(f"one answer length per prefix expected, got {len(answer_tokens)} for {len(prefix_tokens)} prefixes.")
+    x = float(prompt_tokens) + np.asarray(prefix_tokens, dtype=np.float64) + np.asarray(answer_tokens, dtype=np.float64)
+    return np.maximum.accumulate(x).tolist() if x.size else []
+
+
 def mrt_normalized_token_regret(tokens: Sequence[float], j_values: Sequence[float], budget_tokens: float) -> float:
     """MRT's normalized token regret as its notebook computes it (CMU-AIRe/MRT analysis/code/regret.ipynb):
     1 - (1/C0) * trapezoid area of the curve that starts at (0 tokens, J = 0), then passes through

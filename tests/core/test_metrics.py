@@ -111,3 +111,12 @@ def test_maj_at_k_one_prefix_graded_groups_correct_spellings_and_halves_ties():
     assert maj_at_k_one_prefix_graded([None, None], [False, False]) == 0.0
     with pytest.raises(ValueError, match="one grade per answer"):
         maj_at_k_one_prefix_graded(["1"], [True, False])
+
+
+def test_mrt_token_axis_counts_prompt_prefix_and_answer_and_never_goes_back():
+    from ttc_gym.metrics import mrt_token_axis
+
+    # a shorter forced answer after a short episode would move x back from 64 to 62: held at 64
+    assert mrt_token_axis(40, [0, 20, 21], [4.0, 4.0, 1.0]) == [44.0, 64.0, 64.0]
+    with pytest.raises(ValueError, match="one answer length per prefix"):
+        mrt_token_axis(40, [0, 20], [4.0])

@@ -145,11 +145,10 @@ def analyse_traces(traces: Sequence[RawTrace], prover: LLMProver, prover_info: d
             if unsure:
                 correct = [False if a is None else compare_answers(a, trace.answer) for a in answers]
             graded = [c for c in correct if c is not None]
-            stated = [a for a in answers if a is not None]
             prefixes.append({
                 "n_episodes": j, "tokens": total, "forced_answers": answers, "correct": correct,
                 "J": (sum(graded) / len(graded)) if graded else None,
-                "answer_tokens": (sum(engine.count_tokens(a) for a in stated) / len(stated)) if stated else 0.0,
+                "answer_tokens": estimate.answer_tokens,  # mean generated length of the K forced answers
             })
         row = {
             "format": ANALYSED_FORMAT, "problem_id": trace.problem_id, "problem": trace.problem, "answer": trace.answer,

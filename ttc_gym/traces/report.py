@@ -2,7 +2,7 @@
 
 Every number comes from the metric functions of `ttc_gym.metrics` (docs/formulation.md §5):
 normalized token regret in ttc-gym's convention (`normalized_token_regret`) beside MRT's notebook's
-(`mrt_normalized_token_regret`), maj@k at one prefix (`maj_at_k_one_prefix`), intervals by
+(`mrt_normalized_token_regret`), maj@k at one prefix (`maj_at_k_one_prefix_graded`), intervals by
 `bootstrap_ci`. A prefix whose J is null (nothing graded) takes the J of the prefix before it (the
 first graded one for J_0); a trace with no graded prefix is left out and counted.
 """
@@ -17,13 +17,13 @@ import numpy as np
 
 from ttc_gym.metrics import (
     bootstrap_ci,
-    maj_at_k_one_prefix,
+    maj_at_k_one_prefix_graded,
     mean_curve,
     mrt_normalized_token_regret,
+    mrt_token_axis,
     normalized_token_regret,
 )
 
-_CORRECT = "\x00correct"  # the vote of every forced answer graded correct
 Z95 = 1.959963984540054
 
 
@@ -48,10 +48,10 @@ def fall_after_peak(curve: Sequence[float], tol: float = 1e-9) -> tuple[bool, bo
 
 
 def maj_curve(prefix: dict) -> list[float]:
-    """maj@k at one prefix for k = 1..K (`metrics.maj_at_k_one_prefix`): answers graded correct vote
+    """maj@k at one prefix for k = 1..K (`metrics.maj_at_k_one_prefix_graded`): answers graded correct vote
     together (equivalent forms of the gold answer count as one), the others by their normalized text."""
-    answers = [_CORRECT if c else a for a, c in zip(prefix["forced_answers"], prefix["correct"])]
-    return [maj_at_k_one_prefix(answers, _CORRECT, k) for k in range(1, len(answers) + 1)]
+    answers, correct = prefix["forced_answers"], [bool(c) for c in prefix["correct"]]
+    return [maj_at_k_one_prefix_graded(answers, correct, k) for k in range(1, len(answers) + 1)]
 
 
 def default_budgets(rows: list[dict]) -> list[int]:
@@ -78,12 +78,15 @@ def summarize(rows: list[dict], budgets: Sequence[int] | None = None) -> dict:
         raise ValueError(f"budgets (C0, tokens) must be >= 1, got {budgets}.")
     j = [curves[r["trace_id"]] for r in usable]
     tokens = [[p["tokens"] for p in r["prefixes"]] for r in usable]
+    # MRT's notebook axis: problem + prefix + mean forced-answer tokens at each prefix.
+    mrt_axes = [mrt_token_axis(r.get("problem_tokens", 0), [p["tokens"] for p in r["prefixes"]],
+                               [p.get("answer_tokens", 0.0) for p in r["prefixes"]]) for r in usable]
     falls = [fall_after_peak(c) for c in j]
     regret = []
     for c0 in budgets:
         ours = [normalized_token_regret(t, c, c0) for t, c in zip(tokens, j)]
-        mrt = [mrt_normalized_token_regret([r.get("problem_tokens", 0) + x for x in t], c, c0)
-               if r.get("problem_tokens", 0) + t[0] > 0 else float("nan") for r, t, c in zip(usable, tokens, j)]
+        mrt = [mrt_normalized_token_regret(axis, c, c0) if axis[0] > 0 else float("nan")
+               for axis, c in zip(mrt_axes, j)]
         row = {"C0": c0, "regret": _interval(ours)}
         mrt = [m for m in mrt if np.isfinite(m)]
         row["regret_mrt"] = _interval(mrt) if mrt else None
@@ -107,11 +110,11 @@ def summarize(rows: list[dict], budgets: Sequence[int] | None = None) -> dict:
         "regret_conventions": {
             "regret": "ttc-gym: metrics.normalized_token_regret (J held back to 0 tokens; x = trace tokens)",
             "regret_mrt": "MRT notebook: metrics.mrt_normalized_token_regret (curve from (0, 0); x = problem + "
-                          "prefix tokens, without the forced-answer length)",
+                          "prefix + mean forced-answer tokens)",
         },
-        f"maj_at_k_first_prefix": [float(v) for v in np.mean(maj_first, axis=0)],
-        f"maj_at_k_last_prefix": [float(v) for v in np.mean(maj_last, axis=0)],
-        "maj_at_k_estimator": f"metrics.maj_at_k_one_prefix over the K={k} forced answers of one prefix, k = 1..K",
+        "maj_at_k_first_prefix": [float(v) for v in np.mean(maj_first, axis=0)],
+        "maj_at_k_last_prefix": [float(v) for v in np.mean(maj_last, axis=0)],
+        "maj_at_k_estimator": f"metrics.maj_at_k_one_prefix_graded over the K={k} forced answers of one prefix, k = 1..K",
     }
 
 
