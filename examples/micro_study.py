@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="results file (default: beside --out, .json); existing runs in it are reused")
     p.add_argument("--reduced-note", default="", help="a sentence for the header when the study is cut down")
     args = p.parse_args(argv)
-    command = "python examples/micro_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python examples/micro_study.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     out_md = Path(args.out)
     json_path = Path(args.json) if args.json else out_md.with_suffix(".json")
     results = json.loads(json_path.read_text()) if json_path.is_file() else {"runs": [], "base": None, "wall_s": 0.0}
