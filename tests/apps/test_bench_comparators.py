@@ -106,3 +106,21 @@ def test_bench_config_checks_the_comparator_source(tmp_path):
         prepare(BenchConfig(**common, j_star=0.9, j_star_from="best-prefix", out_dir=str(tmp_path / "b")))
     plan = prepare(BenchConfig(**common, j_star_from="best-prefix", out_dir=str(tmp_path / "c")))
     assert plan.j_star_from == "best-prefix"
+
+
+def test_replay_env_benches_with_its_defaults_and_a_best_prefix_comparator(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from ttc_gym.bench import run_bench
+
+    config = BenchConfig(env_id="TTC-Replay-v0", num_problems=20, j_star_from="best-prefix", out_dir=str(tmp_path))
+    result = run_bench(config, progress=False, plots=False, console=Console(file=io.StringIO()))
+    s = result.summary
+    assert [b["label"] for b in s["budgets"]] == ["H=2", "H=4", "H=8"]
+    # The comparator is the best prefix any agent reached: no agent's episode regret is below 0,
+    # and the oracle-informed agent is marked.
+    assert all(r["metrics"]["episode_regret"]["mean"] >= -1e-12 for r in s["rows"])
+    assert {r["agent"] for r in s["rows"] if r["oracle"]} == {"oracle-answer-when-confident"}
+    assert all("maj_one_prefix" in r["metrics"] for r in s["rows"])

@@ -97,6 +97,20 @@ PROFILES: dict[str, EnvProfile] = {
         default_problems=20,
         rank_by="accuracy",
     ),
+    # Stored traces (the shipped SmolLM2 set by default): no model, simulator speed.
+    "TTC-Replay-v0": EnvProfile(
+        env_id="TTC-Replay-v0",
+        budget_kwargs=("max_episodes", "max_tokens"),
+        action_kind="meta",
+        default_agents=("answer-when-confident", "answer-after:1", "answer-after", "random",
+                        "oracle-answer-when-confident"),
+        default_budgets=(2, 4, 8),
+        default_problems=200,
+        rank_by="return",
+        cheap_make=True,
+        note="Problems are drawn from the shipped analysed trace set (--env-kwarg data=PATH for another; "
+             "split=test for held-out problems). J* = 1 unless --j-star or --j-star-from is given.",
+    ),
 }
 
 
