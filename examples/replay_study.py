@@ -36,6 +36,7 @@ from ttc_gym.agents.factories import ppo, q_learning
 from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, RandomAgent
 from ttc_gym.agents.oracle import ReplayOracle
 from ttc_gym.envs.replay import DEFAULT_DATA
+from ttc_gym.evaluation import run_rollout
 from ttc_gym.metrics import bootstrap_ci
 
 HERE = Path(__file__).resolve().parent
@@ -70,14 +71,8 @@ def evaluate(env, agent, problem_ids, rollouts) -> tuple[np.ndarray, ...]:
     for i, pid in enumerate(problem_ids):
         acc = np.zeros(4)
         for seed in range(rollouts):
-            obs, info = env.reset(seed=seed, options={"problem_id": pid})
-            agent.reset(seed=seed)
-            total, done = 0.0, False
-            while not done:
-                obs, r, term, trunc, info = env.step(agent.act(obs, info))
-                total += r
-                done = term or trunc
-            acc += (total, info["outcome"], info["episodes_used"], info["tokens_used"])
+            r = run_rollout(env, agent, seed, options={"problem_id": pid})
+            acc += (r.total_reward, r.outcome, r.episodes_used, r.tokens_used)
         out[:, i] = acc / rollouts
     return tuple(out)
 

@@ -11,6 +11,7 @@ import ttc_gym  # noqa: F401
 from ttc_gym.actions import MetaAction
 from ttc_gym.agents.heuristics import AnswerAfterK, RandomAgent
 from ttc_gym.agents.oracle import ReplayOracle
+from ttc_gym.evaluation import run_rollout
 from ttc_gym.metrics import mean_and_stderr
 from tests.envs.test_replay_env import fixture_rows, row
 
@@ -18,17 +19,7 @@ C, S, A = MetaAction.CONTINUE, MetaAction.SWITCH, MetaAction.ANSWER
 
 
 def returns_of(env, agent, n, options=None):
-    out = []
-    for seed in range(n):
-        obs, info = env.reset(seed=seed, options=options)
-        agent.reset(seed=seed)
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, info = env.step(agent.act(obs, info))
-            total += r
-            done = term or trunc
-        out.append(total)
-    return np.array(out)
+    return np.array([run_rollout(env, agent, seed, options).total_reward for seed in range(n)])
 
 
 def test_hand_computed_values_on_one_problem():
