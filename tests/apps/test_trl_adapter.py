@@ -11,7 +11,7 @@ import torch
 
 from ttc_gym.agents.training import algorithms as alg
 from ttc_gym.engines.base import Completion
-from ttc_gym.engines.testing import tiny_random_engine
+from ttc_gym.engines.testing import ScriptedChatEngine, tiny_random_engine
 
 import trl  # in the `test` extra: CI runs this file
 from ttc_gym.agents.training.trl_grpo import (
@@ -24,18 +24,13 @@ from ttc_gym.agents.training.trl_grpo import (
 QUESTIONS = ["What is 5 + 7?", "What is 3 * 4?", "What is 20 - 8?", "What is 24 / 2?"]
 
 
-class ScriptedProver:
+class ScriptedProver(ScriptedChatEngine):
     """A frozen prover whose forced answers are right for a share of the K samples that depends on
     the trace (a checksum of the prompt), so J moves from episode to episode: the tiny random policy
     alone never answers right, and progress would be 0 everywhere."""
 
     name = "scripted-prover"
 
-    def format_chat(self, user, assistant_prefix="", system=None):
-        return f"<user>{user}</user><assistant>{assistant_prefix}"
-
-    def count_tokens(self, text):
-        return len(text.split())
 
     def generate(self, prompts, sampling, *, seed):
         out = []

@@ -21,6 +21,7 @@ from ttc_gym.engines.base import Completion  # noqa: E402
 from ttc_gym.answer_extraction import extract_boxed  # noqa: E402
 from ttc_gym.grading import compare_answers, normalize_answer  # noqa: E402
 from ttc_gym.integrations.verifiers import CONTINUE_MESSAGE, load_environment  # noqa: E402
+from ttc_gym.engines.testing import ScriptedChatEngine  # noqa: E402
 
 EP = "[ep]"  # marks an episode, so that the scripted prover can count them
 PROBLEMS = [
@@ -37,17 +38,11 @@ REPLIES = {
 }
 
 
-class CountingProver:
+class CountingProver(ScriptedChatEngine):
     """A scripted prover engine: of its n forced answers, (episodes so far + 1) are the gold answer,
     the others wrong, so J = 1/3, 2/3, 1 with K = 3 (a known, moving J curve)."""
 
     name = "counting-prover"
-
-    def format_chat(self, user, assistant_prefix="", system=None):
-        return f"<user>{user}</user><assistant>{assistant_prefix}"
-
-    def count_tokens(self, text):
-        return len(text.split())
 
     def generate(self, prompts, sampling, *, seed):
         out = []

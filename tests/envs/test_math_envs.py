@@ -16,12 +16,13 @@ from ttc_gym.engines.base import Completion
 from ttc_gym.evaluation import run_rollout
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.problems import Problem
+from ttc_gym.engines.testing import ScriptedChatEngine
 from tests.conftest import make_fast_env
 
 PROBLEM = Problem(id="p1", question="What is 5 + 7?", answer="12", source="test", difficulty=1)
 
 
-class ScriptedEngine:
+class ScriptedEngine(ScriptedChatEngine):
     """A fake engine: forced answers are correct in proportion to the number of episodes so far
     (a known J curve), episodes are fixed text. Counts its calls."""
 
@@ -31,12 +32,6 @@ class ScriptedEngine:
         self.k_correct = k_correct_per_episode
         self.calls = 0
         self.requests = []  # (prompts, sampling) of every call
-
-    def format_chat(self, user, assistant_prefix="", system=None):
-        return f"<user>{user}</user><assistant>{assistant_prefix}"
-
-    def count_tokens(self, text):
-        return len(text.split())
 
     def generate(self, prompts, sampling, *, seed):
         self.calls += 1

@@ -11,6 +11,7 @@ import ttc_gym  # noqa: F401
 import ttc_gym.grading as grading
 from ttc_gym.engines.base import Completion
 from ttc_gym.problems import Problem
+from ttc_gym.engines.testing import ScriptedChatEngine
 
 # A symbolic gold answer: the forced answers below are decided by the grader's worker, not by a
 # fast path, so a worker that is down makes their grading incomplete.
@@ -18,7 +19,7 @@ PROBLEM = Problem(id="sym", question="Expand (x+1)^2.", answer="x^2+2x+1", sourc
 K = 4
 
 
-class SymbolicEngine:
+class SymbolicEngine(ScriptedChatEngine):
     """A fake engine: of the K forced answers, the first `correct` are "(x+1)^2" (equal to the gold)
     and the rest "(x+1)^3"; episodes are fixed text. Counts its calls."""
 
@@ -27,12 +28,6 @@ class SymbolicEngine:
     def __init__(self, correct: int = 3):
         self.correct = correct
         self.calls = 0
-
-    def format_chat(self, user, assistant_prefix="", system=None):
-        return f"<user>{user}</user><assistant>{assistant_prefix}"
-
-    def count_tokens(self, text):
-        return len(text.split())
 
     def generate(self, prompts, sampling, *, seed):
         self.calls += 1

