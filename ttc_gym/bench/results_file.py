@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ttc_gym.backups import backup_path
 
 RESULTS_FILE = "results.jsonl"
 
@@ -105,17 +106,6 @@ def read_results(path: Path) -> ResultsRead:
             continue
         out.records.append(record)
     return out
-
-
-def backup_path(path: Path) -> Path:
-    """`path` + `.bak-YYYYmmdd-HHMMSS` (with `-2`, `-3`, ... if that exists already)."""
-    path = Path(path)
-    base = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
 
 
 def move_to_backup(path: Path) -> Path | None:

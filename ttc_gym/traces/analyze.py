@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ttc_gym.backups import backup_path
 from ttc_gym.grading import compare_answers, normalize_answer
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.prompts import EPISODE_MARKERS, PromptTemplate
@@ -236,7 +237,7 @@ def analyse_file(traces: Sequence[RawTrace], out_dir: str | Path, prover: LLMPro
             raise ValueError(f"{path}: trace {row['trace_id']!r} was analysed with prover {row['prover']} but this run "
                              f"uses {prover_info}; choose another --out to analyse with another prover.")
     if found.damaged:
-        backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+        backup = backup_path(path)
         shutil.copy2(path, backup)
         path.write_bytes(found.good_bytes)
         notices.append(f"{path}: dropped {len(found.damaged)} damaged line(s) ({found.damaged[0][1][:80]}); "
