@@ -90,7 +90,7 @@ class LLMAgent:
         return [episode.text for episode in self.write_batch(observations, infos, seeds)]
 
     def write_batch(self, observations: Sequence[dict], infos: Sequence[dict],
-                    seeds: Sequence[int] | None = None) -> list[Episode]:
+                    seeds: Sequence[int] | None = None, cues: Sequence[str] | None = None) -> list[Episode]:
         """Next episodes for several traces in one engine call (one per distinct token cap), each
         with its prompt and token ids (`Episode`).
 
@@ -99,6 +99,10 @@ class LLMAgent:
         (on engines with per-prompt seeds; others get one call per trace). `seeds` (one per trace)
         replaces the agent's seed trace by trace: `act_batch(obs, infos, seeds)[k]` is what an
         agent with `seed=seeds[k]` writes for trace k (e.g. the G rollouts of a training group).
+        `cues` (one per trace, "" for none) start the episodes: trace k's episode is `cues[k]` and what
+        the model writes after it (the reasoning prompt ends with the cue; `token_ids` are the written
+        part's). Budget forcing uses it (`ttc_gym.prompts.BUDGET_FORCING_CUES`). An empty cue leaves
+        the episode and its seed as without `cues`.
         """
         if len(observations) != len(infos):
             raise ValueError(f"act_batch needs one info per observation, got {len(observations)} and {len(infos)}.")
@@ -108,6 +112,11 @@ class LLMAgent:
             raise ValueError(f"act_batch needs one seed per observation, got {len(seeds)} for {len(observations)}.")
         else:
             seeds = [check_int(f"seeds[{k}]", s) for k, s in enumerate(seeds)]
+        if cues is None:
+            cues = [""] * len(observations)
+        elif len(cues) != len(observations) or not all(isinstance(c, str) for c in cues):
+            raise ValueError(f"write_batch needs one cue (a string) per observation, got {cues!r:.120} for "
+                             f"{len(observations)} observations.")
         groups: dict[int, list[int]] = {}
         for i, info in enumerate(infos):
             groups.setdefault(self._token_cap(info), []).append(i)
@@ -120,14 +129,16 @@ class LLMAgent:
             prompts, row_seeds = [], []
             for i in rows:
                 question, episodes = observations[i]["problem"], list(observations[i]["episodes"])
-                prompts.append(self.template.reasoning_prompt(self.engine, question, episodes))
-                row_seeds.append(prefix_seed(seeds[i], "episode", question, *episodes, "\x00"))
+                prompts.append(self.template.reasoning_prompt(self.engine, question, episodes, cues[i]))
+                cued = (cues[i],) if cues[i] else ()  # no cue: the seed of an uncued episode
+                row_seeds.append(prefix_seed(seeds[i], "episode", question, *episodes, "\x00", *cued))
             encode = getattr(self.engine, "encode", None)
             completions = generate_per_prompt(self.engine, prompts, sampling, row_seeds)
             for i, prompt, row in zip(rows, prompts, completions):
                 c = row[0]
                 prompt_ids = tuple(encode(prompt)) if encode is not None else ()
-                written[i] = (Episode(c.text, c.token_ids, prompt, prompt_ids) if c.text.strip()
+                text = cues[i] + c.text
+                written[i] = (Episode(text, c.token_ids, prompt, prompt_ids) if text.strip()
                               else Episode(commit_text(self.final_answer(observations[i])), (), prompt, prompt_ids))
         return written
 

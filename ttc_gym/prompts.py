@@ -31,6 +31,11 @@ EPISODE_MARKERS = (
     "But hold on",
 )
 
+# What budget forcing appends, in turn, each time the trace is forced to go on after it ended: MRT's
+# `CONTINUE_STRS` (GitHub CMU-AIRe/MRT, analysis/code/pass_at_k_extrapolate.py, Appendix F); s1's
+# budget forcing (Muennighoff et al. 2025, §3.1) appends "Wait", the first of them.
+BUDGET_FORCING_CUES = ("Wait", "But wait", "Alternatively", "But hold on")
+
 # Short on purpose: the default 135M model follows a short instruction better (forced-answer
 # accuracy at episode 0 on level-1 problems: ~10 % with this prompt, ~4 % with a longer one).
 DEFAULT_USER_TEMPLATE = "{question} Put the final answer in \\boxed{{}}."

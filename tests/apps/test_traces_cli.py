@@ -200,3 +200,72 @@ def test_bad_input_file_is_a_clear_error(tmp_path, capsys):
     assert main(["traces", "analyze", str(bad), "--engine", TINY, "--out", str(tmp_path / "o")]) == 2
     assert "bad.jsonl:2: expected a field 'answer'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+class CommitSecondAgent:
+    """Writes "step k" episodes and commits on the second; records the cues it was given."""
+
+    def __init__(self):
+        self.cues: list[list[str] | None] = []
+
+    def write_batch(self, observations, infos, seeds, cues=None):
+        from ttc_gym.agents.llm import Episode
+
+        self.cues.append(None if cues is None else list(cues))
+        out = []
+        for k, obs in enumerate(observations):
+            n = len(obs["episodes"])
+            body = "The final answer is $\\boxed{5}$." if n == 1 else f"step {n}"
+            out.append(Episode(((cues or [""] * len(observations))[k]) + (" " + body if cues else body), (7,) * 3))
+        return out
+
+
+def test_collect_with_budget_forcing_forces_every_trace_on_with_mrts_cues(tmp_path, capsys):
+    from ttc_gym.prompts import BUDGET_FORCING_CUES
+    from ttc_gym.traces.collect import collect_traces, draw_problems
+
+    problems = draw_problems("procedural:1", 2, 0)
+    agent = CommitSecondAgent()
+    traces = collect_traces(agent, problems, traces_per_problem=2, max_episodes=4, budget_forcing=5,
+                            count_tokens=lambda text: len(text.split()))
+    for t in traces:
+        assert t.natural_episodes == 2 and len(t.episodes) == 7 and t.final_answer == "5"  # the model's own end
+        assert [e.split(" ")[0] for e in t.episodes[2:]] == ["Wait", "But", "Alternatively", "But", "Wait"]
+        assert [e.rsplit(" ", 2)[0] for e in t.episodes[2:]][1] == "But wait"
+        # a forced episode's tokens: what was written (3 ids) and its cue
+        assert list(t.episode_tokens) == [3, 3] + [3 + len(c.split()) for c in
+                                                   [BUDGET_FORCING_CUES[w % 4] for w in range(5)]]
+    assert agent.cues[:2] == [None, None] and agent.cues[2] == ["Wait"] * 4
+    assert collect_traces(CommitSecondAgent(), problems, max_episodes=4)[0].natural_episodes is None
+    with pytest.raises(TypeError, match="write_batch"):
+        collect_traces(type("ActOnly", (), {"act_batch": lambda self, o, i, s: ["x"] * len(o)})(), problems,
+                       budget_forcing=1)
+    # Through the command line, with a real (tiny) model: the analysis reports each extension.
+    out = tmp_path / "bf.jsonl"
+    assert main(["traces", "collect", "--engine", TINY, "--source", "procedural:1", "--n", "2", "--max-episodes", "2",
+                 "--episode-tokens", "6", "--budget-forcing", "2", "--out", str(out), "--k", "2", "--no-progress",
+                 "--analyze"]) == 0
+    rows = read_analysed_traces(tmp_path / "bf_analysis" / ANALYSED_FILE)
+    for r, t in zip(rows, load_raw_traces(out)):
+        assert r["natural_episodes"] == t.natural_episodes and len(r["episodes"]) == t.natural_episodes + 2
+        assert r["episodes"][-2]["text"].startswith("Wait") and r["episodes"][-1]["text"].startswith("But wait")
+    summary = json.loads((tmp_path / "bf_analysis" / "summary.json").read_text())
+    assert summary["budget_forcing"]["extensions"] == 2 and summary["budget_forcing"]["traces"] == len(rows)
+    assert (tmp_path / "bf_analysis" / "budget_forcing.png").stat().st_size > 0
+    assert "budget forcing:" in capsys.readouterr().out
+    assert main(["traces", "collect", "--engine", TINY, "--budget-forcing", "-1", "--out", str(tmp_path / "x.jsonl"),
+                 "--no-progress"]) == 2
+
+
+def test_llm_agent_cues_start_the_episode_and_leave_uncued_seeds_alone():
+    from ttc_gym.agents.llm import LLMAgent
+    from ttc_gym.engines import make_engine
+
+    agent = LLMAgent(make_engine(TINY), max_episode_tokens=5, temperature=0.7, seed=3)
+    obs, infos = [{"problem": "What is 2+3?", "episodes": ("First.",)}] * 2, [{}, {}]
+    plain = agent.write_batch(obs, infos, [1, 2])
+    assert agent.write_batch(obs, infos, [1, 2], cues=["", ""]) == plain
+    cued = agent.write_batch(obs, infos, [1, 2], cues=["Wait", ""])
+    assert cued[1] == plain[1] and cued[0].text.startswith("Wait") and cued[0].prompt.endswith("Wait")
+    with pytest.raises(ValueError, match="one cue"):
+        agent.write_batch(obs, infos, [1, 2], cues=["Wait"])

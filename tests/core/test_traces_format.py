@@ -149,3 +149,17 @@ def test_analysed_rows_load_as_raw_traces_with_their_episodes(tmp_path):
     from ttc_gym.traces.loaders import analysed_rows_in
 
     assert [r["trace_id"] for r in analysed_rows_in(path)] == ["p1#0"]
+
+
+def test_natural_episodes_of_budget_forcing_are_checked_and_carried(tmp_path):
+    raw = {"problem": "Q", "answer": "5", "trace": "a\n\nb", "episodes": ["a", "Wait, b"], "natural_episodes": 1}
+    trace = row_to_raw_trace(raw)
+    assert trace.natural_episodes == 1 and row_to_raw_trace(trace.to_row()).natural_episodes == 1
+    for bad, message in ((3, "from 0 to the number of episodes \\(2\\)"), (-1, "from 0"), ("1", "integer")):
+        with pytest.raises(TraceFormatError, match=f"natural_episodes.*{message}"):
+            row_to_raw_trace({**raw, "natural_episodes": bad}, path="t.jsonl", line=4)
+    with pytest.raises(TraceFormatError, match="natural_episodes' needs the trace's 'episodes'"):
+        row_to_raw_trace({"problem": "Q", "answer": "5", "trace": "t", "natural_episodes": 0})
+    assert row_to_raw_trace(analysed_row(natural_episodes=1)).natural_episodes == 1  # analysed -> raw keeps it
+    with pytest.raises(TraceFormatError, match="natural_episodes"):
+        check_analysed_row(analysed_row(natural_episodes=3))

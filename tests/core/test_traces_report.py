@@ -67,3 +67,31 @@ def test_summary_uses_the_metric_functions():
         summarize(rows, budgets=[0])
     with pytest.raises(ValueError, match="no analysed trace has a graded prefix"):
         summarize([row("c", [None, None], [0, 5])])
+
+
+def forced(trace_id: str, js: list, tokens: list[int], natural: int | None, problem_id: str = "p") -> dict:
+    r = row(trace_id, js, tokens, problem_id=problem_id)
+    if natural is not None:
+        r["natural_episodes"] = natural
+    return check_analysed_row(r)
+
+
+def test_budget_forcing_reports_j_after_each_extension_against_the_natural_end():
+    rows = [forced("a", [0.0, 0.5, 0.25, 0.75], [0, 10, 25, 45], natural=1),  # natural end J 0.5
+            forced("b", [0.25, 0.25, None, 0.5, 0.0], [0, 8, 20, 30, 44], natural=1),  # natural end J 0.25
+            forced("c", [0.0, 1.0], [0, 9], natural=1),  # never forced on: left out
+            forced("d", [0.0, 0.25, 0.5], [0, 5, 9], natural=None)]  # no budget forcing: left out
+    bf = summarize(rows)["budget_forcing"]
+    assert bf["traces"] == 2 and bf["extensions"] == 2  # the extensions both traces have
+    per = bf["per_extension"]
+    assert [e["extensions"] for e in per] == [0, 1, 2] and [e["cue"] for e in per] == [None, "Wait", "But wait"]
+    assert per[0]["J"]["mean"] == pytest.approx((0.5 + 0.25) / 2)
+    assert per[0]["tokens"]["mean"] == pytest.approx((10 + 8) / 2)
+    # b's null J after its first extension takes the J before it (0.25).
+    assert per[1]["J"]["mean"] == pytest.approx((0.25 + 0.25) / 2)
+    assert per[1]["J_minus_natural"]["mean"] == pytest.approx(((0.25 - 0.5) + 0.0) / 2)
+    assert per[2]["J_minus_natural"]["mean"] == pytest.approx(((0.75 - 0.5) + (0.5 - 0.25)) / 2)
+    assert (per[1]["share_down"], per[1]["share_up"], per[2]["share_up"]) == (0.5, 0.0, 1.0)
+    assert "budget forcing: 2 traces" in table(summarize(rows))
+    assert summarize([rows[3]])["budget_forcing"] is None
+    assert "budget forcing" not in table(summarize([rows[3]]))

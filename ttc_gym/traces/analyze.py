@@ -159,6 +159,8 @@ def analyse_traces(traces: Sequence[RawTrace], prover: LLMProver, prover_info: d
             "final_answer": trace.final_answer, "final_correct": _grade_final(trace.final_answer, trace.answer),
             "problem_tokens": engine.count_tokens(trace.problem), "segmentation": {**segmentation.describe(), "used": mode},
         }
+        if trace.natural_episodes is not None and mode == "given":  # budget forcing: where it began
+            row["natural_episodes"] = trace.natural_episodes
         rows.append(check_analysed_row(row))
     return rows
 

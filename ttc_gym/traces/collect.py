@@ -6,6 +6,21 @@ The traces are written by the same agent path that writes episodes for TTC-Math-
 all traces of a batch of problems in one call. A trace ends when an episode commits an answer (a
 `\\boxed{}`, as in TTC-Math-v0) or after `max_episodes` episodes. Nothing here calls a model
 itself; the prover is not run (`ttc_gym.traces.analyze` measures J afterwards).
+
+**Budget forcing** (`budget_forcing=W`): once a trace has ended, it is forced on W more times, each
+time with one more episode that starts with the next cue of `ttc_gym.prompts.BUDGET_FORCING_CUES`
+("Wait", "But wait", "Alternatively", "But hold on", in turn) and goes on as the model writes it.
+This follows MRT's extrapolation analysis (GitHub CMU-AIRe/MRT, analysis/code/pass_at_k_extrapolate.py,
+Appendix F of the paper), which appends those strings to a finished thought W times, and s1's budget
+forcing (Muennighoff et al. 2025, §3.1), which appends "Wait" where the model would stop. The trace
+records `natural_episodes` (where forcing began), so that `ttc_gym.traces.report` can show J before
+and after each extension. Where we differ from MRT: the trace's commit stays in it (MRT's thought
+ends at `</think>`, before the answer; here the episode that wrote `\\boxed{}` is where the model
+stopped, and s1 likewise keeps the thought and appends "Wait"); an extension is one episode (a
+paragraph of at most the agent's episode tokens) where MRT's runs up to 2048 tokens to the next
+`</think>`; J after each extension is measured by the prover's K forced answers (MRT: R full rollouts
+every second extension). A trace cut by `max_episodes` is forced on as well, as MRT forces thoughts
+cut by their token limit.
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ttc_gym.answer_extraction import extract_boxed
+from ttc_gym.prompts import BUDGET_FORCING_CUES
 from ttc_gym.seeding import prefix_seed
 from ttc_gym.traces.format import RawTrace
 from ttc_gym.validation import check_int
@@ -46,14 +62,20 @@ def draw_problems(source: Any, n: int, seed: int) -> list:
 
 def collect_traces(agent: Any, problems: Sequence[Any], *, traces_per_problem: int = 2, max_episodes: int = 6,
                    seed: int = 0, batch_problems: int = 4, model: str | None = None,
-                   count_tokens: Any = None, progress: bool = False) -> list[RawTrace]:
+                   count_tokens: Any = None, progress: bool = False, budget_forcing: int = 0) -> list[RawTrace]:
     """`traces_per_problem` traces of each problem, written by `agent` one episode per step.
 
     Trace m of problem p is sampled with the seed `prefix_seed(seed, p.id, m)`, so a trace does not
     depend on which others share its batch. Episode token counts come from the agent's token ids
-    (`write_batch`) or from `count_tokens(text)`.
+    (`write_batch`) or from `count_tokens(text)`; a forced episode's also count its cue.
+    `budget_forcing`: W extensions of every trace after it ended (module docstring); they need an
+    agent whose `write_batch` takes `cues`.
     """
     check_int("traces_per_problem", traces_per_problem, minimum=1)
+    check_int("budget_forcing", budget_forcing, minimum=0)
+    if budget_forcing and not hasattr(agent, "write_batch"):
+        raise TypeError(f"budget forcing needs an agent with write_batch(observations, infos, seeds, cues) "
+                        f"(e.g. ttc_gym.agents.llm.LLMAgent), got {type(agent).__name__}.")
     check_int("max_episodes", max_episodes, minimum=1)
     check_int("batch_problems", batch_problems, minimum=1)
     count = count_tokens or getattr(getattr(agent, "engine", None), "count_tokens", None)
@@ -68,34 +90,48 @@ def collect_traces(agent: Any, problems: Sequence[Any], *, traces_per_problem: i
         episodes: list[list[str]] = [[] for _ in batch]
         tokens: list[list[int]] = [[] for _ in batch]
         done = [False] * len(batch)
+
+        def write(live: list[int], cue: str = "") -> None:  # one more episode of each trace in `live`
+            obs = [{"problem": batch[i][0].question, "episodes": tuple(episodes[i])} for i in live]
+            seeds = [prefix_seed(seed, batch[i][0].id, str(batch[i][1])) for i in live]
+            infos = [{} for _ in live]
+            if hasattr(agent, "write_batch"):
+                written = (agent.write_batch(obs, infos, seeds, cues=[cue] * len(live)) if cue
+                           else agent.write_batch(obs, infos, seeds))
+                texts = [w.text for w in written]
+                counts = [len(w.token_ids) + (_count(count, cue) if cue else 0) if w.token_ids else None
+                          for w in written]
+            else:
+                texts, counts = list(agent.act_batch(obs, infos, seeds)), [None] * len(live)
+            for i, text, n in zip(live, texts, counts):
+                episodes[i].append(text)
+                tokens[i].append(n if n is not None else _count(count, text))
+                if not cue and extract_boxed(text) is not None:
+                    done[i] = True
+
         for _ in range(max_episodes):
             live = [i for i in range(len(batch)) if not done[i]]
             if not live:
                 break
-            obs = [{"problem": batch[i][0].question, "episodes": tuple(episodes[i])} for i in live]
-            seeds = [prefix_seed(seed, batch[i][0].id, str(batch[i][1])) for i in live]
-            if hasattr(agent, "write_batch"):
-                written = agent.write_batch(obs, [{} for _ in live], seeds)
-                texts = [w.text for w in written]
-                counts = [len(w.token_ids) if w.token_ids else None for w in written]
-            else:
-                texts, counts = list(agent.act_batch(obs, [{} for _ in live], seeds)), [None] * len(live)
-            for i, text, n in zip(live, texts, counts):
-                episodes[i].append(text)
-                tokens[i].append(n if n is not None else (count(text) if count else len(text.split())))
-                if extract_boxed(text) is not None:
-                    done[i] = True
-        for (p, m), eps, toks in zip(batch, episodes, tokens):
-            final = extract_boxed(eps[-1]) if eps else None
+            write(live)
+        natural = [len(eps) for eps in episodes]
+        finals = [extract_boxed(eps[-1]) if eps else None for eps in episodes]
+        for w in range(budget_forcing):
+            write(list(range(len(batch))), BUDGET_FORCING_CUES[w % len(BUDGET_FORCING_CUES)])
+        for (p, m), eps, toks, n, final in zip(batch, episodes, tokens, natural, finals):
             traces.append(RawTrace(problem_id=p.id, problem=p.question, answer=p.answer,
                                    trace="\n\n".join(e.strip() for e in eps), trace_id=f"{p.id}#{m}", model=model,
                                    tokens=sum(toks), episodes=tuple(eps), episode_tokens=tuple(toks),
-                                   final_answer=final))
+                                   final_answer=final, natural_episodes=n if budget_forcing else None))
         if bar is not None:
             bar.update(len(problems[b:b + batch_problems]))
     if bar is not None:
         bar.close()
     return traces
+
+
+def _count(count_tokens: Any, text: str) -> int:
+    return count_tokens(text) if count_tokens else len(text.split())
 
 
 def write_raw_traces(traces: Sequence[RawTrace], path: str | Path) -> Path:

@@ -21,11 +21,13 @@ examples:
   ttc-gym traces analyze my_traces.jsonl --engine default --k 8 --out traces_out/ --resume
   ttc-gym traces analyze r1.jsonl --engine vllm:deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B --forced-answer close_think --out r1_out/
   ttc-gym traces collect --engine default --source procedural:1-2 --n 40 --traces-per-problem 3 --out t.jsonl --analyze
+  ttc-gym traces collect --engine micro --source micro:1-2 --n 50 --budget-forcing 4 --out bf.jsonl --analyze
 
 input rows: ttc-gym's raw format {"problem", "answer", "trace"}, a "messages" chat row, or a completion
 ("<think>...</think> ..." or plain) with its problem and gold answer; see docs/traces.md.
 output folder: analysed.jsonl (one analysed trace a line, appended as each batch finishes), summary.json,
-table.txt, j_vs_episode.png, j_vs_tokens.png, regret_vs_budget.png, maj_at_k.png.
+table.txt, j_vs_episode.png, j_vs_tokens.png, regret_vs_budget.png, maj_at_k.png, and budget_forcing.png
+when the traces were collected with --budget-forcing.
 """
 
 
@@ -115,7 +117,7 @@ def cmd_collect(args: argparse.Namespace, agent_factory: Callable[..., Any]) -> 
               f"on {args.source} -> {out}", file=sys.stderr)
         traces = collect_traces(agent, problems, traces_per_problem=args.traces_per_problem,
                                 max_episodes=args.max_episodes, seed=args.seed, model=args.model or str(args.engine),
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, budget_forcing=args.budget_forcing)
         write_raw_traces(traces, out)
         print(f"wrote {len(traces)} traces to {out}", file=sys.stderr)
         if args.analyze:
@@ -152,6 +154,10 @@ def add_traces_parser(sub: Any, agent_factory: Callable[..., Any]) -> None:
     c.add_argument("--max-episodes", type=int, default=6, metavar="H", help="most episodes per trace (default: %(default)s)")
     c.add_argument("--episode-tokens", type=int, default=64, metavar="N", help="most tokens per episode (default: %(default)s)")
     c.add_argument("--episode-temperature", type=float, default=0.7, help="episodes' temperature (default: %(default)s)")
+    c.add_argument("--budget-forcing", type=int, default=0, metavar="W",
+                   help="after a trace ends, force it on W times, each with one episode opened by \"Wait\", "
+                   "\"But wait\", \"Alternatively\", \"But hold on\" in turn (MRT's extrapolation, s1); the "
+                   "analysis then shows J after each (default: %(default)s, none)")
     c.add_argument("--seed", type=int, default=0, help="problems and trace seeds (default: %(default)s)")
     c.add_argument("--model", metavar="NAME", help="model name written in the traces (default: the engine spec)")
     c.add_argument("--out", required=True, metavar="FILE", help="output JSONL of raw traces")

@@ -8,7 +8,8 @@ A **raw trace** row (`RawTrace`; `raw_trace_row` / `read_raw_traces`):
      "problem_id": str, "trace_id": str, "model": str,  # optional
      "tokens": int,                                     # optional: tokens of the whole trace
      "episodes": [str, ...], "episode_tokens": [int, ...],  # optional: the trace already split
-     "final_answer": str}                               # optional: the answer the trace ended with
+     "final_answer": str,                               # optional: the answer the trace ended with
+     "natural_episodes": int}                           # optional: episodes before budget forcing
 
 Other exports (a "messages" chat row, a `<think>` completion, a plain completion) are converted to
 this by `ttc_gym.traces.loaders`.
@@ -22,7 +23,8 @@ trace per line; several traces of one problem share `problem_id`:
      "prefixes": [{"n_episodes": j, "tokens": int, "forced_answers": [str|null]*K,
                    "correct": [bool|null]*K, "J": float|null}, ... for j = 0..n],
      "prover": {"engine": str, "k": int, "max_new_tokens": int, "template": str},
-     "final_answer": str|null, "final_correct": bool|null}
+     "final_answer": str|null, "final_correct": bool|null,
+     "natural_episodes": int}                                 # optional, as in the raw row
 
 null means not graded (or grading incomplete); J is the mean of the non-null `correct` values
 (null when there are none). Extra fields are allowed (this module adds `problem_tokens`,
@@ -60,7 +62,11 @@ class RawTrace:
         episodes: the trace already split into episodes (e.g. by `ttc-gym traces collect`, whose
             agent writes one episode per step), else None (segment the text).
         episode_tokens: tokens of each of those episodes, when known.
-        final_answer: the answer the trace ended with, when known.
+        final_answer: the answer the trace ended with, when known (with budget forcing: where the
+            model ended it by itself).
+        natural_episodes: with budget forcing (`ttc-gym traces collect --budget-forcing W`), how many
+            of `episodes` the model wrote before it was first forced on; each later episode starts
+            with a cue of `ttc_gym.prompts.BUDGET_FORCING_CUES`. None: no budget forcing.
     """
 
     problem_id: str
@@ -73,6 +79,7 @@ class RawTrace:
     episodes: tuple[str, ...] | None = None
     episode_tokens: tuple[int, ...] | None = None
     final_answer: str | None = None
+    natural_episodes: int | None = None
 
     def to_row(self) -> dict:
         """The raw trace as a JSON-ready row of the raw format."""
@@ -87,6 +94,8 @@ class RawTrace:
             row["episode_tokens"] = list(self.episode_tokens)
         if self.final_answer is not None:
             row["final_answer"] = self.final_answer
+        if self.natural_episodes is not None:
+            row["natural_episodes"] = self.natural_episodes
         return row
 
 
@@ -147,9 +156,24 @@ def raw_trace_row(row: Any, *, path: Any = None, line: int | None = None, defaul
             raise TraceFormatError(f"{where}: field 'episode_tokens' must be a list of integers >= 0, one per "
                                    f"episode of 'episodes', got {episode_tokens!r:.80}.")
         episode_tokens = tuple(episode_tokens)
+    natural = _natural_episodes(row, where, None if episodes is None else len(episodes))
     return RawTrace(problem_id=problem_id, problem=problem, answer=answer, trace=trace, trace_id=trace_id,
                     model=model, tokens=tokens, episodes=episodes, episode_tokens=episode_tokens,
-                    final_answer=final_answer)
+                    final_answer=final_answer, natural_episodes=natural)
+
+
+def _natural_episodes(row: dict, where: str, episodes: int | None) -> int | None:
+    """The row's optional `natural_episodes` (budget forcing), checked against its episodes."""
+    value = row.get("natural_episodes")
+    if value is None:
+        return None
+    if episodes is None:
+        raise TraceFormatError(f"{where}: field 'natural_episodes' needs the trace's 'episodes' (the episodes "
+                               f"before and after budget forcing), and the row has none.")
+    if not _is_int(value) or not 0 <= value <= episodes:
+        raise TraceFormatError(f"{where}: field 'natural_episodes' must be an integer from 0 to the number of "
+                               f"episodes ({episodes}), got {value!r}.")
+    return value
 
 
 def jsonl_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
@@ -242,6 +266,7 @@ def check_analysed_row(row: Any, *, path: Any = None, line: int | None = None) -
         raise TraceFormatError(f"{where}: field 'final_answer' must be a string or null, got {row['final_answer']!r}.")
     if row.get("final_correct") is not None and not isinstance(row["final_correct"], bool):
         raise TraceFormatError(f"{where}: field 'final_correct' must be a boolean or null, got {row['final_correct']!r}.")
+    _natural_episodes(row, where, len(episodes))
     return row
 
 
@@ -252,7 +277,8 @@ def analysed_to_raw(row: dict) -> RawTrace:
     tokens = tuple(e["tokens"] for e in row["episodes"])
     return RawTrace(problem_id=row["problem_id"], problem=row["problem"], answer=row["answer"],
                     trace="\n\n".join(episodes), trace_id=row["trace_id"], model=row.get("model"),
-                    tokens=sum(tokens), episodes=episodes, episode_tokens=tokens, final_answer=row.get("final_answer"))
+                    tokens=sum(tokens), episodes=episodes, episode_tokens=tokens, final_answer=row.get("final_answer"),
+                    natural_episodes=row.get("natural_episodes"))
 
 
 def read_analysed_traces(path: str | Path) -> list[dict]:

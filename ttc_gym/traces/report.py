@@ -5,6 +5,12 @@ normalized token regret in ttc-gym's convention (`normalized_token_regret`) besi
 (`mrt_normalized_token_regret`), maj@k at one prefix (`maj_at_k_one_prefix_graded`), intervals by
 `bootstrap_ci`. A prefix whose J is null (nothing graded) takes the J of the prefix before it (the
 first graded one for J_0); a trace with no graded prefix is left out and counted.
+
+Traces collected with budget forcing (`natural_episodes` set; `ttc_gym.traces.collect`) also get
+`budget_forcing`: J and tokens where the model ended the trace itself and after each forced
+extension, and the paired change J(after w extensions) - J(natural end) per trace — what MRT's
+`analysis/code/extrapolate.ipynb` plots as accuracy against tokens for w = 0, 2, 4, 6, 8 "Wait"s.
+Intervals are over traces (like every interval here), not clustered by problem.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from ttc_gym.metrics import (
     mrt_token_axis,
     normalized_token_regret,
 )
+from ttc_gym.prompts import BUDGET_FORCING_CUES
 
 Z95 = 1.959963984540054
 
@@ -115,7 +122,33 @@ def summarize(rows: list[dict], budgets: Sequence[int] | None = None) -> dict:
         "maj_at_k_first_prefix": [float(v) for v in np.mean(maj_first, axis=0)],
         "maj_at_k_last_prefix": [float(v) for v in np.mean(maj_last, axis=0)],
         "maj_at_k_estimator": f"metrics.maj_at_k_one_prefix_graded over the K={k} forced answers of one prefix, k = 1..K",
+        "budget_forcing": budget_forcing_summary(usable),
     }
+
+
+def budget_forcing_summary(rows: list[dict]) -> dict | None:
+    """What budget forcing did (module docstring), over the traces forced on at least once; None when
+    none was. `extensions` is the number of extensions every one of them has."""
+    forced = [r for r in rows if r.get("natural_episodes") is not None
+              and len(r["episodes"]) > r["natural_episodes"] and filled_j_curve(r) is not None]
+    if not forced:
+        return None
+    extensions = min(len(r["episodes"]) - r["natural_episodes"] for r in forced)
+    per = []
+    for w in range(extensions + 1):
+        j = [filled_j_curve(r)[r["natural_episodes"] + w] for r in forced]
+        j0 = [filled_j_curve(r)[r["natural_episodes"]] for r in forced]
+        diff = [a - b for a, b in zip(j, j0)]
+        per.append({
+            "extensions": w, "cue": BUDGET_FORCING_CUES[(w - 1) % len(BUDGET_FORCING_CUES)] if w else None,
+            "tokens": _interval([r["prefixes"][r["natural_episodes"] + w]["tokens"] for r in forced]),
+            "J": _interval(j), "J_minus_natural": _interval(diff),
+            "share_up": float(np.mean([d > 1e-9 for d in diff])), "share_down": float(np.mean([d < -1e-9 for d in diff])),
+        })
+    return {"traces": len(forced), "problems": len({r["problem_id"] for r in forced}), "extensions": extensions,
+            "per_extension": per,
+            "how": "each extension: one episode opened by the next of " + ", ".join(BUDGET_FORCING_CUES)
+                   + " after the trace ended (MRT analysis/code/pass_at_k_extrapolate.py; s1)"}
 
 
 def table(summary: dict) -> str:
@@ -144,6 +177,14 @@ def table(summary: dict) -> str:
     ]
     for row in summary["regret_vs_budget"]:
         lines.append(f"{row['C0']:>12}  {ci(row['regret']):<28}  {ci(row['regret_mrt'])}")
+    forcing = summary.get("budget_forcing")
+    if forcing:
+        lines += ["", f"budget forcing: {forcing['traces']} traces ({forcing['problems']} problems) forced on "
+                      f"{forcing['extensions']} times after they ended",
+                  f"{'extensions':>10}  {'cue':<14}  {'tokens':<28}  {'J':<28}  {'J - J at natural end':<30}  up / down"]
+        for e in forcing["per_extension"]:
+            lines.append(f"{e['extensions']:>10}  {e['cue'] or '(natural end)':<14}  {ci(e['tokens']):<28}  "
+                         f"{ci(e['J']):<28}  {ci(e['J_minus_natural']):<30}  {e['share_up']:.2f} / {e['share_down']:.2f}")
     return "\n".join(lines) + "\n"
 
 
@@ -231,6 +272,23 @@ def plot_all(rows: list[dict], summary: dict, out_dir: Path) -> list[Path]:
            title="maj@k at one prefix")
     ax.legend(loc="best")
     files.append(_save(fig, out_dir / "maj_at_k.png", plt))
+
+    # Budget forcing: mean J against mean tokens at the natural end and after each extension.
+    forcing = summary.get("budget_forcing")
+    if forcing:
+        per = forcing["per_extension"]
+        xs = [e["tokens"]["mean"] for e in per]
+        ys = np.array([e["J"]["mean"] for e in per])
+        err = np.array([[e["J"]["mean"] - e["J"]["ci95"][0] for e in per], [e["J"]["ci95"][1] - e["J"]["mean"] for e in per]])
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color="tab:purple",
+                    label=f"{forcing['traces']} traces, mean J (95% CI)")
+        for x, y, e in zip(xs, ys, per):
+            ax.annotate(str(e["extensions"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set(xlabel="trace tokens (mean)", ylabel="J", ylim=(-0.02, 1.02),
+               title="Budget forcing: J after w forced extensions (w labelled)")
+        ax.legend(loc="best")
+        files.append(_save(fig, out_dir / "budget_forcing.png", plt))
     return files
 
 
