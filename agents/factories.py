@@ -273,6 +273,7 @@ def ppo(env, path: str | None = None, steps: int = PPOSettings.steps, seed: int 
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger
 
     torch.set_num_threads(1)  # small networks: threads cost more than they bring
     if path is not None:
@@ -289,6 +290,7 @@ def ppo(env, path: str | None = None, steps: int = PPOSettings.steps, seed: int 
         envs = make_vec_env(env_id, n_envs=settings.n_envs, seed=settings.seed, env_kwargs=kwargs,
                             wrapper_class=_NoInfo)
         model = PPO("MlpPolicy", envs, verbose=0, device="cpu", **settings.ppo_kwargs())
+        model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes a /tmp/SB3-<time> folder per run
         model.learn(settings.steps)
     envs.close()
     return MemoizedPolicyAgent(model)

@@ -43,6 +43,7 @@ def train_ppo(steps: int, seed: int):
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import Logger
 
     torch.set_num_threads(1)  # small networks: threads cost more than they bring
     envs = make_vec_env("TTC-Sim-v0", n_envs=16, seed=seed)
@@ -50,6 +51,7 @@ def train_ppo(steps: int, seed: int):
         "MlpPolicy", envs, learning_rate=1e-3, n_steps=128, batch_size=512, n_epochs=4,
         ent_coef=0.01, gamma=1.0, seed=seed, verbose=0,
     )
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes a /tmp/SB3-<time> folder per run
     return model.learn(steps)
 
 
