@@ -240,6 +240,8 @@ def test_collect_with_budget_forcing_forces_every_trace_on_with_mrts_cues(tmp_pa
     with pytest.raises(TypeError, match="write_batch"):
         collect_traces(type("ActOnly", (), {"act_batch": lambda self, o, i, s: ["x"] * len(o)})(), problems,
                        budget_forcing=1)
+    with pytest.raises(TypeError, match="cues"):  # a write_batch that cannot take cues is refused up front
+        collect_traces(type("NoCues", (), {"write_batch": lambda self, o, i, s: []})(), problems, budget_forcing=1)
     # Through the command line, with a real (tiny) model: the analysis reports each extension.
     out = tmp_path / "bf.jsonl"
     assert main(["traces", "collect", "--engine", TINY, "--source", "procedural:1", "--n", "2", "--max-episodes", "2",

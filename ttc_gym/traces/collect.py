@@ -25,6 +25,7 @@ cut by their token limit.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -73,7 +74,7 @@ def collect_traces(agent: Any, problems: Sequence[Any], *, traces_per_problem: i
     """
     check_int("traces_per_problem", traces_per_problem, minimum=1)
     check_int("budget_forcing", budget_forcing, minimum=0)
-    if budget_forcing and not hasattr(agent, "write_batch"):
+    if budget_forcing and not _takes_cues(agent):
         raise TypeError(f"budget forcing needs an agent with write_batch(observations, infos, seeds, cues) "
                         f"(e.g. ttc_gym.agents.llm.LLMAgent), got {type(agent).__name__}.")
     check_int("max_episodes", max_episodes, minimum=1)
@@ -128,6 +129,17 @@ def collect_traces(agent: Any, problems: Sequence[Any], *, traces_per_problem: i
     if bar is not None:
         bar.close()
     return traces
+
+
+def _takes_cues(agent: Any) -> bool:
+    write = getattr(agent, "write_batch", None)
+    if write is None:
+        return False
+    try:
+        params = inspect.signature(write).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: let the call tell
+        return True
+    return "cues" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _count(count_tokens: Any, text: str) -> int:
