@@ -111,8 +111,8 @@ def test_resume_after_interruption_computes_only_what_is_left(tmp_path):
     run = analyse_file(traces, tmp_path / "out", fresh, info, segmentation=seg, batch_traces=2, resume=True,
                        progress=False)
     assert run.computed == 1 and fresh.calls == 4  # only the last trace's 4 prefixes were estimated
-    assert any("dropped 1 damaged line" in n for n in run.notices)
-    assert list((tmp_path / "out").glob(f"{ANALYSED_FILE}.bak-*"))
+    assert any("skipped 1 damaged record (line 5: cut short); its trace" in n for n in run.notices)
+    assert not list((tmp_path / "out").glob(f"{ANALYSED_FILE}.bak-*"))  # a torn last line alone: cut, no backup
     rows = read_analysed_traces(tmp_path / "out" / ANALYSED_FILE)
     assert [r["trace_id"] for r in rows] == [t.trace_id for t in traces]
     # Same seeds: the rows computed before the interruption equal a fresh computation.
@@ -161,7 +161,7 @@ def read_analysed_traces_tolerant(path: Path) -> list[dict]:
     """The complete lines of a file a kill may have cut."""
     from ttc_gym.traces.analyze import read_analysed_file
 
-    return read_analysed_file(path).rows
+    return read_analysed_file(path).records
 
 
 def test_collect_writes_traces_with_the_llm_agent_and_analyses_them(tmp_path, capsys):

@@ -42,8 +42,8 @@ from ttc_gym.bench.folder_lock import FolderLock, OutputFolderBusy, check_unlock
 from ttc_gym.bench.profiles import EnvProfile, profile_for
 from ttc_gym.bench.report import BEST_PREFIX
 from ttc_gym.bench.results_file import (
+    RESULTS_FILE,
     ResultsWriter,
-    move_to_backup,
     read_results,
     record_key,
     record_problem,
@@ -57,10 +57,10 @@ from ttc_gym.bench.run_identity import (
     vouch_for_records,
 )
 from ttc_gym.budget import Budget
+from ttc_gym.jsonl_log import move_to_backup
 from ttc_gym.validation import check_float, check_int, did_you_mean, unknown_name_error
 
 DEFAULT_ENV = "TTC-Sim-v0"
-RESULTS_FILE = "results.jsonl"
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 TABLE_FILE = "table.txt"
@@ -726,8 +726,7 @@ def _run_locked(
         read = read_results(results_path)
         backup = repair_results(results_path, read)  # cut a torn last line off, drop damaged lines
         if read.damaged:
-            kept = f" The file as it was is kept as {backup}." if backup is not None else ""
-            say(read.notice(results_path) + kept)
+            say(read.notice(results_path, backup=backup))
         comps = comparators(plan)
         (out / CONFIG_FILE).write_text(json.dumps({"config": plan.identity(), "comparators": comps}, indent=2) + "\n")
     except OSError as err:

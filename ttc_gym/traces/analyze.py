@@ -7,8 +7,9 @@ J is the fraction correct (docs/formulation.md §2). The prefixes of several tra
 in one batched call.
 
 Finished traces are appended, one line each, to `analysed.jsonl` in the output folder as soon as
-their batch is done (flushed and synced), so a killed run loses at most the batch in flight:
-`resume=True` reads the file, keeps every complete line, cuts a torn last line off (after a backup),
+their batch is done (written and synced), so a killed run loses at most the batch in flight. The file
+is an append-only JSONL log (`ttc_gym.jsonl_log`): `resume=True` reads it, keeps every complete valid
+row, cuts a torn last line off, drops damaged lines in the middle (after a backup of the original),
 and computes only the traces not yet in it. A run made with another prover setting refuses to mix
 into the file.
 """
@@ -16,16 +17,14 @@ into the file.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ttc_gym.backups import backup_path
 from ttc_gym.grading import compare_answers, normalize_answer
+from ttc_gym.jsonl_log import JsonlAppender, LogRead, read_jsonl_log, repair_jsonl_log
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.prompts import EPISODE_MARKERS, PromptTemplate
 from ttc_gym.traces.format import ANALYSED_FORMAT, RawTrace, TraceFormatError, check_analysed_row
@@ -166,38 +165,23 @@ def analyse_traces(traces: Sequence[RawTrace], prover: LLMProver, prover_info: d
 
 
 # ----------------------------------------------------------------------------- the resumable file
-@dataclass
-class AnalysedFile:
-    """What `read_analysed_file` found: the complete rows, and (line, why) of each line skipped."""
-
-    rows: list[dict] = field(default_factory=list)
-    damaged: list[tuple[int, str]] = field(default_factory=list)
-    good_bytes: bytes = b""
+AnalysedFile = LogRead  # what `read_analysed_file` returns: `records` are the rows
 
 
-def read_analysed_file(path: Path) -> AnalysedFile:
-    """The complete analysed rows of an output file; a line cut short, not JSON or not a valid row is
-    skipped and counted (never raises for what the file holds)."""
-    out = AnalysedFile()
-    if not path.exists():
-        return out
-    good = []
-    for number, line in enumerate(path.read_bytes().splitlines(keepends=True), start=1):
-        if not line.endswith(b"\n"):
-            out.damaged.append((number, "cut short"))
-            break
-        try:
-            row = check_analysed_row(json.loads(line), path=path, line=number)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            out.damaged.append((number, "not JSON"))
-            continue
-        except TraceFormatError as err:
-            out.damaged.append((number, str(err)))
-            continue
-        out.rows.append(row)
-        good.append(line)
-    out.good_bytes = b"".join(good)
-    return out
+def _analysed_row_problem(row: Any) -> str | None:
+    """Why a parsed line is not a valid analysed row (`check_analysed_row`'s message), or None."""
+    try:
+        check_analysed_row(row)
+    except TraceFormatError as err:
+        return str(err)
+    return None
+
+
+def read_analysed_file(path: Path) -> LogRead:
+    """The complete analysed rows (`records`) of an output file; a line cut short, not JSON or not a
+    valid row is skipped and counted (`ttc_gym.jsonl_log.read_jsonl_log`; never raises for what the
+    file holds)."""
+    return read_jsonl_log(path, _analysed_row_problem)
 
 
 @dataclass
@@ -232,25 +216,22 @@ def analyse_file(traces: Sequence[RawTrace], out_dir: str | Path, prover: LLMPro
     notices: list[str] = []
     found = read_analysed_file(path)
     if path.exists() and path.stat().st_size and not resume:
-        raise FileExistsError(f"{path} exists ({len(found.rows)} traces analysed); pass --resume to continue it, "
+        raise FileExistsError(f"{path} exists ({len(found.records)} traces analysed); pass --resume to continue it, "
                               f"or choose another --out.")
-    for row in found.rows:
+    for row in found.records:
         if not _same_prover(row["prover"], prover_info):
             raise ValueError(f"{path}: trace {row['trace_id']!r} was analysed with prover {row['prover']} but this run "
                              f"uses {prover_info}; choose another --out to analyse with another prover.")
     if found.damaged:
-        backup = backup_path(path)
-        shutil.copy2(path, backup)
-        path.write_bytes(found.good_bytes)
-        notices.append(f"{path}: dropped {len(found.damaged)} damaged line(s) ({found.damaged[0][1][:80]}); "
-                       f"their traces are computed again (original kept as {backup.name}).")
+        backup = repair_jsonl_log(path, found)  # a torn last line cut off, damaged lines dropped
+        notices.append(found.notice(path, unit="trace", backup=backup))
     wanted = {t.trace_id for t in traces}
-    done = {row["trace_id"]: row for row in found.rows if row["trace_id"] in wanted}
+    done = {row["trace_id"]: row for row in found.records if row["trace_id"] in wanted}
     carried = [row for row in reuse if row["trace_id"] in wanted and row["trace_id"] not in done
                and _same_prover(row["prover"], prover_info)]
     if carried:
-        with path.open("ab") as f:
-            f.write(b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in carried))
+        with JsonlAppender(path) as log:
+            log.append_many([json.dumps(r, ensure_ascii=False) + "\n" for r in carried], sync=True)
         done.update((r["trace_id"], r) for r in carried)
         notices.append(f"reused {len(carried)} trace(s) analysed with this prover in the input file.")
     todo = [t for t in traces if t.trace_id not in done]
@@ -265,13 +246,11 @@ def analyse_file(traces: Sequence[RawTrace], out_dir: str | Path, prover: LLMPro
                    file=sys.stderr, dynamic_ncols=True)
     new_rows: dict[str, dict] = {}
     try:
-        with path.open("ab") as f:
+        with JsonlAppender(path) as log:
             for i in range(0, len(todo), batch_traces):
                 batch = todo[i:i + batch_traces]
                 rows = analyse_traces(batch, prover, prover_info, segmentation)
-                f.write(b"".join(json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\n" for r in rows))
-                f.flush()
-                os.fsync(f.fileno())
+                log.append_many([json.dumps(r, ensure_ascii=False) + "\n" for r in rows], sync=True)
                 new_rows.update((r["trace_id"], r) for r in rows)
                 if bar is not None:
                     bar.update(len(batch))
