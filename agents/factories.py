@@ -166,13 +166,26 @@ def q_learning(env, steps: int = QLearningConfig.total_steps, seed: int = QLearn
     vectorized twin when it has one); the other settings are `QLearningConfig`'s."""
     from ttc_gym.agents.tabular import QLearningAgent
 
-    config = _check_q(steps, seed, num_envs)
+    return _train_tabular(QLearningAgent, env, _check_q(steps, seed, num_envs), num_envs)
+
+
+@_checked(_check_q)
+def double_q_learning(env, steps: int = QLearningConfig.total_steps, seed: int = QLearningConfig.seed,
+                      num_envs: int = 256):
+    """Tabular Double Q-learning (van Hasselt 2010; `ttc_gym.agents.tabular.DoubleQLearningAgent`), trained
+    as `q_learning` is."""
+    from ttc_gym.agents.tabular import DoubleQLearningAgent
+
+    return _train_tabular(DoubleQLearningAgent, env, _check_q(steps, seed, num_envs), num_envs)
+
+
+def _train_tabular(agent_class, env, config: QLearningConfig, num_envs: int):
     env_id, kwargs = _env_id_and_kwargs(env)
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
     except Exception:  # no numpy-vectorized twin: a synchronous vector env of copies
         envs = gym.make_vec(env_id, num_envs=min(num_envs, 16), vectorization_mode="sync", **kwargs)
-    agent = QLearningAgent(envs.single_observation_space, envs.single_action_space)
+    agent = agent_class(envs.single_observation_space, envs.single_action_space)
     agent.train(envs, config)
     envs.close()
     return agent

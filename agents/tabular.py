@@ -1,5 +1,14 @@
 """Tabular Q-learning on any env with a Discrete action and a MultiDiscrete (or Discrete)
-observation, trained on a Gymnasium vector env (a batch of transitions per update)."""
+observation, trained on a Gymnasium vector env (a batch of transitions per update).
+
+- `QLearningAgent`: Watkins' Q-learning (Sutton & Barto 2018, §6.5), step size max(1/visits, floor).
+- `DoubleQLearningAgent`: Double Q-learning (van Hasselt 2010, "Double Q-learning", Algorithm 1;
+  Sutton & Barto §6.7): two tables, each transition updates one of them (a fair coin) toward the
+  *other* table's value of its own greedy next action, which removes the maximization bias of
+  Q-learning's max over noisy estimates; it acts greedily on their sum. Where we differ from the
+  paper: per-(state, action) step sizes 1/visits with a floor, as `QLearningAgent`, and ε-greedy on
+  the sum of the tables (the paper leaves the behaviour policy open).
+"""
 
 from __future__ import annotations
 
@@ -110,4 +119,57 @@ class QLearningAgent:
             running[done] = 0.0
             restarting = done
             s = s_next
+        return {"rollout_returns": returns}
+
+
+@dataclass
+class DoubleQLearningAgent(QLearningAgent):
+    """Double Q-learning (module docstring): tables `q_a` and `q_b`; `q` is their mean, what it acts on."""
+
+    q_a: np.ndarray = field(init=False)
+    q_b: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.q_a, self.q_b = np.zeros_like(self.q), np.zeros_like(self.q)
+        self.visits_b = np.zeros_like(self.visits)  # `visits` counts table A's updates
+
+    def train(self, envs: gym.vector.VectorEnv, config: QLearningConfig = QLearningConfig()) -> dict:
+        """As `QLearningAgent.train`, with van Hasselt's update; returns the same record."""
+        mode = envs.metadata.get("autoreset_mode")
+        if mode is not None and getattr(mode, "value", mode) != "NextStep":
+            raise ValueError(f"DoubleQLearningAgent.train expects next-step autoreset, got {mode!r}.")
+        rng = np.random.default_rng(config.seed)
+        n = envs.num_envs
+        obs, _ = envs.reset(seed=config.seed)
+        s = self.state_index(obs)
+        restarting = np.zeros(n, dtype=bool)
+        running = np.zeros(n)
+        returns: list[float] = []
+        iterations = max(1, config.total_steps // n)
+        decay_iters = max(1, int(config.epsilon_decay_fraction * iterations))
+        tables = ((self.q_a, self.q_b, self.visits), (self.q_b, self.q_a, self.visits_b))
+        for it in range(iterations):
+            eps = config.epsilon_end + (config.epsilon_start - config.epsilon_end) * max(0.0, 1 - it / decay_iters)
+            greedy = (self.q_a[s] + self.q_b[s]).argmax(axis=1)
+            a = np.where(rng.random(n) < eps, rng.integers(self.action_space.n, size=n), greedy)
+            obs, r, term, trunc, _ = envs.step(a)
+            s_next = self.state_index(obs)
+            done = term | trunc
+            learn = ~restarting  # a step that only restarted a finished sub-env carries no transition
+            update_a = rng.random(n) < 0.5
+            for side, (table, other, visits) in zip((update_a, ~update_a), tables):
+                rows = learn & side
+                si, ai, sn = s[rows], a[rows], s_next[rows]
+                best = table[sn].argmax(axis=1)  # this table chooses the next action, the other values it
+                target = r[rows] + config.gamma * np.where(done[rows], 0.0, other[sn, best])
+                np.add.at(visits, (si, ai), 1)
+                lr = np.maximum(1.0 / visits[si, ai], config.min_learning_rate)
+                np.add.at(table, (si, ai), lr * (target - table[si, ai]))
+            running[learn] += r[learn]
+            returns.extend(running[done & learn].tolist())
+            running[done] = 0.0
+            restarting = done
+            s = s_next
+        self.q = (self.q_a + self.q_b) / 2
         return {"rollout_returns": returns}

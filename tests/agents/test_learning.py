@@ -6,7 +6,7 @@ import pytest
 
 import ttc_gym  # noqa: F401
 from ttc_gym.agents.oracle import OracleAgent
-from ttc_gym.agents.tabular import QLearningAgent, QLearningConfig
+from ttc_gym.agents.tabular import DoubleQLearningAgent, QLearningAgent, QLearningConfig
 from ttc_gym.metrics import mean_and_stderr
 
 
@@ -83,3 +83,42 @@ def test_sb3_dqn_trains_through_gym_make():
     random_mean, _ = evaluate(env, lambda obs, info: int(env.action_space.sample()), n=1000)
     dqn_mean, se = evaluate(env, SB3Agent(model).act, n=1000)
     assert dqn_mean > random_mean + 5 * se, (dqn_mean, random_mean)
+
+
+class MaximizationBiasMDP(gym.Env):
+    """Sutton & Barto (2018), Example 6.7: from A, action 1 ("left") moves to B with reward 0 and any
+    other action ends the episode with reward 0; every action in B ends it with a reward drawn from
+    N(-0.1, 1). Going to B is worth -0.1, but the max over B's noisy action values makes Q-learning
+    think it is worth more."""
+
+    observation_space = gym.spaces.Discrete(2)
+    action_space = gym.spaces.Discrete(8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = 0
+        return 0, {}
+
+    def step(self, action):
+        if self.state == 0 and action != 1:
+            return 0, 0.0, True, False, {}
+        if self.state == 0:
+            self.state = 1
+            return 1, 0.0, False, False, {}
+        return 1, float(self.np_random.normal(-0.1, 1.0)), True, False, {}
+
+
+def test_double_q_learning_removes_the_maximization_bias_that_q_learning_has():
+    """Over 10 seeds: Q-learning's value of going to B is above the true -0.1 (the maximization bias);
+    Double Q-learning's is not (it may underestimate; van Hasselt 2010, §3)."""
+    estimates = {QLearningAgent: [], DoubleQLearningAgent: []}
+    for agent_class, values in estimates.items():
+        for seed in range(10):
+            envs = gym.vector.SyncVectorEnv([MaximizationBiasMDP for _ in range(8)])
+            agent = agent_class(envs.single_observation_space, envs.single_action_space)
+            agent.train(envs, QLearningConfig(total_steps=1_000, seed=seed, epsilon_end=0.1))
+            values.append(agent.q[0, 1])  # the value of going to B (truly -0.1)
+            envs.close()
+    q, double = np.mean(estimates[QLearningAgent]), np.mean(estimates[DoubleQLearningAgent])
+    assert q > -0.1 + 0.05, q
+    assert double < -0.1, double

@@ -81,6 +81,8 @@ for _entry in (
                envs=("TTC-Sim-v0",)),
     AgentEntry("q-learning", "ttc_gym.agents.factories:q_learning",
                "tabular Q-learning, trained on the spot for `steps` transitions"),
+    AgentEntry("double-q-learning", "ttc_gym.agents.factories:double_q_learning",
+               "tabular Double Q-learning (van Hasselt), trained on the spot for `steps` transitions"),
     AgentEntry("ppo", "ttc_gym.agents.factories:ppo",
                "stable-baselines3 PPO, trained on the spot for `steps` timesteps, or loaded: ppo:PATH.zip"),
     AgentEntry("answer-when-confident", "ttc_gym.agents.factories:answer_when_confident",
