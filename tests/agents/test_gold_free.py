@@ -22,7 +22,7 @@ GOLD_KEYS = frozenset({"J", "J_exact", "progress", "outcome", "reward", "prover_
                        "grading_incomplete"})
 # Agents too slow to build here, or that need a file.
 SLOW = {"ppo", "llm-checkpoint"}
-SPEC_ARGS = {"q-learning": ":steps=3000"}
+SPEC_ARGS = {"q-learning": ":steps=3000", "double-q-learning": ":steps=3000"}
 
 
 class WithoutGold:
