@@ -84,11 +84,12 @@ class QLearningAgent:
         """Greedy, hence deterministic: nothing to reset."""
 
     def train(self, envs: gym.vector.VectorEnv, config: QLearningConfig = QLearningConfig()) -> dict:
-        """Q-learning on a vector env with next-step autoreset. Returns {"rollout_returns": the return of
-        every rollout (one problem, reset to end) finished in training}."""
+        """Learn on a vector env with next-step autoreset, ε-greedy on `_acting_values`, each batch of
+        transitions applied by `_update`. Returns {"rollout_returns": the return of every rollout (one
+        problem, reset to end) finished in training}."""
         mode = envs.metadata.get("autoreset_mode")
         if mode is not None and getattr(mode, "value", mode) != "NextStep":
-            raise ValueError(f"QLearningAgent.train expects next-step autoreset, got {mode!r}.")
+            raise ValueError(f"{type(self).__name__}.train expects next-step autoreset, got {mode!r}.")
         rng = np.random.default_rng(config.seed)
         n = envs.num_envs
         obs, _ = envs.reset(seed=config.seed)
@@ -100,26 +101,36 @@ class QLearningAgent:
         decay_iters = max(1, int(config.epsilon_decay_fraction * iterations))
         for it in range(iterations):
             eps = config.epsilon_end + (config.epsilon_start - config.epsilon_end) * max(0.0, 1 - it / decay_iters)
-            greedy = self.q[s].argmax(axis=1)
+            greedy = self._acting_values(s).argmax(axis=1)
             random = rng.integers(self.action_space.n, size=n)
             a = np.where(rng.random(n) < eps, random, greedy)
             obs, r, term, trunc, _ = envs.step(a)
             s_next = self.state_index(obs)
             done = term | trunc
             learn = ~restarting  # a step that only restarted a finished sub-env carries no transition
-            si, ai = s[learn], a[learn]
-            # The time step is part of the observation, so truncation is a true terminal state.
-            target = r[learn] + config.gamma * np.where(done[learn], 0.0, self.q[s_next[learn]].max(axis=1))
-            np.add.at(self.visits, (si, ai), 1)
-            lr = np.maximum(1.0 / self.visits[si, ai], config.min_learning_rate)
-            # Duplicated (state, action) pairs in one batch: add.at accumulates their updates.
-            np.add.at(self.q, (si, ai), lr * (target - self.q[si, ai]))
+            self._update(s[learn], a[learn], r[learn], s_next[learn], done[learn], config, rng)
             running[learn] += r[learn]
             returns.extend(running[done & learn].tolist())
             running[done] = 0.0
             restarting = done
             s = s_next
+        self._finish()
         return {"rollout_returns": returns}
+
+    def _acting_values(self, s: np.ndarray) -> np.ndarray:
+        return self.q[s]
+
+    def _update(self, si, ai, r, sn, done, config: QLearningConfig, rng: np.random.Generator) -> None:
+        """Watkins' update of Q(si, ai) toward r + γ max_a Q(sn, a), step size max(1/visits, floor)."""
+        # The time step is part of the observation, so truncation is a true terminal state.
+        target = r + config.gamma * np.where(done, 0.0, self.q[sn].max(axis=1))
+        np.add.at(self.visits, (si, ai), 1)
+        lr = np.maximum(1.0 / self.visits[si, ai], config.min_learning_rate)
+        # Duplicated (state, action) pairs in one batch: add.at accumulates their updates.
+        np.add.at(self.q, (si, ai), lr * (target - self.q[si, ai]))
+
+    def _finish(self) -> None:
+        """After training (nothing to do: Q-learning acts on `q` itself)."""
 
 
 @dataclass
@@ -134,42 +145,21 @@ class DoubleQLearningAgent(QLearningAgent):
         self.q_a, self.q_b = np.zeros_like(self.q), np.zeros_like(self.q)
         self.visits_b = np.zeros_like(self.visits)  # `visits` counts table A's updates
 
-    def train(self, envs: gym.vector.VectorEnv, config: QLearningConfig = QLearningConfig()) -> dict:
-        """As `QLearningAgent.train`, with van Hasselt's update; returns the same record."""
-        mode = envs.metadata.get("autoreset_mode")
-        if mode is not None and getattr(mode, "value", mode) != "NextStep":
-            raise ValueError(f"DoubleQLearningAgent.train expects next-step autoreset, got {mode!r}.")
-        rng = np.random.default_rng(config.seed)
-        n = envs.num_envs
-        obs, _ = envs.reset(seed=config.seed)
-        s = self.state_index(obs)
-        restarting = np.zeros(n, dtype=bool)
-        running = np.zeros(n)
-        returns: list[float] = []
-        iterations = max(1, config.total_steps // n)
-        decay_iters = max(1, int(config.epsilon_decay_fraction * iterations))
-        tables = ((self.q_a, self.q_b, self.visits), (self.q_b, self.q_a, self.visits_b))
-        for it in range(iterations):
-            eps = config.epsilon_end + (config.epsilon_start - config.epsilon_end) * max(0.0, 1 - it / decay_iters)
-            greedy = (self.q_a[s] + self.q_b[s]).argmax(axis=1)
-            a = np.where(rng.random(n) < eps, rng.integers(self.action_space.n, size=n), greedy)
-            obs, r, term, trunc, _ = envs.step(a)
-            s_next = self.state_index(obs)
-            done = term | trunc
-            learn = ~restarting  # a step that only restarted a finished sub-env carries no transition
-            update_a = rng.random(n) < 0.5
-            for side, (table, other, visits) in zip((update_a, ~update_a), tables):
-                rows = learn & side
-                si, ai, sn = s[rows], a[rows], s_next[rows]
-                best = table[sn].argmax(axis=1)  # this table chooses the next action, the other values it
-                target = r[rows] + config.gamma * np.where(done[rows], 0.0, other[sn, best])
-                np.add.at(visits, (si, ai), 1)
-                lr = np.maximum(1.0 / visits[si, ai], config.min_learning_rate)
-                np.add.at(table, (si, ai), lr * (target - table[si, ai]))
-            running[learn] += r[learn]
-            returns.extend(running[done & learn].tolist())
-            running[done] = 0.0
-            restarting = done
-            s = s_next
+    def _acting_values(self, s: np.ndarray) -> np.ndarray:
+        return self.q_a[s] + self.q_b[s]
+
+    def _update(self, si, ai, r, sn, done, config: QLearningConfig, rng: np.random.Generator) -> None:
+        """Van Hasselt's update: a fair coin per transition picks the table to update; that table chooses
+        the next action, the other one values it."""
+        update_a = rng.random(len(si)) < 0.5
+        for rows, (table, other, visits) in ((update_a, (self.q_a, self.q_b, self.visits)),
+                                             (~update_a, (self.q_b, self.q_a, self.visits_b))):
+            s1, a1, n1 = si[rows], ai[rows], sn[rows]
+            best = table[n1].argmax(axis=1)
+            target = r[rows] + config.gamma * np.where(done[rows], 0.0, other[n1, best])
+            np.add.at(visits, (s1, a1), 1)
+            lr = np.maximum(1.0 / visits[s1, a1], config.min_learning_rate)
+            np.add.at(table, (s1, a1), lr * (target - table[s1, a1]))
+
+    def _finish(self) -> None:
         self.q = (self.q_a + self.q_b) / 2
-        return {"rollout_returns": returns}
