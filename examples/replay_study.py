@@ -42,6 +42,9 @@ from ttc_gym.metrics import bootstrap_ci
 
 HERE = Path(__file__).resolve().parent
 ENV_ID = "TTC-Replay-v0"
+# The learners: name, bench factory, and the `Study` field holding their training steps.
+LEARNERS = (("Q-learning", q_learning, "q_steps"), ("Double Q-learning", double_q_learning, "q_steps"),
+            ("PPO", ppo, "ppo_steps"))
 
 
 @dataclass
@@ -122,9 +125,8 @@ def run_split(path: Path, study: Study, split_seed: int, log) -> tuple[list[Resu
     results.append(fixed("answer when confident (agreement >= 0.9)", AnswerWhenConfident()))
     results.append(fixed("random", RandomAgent(test_env.action_space, 0)))
 
-    learners = (("Q-learning", q_learning, study.q_steps), ("Double Q-learning", double_q_learning, study.q_steps),
-                ("PPO", ppo, study.ppo_steps))
-    for name, factory, steps in learners:
+    for name, factory, steps_field in LEARNERS:
+        steps = getattr(study, steps_field)
         runs = []
         for seed in range(study.seeds):
             t0 = time.perf_counter()
@@ -203,7 +205,7 @@ def report(path, data, study, H, problems, results, wall) -> str:
                      f"{r.train_return:.3f} | {per_split} |")
     lines += ["", "Verdicts (a learner *beats* a baseline when the 95% interval of the paired difference lies above 0):", ""]
     for r in results:
-        if not r.name.startswith(("Q-learning", "Double Q-learning", "PPO")):
+        if not r.name.startswith(tuple(name for name, _, _ in LEARNERS)):
             continue
         verdicts = []
         for base, values in (("always continue", cont), ("answer at once", now)):

@@ -46,6 +46,10 @@ class EnvProfile:
     note: str = ""
 
 
+# The meta-action envs over LLM reasoning (live or stored) compare the same gold-free rules, and the oracle.
+META_DEFAULT_AGENTS = ("answer-when-confident", "answer-after:1", "answer-after", "random",
+                       "oracle-answer-when-confident")
+
 PROFILES: dict[str, EnvProfile] = {
     "TTC-Sim-v0": EnvProfile(
         env_id="TTC-Sim-v0",
@@ -92,8 +96,7 @@ PROFILES: dict[str, EnvProfile] = {
         env_id="TTC-MathMeta-v0",
         budget_kwargs=("max_episodes", "max_tokens"),
         action_kind="meta",
-        default_agents=("answer-when-confident", "answer-after:1", "answer-after", "random",
-                        "oracle-answer-when-confident"),
+        default_agents=META_DEFAULT_AGENTS,
         default_problems=20,
         rank_by="accuracy",
     ),
@@ -102,8 +105,7 @@ PROFILES: dict[str, EnvProfile] = {
         env_id="TTC-Replay-v0",
         budget_kwargs=("max_episodes", "max_tokens"),
         action_kind="meta",
-        default_agents=("answer-when-confident", "answer-after:1", "answer-after", "random",
-                        "oracle-answer-when-confident"),
+        default_agents=META_DEFAULT_AGENTS,
         default_budgets=(2, 4, 8),
         default_problems=200,
         rank_by="return",

@@ -129,15 +129,16 @@ def summarize(rows: list[dict], budgets: Sequence[int] | None = None) -> dict:
 def budget_forcing_summary(rows: list[dict]) -> dict | None:
     """What budget forcing did (module docstring), over the traces forced on at least once; None when
     none was. `extensions` is the number of extensions every one of them has."""
-    forced = [r for r in rows if r.get("natural_episodes") is not None
-              and len(r["episodes"]) > r["natural_episodes"] and filled_j_curve(r) is not None]
+    forced = [r for r in rows if r.get("natural_episodes") is not None and len(r["episodes"]) > r["natural_episodes"]]
+    curves = [filled_j_curve(r) for r in forced]
+    forced, curves = [r for r, c in zip(forced, curves) if c is not None], [c for c in curves if c is not None]
     if not forced:
         return None
     extensions = min(len(r["episodes"]) - r["natural_episodes"] for r in forced)
+    j0 = [c[r["natural_episodes"]] for r, c in zip(forced, curves)]
     per = []
     for w in range(extensions + 1):
-        j = [filled_j_curve(r)[r["natural_episodes"] + w] for r in forced]
-        j0 = [filled_j_curve(r)[r["natural_episodes"]] for r in forced]
+        j = [c[r["natural_episodes"] + w] for r, c in zip(forced, curves)]
         diff = [a - b for a, b in zip(j, j0)]
         per.append({
             "extensions": w, "cue": BUDGET_FORCING_CUES[(w - 1) % len(BUDGET_FORCING_CUES)] if w else None,
