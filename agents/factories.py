@@ -25,6 +25,7 @@ import inspect
 import os
 import warnings
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -46,7 +47,7 @@ from ttc_gym.agents.strategies import (
     ThinkUntilBudget,
 )
 from ttc_gym.agents.tabular import QLearningConfig
-from ttc_gym.validation import check_float, check_int
+from ttc_gym.validation import check_float, check_int, unknown_name_error
 
 
 def _checked(validate: Callable[..., Any]):
@@ -155,37 +156,69 @@ def _env_id_and_kwargs(env) -> tuple[str, dict]:
     return spec.id, dict(spec.kwargs)
 
 
-def _check_q(steps: int, seed: int, num_envs: int) -> QLearningConfig:
+def _check_q(steps: int, seed: int, num_envs: int, state_fields=None) -> QLearningConfig:
     check_int("num_envs", num_envs, minimum=1)
+    _split_state_fields(state_fields)
     return QLearningConfig(total_steps=steps, seed=seed)
 
 
+def _split_state_fields(state_fields) -> tuple[str, ...] | None:
+    """`"a+b+c"` or a sequence of names -> a tuple of names (None stays None)."""
+    if state_fields is None:
+        return None
+    names = state_fields.split("+") if isinstance(state_fields, str) else state_fields
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) and n.strip() for n in names):
+        return tuple(n.strip() for n in names)
+    raise ValueError("state_fields must be observation field names, as 'episodes_used+agreement' or a list of "
+                     f"strings, got {state_fields!r}.")
+
+
+def _state_field_indices(env, state_fields) -> tuple[int, ...] | None:
+    """The indices of the named fields in the env's observation (its documented `obs_fields`)."""
+    names = _split_state_fields(state_fields)
+    if names is None:
+        return None
+    known = getattr(env.unwrapped, "obs_fields", None)
+    if known is None:
+        raise TypeError(f"state_fields needs an env that names its observation fields (`obs_fields`); "
+                        f"{type(env.unwrapped).__name__} does not.")
+    for name in names:
+        if name not in known:
+            raise unknown_name_error("observation field", name, known)
+    return tuple(known.index(name) for name in names)
+
+
 @_checked(_check_q)
-def q_learning(env, steps: int = QLearningConfig.total_steps, seed: int = QLearningConfig.seed, num_envs: int = 256):
+def q_learning(env, steps: int = QLearningConfig.total_steps, seed: int = QLearningConfig.seed, num_envs: int = 256,
+               state_fields: str | Sequence[str] | None = None):
     """Tabular Q-learning trained for `steps` transitions on `num_envs` copies of the env (its
-    vectorized twin when it has one); the other settings are `QLearningConfig`'s."""
+    vectorized twin when it has one); the other settings are `QLearningConfig`'s. `state_fields`
+    (names from the env's `obs_fields`, e.g. "episodes_used+agreement+trace_ended") aggregates the
+    state: the table sees those fields only (`QLearningAgent`)."""
     from ttc_gym.agents.tabular import QLearningAgent
 
-    return _train_tabular(QLearningAgent, env, _check_q(steps, seed, num_envs), num_envs)
+    return _train_tabular(QLearningAgent, env, _check_q(steps, seed, num_envs), num_envs,
+                          _state_field_indices(env, state_fields))
 
 
 @_checked(_check_q)
 def double_q_learning(env, steps: int = QLearningConfig.total_steps, seed: int = QLearningConfig.seed,
-                      num_envs: int = 256):
+                      num_envs: int = 256, state_fields: str | Sequence[str] | None = None):
     """Tabular Double Q-learning (van Hasselt 2010; `ttc_gym.agents.tabular.DoubleQLearningAgent`), trained
     as `q_learning` is."""
     from ttc_gym.agents.tabular import DoubleQLearningAgent
 
-    return _train_tabular(DoubleQLearningAgent, env, _check_q(steps, seed, num_envs), num_envs)
+    return _train_tabular(DoubleQLearningAgent, env, _check_q(steps, seed, num_envs), num_envs,
+                          _state_field_indices(env, state_fields))
 
 
-def _train_tabular(agent_class, env, config: QLearningConfig, num_envs: int):
+def _train_tabular(agent_class, env, config: QLearningConfig, num_envs: int, state_fields: tuple[int, ...] | None):
     env_id, kwargs = _env_id_and_kwargs(env)
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
     except Exception:  # no numpy-vectorized twin: a synchronous vector env of copies
         envs = gym.make_vec(env_id, num_envs=min(num_envs, 16), vectorization_mode="sync", **kwargs)
-    agent = agent_class(envs.single_observation_space, envs.single_action_space)
+    agent = agent_class(envs.single_observation_space, envs.single_action_space, state_fields)
     agent.train(envs, config)
     envs.close()
     return agent

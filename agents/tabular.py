@@ -2,6 +2,10 @@
 observation, trained on a Gymnasium vector env (a batch of transitions per update).
 
 - `QLearningAgent`: Watkins' Q-learning (Sutton & Barto 2018, §6.5), step size max(1/visits, floor).
+  Optional **state aggregation** (Sutton & Barto §9.3): `state_fields` names the observation fields
+  the table is indexed by; observations that differ only in the other fields share a row. A table
+  generalizes to unseen problems only inside a row, so fewer, coarser rows trade resolution for
+  rows that pool many training problems.
 - `DoubleQLearningAgent`: Double Q-learning (van Hasselt 2010, "Double Q-learning", Algorithm 1;
   Sutton & Barto §6.7): two tables, each transition updates one of them (a fair coin) toward the
   *other* table's value of its own greedy next action, which removes the maximization bias of
@@ -55,17 +59,31 @@ def _state_sizes(space: spaces.Space) -> np.ndarray:
 
 @dataclass
 class QLearningAgent:
-    """A dense Q-table indexed by the flattened observation."""
+    """A dense Q-table indexed by the flattened observation, or by its fields `state_fields` (indices
+    into the observation; None: all of them)."""
 
     observation_space: spaces.Space
     action_space: spaces.Space
+    state_fields: tuple[int, ...] | None = None
     q: np.ndarray = field(init=False)
     visits: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.action_space, spaces.Discrete):
             raise TypeError(f"QLearningAgent needs a Discrete action space, got {self.action_space}.")
-        self._sizes = _state_sizes(self.observation_space)
+        sizes = _state_sizes(self.observation_space)
+        self._obs_width = sizes.size
+        if self.state_fields is None:
+            self._fields = np.arange(sizes.size)
+        else:
+            fields = tuple(self.state_fields)
+            if (not fields or len(set(fields)) != len(fields)
+                    or not all(isinstance(i, (int, np.integer)) and 0 <= i < sizes.size for i in fields)):
+                raise ValueError(f"state_fields must be distinct observation field indices in [0, {sizes.size}), "
+                                 f"got {self.state_fields!r}.")
+            self.state_fields = tuple(int(i) for i in fields)
+            self._fields = np.array(self.state_fields)
+        self._sizes = sizes[self._fields]
         n_states = int(np.prod(self._sizes))
         if n_states > 50_000_000:
             raise ValueError(f"observation space has {n_states} states: too many for a dense Q-table.")
@@ -73,8 +91,8 @@ class QLearningAgent:
         self.visits = np.zeros((n_states, self.action_space.n), dtype=np.int64)
 
     def state_index(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, dtype=np.int64).reshape(-1, self._sizes.size)
-        return np.ravel_multi_index(obs.T, self._sizes)
+        obs = np.asarray(obs, dtype=np.int64).reshape(-1, self._obs_width)
+        return np.ravel_multi_index(obs[:, self._fields].T, self._sizes)
 
     def act(self, obs, info: dict | None = None) -> int:
         """Greedy action (ties to the lowest index)."""

@@ -93,6 +93,7 @@ class TTCMathMetaEnv(MathEnv):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    obs_fields = OBS_FIELDS  # the observation's field names, in order (agents that aggregate state name fields by them)
 
     def __init__(self, render_mode: str | None = None, episode_tokens: int = 96, temperature: float = 0.7, **kwargs: Any):
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])

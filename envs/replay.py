@@ -176,6 +176,7 @@ class TTCReplayEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    obs_fields = OBS_FIELDS  # the observation's field names, in order (agents that aggregate state name fields by them)
 
     def __init__(self, data: Any = None, split: str = "all", test_fraction: float = 0.3, split_seed: int = 0,
                  problems: Any = None, max_episodes: int = 8, max_tokens: int | None = None, alpha: float = 1.0,

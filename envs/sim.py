@@ -156,6 +156,11 @@ class TTCSimEnv(gym.Env):
         self._state: list[int] | None = None  # t, level, strategy, steps, attempts, candidate
         self._trace: list[str] = []
 
+    @property
+    def obs_fields(self) -> tuple[str, ...]:
+        """The observation's field names, in order (agents that aggregate state name fields by them)."""
+        return self.params.obs_fields
+
     # -- the prover ------------------------------------------------------------------------------
     def _true_j(self) -> float:
         _, level, _, steps, _, cand = self._state[:6]
