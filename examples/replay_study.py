@@ -279,11 +279,12 @@ def main() -> None:
         "Q-learning runs unchanged beside it.", "",
         "The two *aggregated state* learners (Q-learning and Double Q-learning with the table indexed by "
         f"`{AGGREGATED_STATE}` only, `state_fields` of the bench factories; Sutton & Barto §9.3) were added after "
-        "the next runs, from this diagnosis (split seed 0, training seed 0, micro_arith, episode cost 0.05): "
+        "the next runs, from this diagnosis (`python examples/replay_q_diagnosis.py`: split seed 0, training seed 0, "
+        "micro_arith, episode cost 0.05, 20 rollouts per problem): "
         "Q-learning's greedy policy returned 0.290 on its own train problems and 0.153 on held-out ones; the same "
         "table with its switches replaced by continue returned 0.272 and 0.276 (always continue: 0.245 and 0.260). "
         "Its stopping decisions carried over to new problems; its switching decisions fit the train problems and "
-        "did not. A table generalizes only inside a cell, and the full observation has 65,610 cells. The three "
+        "did not carry over. A table generalizes only inside a cell, and the full observation has 65,610 cells. The three "
         "fields were fixed before any run with them, as the ones a stopping rule needs (budget used, agreement, "
         "whether the model stopped); each setting was run once with them, and every earlier row is kept.", "",
     ]

@@ -55,7 +55,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ttc_gym.bench import AGENTS, BenchConfig, agent_arguments, prepare, run_bench
-    from ttc_gym.bench.agent_registry import NotAnAgent
+    from ttc_gym.bench.agent_registry import AgentBuildError, NotAnAgent
     from ttc_gym.bench.runner import OutputFolderBusy, OutputNotWritten
 
     if args.list_agents:  # the arguments and their defaults come from each factory's signature
@@ -108,7 +108,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    except (NotAnAgent, OutputFolderBusy) as err:  # a factory checked when built; another run took the folder
+    except (NotAnAgent, AgentBuildError, OutputFolderBusy) as err:  # a factory checked when built; another run took the folder
         print(f"ttc-gym bench: error: {err}", file=sys.stderr)
         return 2
     except OutputNotWritten as err:  # a full disk, a file made read-only: what is saved, how to go on

@@ -48,6 +48,42 @@ def test_q_learning_state_index_roundtrip():
     assert idx.tolist() == [59, 0, 1 * 20 + 2 * 5 + 3]
 
 
+def test_state_aggregation_indexes_the_table_by_the_chosen_fields_only():
+    space = gym.spaces.MultiDiscrete([3, 4, 5])
+    agent = QLearningAgent(space, gym.spaces.Discrete(2), state_fields=(2, 0))
+    assert agent.q.shape == (15, 2)
+    # Observations that differ only in the dropped field share a row; the kept fields keep their order.
+    assert agent.state_index(np.array([[1, 0, 4], [1, 3, 4], [2, 1, 0]])).tolist() == [4 * 3 + 1, 4 * 3 + 1, 2]
+    agent.q[4 * 3 + 1] = (0.0, 1.0)
+    assert agent.act(np.array([1, 2, 4])) == 1 and agent.act(np.array([0, 2, 4])) == 0
+    for bad in ((), (0, 0), (3,), (-1,), (1.0,)):
+        with pytest.raises(ValueError, match="distinct observation field indices in \\[0, 3\\)"):
+            QLearningAgent(space, gym.spaces.Discrete(2), state_fields=bad)
+
+
+def test_tabular_factories_aggregate_state_by_field_name():
+    from ttc_gym.agents.factories import double_q_learning, q_learning
+
+    env = gym.make("TTC-Sim-v0")
+    for factory in (q_learning, double_q_learning):
+        agent = factory(env, steps=2_000, state_fields="episodes_used+candidate")
+        assert agent.state_fields == (0, 5) and agent.q.shape == (11 * 13, 4)
+        assert factory(env, steps=2_000, state_fields=["candidate"]).state_fields == (5,)
+    with pytest.raises(ValueError, match="Did you mean 'episodes_used'"):
+        q_learning(env, steps=10, state_fields="episodes+candidate")
+    for bad in ("", "+", 3, ["episodes_used", 1]):
+        with pytest.raises(ValueError, match="state_fields must be observation field names"):
+            q_learning.check(state_fields=bad)
+
+    class Unnamed(gym.Env):  # an env that does not name its observation fields
+        observation_space, action_space = gym.spaces.MultiDiscrete([2]), gym.spaces.Discrete(2)
+
+    with pytest.raises(TypeError, match="names its observation fields"):
+        from ttc_gym.agents.factories import _state_field_indices
+
+        _state_field_indices(Unnamed(), "x")
+
+
 @pytest.mark.slow
 def test_sb3_ppo_reaches_80_percent_of_the_oracle():
     torch = pytest.importorskip("torch")

@@ -342,6 +342,10 @@ def test_cli_bench_bad_input_exits_2_with_a_message(tmp_path, capsys):
     assert "Did you mean 'oracle'" in capsys.readouterr().err
     assert main(["bench", "--budgets", "0", "--out", str(tmp_path / "x")]) == 2
     assert "must be >= 1" in capsys.readouterr().err
+    # An argument only the env can check (an observation field name) fails when the agent is built.
+    argv = ["bench", "--env", "TTC-Replay-v0", "--agents", "q-learning:steps=10,state_fields=episodes", "--no-progress"]
+    assert main(argv + ["--out", str(tmp_path / "y")]) == 2
+    assert "Unknown observation field 'episodes'. Did you mean 'episodes_used'?" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------------

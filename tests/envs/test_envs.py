@@ -24,6 +24,15 @@ def test_gymnasium_checker(env_id):
     gym_check_env(env.unwrapped, skip_render_check=False)
 
 
+def test_multidiscrete_observations_name_their_fields(env_id):
+    # `obs_fields` is the documented accessor agents use to aggregate state by field name.
+    env = make_fast_env(env_id)
+    if not isinstance(env.observation_space, gym.spaces.MultiDiscrete):
+        pytest.skip(f"{env_id}'s observation is not MultiDiscrete.")
+    fields = env.unwrapped.obs_fields
+    assert len(fields) == len(env.observation_space.nvec) == len(set(fields)), fields
+
+
 def test_sb3_checker_where_spaces_allow(env_id):
     env = make_fast_env(env_id)
     if not isinstance(env.observation_space, SB3_SPACES) or not isinstance(env.action_space, SB3_SPACES):

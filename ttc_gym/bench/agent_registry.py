@@ -80,9 +80,11 @@ for _entry in (
                "(ignores the episode cost; 'oracle' maximizes the return)",
                envs=("TTC-Sim-v0",)),
     AgentEntry("q-learning", "ttc_gym.agents.factories:q_learning",
-               "tabular Q-learning, trained on the spot for `steps` transitions"),
+               "tabular Q-learning, trained on the spot for `steps` transitions; `state_fields=a+b` indexes its "
+               "table by those observation fields only (state aggregation)"),
     AgentEntry("double-q-learning", "ttc_gym.agents.factories:double_q_learning",
-               "tabular Double Q-learning (van Hasselt), trained on the spot for `steps` transitions"),
+               "tabular Double Q-learning (van Hasselt), trained on the spot for `steps` transitions; "
+               "`state_fields=a+b` as q-learning's"),
     AgentEntry("ppo", "ttc_gym.agents.factories:ppo",
                "stable-baselines3 PPO, trained on the spot for `steps` timesteps, or loaded: ppo:PATH.zip"),
     AgentEntry("answer-when-confident", "ttc_gym.agents.factories:answer_when_confident",
@@ -295,10 +297,20 @@ def _short_repr(obj: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+class AgentBuildError(ValueError):
+    """A factory refused its arguments on the env it was given (what `check` cannot see without the env,
+    e.g. an observation field name the env does not have)."""
+
+
 def build_agent(spec: AgentSpec, env: Any) -> Any:
-    """Call the spec's factory on `env`; the result must be an agent (`agent_problem`), else `NotAnAgent`."""
+    """Call the spec's factory on `env`; the result must be an agent (`agent_problem`), else `NotAnAgent`.
+    A ValueError or TypeError from the factory becomes an `AgentBuildError` naming the agent."""
     factory = resolve_entry_point(spec.entry_point)
-    agent = factory(env, *spec.args, **dict(spec.kwargs))
+    try:
+        agent = factory(env, *spec.args, **dict(spec.kwargs))
+    except (ValueError, TypeError) as err:
+        env_id = getattr(getattr(env, "spec", None), "id", type(env).__name__)
+        raise AgentBuildError(f"agent {spec.text!r} could not be built on {env_id}: {err}") from err
     problem = agent_problem(agent)
     if problem is not None:
         raise NotAnAgent(f"agent {spec.text!r}: its factory {spec.entry_point} returned {problem}; {AGENT_REQUIREMENTS}.")
