@@ -40,7 +40,7 @@ class TTCMathMetaEnv(MathEnv):
 
     ## Observation Space
 
-    `MultiDiscrete([H+1, K+1, 3, 3, 9, 5])` (fields `OBS_FIELDS`): episodes used; **agreement**, how
+    `MultiDiscrete([H+1, K+1, 3, 3, 9, 5])` (fields `OBS_FIELDS`, also `env.unwrapped.obs_fields`): episodes used; **agreement**, how
     many of the prover's K forced answers after the last episode equal their most common answer (0
     when none gave an answer; `ttc_gym.metrics.answer_agreement` times K); **agreement change**
     against the previous observation (0 down, 1 same, 2 up; 1 at reset); **majority changed**, whether

@@ -107,7 +107,7 @@ class TTCReplayEnv(gym.Env):
 
     ## Observation Space
 
-    `MultiDiscrete([H+1, K+1, 3, 3, 9, 5, 2])` (fields `OBS_FIELDS`; K the largest number of forced
+    `MultiDiscrete([H+1, K+1, 3, 3, 9, 5, 2])` (fields `OBS_FIELDS`, also `env.unwrapped.obs_fields`; K the largest number of forced
     answers of any prefix in the set): the fields of TTC-MathMeta-v0 — episodes used; **agreement**,
     how many of the stored forced answers of the current prefix equal their most common answer (0 when
     none gave an answer); agreement change against the previous observation (0 down, 1 same, 2 up; 1 at

@@ -55,7 +55,7 @@ class TTCSimEnv(gym.Env):
     ## Observation Space
 
     `MultiDiscrete([H+1, L, S, M+1, H+1, H+3])` (L levels, S strategies, M the most steps any level
-    needs; fields `ttc_gym.envs.sim_model.OBS_FIELDS`): episodes used; difficulty level; index of the
+    needs; fields `ttc_gym.envs.sim_model.OBS_FIELDS`, also `env.unwrapped.obs_fields`): episodes used; difficulty level; index of the
     current strategy; steps done on it; episodes spent continuing it; candidate status (0 none, 1 a
     slip was found and fixed, 2+n a candidate that passed n verifications; with `overthink` > 0 the
     codes interleave, 2+2n a first candidate and 3+2n one rewritten by overthinking, each after n
