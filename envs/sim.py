@@ -55,8 +55,8 @@ class TTCSimEnv(gym.Env):
     ## Observation Space
 
     `MultiDiscrete([H+1, L, S, M+1, H+1, H+3])` (L levels, S strategies, M the most steps any level
-    needs; fields `ttc_gym.envs.sim_model.OBS_FIELDS`, also `env.unwrapped.obs_fields`): episodes used; difficulty level; index of the
-    current strategy; steps done on it; episodes spent continuing it; candidate status (0 none, 1 a
+    needs; fields `ttc_gym.envs.sim_model.OBS_FIELDS`, also `env.unwrapped.obs_fields`): episodes used;
+    difficulty level; index of the current strategy; steps done on it; episodes spent continuing it; candidate status (0 none, 1 a
     slip was found and fixed, 2+n a candidate that passed n verifications; with `overthink` > 0 the
     codes interleave, 2+2n a first candidate and 3+2n one rewritten by overthinking, each after n
     passed verifications, and the space's last size is 2H+4). With `switch_keep` > 0 a seventh field, `kept_steps` (size M), counts the steps a
