@@ -24,8 +24,8 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from dataclasses import asdict, dataclass
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import gymnasium as gym

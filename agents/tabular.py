@@ -78,7 +78,8 @@ class QLearningAgent:
         else:
             fields = tuple(self.state_fields)
             if (not fields or len(set(fields)) != len(fields)
-                    or not all(isinstance(i, (int, np.integer)) and 0 <= i < sizes.size for i in fields)):
+                    or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < sizes.size
+                               for i in fields)):
                 raise ValueError(f"state_fields must be distinct observation field indices in [0, {sizes.size}), "
                                  f"got {self.state_fields!r}.")
             self.state_fields = tuple(int(i) for i in fields)

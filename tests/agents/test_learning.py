@@ -56,7 +56,7 @@ def test_state_aggregation_indexes_the_table_by_the_chosen_fields_only():
     assert agent.state_index(np.array([[1, 0, 4], [1, 3, 4], [2, 1, 0]])).tolist() == [4 * 3 + 1, 4 * 3 + 1, 2]
     agent.q[4 * 3 + 1] = (0.0, 1.0)
     assert agent.act(np.array([1, 2, 4])) == 1 and agent.act(np.array([0, 2, 4])) == 0
-    for bad in ((), (0, 0), (3,), (-1,), (1.0,)):
+    for bad in ((), (0, 0), (3,), (-1,), (1.0,), (True,)):
         with pytest.raises(ValueError, match="distinct observation field indices in \\[0, 3\\)"):
             QLearningAgent(space, gym.spaces.Discrete(2), state_fields=bad)
 
