@@ -205,3 +205,10 @@ def test_cli_bench_ray(local_ray, tmp_path, capsys):
     assert len(keys_in(out)) == 12
     assert main(argv + ["--ray-workers", "0"]) == 2
     assert "num_workers must be >= 1" in capsys.readouterr().err
+    # A factory that refuses its arguments on a worker: the one-line message, not Ray's remote traceback.
+    bad = ["bench", "--env", "TTC-Replay-v0", "--agents", "q-learning:steps=10,state_fields=episodes", "--budgets", "2",
+           "--problems", "2", "--out", str(tmp_path / "bad"), "--no-plots", "--no-progress", "--ray", "--ray-workers", "1"]
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert "error: agent 'q-learning:steps=10,state_fields=episodes' could not be built on TTC-Replay-v0: Unknown " \
+           "observation field 'episodes'. Did you mean 'episodes_used'?" in err and "ray::" not in err
