@@ -41,6 +41,8 @@ class WithoutGold:
 def _env(env_id):
     if env_id == "TTC-Sim-v0":
         return gym.make(env_id, max_episodes=6)
+    if env_id == "TTC-Replay-v0":
+        return gym.make(env_id, max_episodes=4)
     return gym.make(env_id, engine=ScriptedEngine(), source=[PROBLEM], num_prover_samples=8, max_episodes=4)
 
 
@@ -49,7 +51,7 @@ def _fits(entry, env_id):
     return (entry.envs is None or env_id in entry.envs) and kind in entry.action_kinds and entry.name not in SLOW
 
 
-CASES = [(name, env_id) for env_id in ("TTC-Sim-v0", "TTC-MathMeta-v0", "TTC-Math-v0")
+CASES = [(name, env_id) for env_id in ("TTC-Sim-v0", "TTC-MathMeta-v0", "TTC-Replay-v0", "TTC-Math-v0")
          for name, entry in AGENTS.items() if _fits(entry, env_id)]
 
 
