@@ -197,8 +197,7 @@ def q_learning(env, steps: int = QLearningConfig.total_steps, seed: int = QLearn
     state: the table sees those fields only (`QLearningAgent`)."""
     from ttc_gym.agents.tabular import QLearningAgent
 
-    return _train_tabular(QLearningAgent, env, _check_q(steps, seed, num_envs), num_envs,
-                          _state_field_indices(env, state_fields))
+    return _train_tabular(QLearningAgent, env, steps, seed, num_envs, state_fields)
 
 
 @_checked(_check_q)
@@ -208,17 +207,18 @@ def double_q_learning(env, steps: int = QLearningConfig.total_steps, seed: int =
     as `q_learning` is."""
     from ttc_gym.agents.tabular import DoubleQLearningAgent
 
-    return _train_tabular(DoubleQLearningAgent, env, _check_q(steps, seed, num_envs), num_envs,
-                          _state_field_indices(env, state_fields))
+    return _train_tabular(DoubleQLearningAgent, env, steps, seed, num_envs, state_fields)
 
 
-def _train_tabular(agent_class, env, config: QLearningConfig, num_envs: int, state_fields: tuple[int, ...] | None):
+def _train_tabular(agent_class, env, steps: int, seed: int, num_envs: int, state_fields):
+    config = _check_q(steps, seed, num_envs, state_fields)
+    fields = _state_field_indices(env, state_fields)
     env_id, kwargs = _env_id_and_kwargs(env)
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
     except Exception:  # no numpy-vectorized twin: a synchronous vector env of copies
         envs = gym.make_vec(env_id, num_envs=min(num_envs, 16), vectorization_mode="sync", **kwargs)
-    agent = agent_class(envs.single_observation_space, envs.single_action_space, state_fields)
+    agent = agent_class(envs.single_observation_space, envs.single_action_space, fields)
     agent.train(envs, config)
     envs.close()
     return agent

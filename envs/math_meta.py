@@ -40,13 +40,13 @@ class TTCMathMetaEnv(MathEnv):
 
     ## Observation Space
 
-    `MultiDiscrete([H+1, K+1, 3, 3, 9, 5])` (fields `OBS_FIELDS`, also `env.unwrapped.obs_fields`): episodes used; **agreement**, how
-    many of the prover's K forced answers after the last episode equal their most common answer (0
-    when none gave an answer; `ttc_gym.metrics.answer_agreement` times K); **agreement change**
-    against the previous observation (0 down, 1 same, 2 up; 1 at reset); **majority changed**, whether
-    the most common forced answer differs from the previous observation's (0 the same answer, 1 a
-    different one, 2 nothing to compare: at reset, or no answer now or before); tokens used in
-    eighths of the token budget (of `max_tokens`, or of `H * episode_tokens` when there is none); the
+    `MultiDiscrete([H+1, K+1, 3, 3, 9, 5])` (fields `OBS_FIELDS`, also `env.unwrapped.obs_fields`):
+    episodes used; **agreement**, how many of the prover's K forced answers after the last episode equal
+    their most common answer (0 when none gave an answer; `ttc_gym.metrics.answer_agreement` times K);
+    **agreement change** against the previous observation (0 down, 1 same, 2 up; 1 at reset); **majority
+    changed**, whether the most common forced answer differs from the previous observation's (0 the same
+    answer, 1 a different one, 2 nothing to compare: at reset, or no answer now or before); tokens used
+    in eighths of the token budget (of `max_tokens`, or of `H * episode_tokens` when there is none); the
     last action (4 = none yet).
 
     **No gold.** Every field is computed without the gold answer, from what a deployed system has:

@@ -107,14 +107,15 @@ class TTCReplayEnv(gym.Env):
 
     ## Observation Space
 
-    `MultiDiscrete([H+1, K+1, 3, 3, 9, 5, 2])` (fields `OBS_FIELDS`, also `env.unwrapped.obs_fields`; K the largest number of forced
-    answers of any prefix in the set): the fields of TTC-MathMeta-v0 — episodes used; **agreement**,
-    how many of the stored forced answers of the current prefix equal their most common answer (0 when
-    none gave an answer); agreement change against the previous observation (0 down, 1 same, 2 up; 1 at
-    reset); majority changed (0 the same most common answer, 1 another, 2 nothing to compare); tokens
-    used in eighths of the token budget (of `max_tokens`, or of H x the set's mean episode tokens when
-    there is none); the last action (4 = none yet) — plus **trace ended**: 1 when the current trace has
-    no stored episode left (the model stopped thinking there), else 0.
+    `MultiDiscrete([H+1, K+1, 3, 3, 9, 5, 2])` (fields `OBS_FIELDS`, also `env.unwrapped.obs_fields`; K
+    the largest number of forced answers of any prefix in the set): the fields of TTC-MathMeta-v0 —
+    episodes used; **agreement**, how many of the stored forced answers of the current prefix equal
+    their most common answer (0 when none gave an answer); agreement change against the previous
+    observation (0 down, 1 same, 2 up; 1 at reset); majority changed (0 the same most common answer, 1
+    another, 2 nothing to compare); tokens used in eighths of the token budget (of `max_tokens`, or of H
+    x the set's mean episode tokens when there is none); the last action (4 = none yet) — plus **trace
+    ended**: 1 when the current trace has no stored episode left (the model stopped thinking there),
+    else 0.
 
     **No gold.** Every field is what a deployed reasoner has: its counts, its own forced answers
     compared with one another (never graded), and whether it stopped (docs/formulation.md §3). J, the

@@ -56,14 +56,15 @@ class TTCSimEnv(gym.Env):
 
     `MultiDiscrete([H+1, L, S, M+1, H+1, H+3])` (L levels, S strategies, M the most steps any level
     needs; fields `ttc_gym.envs.sim_model.OBS_FIELDS`, also `env.unwrapped.obs_fields`): episodes used;
-    difficulty level; index of the current strategy; steps done on it; episodes spent continuing it; candidate status (0 none, 1 a
-    slip was found and fixed, 2+n a candidate that passed n verifications; with `overthink` > 0 the
-    codes interleave, 2+2n a first candidate and 3+2n one rewritten by overthinking, each after n
-    passed verifications, and the space's last size is 2H+4). With `switch_keep` > 0 a seventh field, `kept_steps` (size M), counts the steps a
-    switch carried over to the current strategy. With `observe_episodes=False` the first field is
-    always 0 (size 1): the policy does not see how much budget it has spent (budget-agnostic); the
-    env still ends at H. These are a sufficient statistic of the agent's belief (with the episode
-    count from `info["episodes_used"]` when it is hidden, which is how the DP oracle plans).
+    difficulty level; index of the current strategy; steps done on it; episodes spent continuing it;
+    candidate status (0 none, 1 a slip was found and fixed, 2+n a candidate that passed n verifications;
+    with `overthink` > 0 the codes interleave, 2+2n a first candidate and 3+2n one rewritten by
+    overthinking, each after n passed verifications, and the space's last size is 2H+4). With
+    `switch_keep` > 0 a seventh field, `kept_steps` (size M), counts the steps a switch carried over to
+    the current strategy. With `observe_episodes=False` the first field is always 0 (size 1): the policy
+    does not see how much budget it has spent (budget-agnostic); the env still ends at H. These are a
+    sufficient statistic of the agent's belief (with the episode count from `info["episodes_used"]` when
+    it is hidden, which is how the DP oracle plans).
 
     **No gold, no hidden state** (docs/formulation.md §3). What each field is for a deployed reasoner:
     the episodes it spent; the problem's difficulty label, given with the problem (as MATH's levels;

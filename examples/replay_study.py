@@ -131,7 +131,7 @@ def run_split(path: Path, study: Study, split_seed: int, log) -> tuple[list[Resu
     results.append(fixed("answer after k (k chosen on train)", AnswerAfterK(best_k), note=f"k={best_k}"))
     results.append(fixed("answer when confident (agreement >= 0.9)", AnswerWhenConfident()))
     # The best agreement threshold, chosen on the train problems as k is (K: forced answers per prefix).
-    K = int(train_env.observation_space.nvec[1]) - 1
+    K = int(train_env.observation_space.nvec[train_env.unwrapped.obs_fields.index("agreement")]) - 1
     best_t = max((i / K for i in range(1, K + 1)), key=lambda t: np.mean(
         evaluate(train_env, AnswerWhenConfident(threshold=t), train_ids, train_rollouts)[0]))
     results.append(fixed("answer when confident (threshold chosen on train)", AnswerWhenConfident(threshold=best_t),

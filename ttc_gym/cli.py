@@ -53,12 +53,6 @@ def _key_value(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _error_text(err: BaseException) -> str:
-    """An error's message; for one raised in a Ray worker, its cause's (Ray's own text is the remote traceback)."""
-    cause = getattr(err, "cause", None)
-    return str(cause if isinstance(cause, BaseException) else err)
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     from ttc_gym.bench import AGENTS, BenchConfig, agent_arguments, prepare, run_bench
     from ttc_gym.bench.agent_registry import AgentBuildError, NotAnAgent
@@ -114,8 +108,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    except (NotAnAgent, AgentBuildError, OutputFolderBusy) as err:  # a factory checked when built; another run took the folder
-        print(f"ttc-gym bench: error: {_error_text(err)}", file=sys.stderr)
+    # A factory refused its arguments or returned no agent; another run took the folder.
+    except (NotAnAgent, AgentBuildError, OutputFolderBusy) as err:
+        print(f"ttc-gym bench: error: {err}", file=sys.stderr)
         return 2
     except OutputNotWritten as err:  # a full disk, a file made read-only: what is saved, how to go on
         print(f"\nttc-gym bench: error: {err}", file=sys.stderr)

@@ -152,7 +152,7 @@ class RayExecutor:
         if not items:
             return
         ray = self._ray
-        from ray.exceptions import RayActorError, WorkerCrashedError
+        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
         lost_worker = (RayActorError, WorkerCrashedError)
         started = self._connect()
@@ -226,6 +226,11 @@ class RayExecutor:
                 actor, batch, submitted = inflight.pop(ready)
                 try:
                     records = ray.get(ready)
+                except RayTaskError as err:  # the evaluation raised: its own exception, as is (Ray's text
+                    # is the remote traceback, kept as the cause)
+                    if isinstance(err.cause, BaseException):
+                        raise err.cause from err
+                    raise
                 except lost_worker as err:
                     self._retire(actor)
                     if len(batch) == 1:  # the item ran alone: count it against the item

@@ -50,7 +50,6 @@ def record_key(record: dict) -> tuple:
 
 
 # The file is an append-only JSONL log (`ttc_gym.jsonl_log`) whose records `record_problem` checks.
-ResultsRead = LogRead
 ResultsWriter = JsonlAppender
 repair_results = repair_jsonl_log
 

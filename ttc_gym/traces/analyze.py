@@ -165,9 +165,6 @@ def analyse_traces(traces: Sequence[RawTrace], prover: LLMProver, prover_info: d
 
 
 # ----------------------------------------------------------------------------- the resumable file
-AnalysedFile = LogRead  # what `read_analysed_file` returns: `records` are the rows
-
-
 def _analysed_row_problem(row: Any) -> str | None:
     """Why a parsed line is not a valid analysed row (`check_analysed_row`'s message), or None."""
     try:
