@@ -268,6 +268,39 @@ class StaticDecoder:
                      prompt_kv, own_kv, results)
         return [results[r] for r in range(len(encoded))]
 
+    def next_logits(self, encoded: list[list[int]], shared_prefix: bool = True) -> torch.Tensor:
+        """[rows, vocab] float32 logits of the token after each row's ids, computed as `decode`
+        computes them (store lookup, packed prefill, one step of the grid); nothing is stored. For
+        checks against the model's own forward. Call inside `torch.inference_mode()`."""
+        w = self.weights()
+        keys = [tuple(ids) for ids in encoded] if shared_prefix else [(r,) for r in range(len(encoded))]
+        order: dict[tuple, list[int]] = {}
+        for r, key in enumerate(keys):
+            order.setdefault(key, []).append(r)
+        members = list(order.values())
+        prompts = [encoded[m[0]] for m in members]
+        n = max(len(m) for m in members)
+        found = [self.prefix_store.lookup(ids[:-1]) for ids in prompts]
+        lengths = [len(ids) - 1 for ids in prompts]
+        prompt_kv = torch.zeros((w.layers_count, 2, len(prompts), w.kv_heads, max(1, max(lengths)), w.head_dim),
+                                dtype=w.dtype, device=w.device)
+        for g, (kv, stored) in enumerate(found):
+            for li, (k, v) in enumerate(kv or []):
+                prompt_kv[li, 0, g, :, :stored], prompt_kv[li, 1, g, :, :stored] = k[0, :, :stored], v[0, :, :stored]
+        stored = [s for _, s in found]
+        self._prefill(w, prompts, stored, [a - b for a, b in zip(lengths, stored)], prompt_kv)
+        own_kv = torch.zeros((w.layers_count, 2, len(prompts) * n, w.kv_heads, 1, w.head_dim), dtype=w.dtype,
+                             device=w.device)
+        cache = self._cache(w, prompt_kv, lengths, list(range(len(prompts))), n, own_kv, 1)
+        ids = torch.tensor([p[-1] for p in prompts for _ in range(n)], device=w.device)
+        pos = torch.tensor([length for length in lengths for _ in range(n)], device=w.device)
+        logits = w.step(ids, pos, 0, cache)
+        out = torch.empty(len(encoded), logits.shape[-1], dtype=logits.dtype, device=logits.device)
+        for g, m in enumerate(members):
+            for j, r in enumerate(m):
+                out[r] = logits[g * n + j]
+        return out
+
     def _cache(self, w: LlamaWeights, prompt_kv: torch.Tensor, lengths: list[int], group_ids: list[int], n: int,
                own_kv: torch.Tensor, capacity: int) -> StepCache:
         groups, kv, p_max, dim = prompt_kv.shape[2], w.kv_heads, prompt_kv.shape[4], w.head_dim

@@ -4,11 +4,12 @@ Accepts an HF model directory, a hub id, a `.gguf` file or an already-built (mod
 (loading: `ttc_gym.engines.loading`). How `generate` works:
 - prompts are tokenized without added special tokens when they already start with the BOS text
   (chat-template output); the tokenizer is never mutated (`encode`);
-- the rows (prompts x samples, chunks of at most `max_batch_size`) are decoded by the engine's
-  `KVDecoder` (`ttc_gym.engines.decoding`): each prompt prefilled once from the longest stored
-  prefix, its samples sharing its keys and values, each row drawing from its own generator
-  (`ttc_gym.engines.sampling`), so prompts sampled together give the texts each gives alone with
-  its seed;
+- the rows (prompts x samples, chunks of at most `max_batch_size`) are decoded by the static loop
+  (`ttc_gym.engines.static_decoding.StaticDecoder`, default for Llama-family models) or by the
+  transformers loop (`ttc_gym.engines.decoding.KVDecoder`, `decode_loop="hf"`): on both, each prompt
+  prefilled once from the longest stored prefix, its samples sharing its keys and values, each row
+  drawing from its own random numbers (`ttc_gym.engines.sampling`), so prompts sampled together give
+  the texts each gives alone with its seed;
 - the final text is cut before the earliest stop (`ttc_gym.engines.base.find_stop`) and
   `num_tokens` counts tokens up to and including the one that completed it.
 """
@@ -63,6 +64,14 @@ class TransformersEngine:
             `ttc_gym.engines.small_rows`; same products up to float rounding; the model's
             `nn.Linear` layers get an instance-level forward during `generate`). False turns it off;
             on any other device type (CUDA) it is off whatever this says (`small_rows_active`).
+            On the static loop the few-row form is applied to the model's own weights by the
+            forward itself (`ttc_gym.engines.llama_forward`; no module is patched).
+        decode_loop: "static" (default): `ttc_gym.engines.static_decoding`, a hand-written forward
+            for Llama-family models with preallocated key/value buffers, one forward per step for
+            every row, sampling on tensors (sampler version 2: the same distributions as "hf",
+            other texts for the same seed). "hf": `ttc_gym.engines.decoding`, transformers' own
+            forward (the loop before issue 28, sampler version 1). A model the static loop cannot
+            run (`static_unsupported` says why) uses "hf". Settable later (`decode_loop`).
 
     `generate(prompts, sampling, seed=...)` takes one seed for the call or one seed per prompt
     (see `ttc_gym.engines.base.Engine.generate`); `per_prompt_seeds` is True.
@@ -176,8 +185,12 @@ class TransformersEngine:
 
     @property
     def shared_prefix(self) -> bool | None:
-        """True once shared-prefix decoding has worked on this model, False when it is off or the
-        model does not support it, None before the first `generate`."""
+        """Whether the samples of a prompt decode against one shared copy of its prefix. On the static
+        loop: whether `shared_prefix` was asked for. On the transformers loop: True once it has worked
+        on this model, False when it is off or the model does not support it, None before the first
+        `generate`."""
+        if self._decode_loop == "static":
+            return self._shared_prefix_wanted
         return self.decoder.shared_prefix
 
     @property
