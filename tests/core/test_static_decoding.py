@@ -202,3 +202,41 @@ def test_decode_loop_choice_and_fallback():
     assert other.decode_loop == "hf" and "model_type is 'gpt2'" in other.static_unsupported
     [[c]] = other.generate(["Hello"], SamplingConfig(max_new_tokens=3), seed=0)
     assert 1 <= c.num_tokens <= 3
+
+
+def test_a_model_changed_into_one_the_loop_cannot_run_is_decoded_by_the_transformers_loop():
+    """Adapters injected after the engine was built (as LoRA training does) replace plain linear
+    layers: the static loop would ignore them, so such a call runs on the transformers loop."""
+
+    class Adapted(torch.nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 1.5
+
+    model, tokenizer = tiny_random_model(seed=1)
+    engine = TransformersEngine(model, tokenizer=tokenizer)
+    sampling = SamplingConfig(max_new_tokens=6, temperature=1.0, n=2)
+    before = engine.generate(["Hello there"], sampling, seed=3)
+    old = model.model.layers[0].mlp.up_proj
+    new = Adapted(old.in_features, old.out_features, bias=False)
+    with torch.no_grad():
+        new.weight.copy_(old.weight)
+    model.model.layers[0].mlp.up_proj = new
+    assert "not a plain nn.Linear" in engine.static_decoder.runnable()
+    reference = TransformersEngine(model, tokenizer=tokenizer, decode_loop="hf")
+    assert engine.generate(["Hello there"], sampling, seed=3) == reference.generate(["Hello there"], sampling, seed=3)
+    assert engine.generate(["Hello there"], sampling, seed=3) != before
+
+
+@pytest.mark.slow
+def test_the_default_model_gives_the_same_greedy_texts_on_both_loops():
+    """SmolLM2-135M (9 query heads over 3 kv heads, tied head, weights used in place with the few-row
+    form): greedy episodes and forced answers equal the transformers loop's."""
+    from ttc_gym.engines import make_engine
+
+    engine = make_engine(None)
+    hf = TransformersEngine(engine.model, tokenizer=engine.tokenizer, decode_loop="hf")
+    prompts = [engine.format_chat("What is 12 + 30?"),
+               engine.format_chat("What is 7 * 6?", assistant_prefix="Time is up. The answer is $\\boxed{")]
+    for sampling in (SamplingConfig(max_new_tokens=24, temperature=0.0, n=2),
+                     SamplingConfig(max_new_tokens=12, temperature=0.0, stop_at_closing_brace=True)):
+        assert engine.generate(prompts, sampling, seed=0) == hf.generate(prompts, sampling, seed=0)

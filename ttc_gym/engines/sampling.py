@@ -8,6 +8,11 @@ each gives alone with its seed. The only caveat is float rounding: if batched ma
 differently from unbatched ones (~1e-7 relative), a draw lying that close to a tie could flip; the
 two-level draw keeps that chance around 1e-6 per token even for flat distributions. Greedy rows take
 the argmax. Global RNG state is never touched.
+
+That is sampler version 1, the transformers loop's (`decoding.KVDecoder`). The static loop
+(`static_decoding.StaticDecoder`, the default) uses version 2 (`pick_tokens_v2`, below): the same row
+seeds and the same distributions, drawn from SplitMix64 uniforms computed on tensors for every row at
+once, so the same seed gives other texts than version 1 (`SAMPLER_VERSIONS`).
 """
 
 from __future__ import annotations

@@ -99,10 +99,19 @@ class StaticDecoder:
         self._weights: LlamaWeights | None = None
         self._tables: dict[tuple, torch.Tensor] = {}
         self._eos_table: torch.Tensor | None = None
+        self._checked: tuple | None = None
 
     @staticmethod
     def unsupported_reason(model: Any) -> str | None:
         return unsupported_reason(model)
+
+    def runnable(self) -> str | None:
+        """None when the model, as it is now, can be run by this loop, else why not. Checked again
+        whenever its parameters change (e.g. LoRA adapters injected after the engine was built)."""
+        signature = weights_signature(self.model)
+        if self._checked is None or self._checked[0] != signature:
+            self._checked = (signature, unsupported_reason(self.model))
+        return self._checked[1]
 
     def weights(self) -> LlamaWeights:
         """The forward's weights, rebuilt when the model's parameters changed (e.g. a trainer's step)."""
@@ -128,6 +137,9 @@ class StaticDecoder:
         always checked."""
         key = (sampling.stop, sampling.stop_at_closing_brace, size, str(device))
         table = self._tables.get(key)
+        if table is None and not sampling.stop and not sampling.stop_at_closing_brace:
+            table = torch.zeros(size, dtype=torch.bool, device=device)  # nothing to check
+            self._tables[key] = table
         if table is None:
             chars = set("".join(sampling.stop))
             if sampling.stop_at_closing_brace:
@@ -227,8 +239,7 @@ class StaticDecoder:
                 own_kv = bigger
                 cache = self._cache(w, prompt_kv, lengths, group_ids, n, own_kv, capacity)
             logits = w.step(ids, pos, t, cache)
-            self.stats["decode_tokens"] += int(live.sum())
-            self.stats["decode_steps"] += 1
+            self.stats["decode_steps"] += 1  # (decode_tokens: counted per row when it retires)
             chosen = pick_tokens_v2(logits, None if uniforms is None else uniforms[:, t], sampling)
             out[:, t] = chosen
             finished = live & eos_table[chosen]
@@ -368,6 +379,7 @@ class StaticDecoder:
             r = slot_row[s]
             if r >= 0:
                 results[r] = tokens[i][: ends[i]]
+                self.stats["decode_tokens"] += ends[i]  # one decoding row-step per token
         if not store:
             return
         layers = prompt_kv.shape[0]

@@ -231,7 +231,8 @@ class TransformersEngine:
         # Rows are (prompt index, sample index), prompt-major.
         rows = [(i, j) for i in range(len(prompts)) for j in range(samples)]
         results: list[list[Completion]] = [[] for _ in prompts]
-        static = self._decode_loop == "static"
+        # The static loop, unless the model changed into one it cannot run (e.g. adapters injected).
+        static = self._decode_loop == "static" and self.static_decoder.runnable() is None
         few_rows = small_row_linears(self.model) if self.small_rows_active and not static else None
         with torch.inference_mode(), few_rows or contextlib.nullcontext():
             self.decoder.check_weights()
