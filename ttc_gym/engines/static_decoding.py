@@ -194,8 +194,11 @@ class StaticDecoder:
             for j, r in enumerate(m):
                 slot_row[g * n + j] = r
 
-        # Prompts (all but their last token): from the store, then packed prefill of the rest.
-        found = [self.prefix_store.lookup(ids[:-1]) for ids in prompts]
+        # Prompts (all but their last token): from the store, then packed prefill of the rest, once
+        # per distinct prompt (shared_prefix=False: the other groups of a prompt copy its keys).
+        first_group: dict[tuple, int] = {}
+        source = [first_group.setdefault(tuple(ids), g) for g, ids in enumerate(prompts)]
+        found = [self.prefix_store.lookup(ids[:-1]) if source[g] == g else (None, 0) for g, ids in enumerate(prompts)]
         lengths = [len(ids) - 1 for ids in prompts]
         p_max = max(1, max(lengths))
         prompt_kv = self.buffers.prompt((w.layers_count, 2, groups, w.kv_heads, p_max, w.head_dim), w.embed)
@@ -205,10 +208,13 @@ class StaticDecoder:
                     prompt_kv[li, 0, g, :, :stored] = k[0, :, :stored]
                     prompt_kv[li, 1, g, :, :stored] = v[0, :, :stored]
         stored = [s for _, s in found]
-        missing = [length - s for length, s in zip(lengths, stored)]
+        missing = [length - s if source[g] == g else 0 for g, (length, s) in enumerate(zip(lengths, stored))]
         self.stats["reused_tokens"] += sum(stored)
         self.stats["prefill_tokens"] += sum(missing)
         self._prefill(w, prompts, stored, missing, prompt_kv)
+        copies = [g for g in range(groups) if source[g] != g]
+        if copies:
+            prompt_kv[:, :, copies] = prompt_kv[:, :, [source[g] for g in copies]]
 
         # Row state, per slot.
         first = [prompts[g][-1] for g in range(groups) for _ in range(n)]
