@@ -518,4 +518,5 @@ def test_the_benchmark_script_runs(tmp_path):
         capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "dense-reward cost" in done.stdout and "optimized" in done.stdout and "roofline" in done.stdout
+    assert "dense-reward cost" in done.stdout and "roofline" in done.stdout and "bandwidth bound" in done.stdout
+    assert "static:policy" in done.stdout and "hf:policy" in done.stdout and "static vs hf" in done.stdout  # both loops, one run
