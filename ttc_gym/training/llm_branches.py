@@ -25,10 +25,14 @@ from ttc_gym.training.llm_config import LLMTrainConfig
 from ttc_gym.training.llm_rollouts import RolloutPlan
 
 
-def write_prefixes(agent: Any, problems: Sequence[Any], lengths: Sequence[int], seeds: Sequence[int]) -> list[tuple[str, ...]]:
+def write_prefixes(agent: Any, problems: Sequence[Any], lengths: Sequence[int], seeds: Sequence[int],
+                   max_tokens: int | None = None) -> list[tuple[str, ...]]:
     """Prefix i: up to `lengths[i]` episodes `agent` writes for `problems[i]` (seed `seeds[i]`), all
-    written together one episode at a time; a prefix stops before an episode that commits an answer."""
+    written together one episode at a time; a prefix stops before an episode that commits an answer,
+    and before one that would use up `max_tokens` (the env's token budget, counted by the agent's
+    engine as the env counts them): a prefix leaves the branches room to go on."""
     prefixes: list[list[str]] = [[] for _ in problems]
+    used = [0] * len(problems)
     active = [i for i, k in enumerate(lengths) if k > 0]
     while active:
         obs = [{"problem": problems[i].question, "episodes": tuple(prefixes[i])} for i in active]
@@ -37,6 +41,11 @@ def write_prefixes(agent: Any, problems: Sequence[Any], lengths: Sequence[int], 
         for i, episode in zip(active, written):
             if extract_boxed(episode.text) is not None:  # it would answer here: the prefix ends before
                 continue
+            if max_tokens is not None:
+                tokens = int(agent.engine.count_tokens(episode.text))
+                if used[i] + tokens >= max_tokens:
+                    continue
+                used[i] += tokens
             prefixes[i].append(episode.text)
             if len(prefixes[i]) < lengths[i]:
                 still.append(i)
@@ -53,7 +62,7 @@ def plan_branches(config: LLMTrainConfig, source: Any, iteration: int, prefix_ag
     problems = [source.sample(rng) for _ in range(config.problems_per_iter)]
     lengths = rng.integers(0, config.max_episodes, size=len(problems))  # k uniform over 0..H-1
     prefix_seeds = rng.integers(0, 2**31, size=len(problems))
-    prefixes = write_prefixes(prefix_agent, problems, lengths, prefix_seeds)
+    prefixes = write_prefixes(prefix_agent, problems, lengths, prefix_seeds, config.max_tokens)
     kinds = ["continue"] * config.group_size + ["terminate"] * config.terminations
     seeds = rng.integers(0, 2**31, size=len(problems) * len(kinds))
     return [RolloutPlan(group=g, problem=problems[g], seed=int(seeds[g * len(kinds) + b]), prefix=prefixes[g],
