@@ -2,7 +2,7 @@
 two answers are equivalent, for `ttc_gym.grading` (which starts it, waits at most a timeout for each
 answer and kills it when that runs out).
 
-    python -m ttc_gym.grading_worker PARENT_PID MEMORY_LIMIT_BYTES
+    python -m ttc_gym.grading.worker PARENT_PID MEMORY_LIMIT_BYTES
 
 Protocol, one JSON object per line: the worker first writes `{"ready": true, "math_verify": bool}`
 (whether math-verify imported; without it only the sympy fallback runs), then answers each request
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
-USAGE = "usage: python -m ttc_gym.grading_worker PARENT_PID MEMORY_LIMIT_BYTES"
+USAGE = "usage: python -m ttc_gym.grading.worker PARENT_PID MEMORY_LIMIT_BYTES"
 
 #: `equal(pred, gold) -> bool`: the slow-path equivalence check.
 Checker = Callable[[str, str], bool]
@@ -56,7 +56,12 @@ def load_checker() -> tuple[Checker, bool]:
 
     try:
         from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
-        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+        from math_verify import (
+            ExprExtractionConfig,
+            LatexExtractionConfig,
+            parse,
+            verify,
+        )
 
         extraction = [
             LatexExtractionConfig(normalization_config=NormalizationConfig(
