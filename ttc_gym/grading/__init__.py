@@ -24,7 +24,8 @@ How equivalence is decided (:func:`compare_answers`), cheapest first:
    before ``%`` are compared. Decimals are exact: ``0.333`` is not ``1/3``.
 3. Equal :func:`normalize_answer` keys mean equal (``(1, 2)`` vs ``(1,2)``, ``\dfrac`` vs ``\frac``).
 4. Otherwise math-verify — ``verify(parse(gold), parse(pred))``, both sides parsed, gold first,
-   its own ``signal.alarm`` timeouts disabled — with a sympy fallback (``simplify(a - b) == 0``),
+   its own ``signal.alarm`` timeouts disabled — with a fallback (``simplify(a - b) == 0`` on latex2sympy's
+   parse; answer text is never evaluated: no ``parse_expr``/``sympify`` on it, see the worker),
    run in a persistent worker subprocess. The call waits at most ``timeout`` seconds for it; on
    timeout the worker is killed (and restarted on the next call) and the answer is unknown
    (``None``: the comparison did not complete). If the worker dies (killed, crashed, out of

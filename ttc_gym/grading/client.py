@@ -101,6 +101,8 @@ class _Worker:
             hello = None
         if not (isinstance(hello, dict) and hello.get("ready")):
             self._kill(proc)
+            if isinstance(hello, dict) and isinstance(hello.get("error"), str):
+                raise RuntimeError(f"The grading worker did not start: {hello['error']}.")
             raise RuntimeError(
                 f"The grading worker ({sys.executable} -m {WORKER_MODULE}) did not start within "
                 f"{WORKER_STARTUP_TIMEOUT:.0f} s: expected a ready message, got {hello!r} (None: it "

@@ -5,7 +5,8 @@ answer and kills it when that runs out).
     python -m ttc_gym.grading.worker PARENT_PID MEMORY_LIMIT_BYTES
 
 Protocol, one JSON object per line: the worker first writes `{"ready": true, "math_verify": bool}`
-(whether math-verify imported; without it only the sympy fallback runs), then answers each request
+(whether math-verify imported; without it only the latex2sympy fallback runs; when neither imports it
+writes `{"ready": false, "error": str}` and exits: it never evaluates answer text instead), then answers each request
 line `{"id": ..., "pred": str, "gold": str}` read from stdin with one line `{"id": ..., "equal":
 bool | null}` on stdout. A line that is not a JSON object gets no answer; a comparison that ran out
 of memory or recursion depth answers `"equal": null` (it did not complete: no verdict); one that
@@ -35,25 +36,34 @@ USAGE = "usage: python -m ttc_gym.grading.worker PARENT_PID MEMORY_LIMIT_BYTES"
 Checker = Callable[[str, str], bool]
 
 
+class CheckerUnavailable(RuntimeError):
+    """Neither math-verify nor latex2sympy2_extended imports: there is no parser that does not
+    evaluate its input, so the worker refuses to compare (it never hands answer text to `eval`)."""
+
+
 def load_checker() -> tuple[Checker, bool]:
-    """(equal, has_math_verify): imports sympy (and math-verify, when installed) and returns the check.
+    """(equal, has_math_verify): imports sympy, latex2sympy2_extended and (when it imports) math-verify,
+    and returns the check. Raises :class:`CheckerUnavailable` when no safe parser imports.
 
     `equal(pred, gold)`: math-verify's `verify(parse(gold), parse(pred))` (each side parsed as
     `$...$` first, then as it is — as it is first when it holds Python's `**`, which is no LaTeX;
     no timeouts of its own; math-verify's removal of trailing unit words is off, since it also
     removes variables: `5t^3-6t` would read `5t^3-6` — units are stripped by `ttc_gym.grading`
-    before), then sympy's `simplify(a - b) == 0` on the parsed expressions, or on sympy's own parse
-    of both strings when math-verify parsed nothing. Expressions over different free symbols are
-    never equal.
+    before), then sympy's `simplify(a - b) == 0` on the parsed expressions, or on latex2sympy's
+    parse of both strings (`**` read as `^`) when math-verify parsed nothing or is not importable.
+    Expressions over different free symbols are never equal.
+
+    **No answer text is ever evaluated**: sympy's `parse_expr`/`sympify` run Python's `eval` on
+    their input (`__import__('os')...` would run), so they are never called on an answer. Both
+    parsers used here build the expression from a grammar (math-verify hands sympy's `parse_expr`
+    only its own regex matches of digits, operators and spaces).
     """
     import sympy
-    from sympy.parsing.sympy_parser import (
-        convert_xor,
-        implicit_multiplication_application,
-        parse_expr,
-        standard_transformations,
-    )
 
+    try:
+        from latex2sympy2_extended import latex2sympy
+    except Exception:  # broken or missing: math-verify (which needs it) will not import either
+        latex2sympy = None
     try:
         from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
         from math_verify import (
@@ -68,14 +78,30 @@ def load_checker() -> tuple[Checker, bool]:
                 basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False)),
             ExprExtractionConfig(),
         ]
-    except Exception:  # not installed, or broken: the sympy path still works
+    except Exception:  # not installed, or broken: the latex2sympy path still works
         parse = verify = None
-    transformations = standard_transformations + (implicit_multiplication_application, convert_xor)
+    if parse is None and latex2sympy is None:
+        raise CheckerUnavailable(
+            "neither math-verify nor latex2sympy2_extended imports in the grading worker, and the "
+            "grader never evaluates answer text with sympy's parse_expr; install them: "
+            "pip install math-verify"
+        )
 
     def mv_parse(s: str) -> list:
         forms = (s, "$" + s + "$") if "**" in s else ("$" + s + "$", s)
         got = parse(forms[0], extraction_config=extraction, parsing_timeout=None)
         return got if got else parse(forms[1], extraction_config=extraction, parsing_timeout=None)
+
+    def grammar_parse(s: str) -> Any:
+        """latex2sympy's parse of `s` (a grammar, no eval), or None when it does not parse."""
+        if latex2sympy is None:
+            return None
+        try:
+            return latex2sympy(s.replace("**", "^"))
+        except (MemoryError, RecursionError):
+            raise  # out of resources: no verdict (see handle_line)
+        except Exception:  # the parser raises plain Exception on bad input
+            return None
 
     def sympy_equal(a: Any, b: Any) -> bool:
         if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
@@ -93,12 +119,8 @@ def load_checker() -> tuple[Checker, bool]:
                 return True
         if g and p:
             return bool(sympy_equal(g[0], p[0]))
-        try:
-            a = parse_expr(gold, transformations=transformations, evaluate=True)
-            b = parse_expr(pred, transformations=transformations, evaluate=True)
-        except (MemoryError, RecursionError):
-            raise  # out of resources: no verdict (see handle_line)
-        except BaseException:  # sympy's parser raises anything, SyntaxError and TokenError included
+        a, b = grammar_parse(gold), grammar_parse(pred)
+        if a is None or b is None:
             return False
         return bool(sympy_equal(a, b))
 
@@ -180,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=exit_when_orphaned, args=(parent_pid,), daemon=True).start()
     limit_memory(limit)
     logging.disable(logging.CRITICAL)
-    equal, has_math_verify = load_checker()
+    try:
+        equal, has_math_verify = load_checker()
+    except CheckerUnavailable as err:
+        out.write(json.dumps({"ready": False, "error": str(err)}) + "\n")
+        out.flush()
+        return 1
     serve(sys.stdin, out, equal, math_verify=has_math_verify)
     return 0
 
