@@ -16,12 +16,14 @@ How equivalence is decided (:func:`compare_answers`), cheapest first:
    whose value would have more than :data:`MAX_POWER_DIGITS` digits (``9^{9^{9^9}}``,
    ``10**10**10**10``), factorials of numbers above 10 000, brackets nested deeper than
    :data:`MAX_NESTING_DEPTH`.
-2. Plain numbers (integers, decimals, ``a/b``, ``\frac{a}{b}``, thousands commas, ``x = 5``,
-   ``18 dollars``, a unit set in text: ``12\,\mathrm{m}``; a bare ``12m`` is a product) are
-   compared exactly with :class:`fractions.Fraction` in-process — no sympy. **Percent rule**: when
-   exactly one side carries ``%``, ``p%`` matches both ``p`` and ``p/100`` (``"50%"`` equals
-   ``"50"`` and ``"0.5"``, while ``"50"`` does not equal ``"0.5"``); when both do, the numbers
-   before ``%`` are compared. Decimals are exact: ``0.333`` is not ``1/3``.
+2. Plain numbers (integers, decimals, scientific ``1e3``/``1.0e+02``, ``a/b``, ``\frac{a}{b}``,
+   repeating ``0.1\overline{6}``, thousands commas ``1,234`` and LaTeX ``1\,234``/``1{,}234``,
+   ``x = 5``, ``5 = x``, ``18 dollars``, a unit set in text: ``12\,\mathrm{m}``; a bare ``12m`` is a
+   product) are compared exactly with :class:`fractions.Fraction` in-process — no sympy. **Percent
+   rule**: when exactly one side carries ``%``, ``p%`` matches both ``p`` and ``p/100`` (``"50%"``
+   equals ``"50"`` and ``"0.5"``, while ``"50"`` does not equal ``"0.5"``); when both do, the
+   numbers before ``%`` are compared. Decimals are exact: ``0.333`` is not ``1/3``, and
+   ``1.41421356`` is not ``\sqrt{2}`` (also in the worker, where math-verify would round).
 3. Equal :func:`normalize_answer` keys mean equal (``(1, 2)`` vs ``(1,2)``, ``\dfrac`` vs ``\frac``).
 4. Otherwise math-verify — ``verify(parse(gold), parse(pred))``, both sides parsed, gold first,
    its own ``signal.alarm`` timeouts disabled — with a fallback (``simplify(a - b) == 0`` on latex2sympy's
@@ -35,6 +37,23 @@ How equivalence is decided (:func:`compare_answers`), cheapest first:
    fresh interpreter started with ``subprocess`` (fork + exec, so a parent that has loaded torch
    is safe, and the parent's ``__main__`` is never re-imported); the first slow-path call waits for it to start (about 1–2 s,
    not counted in ``timeout``).
+
+**Conventions** (each is a row of the verdict table in ``tests/core/test_grading_verdicts.py``):
+
+- *Whitespace never joins digits*: ``2 3`` is not ``23``; ``1, 234`` (a comma then a space) is a list,
+  not ``1234``. Thousands separators are ``,``, ``\,`` or ``{,}`` with no space.
+- *Equations*: a lone variable on either side of an answer is dropped (``x = 5``, ``5 = x``,
+  ``y = 2x+1`` -> ``2x+1``); any other equation is compared as an equation by math-verify. A chained
+  inequality in one variable is the interval it describes (``1 < x < 2`` = ``(1,2)``,
+  ``-1 \le x < 3`` = ``[-1,3)``).
+- *Units*: words or a ``\text{}``/``\mathrm{}`` unit after a number are dropped (``18 dollars``,
+  ``12\,\mathrm{m}``); a bare letter after a number is a product (``12m`` is ``12·m``).
+- *Presentation*: ``\boxed``, ``$``, ``\text{}`` (nested to any depth), ``\color{..}``,
+  ``\textcolor{..}{x}``, LaTeX spacing, degree signs, zero-width characters are ignored; ``½``,
+  ``−`` (U+2212) read as ``\frac{1}{2}`` and ``-``; ``\varnothing``/``∅``/``\{\}`` are ``\emptyset``.
+- *Sets and complex numbers*: ``\{1,2\}`` (a set) never equals ``(1,2)`` (an interval or tuple);
+  a free ``i`` is the imaginary unit (``i^2 = -1``, ``e^{i\pi} = -1``, ``\sqrt{-1} = i``).
+- Answer text is never evaluated (no ``eval``, ``parse_expr`` or ``sympify`` on it).
 
 Verdicts are memoized (``functools.lru_cache``, :data:`CACHE_SIZE` entries) on ``(pred, gold,
 timeout)``; an unknown never is, so a comparison cut short by a crash or a stall is tried again on

@@ -10,11 +10,11 @@ from ttc_gym.grading import client
 from ttc_gym.grading.guards import _not_math, _too_hard
 from ttc_gym.grading.limits import MAX_ANSWER_CHARS
 from ttc_gym.grading.normalize import (
-    _WS_RE,
+    _DIGIT_GAP_RE,
     _light_normalize,
-    _parse_number,
     _strip_delimiters,
     normalize_answer,
+    number_value,
 )
 
 #: are rejected before the cache, so it holds at most ~64 MB even when filled with junk.
@@ -52,12 +52,13 @@ def _equivalent_cached(pred: str, gold: str, timeout: float) -> bool:
         return False
     if len(pred_light) > MAX_ANSWER_CHARS or len(gold_light) > MAX_ANSWER_CHARS:
         return False
-    pred_num = _parse_number(_WS_RE.sub("", pred_light))
-    gold_num = _parse_number(_WS_RE.sub("", gold_light))
+    pred_num, gold_num = number_value(pred_light), number_value(gold_light)
     if pred_num is not None and gold_num is not None:
         return _numbers_equal(pred_num, gold_num)
     if normalize_answer(pred) == normalize_answer(gold):
         return True
+    if _DIGIT_GAP_RE.search(pred_light) or _DIGIT_GAP_RE.search(gold_light):
+        return False  # "2 3": whitespace never joins digits, and the verifier's parser would
     if _too_hard(pred_light) or _too_hard(gold_light) or _not_math(pred_light):
         return False
     result = client._WORKER.equal(_strip_delimiters(pred), _strip_delimiters(gold), timeout)

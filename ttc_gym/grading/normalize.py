@@ -4,6 +4,7 @@ parsed exactly (:class:`fractions.Fraction`), and :func:`normalize_answer`, the 
 from __future__ import annotations
 
 import re
+import unicodedata
 from fractions import Fraction
 
 from ttc_gym.answer_extraction import BOX_COMMANDS, check_text, extract_boxed
@@ -20,6 +21,23 @@ _SQRT_SHORT_RE = re.compile(r"\\sqrt\s*([0-9a-zA-Z])")
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
 _ASSIGN_RE = re.compile(r"^[a-zA-Z](?:_\{?\w{1,8}\}?)?\s*=(?!=)")
 _WS_RE = re.compile(r"\s+")
+# Whitespace between digits separates numbers ("2 3" is not 23); after a comma it makes a list
+# ("1, 234" is not 1234). A side holding such a gap is never read as one number.
+_DIGIT_GAP_RE = re.compile(r"\d\s+\d")
+_NUMBER_GAP_RE = re.compile(r"[\d.,]\s+[\d.]")
+# LaTeX thousands separators: 1\,234 and 1{,}234 (before \, becomes a space).
+_THIN_THOUSANDS_RE = re.compile(r"(?<=\d)(?:\\,|\{,\})(?=\d{3}(?!\d))")
+_COLOR_RE = re.compile(r"\\color\s*\{[^{}]*\}")
+_TEXTCOLOR_RE = re.compile(r"\\textcolor\s*\{[^{}]*\}\s*\{([^{}]*)\}")
+_EMPTYSET_RE = re.compile(r"\\varnothing(?![a-zA-Z])|∅|\\\{\s*\\\}")
+# "5 = x": the value on the left of a lone variable (the mirror of _ASSIGN_RE).
+_ASSIGN_RIGHT_RE = re.compile(r"(?<![=<>!])=\s*[a-zA-Z](?:_\{?\w{1,8}\}?)?\s*$")
+# A chained inequality in one variable, "1 < x < 2" or "-1 \le x < 3": the interval it describes.
+_LESS = r"(<=|<|\\leq?(?![a-zA-Z])|≤)"
+_CHAIN_RE = re.compile(r"^\s*([^<>=≤\s]+)\s*" + _LESS + r"\s*[a-zA-Z]\s*" + _LESS + r"\s*([^<>=≤\s]+)\s*$")
+# Unicode that stands for ASCII math: vulgar fractions, the minus sign, no-break spaces.
+_VULGAR = {ch: unicodedata.numeric(ch) for ch in "½⅓⅔¼¾⅕⅖⅗⅘⅙⅚⅛⅜⅝⅞⅐⅑⅒"}
+_UNICODE_ASCII = {"−": "-", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "⁄": "/"}
 # "18 dollars", "5 apples", "12 cm": a number followed by up to four words of letters only.
 _NUMBER_WITH_WORDS_RE = re.compile(
     r"^([-+]?[\d.,/]+(?:\\?%)?)\s+([A-Za-z]{2,}(?:\s+[A-Za-z]{2,}){0,3})$"
@@ -49,15 +67,21 @@ _NUMBER_TEXT_UNIT_RE = re.compile(
     r"^\s*([-+]?[\d.,/]+)\s*\\(?:text|textrm|mathrm|mbox)\s*\{\s*([A-Za-z]+(?:\s+[A-Za-z]+){0,3})\s*\}\s*$"
 )
 
-# Plain numbers (whitespace already removed): -1,234.5 | -12 | 3.5 | .5 | -3/4 | \frac{-3}{4}
-_PLAIN_NUMBER_RE = re.compile(r"^[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d+(?:\.\d*)?|\.\d+)$")
+# Plain numbers (whitespace already removed): -1,234.5 | -12 | 3.5 | .5 | 1e3 | 1.0e+02 | -3/4 |
+# \frac{-3}{4} | 0.\overline{3}. "<decimal>e<integer>" is scientific notation (not Euler's e).
+_PLAIN_NUMBER_RE = re.compile(
+    r"^[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,4})?$"
+)
+_REPEATING_RE = re.compile(r"^([-+]?)(\d*)\.(\d*)\\overline\{(\d{1,100})\}$")
 _SLASH_FRACTION_RE = re.compile(r"^([-+]?)(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)$")
 _LATEX_FRACTION_RE = re.compile(r"^([-+]?)\\frac\{([-+]?\d+(?:\.\d+)?)\}\{([-+]?\d+(?:\.\d+)?)\}$")
 
 
 def _strip_delimiters(ans: str) -> str:
-    """Remove math delimiters and a surrounding ``\\boxed{}``."""
-    ans = ans.strip()
+    """Remove math delimiters and a surrounding ``\\boxed{}``; Unicode that stands for ASCII math
+    becomes it (``½`` -> ``\\frac{1}{2}``, ``−`` -> ``-``), invisible format characters (zero-width
+    spaces) are removed."""
+    ans = _ascii_math(ans).strip()
     if any(cmd in ans for cmd in BOX_COMMANDS):
         boxed = extract_boxed(ans)
         if boxed is not None:
@@ -70,14 +94,57 @@ def _strip_delimiters(ans: str) -> str:
     return ans
 
 
+def _ascii_math(ans: str) -> str:
+    if ans.isascii():
+        return ans
+    out = []
+    for ch in ans:
+        if ch in _VULGAR:
+            value = Fraction(_VULGAR[ch]).limit_denominator(10)
+            out.append(f"\\frac{{{value.numerator}}}{{{value.denominator}}}")
+        elif ch in _UNICODE_ASCII:
+            out.append(_UNICODE_ASCII[ch])
+        elif unicodedata.category(ch) != "Cf":  # zero-width spaces, joiners, BOMs: invisible
+            out.append(ch)
+    return "".join(out)
+
+
+def _unwrap_braces(ans: str) -> str:
+    """``{5}`` -> ``5``: plain group braces around the whole answer (as ``\\color{red}{5}`` leaves)."""
+    while ans.startswith("{") and ans.endswith("}"):
+        depth = 0
+        for i, ch in enumerate(ans):
+            depth += ch == "{"
+            depth -= ch == "}"
+            if depth == 0 and i < len(ans) - 1:
+                return ans  # "{a}{b}": the first group closes early
+        ans = ans[1:-1].strip()
+    return ans
+
+
+def _chain_to_interval(ans: str) -> str:
+    """``a < x < b`` -> ``(a,b)``, ``a \\le x < b`` -> ``[a,b)``: a chained inequality in one variable
+    is the interval it describes (so it meets interval answers)."""
+    m = _CHAIN_RE.match(ans)
+    if not m:
+        return ans
+    low, op1, op2, high = m.groups()
+    left = "(" if op1 == "<" else "["
+    right = ")" if op2 == "<" else "]"
+    return f"{left}{low},{high}{right}"
+
+
 def _light_normalize(ans: str) -> str:
     """Meaning-preserving cleanup shared by the key and the number fast path (no whitespace removal)."""
     ans = _strip_delimiters(ans)
+    ans = _THIN_THOUSANDS_RE.sub(",", ans)
     ans = _SPACING_RE.sub(" ", ans)
+    ans = _unwrap_braces(_TEXTCOLOR_RE.sub(r"\1", _COLOR_RE.sub("", ans)).strip())
+    ans = _EMPTYSET_RE.sub(r"\\emptyset", ans)
     m = _NUMBER_TEXT_UNIT_RE.match(ans)  # "12 \text{m}": a unit in text (a bare "12m" is a product)
     if m and m.group(2).lower() not in _MATH_WORDS:
         ans = m.group(1)
-    for _ in range(3):  # \text{\textbf{x}}: a few rounds, never unbounded
+    while True:  # \text{\textbf{x}}: innermost first; each round shortens the text, so it ends
         new = _TEXT_CMD_RE.sub(r"\1", ans)
         if new == ans:
             break
@@ -89,7 +156,8 @@ def _light_normalize(ans: str) -> str:
     ans = _DEGREE_RE.sub("", ans)
     ans = ans.strip()
     if ans.count("=") == 1:
-        ans = _ASSIGN_RE.sub("", ans).strip()
+        ans = _ASSIGN_RIGHT_RE.sub("", _ASSIGN_RE.sub("", ans)).strip()
+    ans = _chain_to_interval(ans)
     while ans.endswith("."):
         ans = ans[:-1].rstrip()
     m = _NUMBER_WITH_WORDS_RE.match(ans)
@@ -106,11 +174,18 @@ def _parse_number(ans: str) -> tuple[Fraction, bool] | None:
         ans, percent = ans[:-2], True
     elif ans.endswith("%"):
         ans, percent = ans[:-1], True
-    if not ans or len(ans) > 400:  # Fraction() is fast, but keep the fast path trivially cheap
+    if not ans or len(ans) > 4 * MAX_ANSWER_CHARS:  # Fraction() is fast on text this short
         return None
     try:
         if _PLAIN_NUMBER_RE.match(ans):
             return Fraction(ans.replace(",", "")), percent
+        m = _REPEATING_RE.match(ans)
+        if m:  # 0.1\overline{6} = 1/10 + 6/90: the repeating block over 10^k - 1, shifted
+            sign, whole, fixed, block = m.groups()
+            shift = 10 ** len(fixed)
+            value = Fraction(int(whole or "0")) + Fraction(int(fixed or "0"), shift)
+            value += Fraction(int(block), (10 ** len(block) - 1) * shift)
+            return (-value if sign == "-" else value), percent
         m = _SLASH_FRACTION_RE.match(ans) or _LATEX_FRACTION_RE.match(ans)
         if m:
             sign, num, den = m.groups()
@@ -122,6 +197,23 @@ def _parse_number(ans: str) -> tuple[Fraction, bool] | None:
     except (ValueError, ZeroDivisionError):
         return None
     return None
+
+
+def _compact(light: str) -> str:
+    """``light`` without whitespace, except one space where whitespace separates two digits."""
+    return _WS_RE.sub(
+        lambda m: " " if 0 < m.start() and m.end() < len(light) and light[m.start() - 1].isdigit()
+        and light[m.end()].isdigit() else "",
+        light,
+    )
+
+
+def number_value(light: str) -> tuple[Fraction, bool] | None:
+    """``(value, had_percent)`` when the lightly normalized ``light`` is one plain number: never when
+    whitespace separates digits (``2 3``) or follows a comma before a digit (``1, 234``: a list)."""
+    if _NUMBER_GAP_RE.search(light):
+        return None
+    return _parse_number(_WS_RE.sub("", light))
 
 
 def _format_fraction(value: Fraction) -> str:
@@ -154,8 +246,8 @@ def normalize_answer(ans: str) -> str:
     if len(ans) > 4 * MAX_ANSWER_CHARS:
         ans = ans[: 4 * MAX_ANSWER_CHARS]  # keys of absurd answers need not be exact
     light = _light_normalize(ans)
-    key = _WS_RE.sub("", light)
-    number = _parse_number(key)
+    key = _compact(light)
+    number = number_value(light)
     if number is not None:
         return _format_fraction(number[0])
     if _WORD_RE.match(light) and " " in light or (len(key) > 1 and key.isalpha()):

@@ -23,12 +23,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from fractions import Fraction
 from typing import Any, TextIO
+
+#: A plain decimal (or scientific) number, compared exactly (see :func:`load_checker`).
+DECIMAL_RE = re.compile(r"^\s*[-+]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][-+]?\d{1,4})\s*$")
 
 USAGE = "usage: python -m ttc_gym.grading.worker PARENT_PID MEMORY_LIMIT_BYTES"
 
@@ -51,7 +56,10 @@ def load_checker() -> tuple[Checker, bool]:
     removes variables: `5t^3-6t` would read `5t^3-6` — units are stripped by `ttc_gym.grading`
     before), then sympy's `simplify(a - b) == 0` on the parsed expressions, or on latex2sympy's
     parse of both strings (`**` read as `^`) when math-verify parsed nothing or is not importable.
-    Expressions over different free symbols are never equal.
+    Expressions over different free symbols are never equal. Three rules of ours on top: a decimal
+    is exactly the number written (``1.41421356`` is not ``\\sqrt{2}``: math-verify would round it),
+    a set ``\\{1,2\\}`` never equals an interval or tuple ``(1,2)``, and a free ``i`` is the
+    imaginary unit (``i^2 = -1``; math-verify reads it as a variable).
 
     **No answer text is ever evaluated**: sympy's `parse_expr`/`sympify` run Python's `eval` on
     their input (`__import__('os')...` would run), so they are never called on an answer. Both
@@ -103,18 +111,50 @@ def load_checker() -> tuple[Checker, bool]:
         except Exception:  # the parser raises plain Exception on bad input
             return None
 
+    def imaginary(x: Any) -> Any:
+        """``x`` with a free symbol named ``i`` read as the imaginary unit."""
+        if not isinstance(x, sympy.Expr):
+            return x
+        return x.subs({s: sympy.I for s in x.free_symbols if getattr(s, "name", "") == "i"})
+
     def sympy_equal(a: Any, b: Any) -> bool:
+        a, b = imaginary(a), imaginary(b)
         if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
             return False
         if a.free_symbols != b.free_symbols and not (a.is_number and b.is_number):
             return False
         return sympy.simplify(a - b) == 0
 
+    def parsed(s: str) -> Any:
+        """The first expression math-verify finds in ``s``, else latex2sympy's parse, else None."""
+        got = mv_parse(s) if parse is not None else []
+        return got[0] if got else grammar_parse(s)
+
+    def exact_against_decimal(decimal: str, other: str) -> bool:
+        """A decimal is exactly the number written: ``other`` must equal it, with no rounding."""
+        value = Fraction(decimal)
+        x = imaginary(parsed(other))
+        if not (isinstance(x, sympy.Expr) and x.is_number):
+            return False
+        return sympy.simplify(x - sympy.Rational(value.numerator, value.denominator)) == 0
+
+    def kind(x: Any) -> str:
+        if isinstance(x, sympy.FiniteSet):
+            return "set"
+        if isinstance(x, (sympy.Interval, sympy.Union, sympy.Tuple, tuple)):
+            return "ordered"
+        return "other"
+
     def equal(pred: str, gold: str) -> bool:
+        for decimal, other in ((gold, pred), (pred, gold)):
+            if DECIMAL_RE.match(decimal) and not DECIMAL_RE.match(other):
+                return exact_against_decimal(decimal.strip(), other)
         g = p = []
         if parse is not None:
             g = mv_parse(gold)
             p = mv_parse(pred)
+            if g and p and {kind(g[0]), kind(p[0])} == {"set", "ordered"}:
+                return False  # {1,2} is no interval or tuple (math-verify lets them meet)
             if g and p and verify(g, p, timeout_seconds=None):
                 return True
         if g and p:
