@@ -34,7 +34,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ttc_gym.answer_extraction import BOX_COMMANDS, extract_boxed, gsm8k_answer
 from ttc_gym.optional import require
@@ -273,7 +273,7 @@ class _WrittenFloat(float):
 
     text: str
 
-    def __new__(cls, text: str) -> _WrittenFloat:
+    def __new__(cls, text: str) -> Self:
         value = super().__new__(cls, text)
         value.text = text
         return value
