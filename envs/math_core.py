@@ -15,7 +15,7 @@ import gymnasium as gym
 from ttc_gym.answer_extraction import extract_boxed
 from ttc_gym.budget import Budget
 from ttc_gym.engines.registry import make_engine
-from ttc_gym.grading import compare_answers, normalize_answer
+from ttc_gym.grading import compare_answers
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.problems import as_problem, make_source
 from ttc_gym.prompts import PromptTemplate
@@ -157,8 +157,28 @@ class MathTrace:
             return self.estimate.answers[0], self.estimate.correct[0]
         return self.prover.policy_answer(self.problem, self.episodes)
 
+    def snapshot(self) -> tuple:
+        """What a step changes, for `restore` (the episodes are only ever appended to)."""
+        return (len(self.episodes), self.tokens_used, self.estimate, list(self.tracker.j_curve), self.done,
+                self.grading_incomplete)
+
+    def restore(self, state: tuple) -> None:
+        """Undo everything since `snapshot` gave `state` (a step that raised changes nothing)."""
+        n, self.tokens_used, self.estimate, j_curve, self.done, self.grading_incomplete = state
+        del self.episodes[n:]
+        self.tracker.j_curve = j_curve
+
     def add_episode(self, text: str, num_tokens: int | None = None) -> StepResult:
-        """Append one episode; grade it if it commits an answer (a `\\boxed{}`); run the prover."""
+        """Append one episode; grade it if it commits an answer (a `\\boxed{}`); run the prover. When
+        anything raises (the engine, the prompt over its context), the trace is left as it was."""
+        state = self.snapshot()
+        try:
+            return self._add_episode(text, num_tokens)
+        except BaseException:
+            self.restore(state)
+            raise
+
+    def _add_episode(self, text: str, num_tokens: int | None = None) -> StepResult:
         s = self.settings
         tokens = self.count_tokens(text) if num_tokens is None else int(num_tokens)
         incomplete_before = self.prover.grading_incomplete
@@ -170,7 +190,7 @@ class MathTrace:
         outcome, terminated, committed_unknown = 0.0, False, False
         if committed is not None:
             terminated = True
-            verdict = compare_answers(normalize_answer(committed), self.problem.answer)
+            verdict = compare_answers(committed, self.problem.answer)  # as written: a key is lossy
             outcome = float(verdict is True)  # an unknown counts as wrong, and is flagged
             committed_unknown = verdict is None
         truncated = not terminated and s.budget.exhausted(len(self.episodes), self.tokens_used)

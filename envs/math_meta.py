@@ -134,11 +134,16 @@ class TTCMathMetaEnv(MathEnv):
         if self._trace is None or self._trace.done:
             raise RuntimeError("TTCMathMetaEnv.step called before reset() or after the episode ended; call reset() first.")
         action = check_meta_action(self.action_space, action)
+        rng_state = self.np_random.bit_generator.state
         if action == MetaAction.ANSWER:
             result, text = self._trace.answer_now(), ""
         else:
-            text, tokens = self._write_episode(MetaAction(action))
-            result = self._trace.add_episode(text, tokens)
+            try:
+                text, tokens = self._write_episode(MetaAction(action))
+                result = self._trace.add_episode(text, tokens)  # rolls its trace back if it raises
+            except BaseException:
+                self.np_random.bit_generator.state = rng_state  # a step that raised changes nothing
+                raise
         result.info["episode_text"] = text
         obs = self._obs(action)
         return obs, result.reward, result.terminated, result.truncated, result.info
