@@ -21,7 +21,7 @@ from ttc_gym.problems import as_problem, make_source
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.prover import ProverEstimate
 from ttc_gym.rewards import ProgressTracker, check_alpha, compose_reward, reward_info
-from ttc_gym.validation import check_float, check_int, unknown_name_error
+from ttc_gym.validation import check_float, check_int, check_temperature, unknown_name_error
 
 MATH_PARAMETERS = (
     "source", "engine", "prover_engine", "num_prover_samples", "prover_temperature", "prover_seed",
@@ -59,7 +59,7 @@ class MathSettings:
 
     def __post_init__(self) -> None:
         check_int("num_prover_samples (K)", self.num_prover_samples, minimum=1)
-        check_float("prover_temperature", self.prover_temperature, minimum=0.0)
+        check_temperature("prover_temperature", self.prover_temperature)
         check_int("prover_seed", self.prover_seed)
         if self.max_answer_tokens is not None:
             check_int("max_answer_tokens", self.max_answer_tokens, minimum=1)

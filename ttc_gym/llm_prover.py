@@ -27,7 +27,7 @@ from ttc_gym.grading import compare_answers, normalize_answer
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.prover import ProverEstimate, monte_carlo_j
 from ttc_gym.seeding import prefix_seed
-from ttc_gym.validation import check_float, check_int
+from ttc_gym.validation import check_int, check_temperature
 
 
 def engine_weights_version(engine: Any) -> Hashable:
@@ -83,7 +83,7 @@ class LLMProver:
     ):
         self.engine = engine
         self.num_samples = check_int("num_samples (K)", num_samples, minimum=1)
-        self.temperature = check_float("prover temperature", temperature, minimum=0.0)
+        self.temperature = check_temperature("prover temperature", temperature)
         if template is not None and not isinstance(template, PromptTemplate):
             raise TypeError(f"template must be a ttc_gym.prompts.PromptTemplate, got {template!r:.80}.")
         self.template = template or PromptTemplate()

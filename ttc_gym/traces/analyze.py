@@ -29,7 +29,7 @@ from ttc_gym.llm_prover import LLMProver
 from ttc_gym.prompts import EPISODE_MARKERS, PromptTemplate
 from ttc_gym.traces.format import ANALYSED_FORMAT, RawTrace, TraceFormatError, check_analysed_row
 from ttc_gym.traces.segment import MRT_GROUP_SIZE, MRT_MAX_PIECES, MRT_MIN_GAP, segment_trace
-from ttc_gym.validation import check_int
+from ttc_gym.validation import check_int, check_temperature
 
 ANALYSED_FILE = "analysed.jsonl"
 SEGMENT_MODES = ("auto", "markers", "given", "paragraphs")
@@ -91,7 +91,7 @@ def prover_settings(engine_spec: str, *, k: int = 8, temperature: float = 0.7, m
     template = PromptTemplate(forced_answer=forced_answer)
     return {"engine": str(engine_spec), "k": check_int("k", k, minimum=1),
             "max_new_tokens": template.answer_tokens if max_answer_tokens is None else max_answer_tokens,
-            "template": forced_answer, "temperature": float(temperature), "seed": seed}
+            "template": forced_answer, "temperature": check_temperature("temperature", temperature), "seed": seed}
 
 
 def make_prover(engine: Any, *, k: int = 8, temperature: float = 0.7, max_answer_tokens: int | None = None,
