@@ -59,10 +59,18 @@ _DIED = object()
 _STALLED = object()
 
 
-class _Worker:
-    """One persistent verifier subprocess; one request at a time (a lock serializes callers)."""
+def _write(proc: subprocess.Popen, line: str) -> None:
+    """Write one request line to worker ``proc``."""
+    proc.stdin.write(line)
+    proc.stdin.flush()
 
-    def __init__(self) -> None:
+
+class _Worker:
+    """One persistent verifier subprocess; one request at a time (a lock serializes callers). Its
+    requests go out through ``send`` (the pool's, so there is one place a request is sent)."""
+
+    def __init__(self, send: Any = None) -> None:
+        self._sender = send
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._replies: queue.SimpleQueue | None = None
@@ -144,9 +152,10 @@ class _Worker:
         self._proc = self._replies = None
 
     def _send(self, proc: subprocess.Popen, line: str) -> None:
-        """Write one request line to worker ``proc`` (the one place a request is sent)."""
-        proc.stdin.write(line)
-        proc.stdin.flush()
+        if self._sender is not None:
+            self._sender(proc, line)
+        else:
+            _write(proc, line)
 
     def _attempt(self, pred: str, gold: str, timeout: float) -> bool | None | object:
         """One try: the worker's verdict, None (it did not answer within ``timeout``, or gave up
@@ -200,17 +209,104 @@ class _Worker:
             return None
 
 
-_WORKER = _Worker()
+#: Most verifier subprocesses run at once: one per concurrent caller up to this many (started on
+#: demand, each ~150 MB): at least 4 (a slow comparison or a restart then holds up few callers
+#: even on 2 cores), one per CPU core up to 8. A caller that finds all busy waits for one,
+#: within its timeout.
+MAX_WORKERS = min(8, max(4, os.cpu_count() or 1))
+
+
+class _Pool:
+    """Up to :data:`MAX_WORKERS` workers, each serving one caller at a time, so that a slow
+    comparison (or a worker being restarted) holds up only its own caller. The wait for a free
+    worker counts in the caller's timeout: a call never waits longer than its timeout in all (plus
+    the start of a worker it needs)."""
+
+    def __init__(self) -> None:
+        self._reset_after_fork()
+
+    def _reset_after_fork(self) -> None:
+        # A forked child must not share the parent's workers (their pipes) or a lock held at fork.
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._all: list[_Worker] = []
+        self._pid = os.getpid()
+
+    def _check_pid(self) -> None:
+        if os.getpid() != self._pid:
+            self._reset_after_fork()
+
+    def _send(self, proc: subprocess.Popen, line: str) -> None:
+        """The one place a request is sent to a worker (tests hook it)."""
+        _write(proc, line)
+
+    def _checkout(self, deadline: float | None) -> _Worker | None:
+        """An idle worker, a new one while fewer than MAX_WORKERS exist, or None at ``deadline``."""
+        with self._cond:
+            while True:
+                if self._idle:
+                    return self._idle.pop()
+                if len(self._all) < MAX_WORKERS:
+                    worker = _Worker(send=lambda proc, line: self._send(proc, line))
+                    self._all.append(worker)
+                    return worker
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def _checkin(self, worker: _Worker) -> None:
+        with self._cond:
+            self._idle.append(worker)
+            self._cond.notify()
+
+    def start(self) -> None:
+        """Make sure one worker is started (raises RuntimeError when it cannot start)."""
+        self._check_pid()
+        worker = self._checkout(None)
+        try:
+            worker.start()
+        finally:
+            self._checkin(worker)
+
+    def stop(self) -> None:
+        """Stop every worker (one in use stops when its comparison ends)."""
+        if os.getpid() != self._pid:
+            self._reset_after_fork()
+            return
+        with self._cond:
+            workers = list(self._all)
+        for worker in workers:
+            worker.stop()
+
+    def equal(self, pred: str, gold: str, timeout: float) -> bool | None:
+        """True/False from a worker, or None when the comparison did not complete within
+        ``timeout`` — the wait for a free worker included — or its worker died twice (see
+        :meth:`_Worker.equal`)."""
+        self._check_pid()
+        t0 = time.monotonic()
+        worker = self._checkout(t0 + timeout)
+        if worker is None:  # every worker stayed busy for the whole timeout
+            return None
+        waited = time.monotonic() - t0
+        try:  # what is left of the timeout after the wait (a worker's start is not counted)
+            return worker.equal(pred, gold, max(timeout - waited, 1e-3))
+        finally:
+            self._checkin(worker)
+
+
+_WORKER = _Pool()
 atexit.register(_WORKER.stop)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_WORKER._reset_after_fork)
 
 
 def start_worker() -> None:
-    """Start the verifier subprocess now (otherwise it starts on the first slow-path comparison)."""
+    """Start a verifier subprocess now (otherwise one starts on the first slow-path comparison;
+    more start on demand when threads compare at once, up to :data:`MAX_WORKERS`)."""
     _WORKER.start()
 
 
 def stop_worker() -> None:
-    """Stop the verifier subprocess (it restarts on the next need; also done at exit)."""
+    """Stop the verifier subprocesses (they restart on the next need; also done at exit)."""
     _WORKER.stop()
