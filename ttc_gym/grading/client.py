@@ -257,8 +257,11 @@ class _Pool:
 
     def _checkin(self, worker: _Worker) -> None:
         with self._cond:
-            self._idle.append(worker)
-            self._cond.notify()
+            if any(w is worker for w in self._all):
+                self._idle.append(worker)
+                self._cond.notify()
+                return
+        worker.stop()  # the pool was stopped while it was in use: it is no longer the pool's
 
     def start(self) -> None:
         """Make sure one worker is started (raises RuntimeError when it cannot start)."""
@@ -274,8 +277,9 @@ class _Pool:
         if os.getpid() != self._pid:
             self._reset_after_fork()
             return
-        with self._cond:
-            workers = list(self._all)
+        with self._cond:  # the pool forgets them all: the next call starts afresh
+            workers, self._all, self._idle = self._all, [], []
+            self._cond.notify_all()
         for worker in workers:
             worker.stop()
 
