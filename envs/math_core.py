@@ -30,6 +30,10 @@ MATH_PARAMETERS = (
 )
 
 
+#: The most forced answers the prover samples per prefix (K): the observation counts them in numpy
+#: integers, and J needs far fewer (MRT uses 8).
+MAX_PROVER_SAMPLES = 4096
+
 @dataclass
 class MathSettings:
     """The validated arguments shared by the math envs (see the envs' docstrings)."""
@@ -58,7 +62,7 @@ class MathSettings:
         return cls(**{k: v for k, v in kwargs.items() if k in MATH_PARAMETERS})
 
     def __post_init__(self) -> None:
-        check_int("num_prover_samples (K)", self.num_prover_samples, minimum=1)
+        check_int("num_prover_samples (K)", self.num_prover_samples, minimum=1, maximum=MAX_PROVER_SAMPLES)
         check_temperature("prover_temperature", self.prover_temperature)
         check_int("prover_seed", self.prover_seed)
         if self.max_answer_tokens is not None:

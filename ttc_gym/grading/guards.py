@@ -11,6 +11,10 @@ from ttc_gym.grading.limits import MAX_NESTING_DEPTH, MAX_POWER_DIGITS
 from ttc_gym.grading.normalize import _WS_RE
 
 
+#: The longest grader timeout accepted (seconds): beyond, waits overflow the platform's limits.
+MAX_TIMEOUT = 86_400.0
+
+
 def _check_timeout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(
@@ -19,6 +23,8 @@ def _check_timeout(value: Any) -> float:
     value = float(value)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"timeout must be a positive finite number of seconds, got {value}.")
+    if value > MAX_TIMEOUT:
+        raise ValueError(f"timeout must be at most {MAX_TIMEOUT:g} seconds (a day), got {value:g}.")
     return value
 
 # A chain of numeric powers after whitespace removal: 9^{9^{9}}, 10**10**10, 2^(3^4), 10^{-10^{10}}

@@ -297,10 +297,11 @@ def serve(env_id: str, env_kwargs: dict | None = None, *, host: str = "127.0.0.1
           max_sessions: int = DEFAULT_MAX_SESSIONS, make_env: Callable[[], gym.Env] | None = None,
           log_level: str = "info") -> None:
     """Serve `env_id` at http://HOST:PORT (WebSocket `/ws`) until interrupted (`ttc-gym serve`)."""
+    port = check_int("port", port, minimum=0, maximum=65535)  # 0: any free port
     import uvicorn
 
     app = make_app(env_id, env_kwargs, make_env=make_env, max_sessions=max_sessions)
-    uvicorn.run(app, host=host, port=check_int("port", port, minimum=0), log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
 class RunningServer:
@@ -336,7 +337,7 @@ def start_server(env_id: str, env_kwargs: dict | None = None, *, host: str = "12
     import uvicorn
 
     app = make_app(env_id, env_kwargs, make_env=make_env, max_sessions=max_sessions)
-    config = uvicorn.Config(app, host=host, port=check_int("port", port, minimum=0), log_level=log_level,
+    config = uvicorn.Config(app, host=host, port=check_int("port", port, minimum=0, maximum=65535), log_level=log_level,
                             ws_ping_interval=None, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"openenv-{env_id}", daemon=True)

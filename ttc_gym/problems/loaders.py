@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ttc_gym.answer_extraction import BOX_COMMANDS, extract_boxed, gsm8k_answer
+from ttc_gym.files import check_regular_file, loads
 from ttc_gym.optional import require
 from ttc_gym.problems.core import Problem
 from ttc_gym.validation import check_int, check_unicode, did_you_mean
@@ -259,7 +260,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield line_no, _DECODER.decode(line)
+                yield line_no, loads(line, f"{path}, line {line_no}", _DECODER)
             except json.JSONDecodeError as err:
                 raise ValueError(
                     f"{path}, line {line_no}: expected one JSON object per line, got invalid JSON "
@@ -294,7 +295,7 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
     which each item starts."""
     text = path.read_text(encoding=_encoding(path))
     try:
-        doc = _DECODER.decode(text)
+        doc = loads(text, str(path), _DECODER)
     except json.JSONDecodeError as err:
         raise ValueError(
             f"{path}, line {err.lineno}: expected a JSON document, got invalid JSON "
@@ -326,7 +327,7 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
     while text[pos] != "]":
         line += text.count("\n", last, pos)
         last = pos
-        item, pos = decoder.raw_decode(text, pos)
+        item, pos = decoder.raw_decode(text, pos)  # not deeper than `doc`, which parsed
         yield line, item
         pos = _skip_ws(text, pos)
         if text[pos] == ",":
@@ -397,6 +398,7 @@ def load_problems(
         raise FileNotFoundError(errno.ENOENT, "Problem file not found", str(path))
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "Expected a problem file, got a directory", str(path))
+    check_regular_file(path, "a problem file")
     suffix = path.suffix.lower()
     if suffix not in _READERS:
         raise ValueError(

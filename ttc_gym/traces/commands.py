@@ -96,7 +96,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         traces = load_raw_traces(args.file)
         return _analyse(traces, Path(args.out), args, args.resume, reuse=analysed_rows_in(args.file))
-    except (TraceFormatError, FileNotFoundError, FileExistsError, ValueError, TypeError) as err:
+    except (TraceFormatError, OSError, ValueError, TypeError) as err:  # OSError: a model not found, too
         print(f"ttc-gym traces analyze: error: {err}", file=sys.stderr)
         return 2
 
@@ -124,7 +124,7 @@ def cmd_collect(args: argparse.Namespace, agent_factory: Callable[..., Any]) -> 
             analysis = out.with_name(out.stem + "_analysis")
             return _analyse(traces, analysis, args, resume=True, engine=engine)
         return 0
-    except (FileExistsError, FileNotFoundError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError) as err:  # OSError: files, and a model not found
         print(f"ttc-gym traces collect: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
