@@ -104,8 +104,8 @@ def _ascii_math(ans: str) -> str:
             out.append(f"\\frac{{{value.numerator}}}{{{value.denominator}}}")
         elif ch in _UNICODE_ASCII:
             out.append(_UNICODE_ASCII[ch])
-        elif unicodedata.category(ch) != "Cf":  # zero-width spaces, joiners, BOMs: invisible
-            out.append(ch)
+        elif unicodedata.category(ch) != "Cf" or (out and out[-1].endswith("\\")):
+            out.append(ch)  # zero-width spaces, joiners, BOMs are invisible: dropped (unless escaped)
     return "".join(out)
 
 
