@@ -174,3 +174,22 @@ def test_hand_edited_results_records_are_damaged_not_ranked(change, why):
             "tokens_used": 10, "j_curve": [0.2, 0.9], "token_curve": [0, 10]}
     assert record_problem(good) is None
     assert why in record_problem({**good, **change})
+
+
+# -- item 7: one traces analyze per output folder ------------------------------------------------------
+
+
+def test_a_second_traces_analyze_on_a_busy_folder_stops_at_once(tmp_path, capsys):
+    from ttc_gym.cli import main
+    from ttc_gym.folder_lock import FolderLock
+
+    traces = tmp_path / "t.jsonl"
+    traces.write_text('{"problem": "What is 2+2?", "answer": "4", "completion": "It is 4. \\\\boxed{4}"}\n')
+    out = tmp_path / "an"
+    out.mkdir()
+    with FolderLock(out, what="ttc-gym traces analyze"):  # a first run holds the folder
+        assert main(["traces", "analyze", str(traces), "--out", str(out), "--resume", "--engine", "micro",
+                     "--no-progress", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by another ttc-gym traces analyze (pid" in err
+    assert not (out / "analysed.jsonl").exists()  # it computed and wrote nothing

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ttc_gym.grading import compare_answers, normalize_answer
+from ttc_gym.folder_lock import FolderLock
 from ttc_gym.jsonl_log import JsonlAppender, LogRead, read_jsonl_log, repair_jsonl_log
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.prompts import EPISODE_MARKERS, PromptTemplate
@@ -209,6 +210,14 @@ def analyse_file(traces: Sequence[RawTrace], out_dir: str | Path, prover: LLMPro
     check_int("batch_traces", batch_traces, minimum=1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out, what="ttc-gym traces analyze"):  # one analysis per folder at a time
+        return _analyse_locked(traces, out, prover, prover_info, segmentation, resume, batch_traces, progress,
+                               reuse)
+
+
+def _analyse_locked(traces: Sequence[RawTrace], out: Path, prover: LLMProver | Callable[[], LLMProver],
+                    prover_info: dict, segmentation: Segmentation, resume: bool, batch_traces: int,
+                    progress: bool, reuse: Sequence[dict]) -> AnalysisRun:
     path = out / ANALYSED_FILE
     notices: list[str] = []
     found = read_analysed_file(path)

@@ -90,13 +90,14 @@ def _analyse(traces: list, out: Path, args: argparse.Namespace, resume: bool, en
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from ttc_gym.folder_lock import OutputFolderBusy
     from ttc_gym.traces.format import TraceFormatError
     from ttc_gym.traces.loaders import analysed_rows_in, load_raw_traces
 
     try:
         traces = load_raw_traces(args.file)
         return _analyse(traces, Path(args.out), args, args.resume, reuse=analysed_rows_in(args.file))
-    except (TraceFormatError, OSError, ValueError, TypeError) as err:  # OSError: a model not found, too
+    except (TraceFormatError, OSError, ValueError, TypeError, OutputFolderBusy) as err:  # OSError: a model not found
         print(f"ttc-gym traces analyze: error: {err}", file=sys.stderr)
         return 2
 
