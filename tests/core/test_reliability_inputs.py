@@ -193,3 +193,22 @@ def test_a_second_traces_analyze_on_a_busy_folder_stops_at_once(tmp_path, capsys
     err = capsys.readouterr().err
     assert "is in use by another ttc-gym traces analyze (pid" in err
     assert not (out / "analysed.jsonl").exists()  # it computed and wrote nothing
+
+
+# -- item 13: the same field aliases in every trace form -----------------------------------------------
+
+
+@pytest.mark.parametrize("row", [
+    {"question": "What is 2+2?", "answer": "4", "trace": "2+2 is 4."},
+    {"prompt": "What is 2+2?", "gold": "4", "trace": "2+2 is 4."},
+    {"problem": "What is 2+2?", "final_answer": "4", "trace": "2+2 is 4."},
+])
+def test_raw_trace_rows_take_the_aliases_of_every_other_form(tmp_path, row):
+    import json
+
+    from ttc_gym.traces.loaders import load_raw_traces
+
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    [trace] = load_raw_traces(path)
+    assert (trace.problem, trace.answer, trace.trace) == ("What is 2+2?", "4", "2+2 is 4.")
