@@ -210,9 +210,9 @@ class MathTrace:
 
     def answer_now(self) -> StepResult:
         """Commit the reasoner's own forced answer on the current trace (`forced_answer`; no episode
-        is spent)."""
-        self.done = True
+        is spent). If the forced answer raises (the engine), the trace is left as it was."""
         forced = self.forced_answer()
+        self.done = True
         outcome = float(forced.correct)
         self.grading_incomplete = forced.incomplete
         info = self.info(outcome=outcome, answered=True, committed=forced.answer)

@@ -134,7 +134,7 @@ def _interrupted_trainer(argv, prog):
 
 
 def test_ctrl_c_during_train_is_one_line(monkeypatch, capsys):
-    from ttc_gym.agents.training import TRAINERS
+    from ttc_gym.training import TRAINERS
     from ttc_gym.cli import main
 
     monkeypatch.setitem(TRAINERS, "TTC-Sim-v0", f"{__name__}:_interrupted_trainer")

@@ -145,3 +145,26 @@ def test_a_question_longer_than_the_observation_space_is_refused_at_load_and_res
     path.write_text(json.dumps({"question": longest + "x", "answer": "1"}) + "\n")
     with pytest.raises(ValueError, match=r"long.jsonl, line 1: Problem.question is 20,001"):
         load_problems(path)
+
+
+def test_a_failed_answer_action_leaves_the_meta_env_running():
+    """TTC-MathMeta-v0's ANSWER with a policy other than the prover samples the policy's forced
+    answer; when that engine call raises, the problem has not ended and the same action works."""
+    from ttc_gym.actions import MetaAction
+
+    def make():
+        return gym.make("TTC-MathMeta-v0", engine=FlakyEngine(), prover_engine=ScriptedEngine(), source=[PROBLEM],
+                        num_prover_samples=8, max_episodes=4)
+
+    clean = make()
+    clean.reset(seed=1)
+    clean.step(MetaAction.CONTINUE)
+    expected = clean.step(MetaAction.ANSWER)
+    env = make()
+    env.reset(seed=1)
+    env.step(MetaAction.CONTINUE)
+    env.unwrapped.engine.armed = True
+    with pytest.raises(RuntimeError, match="engine down"):
+        env.step(MetaAction.ANSWER)
+    assert not env.unwrapped._trace.done
+    assert _same(env.step(MetaAction.ANSWER), expected)
