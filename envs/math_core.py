@@ -15,9 +15,9 @@ import gymnasium as gym
 from ttc_gym.answer_extraction import extract_boxed
 from ttc_gym.budget import Budget
 from ttc_gym.engines.registry import make_engine
-from ttc_gym.grading import compare_answers, normalize_answer
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.problems import as_problem, make_source
+from ttc_gym.problems.graders import grade_answer
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.prover import ProverEstimate
 from ttc_gym.rewards import ProgressTracker, check_alpha, compose_reward, reward_info
@@ -170,7 +170,7 @@ class MathTrace:
         outcome, terminated, committed_unknown = 0.0, False, False
         if committed is not None:
             terminated = True
-            verdict = compare_answers(normalize_answer(committed), self.problem.answer)
+            verdict = grade_answer(committed, self.problem)
             outcome = float(verdict is True)  # an unknown counts as wrong, and is flagged
             committed_unknown = verdict is None
         truncated = not terminated and s.budget.exhausted(len(self.episodes), self.tokens_used)

@@ -23,7 +23,8 @@ from collections.abc import Hashable
 from typing import Any, Sequence
 
 from ttc_gym.engines.base import SamplingConfig, generate_per_prompt
-from ttc_gym.grading import compare_answers, normalize_answer
+from ttc_gym.grading import normalize_answer
+from ttc_gym.problems.graders import grade_answer
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.prover import ProverEstimate, monte_carlo_j
 from ttc_gym.seeding import prefix_seed
@@ -171,8 +172,9 @@ class LLMProver:
 
     def _grade(self, problem: Any, completions: Sequence[Any]) -> tuple[ProverEstimate, int]:
         """(the estimate, how many of its answers' grading did not complete: counted wrong)."""
-        answers = tuple(normalize_answer(self.template.answer_of(c.text)) for c in completions)
-        verdicts = [compare_answers(a, problem.answer) if a else False for a in answers]
+        stated = [self.template.answer_of(c.text) for c in completions]
+        answers = tuple(normalize_answer(a) for a in stated)
+        verdicts = [grade_answer(a, problem) for a in stated]  # the problem's own grader, if any
         incomplete = sum(v is None for v in verdicts)
         self._grading_incomplete += incomplete
         correct = tuple(v is True for v in verdicts)
