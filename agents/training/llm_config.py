@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ttc_gym.agents.training import algorithms as alg
+from ttc_gym.agents.training.tracking import REPORT_TO_HELP, parse_report_to
 from ttc_gym.rewards import check_alpha
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
@@ -131,11 +132,13 @@ class LLMTrainConfig:
         "output folder: log.csv, train_config.json, checkpoint-N/ (model + tokenizer + trainer_state.pt), tensorboard/"))
     save_every: int = field(default=0, metadata=_help("write a checkpoint every this many iterations (0: only at the end)"))
     resume: bool = field(default=False, metadata=_help("continue from the last checkpoint in --out (same config)"))
-    tensorboard: bool = field(default=True, metadata=_help("also log to TensorBoard when torch.utils.tensorboard works"))
+    tensorboard: bool = field(default=True, metadata=_help("with --report-to auto: log to TensorBoard when it is installed (--no-tensorboard: don't)"))
+    report_to: str = field(default="auto", metadata=_help(REPORT_TO_HELP + "; events under --out"))
     torch_threads: int = field(default=0, metadata=_help("torch CPU threads (0: torch's default)"))
 
     def __post_init__(self) -> None:
         alg.check_algo(self.algo, self.mrt_form, ALGOS)
+        parse_report_to(self.report_to)
         if self.prover is None:
             self.prover = "frozen" if self.prover_model is not None else "policy"
         if self.prover not in PROVERS:

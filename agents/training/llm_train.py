@@ -45,7 +45,8 @@ The model is trained in place, so the engine samples with the new weights at the
 (eval mode for sampling, train mode for the loss). Checkpoints `out/checkpoint-N/` hold the HF model
 and tokenizer (loadable by `TransformersEngine(path)` and `ttc-gym bench --agents
 llm-checkpoint:PATH`), `train_config.json` and `trainer_state.pt` (step, optimizer) for `--resume`.
-Logs: `out/log.csv`, one row per iteration, and TensorBoard under `out/tensorboard/` when available.
+Logs: `out/log.csv`, one row per iteration, and `--report-to` (`tracking`): TensorBoard under
+`out/tensorboard/` (by default when installed), W&B (offline) under `out/wandb/`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import math
 import re
 import sys
 import time
@@ -66,10 +66,12 @@ import numpy as np
 import torch
 
 from ttc_gym.agents.training import algorithms as alg
+from ttc_gym.agents.training import tracking
 from ttc_gym.agents.training.config_cli import parse_config
 from ttc_gym.agents.training.llm_config import RL_ALGOS, LLMTrainConfig
 from ttc_gym.envs.math_vector import unbatch
 from ttc_gym.problems import make_source
+from ttc_gym.rewards import j_curve_from_progress
 
 LOG_FIELDS = (
     "step", "reward", "outcome", "progress", "J_0", "J_final", "episodes", "tokens", "loss", "kl", "kept",
@@ -396,14 +398,9 @@ def _open_log(out: Path, resume_step: int):
     return writer, handle
 
 
-def _tensorboard(config: LLMTrainConfig, out: Path):
-    if not config.tensorboard:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed: CSV only
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
+def _reporter(config: LLMTrainConfig, out: Path) -> tracking.MultiReporter:
+    report_to = "none" if config.report_to == "auto" and not config.tensorboard else config.report_to
+    return tracking.make_reporter(report_to, out, run_name=out.name, config=asdict(config))
 
 
 def train(
@@ -435,6 +432,7 @@ def train(
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
+    tracking.check_report_to(config.report_to)  # a missing tracking library fails before any model loads
 
     if config.prover == "policy" and prover_engine is not None:
         raise ValueError("train(prover_engine=...) gives a frozen prover, but config.prover is 'policy' (J from the "
@@ -504,7 +502,7 @@ def train(
                      top_p=config.top_p, template=envs.template, seed=config.seed)
     result = TrainResult(engine=engine, step=step, config=config)
     writer, handle = _open_log(out, step)
-    tb = _tensorboard(config, out)
+    reporter = _reporter(config, out)
     try:
         while step < config.iterations:
             model.eval()
@@ -543,18 +541,15 @@ def train(
             result.history.append(row)
             writer.writerow(row)
             handle.flush()
-            if tb is not None:
-                for key in LOG_FIELDS[1:]:
-                    if isinstance(row[key], float) and math.isfinite(row[key]):
-                        tb.add_scalar(key, row[key], step)
+            reporter.log({**row, **tracking.j_curve_metrics([j_curve_from_progress(ro.j0, ro.progress)
+                                                             for ro in rollouts])}, step)
             if log:
                 log(row)
             if step == config.iterations or (config.save_every and step % config.save_every == 0):
                 result.checkpoints.append(str(save_checkpoint(config, step, trainable, engine, optimizer, out)))
     finally:
         handle.close()
-        if tb is not None:
-            tb.close()
+        reporter.close()
         envs.close()
         if remote is not None:
             remote.close()

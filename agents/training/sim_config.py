@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ttc_gym.agents.training import algorithms as alg
+from ttc_gym.agents.training.tracking import REPORT_TO_HELP, parse_report_to
 from ttc_gym.rewards import check_alpha
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
@@ -64,6 +65,8 @@ class SimTrainConfig:
     eval_every: int = field(default=0, metadata=_help("evaluate the policy every this many iterations (0: never)"))
     eval_problems: int = field(default=512, metadata=_help("problems per evaluation (fixed seeds)"))
     log_csv: str | None = field(default=None, metadata=_help("write one CSV row per iteration to this path"))
+    report_to: str = field(default="none", metadata=_help(REPORT_TO_HELP))
+    report_dir: str = field(default="runs/sim", metadata=_help("folder of --report-to's tensorboard/ and wandb/"))
     checkpoint: str | None = field(default=None, metadata=_help(
         "save the trained policy to this path, with the trainer's state for --resume (SimPolicy.load reads it)"))
     save_every: int = field(default=0, metadata=_help(
@@ -104,6 +107,7 @@ class SimTrainConfig:
         clash = {"max_episodes", "heterogeneity", "prover_samples"} & set(self.env_kwargs)
         if clash:
             raise ValueError(f"set {sorted(clash)} through their own config fields, not env_kwargs.")
+        parse_report_to(self.report_to)
         check_int("eval_every", self.eval_every, minimum=0)
         check_int("eval_problems", self.eval_problems, minimum=1)
         check_int("save_every", self.save_every, minimum=0)

@@ -37,6 +37,7 @@ import torch
 
 import ttc_gym  # noqa: F401  (registers the envs)
 from ttc_gym.agents.training import algorithms as alg
+from ttc_gym.agents.training import tracking
 from ttc_gym.agents.training.config_cli import ConfigError, parse_config
 from ttc_gym.agents.training.experts import HeterogeneousExpert
 from ttc_gym.agents.training.sim_config import RL_ALGOS, SimTrainConfig
@@ -60,7 +61,7 @@ LOG_FIELDS = (
 )
 EVAL_SEED = 10**9  # evaluation problems use seeds EVAL_SEED + i; training draws seeds below 2**30
 STATE_KEY = "trainer_state"  # the checkpoint's extra entry that --resume reads
-RESUME_MAY_CHANGE = frozenset({"iterations", "save_every", "resume", "checkpoint", "log_csv"})
+RESUME_MAY_CHANGE = frozenset({"iterations", "save_every", "resume", "checkpoint", "log_csv", "report_to", "report_dir"})
 
 
 @dataclass
@@ -134,6 +135,7 @@ def train(config: SimTrainConfig, log: Callable[[dict], None] | None = None) -> 
         result.start_step = step
         wall_before = float(result.history[-1]["wall_s"]) if result.history else 0.0
     writer, handle = _open_csv(config.log_csv, result.history)
+    reporter = tracking.make_reporter(config.report_to, config.report_dir, config=asdict(config))
     try:
         while step < config.iterations:
             if config.algo in RL_ALGOS:
@@ -151,12 +153,14 @@ def train(config: SimTrainConfig, log: Callable[[dict], None] | None = None) -> 
             if writer:
                 writer.writerow(row)
                 handle.flush()
+            reporter.log({**row, **tracking.sim_metrics(traces, policy)}, step)
             if log:
                 log(row)
             if config.checkpoint and (step == config.iterations or (config.save_every and step % config.save_every == 0)):
                 state = _trainer_state(step, env_steps, optimizer, rng, gen, result.history)
                 policy.save(config.checkpoint, extra={"train_config": asdict(config), STATE_KEY: state})
     finally:
+        reporter.close()
         if handle:
             handle.close()
     result.wall_s = time.perf_counter() - start
