@@ -41,8 +41,10 @@ try:
     vf.MultiTurnEnv
 except (ImportError, AttributeError) as err:  # verifiers 0.4 dropped the classic (v0) environment API
     raise ImportError(
-        f"ttc_gym.integrations.verifiers needs verifiers' classic MultiTurnEnv API (verifiers 0.3.x); the installed "
-        f"verifiers {getattr(vf, '__version__', '?')} has none. Install it with: pip install 'ttc-gym[verifiers]'"
+        f"ttc_gym.integrations.verifiers supports verifiers 0.3.x (its classic MultiTurnEnv API), but verifiers "
+        f"{getattr(vf, '__version__', '?')} is installed, whose v1 API (tasksets, harnesses) it does not support "
+        f"(docs/integrations.md); install a supported one with: pip install 'ttc-gym[verifiers]' "
+        f"(verifiers>=0.3.1,<0.4)"
     ) from err
 
 ENV_ID = "TTC-Math-v0"
