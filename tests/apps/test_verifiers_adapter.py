@@ -206,5 +206,5 @@ def test_verifiers_04_is_refused_up_front_with_one_line(monkeypatch):
         importlib.import_module("ttc_gym.integrations.verifiers")
     message = str(info.value)
     assert "\n" not in message and "verifiers 0.4.0 is installed" in message
-    assert "supports verifiers 0.3.x" in message and "pip install 'ttc-gym[verifiers]'" in message
+    assert "ttc_gym.integrations.verifiers_v1" in message and "pip install 'ttc-gym[verifiers]'" in message
     monkeypatch.delitem(sys.modules, "ttc_gym.integrations.verifiers", raising=False)
