@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import inspect
 import os
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import gymnasium as gym
-import numpy as np
 
 from ttc_gym.agents.heuristics import (
     AnswerAfterK,
@@ -39,6 +37,7 @@ from ttc_gym.agents.heuristics import (
     RandomAgent,
 )
 from ttc_gym.agents.llm import LLMAgent
+from ttc_gym.agents.sb3 import MemoizedPolicyAgent, PPOSettings, load_ppo, train_ppo
 from ttc_gym.agents.strategies import (
     BudgetForcing,
     MajorityVote,
@@ -224,90 +223,11 @@ def _train_tabular(agent_class, env, steps: int, seed: int, num_envs: int, state
     return agent
 
 
-class MemoizedPolicyAgent:
-    """A deterministic policy with its action cached per observation (exact, and fast to evaluate:
-    an SB3 `predict` costs ~1 ms, a dict lookup ~1 µs; TTC-Sim-v0 visits a few hundred states)."""
-
-    def __init__(self, model: Any):
-        self.model = model
-        self._cache: dict[tuple, int] = {}
-
-    def reset(self, seed: int | None = None) -> None:
-        """Deterministic: nothing to reset (the cache holds for every problem)."""
-
-    def act(self, obs, info: dict | None = None) -> int:
-        key = tuple(np.asarray(obs).ravel().tolist())
-        action = self._cache.get(key)
-        if action is None:
-            action = self._cache[key] = int(self.model.predict(obs, deterministic=True)[0])
-        return action
-
-
-@dataclass(frozen=True)
-class PPOSettings:
-    """The bench's `ppo` agent: how long and on how many env copies stable-baselines3 PPO trains,
-    and its hyperparameters for TTC-Sim-v0 (close to tests/agents/test_learning.py's, which reach ~98% of
-    the oracle's return at 200k steps)."""
-
-    steps: int = 40_000
-    seed: int = 0
-    n_envs: int = 16
-    learning_rate: float = 1e-3
-    n_steps: int = 64
-    batch_size: int = 512
-    n_epochs: int = 4
-    ent_coef: float = 0.01
-    gamma: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_int("steps", self.steps, minimum=1)
-        check_int("seed", self.seed, minimum=0)
-        check_int("n_envs", self.n_envs, minimum=1)
-        check_float("learning_rate", self.learning_rate, minimum=0.0)
-        check_int("n_steps", self.n_steps, minimum=1)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_int("n_epochs", self.n_epochs, minimum=1)
-        check_float("ent_coef", self.ent_coef, minimum=0.0)
-        check_float("gamma", self.gamma, minimum=0.0, maximum=1.0)
-
-    def ppo_kwargs(self) -> dict:
-        """The keyword arguments of `PPO(...)` among these settings."""
-        kwargs = asdict(self)
-        for key in ("steps", "n_envs"):
-            kwargs.pop(key)
-        return kwargs
-
-
 def _check_ppo(path: str | None, steps: int, seed: int, n_envs: int) -> PPOSettings:
     if path is not None:
         if not isinstance(path, str) or not os.path.isfile(path):
             raise FileNotFoundError(f"ppo checkpoint {path!r} is not a file (expected a .zip saved by PPO.save).")
     return PPOSettings(steps=steps, seed=seed, n_envs=n_envs)
-
-
-def _fits(checkpoint_space, env_space) -> bool:
-    if checkpoint_space == env_space:
-        return True
-    # A MultiDiscrete checkpoint trained with a larger budget H sees every observation of a smaller one.
-    return (
-        isinstance(checkpoint_space, gym.spaces.MultiDiscrete)
-        and isinstance(env_space, gym.spaces.MultiDiscrete)
-        and checkpoint_space.nvec.shape == env_space.nvec.shape
-        and bool(np.all(env_space.nvec <= checkpoint_space.nvec))
-    )
-
-
-class _NoInfo(gym.Wrapper):
-    """Drops `info` during training: SB3's DummyVecEnv deep-copies every info dict on every step, which
-    costs more than the env itself; PPO needs none of it."""
-
-    def reset(self, **kwargs):
-        obs, _ = self.env.reset(**kwargs)
-        return obs, {}
-
-    def step(self, action):
-        obs, reward, terminated, truncated, _ = self.env.step(action)
-        return obs, reward, terminated, truncated, {}
 
 
 @_checked(_check_ppo)
@@ -316,30 +236,10 @@ def ppo(env, path: str | None = None, steps: int = PPOSettings.steps, seed: int 
     """stable-baselines3 PPO: loaded from `path` (a .zip checkpoint), else trained for `steps`
     timesteps on `n_envs` copies of the env (the other settings: `PPOSettings`)."""
     settings = _check_ppo(path, steps, seed, n_envs)
-    import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.logger import Logger
-
-    torch.set_num_threads(1)  # small networks: threads cost more than they bring
     if path is not None:
-        model = PPO.load(path, device="cpu")
-        if not _fits(model.observation_space, env.observation_space):
-            raise ValueError(
-                f"ppo checkpoint {path!r} was trained on observations {model.observation_space}, "
-                f"the env has {env.observation_space}."
-            )
-        return MemoizedPolicyAgent(model)
+        return MemoizedPolicyAgent(load_ppo(path, env.observation_space))
     env_id, kwargs = _env_id_and_kwargs(env)
-    with warnings.catch_warnings():  # make_vec_env asks for render_mode="rgb_array" first
-        warnings.simplefilter("ignore")
-        envs = make_vec_env(env_id, n_envs=settings.n_envs, seed=settings.seed, env_kwargs=kwargs,
-                            wrapper_class=_NoInfo)
-        model = PPO("MlpPolicy", envs, verbose=0, device="cpu", **settings.ppo_kwargs())
-        model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes a /tmp/SB3-<time> folder per run
-        model.learn(settings.steps)
-    envs.close()
-    return MemoizedPolicyAgent(model)
+    return MemoizedPolicyAgent(train_ppo(env_id, kwargs, settings))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -422,7 +322,7 @@ def majority_vote(env, k: int = MajorityVote.k, max_episode_tokens: int = LLMSet
 
 
 # ----------------------------------------------------------------------------------------------------
-# A trained LLM checkpoint (ttc_gym.agents.training.llm_train) writes the episodes; the env's prover keeps its engine
+# A trained LLM checkpoint (ttc_gym.training.llm_train) writes the episodes; the env's prover keeps its engine
 
 
 def _check_llm_checkpoint(path, max_episode_tokens, temperature, seed, device) -> LLMSettings:

@@ -7,7 +7,7 @@ a meta-action); everything that turns an episode into J, progress, outcome and `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import gymnasium as gym
@@ -17,18 +17,10 @@ from ttc_gym.budget import Budget
 from ttc_gym.engines.registry import make_engine
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.problems import as_problem, make_source
-from ttc_gym.problems.graders import grade_answer
 from ttc_gym.prompts import PromptTemplate
-from ttc_gym.prover import ProverEstimate
+from ttc_gym.prover import PolicyAnswer, ProverEstimate
 from ttc_gym.rewards import ProgressTracker, check_alpha, compose_reward, reward_info
 from ttc_gym.validation import check_float, check_int, unknown_name_error
-
-MATH_PARAMETERS = (
-    "source", "engine", "prover_engine", "num_prover_samples", "prover_temperature", "prover_seed",
-    "max_answer_tokens", "alpha", "max_episodes", "max_tokens", "episode_cost", "max_episode_chars",
-    "template", "answer_on_truncation",
-)
-
 
 @dataclass
 class MathSettings:
@@ -90,6 +82,10 @@ class MathSettings:
         return source, engine, prover
 
 
+#: The arguments the math envs share: MathSettings' fields (each env may take a few more).
+MATH_PARAMETERS = tuple(f.name for f in fields(MathSettings))
+
+
 @dataclass
 class StepResult:
     reward: float
@@ -111,10 +107,9 @@ class MathTrace:
         # Tokens of the problem's prompt: MRT's token axis starts after them (metrics.mrt_normalized_token_regret).
         self.prompt_tokens = int(token_counter(prover.template.reasoning_prompt(prover.policy_engine, problem.question, [])))
         self.tracker = ProgressTracker()
-        incomplete_before = prover.grading_incomplete
         self.estimate: ProverEstimate = prover.estimate(problem, [])
         # Answers whose grading did not complete in the last reset / step (each counted wrong).
-        self.grading_incomplete = prover.grading_incomplete - incomplete_before
+        self.grading_incomplete = self.estimate.incomplete
         self.tracker.start(self.estimate.j)
         self.done = False
 
@@ -149,39 +144,40 @@ class MathTrace:
         return extract_boxed(text) is None and self.settings.budget.exhausted(len(self.episodes) + 1,
                                                                               self.tokens_used + tokens)
 
-    def forced_answer(self) -> tuple[str, bool]:
-        """(answer, correct) of the reasoner's own forced answer on the current trace: the prover's
-        first forced answer when the prover is the policy (no extra call), else one forced answer of
-        the policy's engine (`LLMProver.policy_answer`): the graded answer is always the policy's."""
+    def forced_answer(self) -> PolicyAnswer:
+        """The reasoner's own forced answer on the current trace, graded: the prover's first forced
+        answer when the prover is the policy (no extra call), else one forced answer of the policy's
+        engine (`LLMProver.policy_answer`): the graded answer is always the policy's."""
         if self.prover.is_policy:
-            return self.estimate.answers[0], self.estimate.correct[0]
+            return PolicyAnswer(self.estimate.answers[0], self.estimate.correct[0])
         return self.prover.policy_answer(self.problem, self.episodes)
 
     def add_episode(self, text: str, num_tokens: int | None = None) -> StepResult:
         """Append one episode; grade it if it commits an answer (a `\\boxed{}`); run the prover."""
         s = self.settings
         tokens = self.count_tokens(text) if num_tokens is None else int(num_tokens)
-        incomplete_before = self.prover.grading_incomplete
         self.episodes.append(text)
         self.tokens_used += tokens
         self.estimate = self.prover.estimate(self.problem, self.episodes)
         progress = self.tracker.update(self.estimate.j)
+        incomplete = self.estimate.incomplete
         committed = extract_boxed(text)
-        outcome, terminated, committed_unknown = 0.0, False, False
+        outcome, terminated = 0.0, False
         if committed is not None:
             terminated = True
-            verdict = grade_answer(committed, self.problem)
+            verdict = self.prover.grade_answer(self.problem, committed)
             outcome = float(verdict is True)  # an unknown counts as wrong, and is flagged
-            committed_unknown = verdict is None
+            incomplete += verdict is None
         truncated = not terminated and s.budget.exhausted(len(self.episodes), self.tokens_used)
         if truncated and s.answer_on_truncation:
             # The reasoner is forced to answer: its own forced answer after the last episode (the
             # prover's first one when the prover is the policy: correct with probability J).
             terminated = True
-            committed, correct = self.forced_answer()
-            outcome = float(correct)
+            forced = self.forced_answer()
+            committed, outcome = forced.answer, float(forced.correct)
+            incomplete += forced.incomplete
         self.done = terminated or truncated
-        self.grading_incomplete = self.prover.grading_incomplete - incomplete_before + int(committed_unknown)
+        self.grading_incomplete = int(incomplete)
         cost = s.episode_cost
         info = self.info(progress=progress, outcome=outcome, cost=cost, answered=terminated,
                          committed=committed, episode_tokens=tokens)
@@ -191,11 +187,10 @@ class MathTrace:
         """Commit the reasoner's own forced answer on the current trace (`forced_answer`; no episode
         is spent)."""
         self.done = True
-        incomplete_before = self.prover.grading_incomplete
-        committed, correct = self.forced_answer()
-        outcome = float(correct)
-        self.grading_incomplete = self.prover.grading_incomplete - incomplete_before
-        info = self.info(outcome=outcome, answered=True, committed=committed)
+        forced = self.forced_answer()
+        outcome = float(forced.correct)
+        self.grading_incomplete = forced.incomplete
+        info = self.info(outcome=outcome, answered=True, committed=forced.answer)
         return StepResult(compose_reward(outcome, 0.0, self.settings.alpha), True, False, info)
 
     def render(self) -> str:

@@ -9,7 +9,7 @@ Each rollout is a multi-episode TTC-Math-v0 trace written by the policy, J measu
 itself forced to stop (MRT's online setting; docs/formulation.md §2); TRL logs the outcome and the
 progress components (`rewards/outcome/mean`, `rewards/progress/mean`) and trains on the per-token
 credit A_ij = A_i + alpha * p_ij (`algo` mrt; docs/formulation.md §4). The log rows are printed and
-written to OUT/log.json. See `ttc_gym.agents.training.trl_grpo` for the design.
+written to OUT/log.json. See `ttc_gym.integrations.trl_grpo` for the design.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def main() -> None:
     import torch
     from trl import GRPOConfig
 
-    from ttc_gym.agents.training.trl_grpo import TTCGRPOTrainer, load_policy, problem_dataset
+    from ttc_gym.integrations.trl_grpo import TTCGRPOTrainer, load_policy, problem_dataset
 
     torch.manual_seed(a.seed)
     model, tokenizer = load_policy(a.model)

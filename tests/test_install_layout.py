@@ -1,6 +1,10 @@
 """The installed package under its own namespace: a user project with its own `envs/` and `agents/`
 packages (most RL repos have an `envs/`; PyPI's `openai-agents` installs a top-level `agents`) must not
-shadow ttc-gym's. Built with a regular, non-editable install into a temporary folder."""
+shadow ttc-gym's. Built with a regular, non-editable install into a temporary folder.
+
+And the editable install of this checkout is one that static analysers follow: jedi, asked from
+outside the checkout as an IDE would be, resolves `ttc_gym.envs.sim` to envs/sim.py (through the
+links `ttc_gym/envs` -> `envs/` and pyproject.toml's strict editable mode)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Source folder -> installed package (pyproject.toml's package-dir mapping).
+# Source folder -> installed package (ttc_gym/envs and ttc_gym/agents are links to the two folders).
 LAYOUT = {"ttc_gym": "ttc_gym", "envs": "ttc_gym/envs", "agents": "ttc_gym/agents"}
 
 
@@ -23,7 +27,8 @@ def installed(tmp_path_factory) -> Path:
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    for folder in LAYOUT:
+    shutil.copytree(REPO / "ttc_gym", source / "ttc_gym", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("envs", "agents"):
         shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
@@ -65,3 +70,26 @@ def test_a_user_project_with_its_own_envs_and_agents_does_not_shadow_ours(instal
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["ttc_gym.envs.sim", "ttc_gym.agents.oracle"]
+
+
+def test_the_two_folders_are_linked_into_the_package():
+    for folder in ("envs", "agents"):
+        link = REPO / "ttc_gym" / folder
+        assert link.is_symlink() and link.resolve() == (REPO / folder).resolve(), link
+
+
+@pytest.mark.parametrize("module, expected", [
+    ("ttc_gym.envs.sim", "envs/sim.py"),
+    ("ttc_gym.agents.oracle", "agents/oracle.py"),
+    ("ttc_gym.training", "ttc_gym/training/__init__.py"),
+    ("ttc_gym.rewards", "ttc_gym/rewards.py"),
+])
+def test_a_static_analyser_resolves_the_import_names_to_their_files(module, expected, tmp_path):
+    """What IDE go-to-definition and import-graph tools do: jedi reads this interpreter's sys.path
+    (site-packages and .pth files, no import hooks run) from a project outside the checkout."""
+    jedi = pytest.importorskip("jedi")
+    source = f"import {module}"
+    project = jedi.Project(tmp_path, environment_path=sys.prefix)
+    names = jedi.Script(source, project=project).goto(1, len(source) - 1, follow_imports=True)
+    assert names and names[0].module_path is not None, f"jedi cannot resolve {module}"
+    assert Path(names[0].module_path).resolve() == (REPO / expected).resolve(), names[0].module_path

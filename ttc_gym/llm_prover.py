@@ -26,7 +26,7 @@ from ttc_gym.engines.base import SamplingConfig, generate_per_prompt
 from ttc_gym.grading import normalize_answer
 from ttc_gym.problems.graders import grade_answer
 from ttc_gym.prompts import PromptTemplate
-from ttc_gym.prover import ProverEstimate, monte_carlo_j
+from ttc_gym.prover import PolicyAnswer, ProverEstimate, monte_carlo_j
 from ttc_gym.seeding import prefix_seed
 from ttc_gym.validation import check_float, check_int
 
@@ -155,33 +155,39 @@ class LLMProver:
             elif key not in missing:
                 missing[key] = item
         if missing:
-            for key, (estimate, incomplete) in zip(missing, self._sample_many(list(missing.values()))):
+            for key, estimate in zip(missing, self._sample_many(list(missing.values()))):
                 found[key] = estimate
-                if self.cache_size and not incomplete:  # an unknown grade is never memoized
+                if self.cache_size and not estimate.incomplete:  # an unknown grade is never memoized
                     self._cache[key] = estimate
                     if len(self._cache) > self.cache_size:
                         self._cache.popitem(last=False)
         return [found[key] for key in keys]
 
-    def _sample_many(self, items: list[tuple[Any, tuple[str, ...]]]) -> list[tuple[ProverEstimate, int]]:
+    def _sample_many(self, items: list[tuple[Any, tuple[str, ...]]]) -> list[ProverEstimate]:
         prompts = [self.template.forced_answer_prompt(self.engine, p.question, episodes) for p, episodes in items]
         seeds = [prefix_seed(self.seed, p.id, p.question, *episodes) for p, episodes in items]
         rows = generate_per_prompt(self.engine, prompts, self.sampling, seeds)
         self.calls += len(items)
         return [self._grade(problem, completions) for (problem, _), completions in zip(items, rows)]
 
-    def _grade(self, problem: Any, completions: Sequence[Any]) -> tuple[ProverEstimate, int]:
-        """(the estimate, how many of its answers' grading did not complete: counted wrong)."""
+    def _grade(self, problem: Any, completions: Sequence[Any]) -> ProverEstimate:
+        """The estimate of K graded forced answers (`incomplete`: those the grader could not decide).
+        Each answer is graded by the problem's own grader when it names one (`problems.graders`)."""
         stated = [self.template.answer_of(c.text) for c in completions]
         answers = tuple(normalize_answer(a) for a in stated)
-        verdicts = [grade_answer(a, problem) for a in stated]  # the problem's own grader, if any
+        verdicts = [grade_answer(a, problem) for a in stated]
         incomplete = sum(v is None for v in verdicts)
         self._grading_incomplete += incomplete
         correct = tuple(v is True for v in verdicts)
         answer_tokens = sum(c.num_tokens for c in completions) / len(completions) if completions else 0.0
-        estimate = ProverEstimate(j=monte_carlo_j(sum(correct), len(correct)), answers=answers, correct=correct,
-                                  answer_tokens=float(answer_tokens))
-        return estimate, incomplete
+        return ProverEstimate(j=monte_carlo_j(sum(correct), len(correct)), answers=answers, correct=correct,
+                              answer_tokens=float(answer_tokens), incomplete=incomplete)
+
+    def grade_answer(self, problem: Any, answer: str) -> bool | None:
+        """The verdict on an answer the reasoner committed (e.g. a `\\boxed{}` in its episode): True,
+        False, or None when the grader could not decide (the caller counts it wrong and flags it).
+        The one place besides the forced answers where the gold answer is compared."""
+        return grade_answer(answer, problem)
 
     @property
     def grading_incomplete(self) -> int:
@@ -191,14 +197,15 @@ class LLMProver:
         estimate is not memoized: the same prefix is sampled and graded again when asked for."""
         return self._grading_incomplete + (0 if self._policy is None else self._policy.grading_incomplete)
 
-    def policy_answers_many(self, items: Sequence[tuple[Any, Sequence[str]]]) -> list[tuple[str, bool]]:
-        """(normalized answer, correct) of the policy's own forced answer for each (problem,
-        episodes): the prover's first sample when the prover is the policy (no extra call: the
-        estimate is memoized), else one forced answer sampled from `policy_engine` with the same
-        prompt (all in one engine call, memoized the same way)."""
-        source = self if self._policy is None else self._policy
-        return [(e.answers[0], e.correct[0]) for e in source.estimate_many(items)]
+    def policy_answers_many(self, items: Sequence[tuple[Any, Sequence[str]]]) -> list[PolicyAnswer]:
+        """The policy's own forced answer for each (problem, episodes), graded (`PolicyAnswer`): the
+        prover's first sample when the prover is the policy (no extra call: the estimate is
+        memoized), else one forced answer sampled from `policy_engine` with the same prompt (all in
+        one engine call, memoized the same way)."""
+        if self._policy is None:
+            return [PolicyAnswer(e.answers[0], e.correct[0]) for e in self.estimate_many(items)]
+        return [PolicyAnswer(e.answers[0], e.correct[0], e.incomplete) for e in self._policy.estimate_many(items)]
 
-    def policy_answer(self, problem: Any, episodes: Sequence[str]) -> tuple[str, bool]:
+    def policy_answer(self, problem: Any, episodes: Sequence[str]) -> PolicyAnswer:
         """`policy_answers_many` for one (problem, episodes)."""
         return self.policy_answers_many([(problem, episodes)])[0]

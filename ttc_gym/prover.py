@@ -8,7 +8,7 @@ forced answers, grades them and returns the fraction correct.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import Any, NamedTuple, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -27,12 +27,25 @@ class ProverEstimate:
         correct: whether each sampled answer was graded correct (K = len(correct)).
         answer_tokens: mean number of tokens the forced answers took (0 for an exact prover): MRT's
             token axis counts them (`metrics.mrt_normalized_token_regret`).
+        incomplete: how many of the answers the grader could not decide (each counted wrong in j; a
+            sampling prover never memoizes such an estimate).
     """
 
     j: float
     answers: tuple[str, ...] = ()
     correct: tuple[bool, ...] = ()
     answer_tokens: float = 0.0
+    incomplete: int = 0
+
+
+class PolicyAnswer(NamedTuple):
+    """The reasoner's own forced answer at a prefix, graded: `answer` (normalized), `correct`, and
+    `incomplete`, the ungraded answers its sampling added to those of the prover's estimate at the
+    same prefix (0 when the prover is the policy: its first forced answer is the policy's)."""
+
+    answer: str
+    correct: bool
+    incomplete: int = 0
 
 
 @runtime_checkable

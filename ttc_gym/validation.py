@@ -7,6 +7,8 @@ import math
 import numbers
 from typing import Any, Iterable
 
+from ttc_gym.errors import TTCGymError
+
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' Did you mean X?' suffix when `name` is close to one of `choices`, else ''."""
@@ -67,7 +69,7 @@ def check_distribution(name: str, values: Any, length: int | None = None) -> tup
     return probs
 
 
-class UnsupportedRenderModeError(TypeError, ValueError):
+class UnsupportedRenderModeError(TTCGymError, TypeError, ValueError):
     """An env was asked for a render mode it does not have.
 
     A TypeError too, because that is how stable-baselines3's `make_vec_env` learns that an env takes

@@ -14,7 +14,8 @@ import pytest
 import ttc_gym  # noqa: F401
 from ttc_gym.agent import Agent, problem_seed, reset_agent
 from ttc_gym.agents import factories
-from ttc_gym.agents.factories import LLMSettings, MemoizedPolicyAgent, PPOSettings
+from ttc_gym.agents.factories import LLMSettings
+from ttc_gym.agents.sb3 import MemoizedPolicyAgent, PPOSettings
 from ttc_gym.agents.heuristics import (
     AnswerAfterK,
     AnswerWhenConfident,

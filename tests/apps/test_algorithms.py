@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ttc_gym.agents.training import algorithms as alg
-from ttc_gym.agents.training import llm_config, sim_config
+from ttc_gym.training import algorithms as alg
+from ttc_gym.training import llm_config, sim_config
 
 
 def traj(group, outcome, progress, cost=None, j0=0.1):
@@ -84,14 +84,15 @@ def test_termination_advantage_counts_progress_once():
     # prefix. j0 0.2, progress [0.3, 0.5, -0.1]: J before each episode 0.2, 0.5, 1.0; outcome 1.
     t = traj(0, 1, [0.3, 0.5, -0.1], j0=0.2)
     expected = [1 - 0.2, 1 - 0.5, 1 - 1.0]
-    for alpha in (None, 0.0, 1.0, 3.0):  # alpha has no say: progress is already inside the difference
-        assert lists(alg.termination_advantages([t], alpha=alpha)) == [expected]
+    for alpha in (0.0, 1.0, 3.0):  # alpha has no say: progress is already inside the difference
+        assert lists(alg.advantages("mrt-termination", [t], alpha=alpha)) == [expected]
+    assert lists(alg.termination_advantages([t])) == [expected]
     # = (outcome - J_final) + progress-to-go: each episode's later progress appears once, not twice
     # (the former form, outcome + alpha * progress-to-go - J_before, gave 1.7, 1.0, -0.1 at alpha 1).
     np.testing.assert_allclose(expected, (1 - 0.9) + alg.progress_to_go(t), atol=1e-12)
     wrong = traj(0, 0, [0.3, 0.5, -0.1], cost=[0.1, 0.1, 0.0], j0=0.2)
     assert lists(alg.termination_advantages([wrong], cost_coef=1.0)) == [[-0.2 - 0.2, -0.1 - 0.5, -1.0]]
-    assert lists(alg.advantages("mrt", [t], alpha=1.0, mrt_form="termination")) == [expected]
+
 
 
 # -- mrt-rtg: the reward-to-go form ------------------------------------------------------------------
@@ -127,15 +128,13 @@ def test_mrt_star_keeps_the_correct_traces_of_maximal_progress_per_group():
 
 # -- the tables: one place for every name -----------------------------------------------------------------
 def test_the_configs_take_their_names_from_the_tables():
-    assert alg.RL_ALGOS == tuple(alg.ADVANTAGES) == ("grpo", "mrt", "mrt-rtg")
+    assert alg.RL_ALGOS == tuple(alg.ADVANTAGES) == ("grpo", "mrt", "mrt-termination", "mrt-rtg")
     assert alg.SFT_ALGOS == tuple(alg.SELECTORS) == ("star", "mrt-star", "mrt-star-threshold", "sft")
     assert alg.ALGOS == alg.RL_ALGOS + alg.SFT_ALGOS
-    for module in (sim_config, llm_config):
-        assert (module.RL_ALGOS, module.SFT_ALGOS, module.ALGOS) == (alg.RL_ALGOS, alg.SFT_ALGOS, alg.ALGOS)
-        assert module.MRT_FORMS == tuple(alg.MRT_FORMS) == ("group", "termination")
-    help_text = sim_config.SimTrainConfig.__dataclass_fields__["algo"].metadata["help"]
-    assert all(f"{name}: " in help_text for name in alg.ALGOS)
-    assert set(alg.DESCRIPTIONS) == set(alg.ALGOS) | set(alg.MRT_FORMS)
+    for config in (sim_config.SimTrainConfig, llm_config.LLMTrainConfig):
+        help_text = config.__dataclass_fields__["algo"].metadata["help"]
+        assert all(f"{name}: " in help_text for name in alg.ALGOS)
+    assert set(alg.DESCRIPTIONS) == set(alg.ALGOS)
     for name in alg.ALGOS:
         sim_config.SimTrainConfig(algo=name, batch_size=8, group_size=2, iterations=1)
 
@@ -144,25 +143,23 @@ def test_each_name_dispatches_to_its_estimator():
     batch = [traj(0, 1, [0.3, 0.5]), traj(0, 0, [0.1]), traj(1, 1, [-0.1, 0.2, 0.1]), traj(1, 0, [0.4])]
     kw = dict(alpha=1.5, cost_coef=0.0, eps=1e-3, scale=False)
     expected = {
-        ("grpo", "group"): alg.outcome_advantages(batch, eps=1e-3, scale=False),
-        ("mrt", "group"): alg.mrt_advantages(batch, **kw),
-        ("mrt", "termination"): alg.termination_advantages(batch),
-        ("mrt-rtg", "group"): alg.progress_to_go_advantages(batch, **kw),
+        "grpo": alg.outcome_advantages(batch, eps=1e-3, scale=False),
+        "mrt": alg.mrt_advantages(batch, **kw),
+        "mrt-termination": alg.termination_advantages(batch),
+        "mrt-rtg": alg.progress_to_go_advantages(batch, **kw),
     }
-    for (name, form), want in expected.items():
-        assert lists(alg.advantages(name, batch, mrt_form=form, **kw)) == lists(want), (name, form)
+    for name, want in expected.items():
+        assert lists(alg.advantages(name, batch, **kw)) == lists(want), name
     assert len({str(lists(v)) for v in expected.values()}) == 4  # four different credits
-    with pytest.raises(ValueError, match="Expected one of: grpo, mrt, mrt-rtg"):
+    with pytest.raises(ValueError, match="Expected one of: grpo, mrt, mrt-rtg, mrt-termination"):
         alg.advantages("star", batch, alpha=1.0)
 
 
 def test_algorithm_settings_are_checked_in_one_place():
     assert alg.needs_groups("grpo") and alg.needs_groups("mrt") and alg.needs_groups("mrt-rtg")
-    assert not alg.needs_groups("mrt", "termination") and not alg.needs_groups("star")
-    with pytest.raises(ValueError, match="applies to algo 'mrt' only"):
-        alg.check_algo("mrt-rtg", "termination")
-    with pytest.raises(ValueError, match="Did you mean 'termination'"):
-        alg.check_algo("mrt", "terminate")
+    assert not alg.needs_groups("mrt-termination") and not alg.needs_groups("star")
+    with pytest.raises(ValueError, match="Did you mean 'mrt-termination'"):
+        alg.check_algo("mrt-terminate")
     with pytest.raises(ValueError, match="group_size >= 2"):
         sim_config.SimTrainConfig(algo="mrt-rtg", group_size=1, batch_size=4)
-    sim_config.SimTrainConfig(algo="mrt", mrt_form="termination", group_size=1, batch_size=4)
+    sim_config.SimTrainConfig(algo="mrt-termination", group_size=1, batch_size=4)

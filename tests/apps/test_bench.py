@@ -16,6 +16,7 @@ import pytest
 from rich.console import Console
 
 import ttc_gym.bench.runner as runner
+from ttc_gym.bench import agent_registry, evaluator, folder_lock, results_file
 from ttc_gym.bench import BenchConfig, parse_agent_spec, parse_budget, prepare, run_bench, serial_executor
 from ttc_gym.bench.report import summarize_results
 from ttc_gym.budget import Budget
@@ -34,7 +35,8 @@ def quiet() -> Console:
 def run(tmp_path: Path, name: str, **kwargs) -> runner.BenchResult:
     config = BenchConfig(
         agents=kwargs.pop("agents", FAST_AGENTS), budgets=kwargs.pop("budgets", (2, 4)),
-        num_problems=kwargs.pop("num_problems", 12), out_dir=str(tmp_path / name), **kwargs.pop("config", {}),
+        num_problems=kwargs.pop("num_problems", 12), out_dir=str(tmp_path / name),
+        **{"env_id": "TTC-Sim-v0", **kwargs.pop("config", {})},
     )
     return run_bench(config, progress=False, plots=kwargs.pop("plots", False), console=quiet(), **kwargs)
 
@@ -72,7 +74,7 @@ def test_resume_after_a_kill_recomputes_nothing_and_matches_an_uninterrupted_run
         yield from serial_executor(items, evaluate)
 
     resumed = run(tmp_path, "killed", executor=counting, resume=True)
-    done_before = {runner.record_key(json.loads(line)) for line in results.read_text().splitlines()[:31]}
+    done_before = {results_file.record_key(json.loads(line)) for line in results.read_text().splitlines()[:31]}
     assert len(evaluated) == total - 31 and resumed.computed == total - 31
     assert not done_before & set(evaluated)  # finished problems were not recomputed
     assert len(results.read_text().splitlines()) == total
@@ -248,8 +250,8 @@ def no_compute(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("compute started before the bad input was reported")
 
-    monkeypatch.setattr(runner, "build_agent", forbidden)
-    monkeypatch.setattr(runner.ItemEvaluator, "__call__", forbidden)
+    monkeypatch.setattr(evaluator, "build_agent", forbidden)
+    monkeypatch.setattr(evaluator.ItemEvaluator, "__call__", forbidden)
 
 
 @pytest.mark.parametrize(
@@ -280,7 +282,7 @@ def no_compute(monkeypatch):
     ],
 )
 def test_bad_input_fails_before_compute(tmp_path, no_compute, config, error, pattern):
-    config = {"agents": ("answer-after:2",), "budgets": (2,), "num_problems": 2, **config}
+    config = {"env_id": "TTC-Sim-v0", "agents": ("answer-after:2",), "budgets": (2,), "num_problems": 2, **config}
     with pytest.raises(error, match=pattern):
         run_bench(BenchConfig(out_dir=str(tmp_path / "out"), **config), progress=False, console=quiet())
     assert not (tmp_path / "out" / "results.jsonl").exists()
@@ -290,7 +292,7 @@ def test_unwritable_output_folder_fails_before_compute(tmp_path, no_compute):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(PermissionError, match="is not writable"):
-        prepare(BenchConfig(agents=("oracle",), budgets=(2,), out_dir=str(blocker / "out")))
+        prepare(BenchConfig(env_id="TTC-Sim-v0", agents=("oracle",), budgets=(2,), out_dir=str(blocker / "out")))
 
 
 def test_import_of_ttc_gym_bench_loads_no_agent_env_or_heavy_code():

@@ -13,7 +13,7 @@ from ttc_gym.bench.report import ORACLE_MARK
 
 
 def test_oracle_agents_are_marked_in_the_table_and_the_summary(tmp_path):
-    config = BenchConfig(agents=("answer-when-confident", "oracle-answer-when-confident"), budgets=(3,),
+    config = BenchConfig(env_id="TTC-Sim-v0", agents=("answer-when-confident", "oracle-answer-when-confident"), budgets=(3,),
                          num_problems=4, out_dir=str(tmp_path / "out"))
     result = run_bench(config, progress=False, plots=False, console=Console(file=io.StringIO(), width=200))
     flags = {r["agent"]: r["oracle"] for r in result.summary["rows"]}

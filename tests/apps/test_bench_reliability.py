@@ -21,6 +21,7 @@ import pytest
 from rich.console import Console
 
 import ttc_gym.bench.runner as runner
+from ttc_gym.bench import agent_registry, evaluator, folder_lock, results_file
 from ttc_gym.bench import BenchConfig, prepare, run_bench, serial_executor
 from ttc_gym.cli import main
 
@@ -36,7 +37,8 @@ def quiet() -> Console:
 def run(out: Path, **kwargs) -> runner.BenchResult:
     config = BenchConfig(
         agents=kwargs.pop("agents", AGENTS), budgets=kwargs.pop("budgets", (2, 3)),
-        num_problems=kwargs.pop("num_problems", PROBLEMS), out_dir=str(out), **kwargs.pop("config", {}),
+        num_problems=kwargs.pop("num_problems", PROBLEMS), out_dir=str(out),
+        **{"env_id": "TTC-Sim-v0", **kwargs.pop("config", {})},
     )
     return run_bench(config, progress=False, plots=False, console=quiet(), **kwargs)
 
@@ -72,7 +74,7 @@ def no_compute(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("compute started before the bad input was reported")
 
-    monkeypatch.setattr(runner.ItemEvaluator, "__call__", forbidden)
+    monkeypatch.setattr(evaluator.ItemEvaluator, "__call__", forbidden)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -93,7 +95,7 @@ HOLDER = textwrap.dedent(
                     time.sleep(0.02)
             yield evaluate(item)
 
-    config = BenchConfig(agents=%r, budgets=(2, 3), num_problems=%d, out_dir=out)
+    config = BenchConfig(env_id="TTC-Sim-v0", agents=%r, budgets=(2, 3), num_problems=%d, out_dir=out)
     run_bench(config, executor=waiting, progress=False, plots=False)
     """
     % (AGENTS, PROBLEMS)
@@ -129,7 +131,7 @@ def test_a_second_bench_on_the_same_folder_refuses_at_once_naming_the_holder(tmp
             err = capsys.readouterr().err.strip()
             assert len(err.splitlines()) == 1, err
             assert f"pid {holder.pid}" in err and "in use by another ttc-gym bench" in err, err
-        with pytest.raises(runner.OutputFolderBusy, match=f"pid {holder.pid}"):
+        with pytest.raises(folder_lock.OutputFolderBusy, match=f"pid {holder.pid}"):
             run(out, resume=True)
         assert len(lines(out)) == 3  # nothing written by the refused runs
     finally:
@@ -182,7 +184,7 @@ def test_resume_refuses_records_made_with_another_env_configuration(tmp_path):
 def test_an_empty_output_path_is_rejected(tmp_path, monkeypatch, capsys, path):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="output folder.*empty"):
-        prepare(BenchConfig(agents=("oracle",), budgets=(2,), out_dir=path))
+        prepare(BenchConfig(env_id="TTC-Sim-v0", agents=("oracle",), budgets=(2,), out_dir=path))
     assert main(["bench", "--env", "TTC-Sim-v0", "--agents", "oracle", "--budgets", "2", "--out", path,
                  "--no-progress"]) == 2
     assert "--out" in capsys.readouterr().err
@@ -191,7 +193,7 @@ def test_an_empty_output_path_is_rejected(tmp_path, monkeypatch, capsys, path):
 
 def test_a_non_path_output_folder_is_rejected(tmp_path):
     with pytest.raises(TypeError, match="out_dir must be a folder path"):
-        prepare(BenchConfig(agents=("oracle",), budgets=(2,), out_dir=3))
+        prepare(BenchConfig(env_id="TTC-Sim-v0", agents=("oracle",), budgets=(2,), out_dir=3))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -252,7 +254,7 @@ def test_damaged_records_are_skipped_counted_and_recomputed(tmp_path, full):
         if middle:  # the original is kept; the file now holds complete records only
             backups = list(out.glob("results.jsonl.bak-*"))
             assert len(backups) == 1 and bad in backups[0].read_text().splitlines()
-        assert all(runner.record_problem(json.loads(line)) is None for line in lines(out))
+        assert all(results_file.record_problem(json.loads(line)) is None for line in lines(out))
 
 
 def test_non_utf8_bytes_in_results_are_a_damaged_line(tmp_path, full):
@@ -363,7 +365,7 @@ def returns_bad_reset(env):
 )
 def test_a_factory_that_does_not_make_an_agent_fails_before_compute(tmp_path, no_compute, capsys, spec):
     with pytest.raises((TypeError, ValueError), match=r"act\(obs, info\)") as info:
-        prepare(BenchConfig(agents=("oracle", spec), budgets=(2,), num_problems=2, out_dir=str(tmp_path / "o")))
+        prepare(BenchConfig(env_id="TTC-Sim-v0", agents=("oracle", spec), budgets=(2,), num_problems=2, out_dir=str(tmp_path / "o")))
     assert spec in str(info.value) and "reset(seed=None)" in str(info.value)
     assert main(["bench", "--env", "TTC-Sim-v0", "--agents", spec, "--budgets", "2", "--problems", "2", "--out",
                  str(tmp_path / "cli"), "--no-progress"]) == 2
@@ -397,15 +399,15 @@ def test_where_the_env_is_costly_a_return_annotation_that_is_no_agent_fails_befo
     tmp_path, costly_sim, no_compute, spec
 ):
     with pytest.raises(TypeError, match=r"return.*has no act\(obs, info\)"):
-        prepare(BenchConfig(agents=(spec,), budgets=(2,), num_problems=2, out_dir=str(tmp_path / "o")))
+        prepare(BenchConfig(env_id="TTC-Sim-v0", agents=(spec,), budgets=(2,), num_problems=2, out_dir=str(tmp_path / "o")))
 
 
 def test_where_the_env_is_costly_an_unannotated_non_factory_fails_when_built_with_one_line(
     tmp_path, costly_sim, capsys
 ):
     spec = f"{__name__}:returns_no_act"
-    prepare(BenchConfig(agents=(spec,), budgets=(2,), num_problems=2, out_dir=str(tmp_path / "o")))
-    with pytest.raises(runner.NotAnAgent, match=r"NoAct.*act\(obs, info\)"):
+    prepare(BenchConfig(env_id="TTC-Sim-v0", agents=(spec,), budgets=(2,), num_problems=2, out_dir=str(tmp_path / "o")))
+    with pytest.raises(agent_registry.NotAnAgent, match=r"NoAct.*act\(obs, info\)"):
         run(tmp_path / "lib", agents=(spec,))
     assert main(["bench", "--env", "TTC-Sim-v0", "--agents", spec, "--budgets", "2", "--problems", "2", "--out",
                  str(tmp_path / "cli"), "--no-progress"]) == 2
@@ -442,13 +444,13 @@ class FillingDisk:
 
 def failing_after(monkeypatch, n: int) -> None:
     """The results writer's file fails (a full disk) once `n` lines were written by this run."""
-    real_init = runner.ResultsWriter.__init__
+    real_init = results_file.ResultsWriter.__init__
 
     def init(self, path):
         real_init(self, path)
         self._file = FillingDisk(self._file, n)
 
-    monkeypatch.setattr(runner.ResultsWriter, "__init__", init)
+    monkeypatch.setattr(results_file.ResultsWriter, "__init__", init)
 
 
 def test_a_full_disk_mid_run_says_what_was_saved_and_resume_finishes_the_run(tmp_path, full, monkeypatch):

@@ -1,4 +1,4 @@
-"""`examples/gpu_check.py`: its --dry-run (the same code as on a GPU, tiny shapes on the CPU) writes
+"""`examples/benchmarks/gpu_check.py`: its --dry-run (the same code as on a GPU, tiny shapes on the CPU) writes
 the JSON and markdown it promises, and its offline tokenizer gives every id of a real vocabulary."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "gpu_check.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "benchmarks" / "gpu_check.py"
 
 
 def load_script(monkeypatch):
-    """The script as a module (it puts examples/ on sys.path for bench_engine: undone after the test)."""
+    """The script as a module (it puts examples/benchmarks/ on sys.path for bench_engine: undone after the test)."""
     monkeypatch.setattr(sys, "path", list(sys.path))
     spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
     module = importlib.util.module_from_spec(spec)

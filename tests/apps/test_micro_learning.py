@@ -21,8 +21,9 @@ import pytest
 import torch
 
 from ttc_gym.agents.llm import LLMAgent
-from ttc_gym.agents.training.llm_config import LLMTrainConfig
-from ttc_gym.agents.training.llm_train import RolloutPlan, collect_batch, make_envs, train
+from ttc_gym.training.llm_config import LLMTrainConfig
+from ttc_gym.training.llm_rollouts import RolloutPlan, collect_batch, make_envs
+from ttc_gym.training.llm_train import train
 from ttc_gym.engines import make_engine
 from ttc_gym.micro.checkpoint import micro_checkpoint_dir
 from ttc_gym.micro.task import MicroSource

@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from ttc_gym.bench import BenchConfig, run_bench, serial_executor
-from ttc_gym.bench.runner import record_key
+from ttc_gym.bench.results_file import record_key
 from ttc_gym.cli import main
 
 # Cheap agents (as in test_bench.py): Q-learning trained in well under a second (identically in every
@@ -27,7 +27,7 @@ TOTAL = len(AGENTS) * len(BUDGETS) * PROBLEMS
 
 
 def run(out: Path, **kwargs):
-    config = BenchConfig(agents=AGENTS, budgets=BUDGETS, num_problems=PROBLEMS, out_dir=str(out))
+    config = BenchConfig(env_id="TTC-Sim-v0", agents=AGENTS, budgets=BUDGETS, num_problems=PROBLEMS, out_dir=str(out))
     return run_bench(config, progress=False, plots=False, console=Console(file=io.StringIO()), **kwargs)
 
 

@@ -1,4 +1,4 @@
-"""The replay study and its Q-learning diagnosis (examples/) run end to end on a shipped trace set."""
+"""The replay study and its Q-learning diagnosis (examples/studies/) run end to end on a shipped trace set."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ttc_gym.traces import TRACE_DATA
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "studies"
 
 
 def run(script: str, *args: str) -> str:

@@ -1,4 +1,4 @@
-"""`--report-to` of both trainers (ttc_gym.agents.training.tracking): TensorBoard events read back with
+"""`--report-to` of both trainers (ttc_gym.training.tracking): TensorBoard events read back with
 TensorBoard's own EventAccumulator; W&B in offline mode; bad values and missing libraries refused."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ pytest.importorskip("tensorboard")  # in the `test` extra: CI runs this file
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ttc_gym.agents.training import sim_train, tracking
-from ttc_gym.agents.training.llm_config import LLMTrainConfig
-from ttc_gym.agents.training.llm_train import train as llm_train
-from ttc_gym.agents.training.sim_config import SimTrainConfig
+from ttc_gym.training import sim_train, tracking
+from ttc_gym.training.llm_config import LLMTrainConfig
+from ttc_gym.training.llm_train import train as llm_train
+from ttc_gym.training.sim_config import SimTrainConfig
 from tests.conftest import tiny_engine
 
 
@@ -45,7 +45,8 @@ def test_llm_trainer_reports_to_tensorboard(tmp_path):
     result = llm_train(config, policy_engine=tiny_engine())
     acc = events(tmp_path / "run" / "tensorboard")
     tags = set(acc.Tags()["scalars"])
-    for tag in ("reward", "outcome", "progress", "J_0", "J_final", "tokens", "loss", "J_curve/episode_0"):
+    for tag in ("reward", "outcome", "progress", "cost", "J_0", "J_final", "tokens", "loss", "entropy",
+                "J_curve/episode_0"):
         assert tag in tags, tag
     row = result.history[0]
     assert acc.Scalars("J_final")[0].step == 1 and acc.Scalars("J_final")[0].value == pytest.approx(row["J_final"])

@@ -1,4 +1,4 @@
-"""The LLM trainer on TTC-Math-v0 (ttc_gym.agents.training.llm_train), with tiny random engines."""
+"""The LLM trainer on TTC-Math-v0 (ttc_gym.training.llm_train), with tiny random engines."""
 
 from __future__ import annotations
 
@@ -8,16 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from ttc_gym.agents.training import algorithms as alg
-from ttc_gym.agents.training.llm_config import LLMTrainConfig
-from ttc_gym.agents.training.llm_train import (
-    collect_batch,
-    episode_logprobs,
-    find_checkpoints,
-    make_envs,
-    plan_iteration,
-    train,
-)
+from ttc_gym.training import algorithms as alg
+from ttc_gym.training.llm_config import LLMTrainConfig
+from ttc_gym.training.llm_checkpoint import find_checkpoints
+from ttc_gym.training.llm_loss import episode_logprobs
+from ttc_gym.training.llm_rollouts import collect_batch, make_envs, plan_iteration
+from ttc_gym.training.llm_train import train
 from ttc_gym.problems import make_source
 from tests.conftest import tiny_engine
 from ttc_gym.engines.testing import tiny_random_engine
@@ -88,7 +84,7 @@ def test_rollouts_record_the_ids_the_engine_conditioned_on_and_sampled(tmp_path)
 
 
 def test_bad_configs_fail_before_any_model_loads(tmp_path, monkeypatch):
-    import ttc_gym.agents.training.llm_train as lt
+    import ttc_gym.training.llm_train as lt
 
     monkeypatch.setattr(lt, "build_policy_engine", lambda c: pytest.fail("a model was loaded"))
     with pytest.raises(ValueError, match="multiple of group_size"):
@@ -153,7 +149,7 @@ def test_collect_batch_equals_collecting_each_rollout_alone(tmp_path, prover):
     import gymnasium as gym
 
     from ttc_gym.agents.llm import LLMAgent
-    from ttc_gym.agents.training.llm_train import collect, math_env_kwargs
+    from ttc_gym.training.llm_rollouts import collect, math_env_kwargs
 
     # A token budget that ends some rollouts an episode before others (episodes are counted as
     # their text re-tokenizes: 8 or 9 tokens).
@@ -212,7 +208,7 @@ def test_training_is_deterministic_for_a_seed(tmp_path, prover):
 def _mixed_outcomes(monkeypatch):
     """A tiny random model never answers right: mark the first rollout of each group correct, so
     that the group-normalized advantages are not all zero."""
-    import ttc_gym.agents.training.llm_train as lt
+    import ttc_gym.training.llm_train as lt
 
     real = lt.collect_batch
 
@@ -323,7 +319,7 @@ def test_save_dense_saves_a_gguf_loaded_model(tmp_path):
     """GGUF-loaded models carry a quantizer marker that save_pretrained refuses; save_dense drops it."""
     from types import SimpleNamespace
 
-    from ttc_gym.agents.training.llm_train import save_dense
+    from ttc_gym.training.llm_checkpoint import save_dense
     from ttc_gym.engines.testing import tiny_random_model
 
     model, _ = tiny_random_model(seed=0)
@@ -376,7 +372,7 @@ def test_a_policy_prover_re_estimates_j_after_an_optimizer_step():
 def test_training_with_the_policy_as_prover_measures_j_with_the_current_weights(tmp_path, monkeypatch):
     """`--prover policy` (the default): the env's prover runs on the policy's engine, and the
     second iteration's estimates are made with the updated weights (the prover saw them change)."""
-    import ttc_gym.agents.training.llm_train as lt
+    import ttc_gym.training.llm_train as lt
 
     _mixed_outcomes(monkeypatch)
     made = []

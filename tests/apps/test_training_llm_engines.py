@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from ttc_gym.agents.llm import LLMAgent
-from ttc_gym.agents.training.llm_config import LLMTrainConfig
-from ttc_gym.agents.training.llm_train import collect_batch, make_envs, plan_iteration, train
+from ttc_gym.training.llm_config import LLMTrainConfig
+from ttc_gym.training.llm_rollouts import collect_batch, make_envs, plan_iteration
+from ttc_gym.training.llm_train import train
 from ttc_gym.engines.testing import tiny_random_engine, torch_vllm_engine
 from ttc_gym.problems import make_source
 
@@ -113,7 +114,7 @@ def local_ray():
 def test_ray_sharded_rollouts_equal_one_process_rollouts(tmp_path, local_ray):
     from functools import partial
 
-    from ttc_gym.agents.training.llm_ray import RayRollouts, shards
+    from ttc_gym.training.llm_ray import RayRollouts, shards
 
     assert shards(5, 2) == [(0, 3), (3, 5)] and shards(1, 2) == [(0, 1), (1, 1)]
     config = _config(tmp_path, problems_per_iter=3)

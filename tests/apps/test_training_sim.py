@@ -14,12 +14,12 @@ import torch
 
 import ttc_gym  # noqa: F401
 from ttc_gym.agents.heuristics import AnswerAfterK
-from ttc_gym.agents.training import algorithms as alg
-from ttc_gym.agents.training.config_cli import parse_config
-from ttc_gym.agents.training.sim_config import SimTrainConfig
-from ttc_gym.agents.training.sim_policy import SimPolicy
-from ttc_gym.agents.training.sim_rollout import AgentsActor, batch_stats, make_envs, rollout
-from ttc_gym.agents.training.sim_train import evaluate_policy, train
+from ttc_gym.training import algorithms as alg
+from ttc_gym.training.config_cli import parse_config
+from ttc_gym.training.sim_config import SimTrainConfig
+from ttc_gym.training.sim_policy import SimPolicy
+from ttc_gym.training.sim_rollout import AgentsActor, batch_stats, make_envs, rollout
+from ttc_gym.training.sim_train import evaluate_policy, train
 from ttc_gym.evaluation import run_rollout, summarize
 
 
@@ -73,10 +73,10 @@ def test_termination_advantage_by_hand():
     # j0 0.1, progress [0.3, 0.6, 0.0] -> J before each episode 0.1, 0.4, 1.0; cost-to-go 0.04, 0.02, 0.
     # Reward of the rollout (outcome - cost-to-go) minus reward of terminating at the prefix (J before).
     t = traj(0, 1, [0.3, 0.6, 0.0], cost=np.array([0.02, 0.02, 0.0]), j0=0.1)
-    (adv,) = alg.termination_advantages([t], alpha=1.0, cost_coef=1.0)
+    (adv,) = alg.termination_advantages([t], cost_coef=1.0)
     np.testing.assert_allclose(adv, [1 - 0.04 - 0.1, 1 - 0.02 - 0.4, 1 - 0.0 - 1.0], atol=1e-12)
     with pytest.raises(ValueError, match="j0"):
-        alg.termination_advantages([traj(0, 1, [0.1], j0=float("nan"))], alpha=1.0)
+        alg.termination_advantages([traj(0, 1, [0.1], j0=float("nan"))])
 
 
 # -- losses -----------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def test_group_rollouts_share_the_problem_but_not_the_noise():
 
 
 def test_difficulty_groups_share_the_level():
-    from ttc_gym.agents.training.sim_rollout import (
+    from ttc_gym.training.sim_rollout import (
         PolicyActor,
         make_vector_env,
         rollout_difficulty_groups,
@@ -295,7 +295,7 @@ def test_cli_parses_into_the_config():
 
 
 def test_cli_reports_a_bad_config_without_training(capsys):
-    from ttc_gym.agents.training.sim_train import main
+    from ttc_gym.training.sim_train import main
 
     assert main(["--algo", "mtr"]) == 2
     assert "Did you mean 'mrt'" in capsys.readouterr().err
@@ -390,9 +390,9 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
             "--save-every", "2"]
     script = (
         "import os, signal, sys, torch\n"
-        "from ttc_gym.agents.training.config_cli import parse_config\n"
-        "from ttc_gym.agents.training.sim_config import SimTrainConfig\n"
-        "from ttc_gym.agents.training.sim_train import train\n"
+        "from ttc_gym.training.config_cli import parse_config\n"
+        "from ttc_gym.training.sim_config import SimTrainConfig\n"
+        "from ttc_gym.training.sim_train import train\n"
         "torch.set_num_threads(1)\n"
         "def log(row):\n"
         "    if row['step'] == 5:\n"
@@ -454,7 +454,7 @@ def test_output_paths_are_checked_before_training(tmp_path, option):
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
-    from ttc_gym.agents.training.sim_train import main
+    from ttc_gym.training.sim_train import main
 
     (tmp_path / "a_file").write_text("x")
     small = ["--iterations", "1", "--batch-size", "8", "--group-size", "4"]
@@ -485,7 +485,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 # -- the expert of the verifier-free baselines ------------------------------------------------------
 def test_heterogeneous_expert_is_gold_free_and_its_spread_sets_the_mixture():
     from ttc_gym.agents.heuristics import NeverVerify
-    from ttc_gym.agents.training.experts import HeterogeneousExpert
+    from ttc_gym.training.experts import HeterogeneousExpert
 
     env = gym.make("TTC-Sim-v0", max_episodes=6, switch_keep=0.5)  # a 7-field observation, too
     model = env.unwrapped.model

@@ -1,4 +1,4 @@
-"""The TRL adapter (ttc_gym.agents.training.trl_grpo): real TRL GRPOTrainer runs on TTC-Math-v0 with
+"""The TRL adapter (ttc_gym.integrations.trl_grpo): real TRL GRPOTrainer runs on TTC-Math-v0 with
 the tiny random model; the frozen prover is a scripted engine so that J (and progress) move."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from ttc_gym.agents.training import algorithms as alg
+from ttc_gym.training import algorithms as alg
 from ttc_gym.engines.base import Completion
 from ttc_gym.engines.testing import ScriptedChatEngine, tiny_random_engine
 
 import trl  # in the `test` extra: CI runs this file
-from ttc_gym.agents.training.trl_grpo import (
+from ttc_gym.integrations.trl_grpo import (
     TTCGRPOTrainer,
     problem_dataset,
     problems_by_prompt,
@@ -68,7 +68,7 @@ def _logged(trainer) -> dict:
 def _mixed_outcomes(monkeypatch):
     """The tiny random policy never answers right: mark the first rollout of each group (of 2)
     correct, so that the outcome part of the credit (GRPO's group baseline) is not all zeros."""
-    import ttc_gym.agents.training.trl_grpo as adapter
+    import ttc_gym.integrations.trl_grpo as adapter
 
     real = adapter.collect_batch
 
@@ -132,7 +132,7 @@ def test_mrt_credit_reaches_trl_loss_and_both_reward_components_are_logged(tmp_p
 
 
 def test_trace_tokens_glues_episodes_and_masks_the_glue():
-    from ttc_gym.agents.training.llm_train import Rollout
+    from ttc_gym.training.llm_rollouts import Rollout
 
     ro = Rollout(group=0, prompt_ids=[[1, 2], [1, 2, 7, 8, 9, 5, 5], [1, 2, 7, 8, 9, 5, 5, 4, 6],
                                       [1, 2, 7, 8, 9, 5, 5, 4, 6, 5, 5, 6, 5, 5]],
@@ -147,7 +147,7 @@ def test_trace_tokens_glues_episodes_and_masks_the_glue():
 
 
 def test_trace_tokens_leaves_out_the_blanks_the_env_discarded():
-    from ttc_gym.agents.training.llm_train import Rollout
+    from ttc_gym.training.llm_rollouts import Rollout
 
     # 0 is an end-of-turn token and 9 a blank: episode 0 ended the turn after a blank, and the env
     # went on after its text without them; episode 1 ends in a blank the env kept.
@@ -198,6 +198,6 @@ def test_without_trl_the_import_error_names_the_extra(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "trl", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "ttc_gym.agents.training.trl_grpo")
+    monkeypatch.delitem(sys.modules, "ttc_gym.integrations.trl_grpo")
     with pytest.raises(ImportError, match=r"pip install 'ttc-gym\[trl\]'"):
-        importlib.import_module("ttc_gym.agents.training.trl_grpo")
+        importlib.import_module("ttc_gym.integrations.trl_grpo")

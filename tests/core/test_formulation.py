@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ttc_gym  # noqa: F401  (registers the envs)
-from ttc_gym.agents.training import algorithms as alg
+from ttc_gym.training import algorithms as alg
 from ttc_gym.answer_extraction import MAX_BRACE_DEPTH, closing_brace, extract_boxed, first_box_command
 from ttc_gym.budget import Budget
 from ttc_gym.envs.sim_model import NO_CANDIDATE, SimParams
@@ -160,14 +160,13 @@ def test_the_advantage_dispatch_picks_each_estimator():
     def same(a, b):
         return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
-    assert same(alg.advantages("grpo", batch, alpha=1.0, mrt_form="group", **kw), alg.outcome_advantages(batch, **kw))
-    assert same(alg.advantages("mrt", batch, alpha=2.0, mrt_form="group", **kw), alg.mrt_advantages(batch, alpha=2.0, **kw))
-    assert same(alg.advantages("mrt", batch, alpha=2.0, mrt_form="termination", **kw),
-                alg.termination_advantages(batch, alpha=2.0, cost_coef=0.5))
+    assert same(alg.advantages("grpo", batch, alpha=1.0, **kw), alg.outcome_advantages(batch, **kw))
+    assert same(alg.advantages("mrt", batch, alpha=2.0, **kw), alg.mrt_advantages(batch, alpha=2.0, **kw))
+    assert same(alg.advantages("mrt-termination", batch, alpha=2.0, **kw), alg.termination_advantages(batch, cost_coef=0.5))
     with pytest.raises(ValueError, match="Expected one of: grpo, mrt"):
-        alg.advantages("star", batch, alpha=1.0, mrt_form="group")
-    with pytest.raises(ValueError, match="Expected one of: group, termination"):
-        alg.advantages("mrt", batch, alpha=1.0, mrt_form="groups")
+        alg.advantages("star", batch, alpha=1.0)
+    with pytest.raises(ValueError, match="Did you mean 'mrt-termination'"):
+        alg.advantages("mrt-terminatoin", batch, alpha=1.0)
 
 
 # -- seeds from text ---------------------------------------------------------------------------------

@@ -505,7 +505,7 @@ def test_the_benchmark_script_runs(tmp_path):
 
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[2] / "examples" / "bench_engine.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "benchmarks" / "bench_engine.py"
     done = subprocess.run(
         [sys.executable, str(script), "--tiny", "--envs", "2", "--episodes", "1", "--k", "2",
          "--naive-estimates", "1", "--episode-tokens", "4", "--answer-tokens", "4"],

@@ -19,20 +19,11 @@ from ttc_gym.bench.agent_registry import (
     register_agent,
 )
 from ttc_gym.bench.profiles import PROFILES, EnvProfile, profile_for
-from ttc_gym.bench.runner import (
-    BenchConfig,
-    BenchPlan,
-    BenchResult,
-    Executor,
-    ItemEvaluator,
-    OutputFolderBusy,
-    OutputNotWritten,
-    WorkItem,
-    parse_budget,
-    prepare,
-    run_bench,
-    serial_executor,
-)
+from ttc_gym.bench.config import BenchConfig, parse_budget
+from ttc_gym.bench.evaluator import Executor, ItemEvaluator, serial_executor
+from ttc_gym.bench.folder_lock import OutputFolderBusy
+from ttc_gym.bench.plan import BenchPlan, WorkItem, prepare
+from ttc_gym.bench.runner import BenchResult, OutputNotWritten, run_bench
 
 __all__ = [
     "AGENTS", "AgentEntry", "AgentSpec", "BenchConfig", "BenchPlan", "BenchResult", "EnvProfile", "Executor",

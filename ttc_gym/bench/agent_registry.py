@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ttc_gym.errors import TTCGymError
 from ttc_gym.validation import did_you_mean, unknown_name_error
 
 
@@ -275,7 +276,7 @@ AGENT_REQUIREMENTS = (
 )
 
 
-class NotAnAgent(TypeError):
+class NotAnAgent(TTCGymError, TypeError):
     """A factory returned something that is not an agent (`AGENT_REQUIREMENTS`)."""
 
 
@@ -297,7 +298,7 @@ def _short_repr(obj: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class AgentBuildError(ValueError):
+class AgentBuildError(TTCGymError, ValueError):
     """A factory refused its arguments on the env it was given (what `check` cannot see without the env,
     e.g. an observation field name the env does not have)."""
 

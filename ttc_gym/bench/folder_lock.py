@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from ttc_gym.errors import TTCGymError
+
 LOCK_FILE = ".ttc-gym-bench.lock"
 
 try:  # POSIX
@@ -50,7 +52,7 @@ except ImportError:  # Windows: lock one byte far past the holder's text, which 
         msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
 
 
-class OutputFolderBusy(RuntimeError):
+class OutputFolderBusy(TTCGymError, RuntimeError):
     """Another run holds the output folder's lock."""
 
     exit_code = 2

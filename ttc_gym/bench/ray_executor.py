@@ -34,12 +34,13 @@ import math
 import time
 from typing import Any, Callable, Iterator, Sequence
 
+from ttc_gym.errors import TTCGymError
 from ttc_gym.validation import check_float, check_int
 
 RAY_PURPOSE = "Ray workers (ttc-gym bench --ray)"
 
 
-class WorkersLost(RuntimeError):
+class WorkersLost(TTCGymError, RuntimeError):
     """The run could not go on: workers died too often. Finished problems are saved (resume continues)."""
 
 

@@ -107,7 +107,7 @@ def summarize_results(
     difference from the top-ranked agent, mean J curve (and maj@k curve) per episode.
 
     `budgets` maps each budget label to {"max_episodes", "max_tokens", "j_star", "budget_tokens"}
-    (`runner.comparators`). Only records of the listed agents, budgets and seeds count, each key once,
+    (`comparators.comparators`). Only records of the listed agents, budgets and seeds count, each key once,
     in seed order, so the summary does not depend on the order in which problems finished.
     """
     seeds = [base_seed + i for i in range(num_problems)]

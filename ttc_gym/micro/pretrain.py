@@ -172,7 +172,7 @@ def pretrain(config: PretrainConfig, out: str | Path, log: Any = print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    summary = {"config": _jsonable(asdict(config)), "params": sum(p.numel() for p in model.parameters()),
+    summary = {"config": jsonable(asdict(config)), "params": sum(p.numel() for p in model.parameters()),
                "final_loss": float(np.mean(losses[-50:])), "wall_s": time.perf_counter() - begin,
                "losses_every_50": [float(np.mean(losses[k:k + 50])) for k in range(0, len(losses), 50)],
                "torch": torch.__version__}
@@ -180,11 +180,11 @@ def pretrain(config: PretrainConfig, out: str | Path, log: Any = print) -> dict:
     return summary
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 

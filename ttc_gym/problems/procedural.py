@@ -325,7 +325,7 @@ class ProceduralSource:
     Args:
         difficulty: an int (fixed level), a list of levels (uniform), or {level: weight}.
             Default `DEFAULT_DIFFICULTY` (mostly levels 1-2, calibrated so that the default model's
-            forced-answer accuracy lies between 5 % and 80 %: see examples/calibrate_math.py).
+            forced-answer accuracy lies between 5 % and 80 %: see examples/studies/calibrate_math.py).
         families: the families to draw from (default all); for each level, a family is drawn
             uniformly among those that cover it.
     """

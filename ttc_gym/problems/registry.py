@@ -16,7 +16,9 @@ from ttc_gym.validation import did_you_mean
 #: A factory gets the text after "<name>:" in the spec (None when there is no colon).
 SourceFactory = Callable[[str | None], ProblemSource]
 
-_SOURCES: dict[str, SourceFactory] = {}
+#: name -> a factory, or its "module:attr" entry point (imported when the source is first used, as
+#: engine schemes are: a source's package, e.g. the micro-reasoner's, loads only when asked for).
+_SOURCES: dict[str, SourceFactory | str] = {}
 
 SPEC_HELP = (
     "'procedural', 'procedural:<level 1-5>' (also '1-3' or '1,2'), 'hf:<name>[:split]' or "
@@ -25,16 +27,19 @@ SPEC_HELP = (
 )
 
 
-def register_source(name: str, factory: SourceFactory, *, overwrite: bool = False) -> None:
+def register_source(name: str, factory: SourceFactory | str, *, overwrite: bool = False) -> None:
     """Make `make_source("name")` call `factory(None)` and `make_source("name:arg")` call
-    `factory("arg")`."""
+    `factory("arg")`. `factory` may be a "module:attr" string, imported when first used."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][\w.-]*", name):
         raise ValueError(
             f"Source name must start with a letter and hold only letters, digits, '_', '.', '-' "
             f"(no ':'), got {name!r}."
         )
-    if not callable(factory):
-        raise TypeError(f"factory must be callable, got {factory!r}.")
+    if isinstance(factory, str):
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", factory):
+            raise ValueError(f"A source entry point is 'package.module:factory', got {factory!r}.")
+    elif not callable(factory):
+        raise TypeError(f"factory must be callable or a 'module:attr' string, got {factory!r}.")
     if name in _SOURCES and not overwrite:
         raise ValueError(
             f"Problem source {name!r} is already registered; pass overwrite=True to replace it."
@@ -84,13 +89,17 @@ register_source("procedural", _procedural)
 register_source("hf", _hf)
 
 
-def _micro(arg: str | None) -> ProblemSource:
-    from ttc_gym.micro.task import source_from_spec  # the micro-reasoner's arithmetic chains
-
-    return source_from_spec(arg)
+register_source("micro", "ttc_gym.micro.task:source_from_spec")  # the micro-reasoner's arithmetic chains
 
 
-register_source("micro", _micro)
+def _factory(name: str) -> SourceFactory:
+    factory = _SOURCES[name]
+    if isinstance(factory, str):
+        import importlib
+
+        module, _, attr = factory.partition(":")
+        factory = _SOURCES[name] = getattr(importlib.import_module(module), attr)
+    return factory
 
 
 def _reasoning_gym(arg: str | None) -> ProblemSource:
@@ -118,7 +127,7 @@ def make_source(spec: Any = None) -> ProblemSource:
         text = spec.strip()
         prefix, colon, arg = text.partition(":")
         if prefix in _SOURCES:
-            return _SOURCES[prefix](arg if colon else None)
+            return _factory(prefix)(arg if colon else None)
         if Path(text).suffix.lower() in SUPPORTED_SUFFIXES or Path(text).exists():
             return _file(text)  # load_problems names a missing file / an unsupported type
         raise ValueError(

@@ -39,11 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ttc_gym.errors import TTCGymError
+
 RAW_FORMAT = "ttc-gym/trace/v1"
 ANALYSED_FORMAT = "ttc-gym/analysed-trace/v1"
 
 
-class TraceFormatError(ValueError):
+class TraceFormatError(TTCGymError, ValueError):
     """A trace file's row does not fit its format; the message names the file, line and field."""
 
 

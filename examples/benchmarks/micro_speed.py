@@ -1,0 +1,121 @@
+"""Speed of the micro-reasoner on this CPU (issue 15, point 4): batched generation throughput
+(tokens/s), its roofline fraction (achieved FLOP/s at ~2 x parameters FLOPs per token, over the
+measured peak of a large float32 matmul), and the wall time of one training iteration of the LLM
+trainer. Writes a markdown table.
+
+    python examples/benchmarks/micro_speed.py --out examples/benchmarks/micro_speed.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def peak_matmul_flops(threads: int, n: int = 1024, repeats: int = 8) -> float:
+    """Best FLOP/s of an n x n float32 matmul with `threads` torch threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best
+
+
+def generation_throughput(engine, batch: int, new_tokens: int = 32, rounds: int = 3) -> float:
+    """Decoded tokens per second for `batch` rows (prompts x samples) sampled together."""
+    from ttc_gym.engines.base import SamplingConfig
+    from ttc_gym.micro.task import MicroSource
+    from ttc_gym.prompts import PromptTemplate
+
+    template = PromptTemplate()
+    problems = MicroSource().problems(max(1, batch // 8), 0)
+    prompts = [template.reasoning_prompt(engine, p.question, []) for p in problems]
+    n = max(1, batch // len(prompts))
+    sampling = SamplingConfig(max_new_tokens=new_tokens, temperature=1.0, n=n)
+    engine.generate(prompts, sampling, seed=0)  # warm-up
+    best = 0.0
+    for r in range(rounds):
+        before = engine.stats["decode_tokens"]
+        t = time.perf_counter()
+        engine.generate(prompts, sampling, seed=r + 1)
+        best = max(best, (engine.stats["decode_tokens"] - before) / (time.perf_counter() - t))
+    return best
+
+
+def training_iteration_s(threads: int) -> tuple[float, dict]:
+    from ttc_gym.training.llm_config import LLMTrainConfig
+    from ttc_gym.training.llm_train import train
+    from ttc_gym.micro.checkpoint import micro_checkpoint_dir
+
+    with tempfile.TemporaryDirectory() as out:
+        config = LLMTrainConfig(algo="mrt", model=str(micro_checkpoint_dir()), iterations=3, problems_per_iter=4,
+                                group_size=4, micro_batch_size=16, max_episodes=4, num_prover_samples=4,
+                                max_episode_tokens=48, temperature=1.0, lr=3e-4, source="micro:1-3", out=out,
+                                tensorboard=False, torch_threads=threads)
+        result = train(config)
+    walls = [row["wall_s"] for row in result.history]
+    steps = np.diff([0.0] + walls)
+    return float(np.median(steps)), result.history[-1]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    import torch
+
+    from ttc_gym.engines import make_engine
+
+    begin = time.perf_counter()
+    load = os.getloadavg()[0]
+    t = time.perf_counter()
+    engine = make_engine("micro")
+    load_s = time.perf_counter() - t
+    params = sum(p.numel() for p in engine.model.parameters())
+    flops_per_token = 2 * params
+    peaks = {k: peak_matmul_flops(k) for k in sorted({1, args.threads, os.cpu_count() or 1})}
+    torch.set_num_threads(args.threads)
+    peak = peaks[args.threads]
+    rows = []
+    for batch in (1, 8, 64):
+        tps = generation_throughput(engine, batch)
+        rows.append((batch, tps, tps * flops_per_token, tps * flops_per_token / peak))
+    iter_s, last = training_iteration_s(args.threads)
+    command = "python examples/benchmarks/micro_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [
+        "# Micro-reasoner speed on this CPU\n",
+        f"`{command}` — {time.perf_counter() - begin:.0f} s wall; load average at start {load:.1f} on "
+        f"{os.cpu_count()} cores (other jobs were running: figures are lower bounds of a quiet machine).\n",
+        f"Model: {params:,} parameters (LlamaForCausalLM, float32); loading `make_engine(\"micro\")` took {load_s:.2f} s "
+        f"(the process's first load, transformers' lazy imports included). FLOPs per generated token ≈ 2 x parameters = {flops_per_token / 1e6:.1f} MFLOP. Peak: best "
+        "float32 1024x1024 matmul, " + ", ".join(f"{k} thread(s): {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items())
+        + f"; the roofline fraction uses the {args.threads}-thread peak.\n",
+        "| rows sampled together | tokens/s | achieved GFLOP/s | roofline fraction |", "|---|---|---|---|",
+        *[f"| {b} | {tps:.0f} | {fl / 1e9:.2f} | {frac:.1%} |" for b, tps, fl, frac in rows],
+        "",
+        f"One training iteration of the LLM trainer (`--algo mrt`, 4 problems x 4 rollouts, H = 4, K = 4, "
+        f"{args.threads} thread(s), the policy as prover): median {iter_s:.1f} s over 3 iterations "
+        f"({last['tokens']:.0f} episode tokens per rollout on average).\n",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,480 @@
+"""The training algorithms of ttc-gym as plain functions: advantages, losses and trace selection,
+and the tables that name them (the one place a trainer, a config or a command line learns which
+algorithms exist: `ADVANTAGES`, `SELECTORS`, `RL_ALGOS`, `SFT_ALGOS`, `ALGOS`).
+
+Policy-agnostic: nothing here knows what a policy is. A batch is a list of `Trajectory`: one
+problem's rollout, i.e. its reasoning *episodes* (one env step each, stored column-wise: the
+log-probability of the episode's action or tokens, its progress and its cost) and the final 0/1
+outcome. The TTC-Sim-v0 trainer and the LLM trainer build these from their own rollouts and call the
+same functions.
+
+Notation (docs/formulation.md §4): trajectory i of group g (the G rollouts of one problem) has episodes
+j = 0..n_i-1 with progress p_ij = J_j - J_{j-1} and cost c_ij, and a final outcome o_i in {0, 1}.
+Each name credits episode j of trajectory i with:
+
+* `grpo` (outcome-only RL): A_i = (R_i - mean_g R) / (std_g R + eps), R_i = o_i - cost_coef * sum_j
+  c_ij (cost_coef = 0 by default: the plain 0/1 reward); the same for every episode of trajectory i.
+* `mrt` (MRT's estimator, group baseline): A_ij = A_i + alpha * p_ij, episode j's **own**
+  progress. MRT §6 (Eq. 2: the fine-tuning loss plus alpha times the expected progress
+  r_prg(z_j; c_{j-1}) of each episode given its prefix) and the seed talk's gradient
+  sum_j grad log pi(z_j | x, z_{0:j-1}) * (r(x, z) + alpha * r_prg(x, z_{0:j})). Exactly `grpo` at
+  alpha = 0 (the paper's loss is then its outcome-reward fine-tuning loss).
+* `mrt-termination` (MRT code's termination baseline, `train/rl/README.md`): A_ij = o_i - cost_coef * C_ij -
+  J_{j-1}, the reward of the rollout minus the reward of terminating at the prefix before episode j.
+* `mrt-rtg` (today's former `mrt`, kept under an honest name): A_ij = A_i + alpha * (P_ij - mean_g P)
+  / (std_g P + eps) with P_ij = sum_{k>=j} p_ik = J_final - J_{j-1}, the progress-to-go: the
+  reward-to-go gradient of o + alpha * sum_j p_j, i.e. potential-based shaping with potential
+  alpha * J (same optimum as outcome-only RL).
+
+The trace selections of the SFT algorithms (`SELECTORS`): `star` keeps the rollouts that end correct;
+`mrt-star` keeps, per group, the correct rollouts of maximal progress (MRT §6, Figure 6);
+`mrt-star-threshold` keeps correct rollouts none of whose episodes lowers J and whose total progress
+exceeds a threshold (ttc-gym's earlier rule); `sft` keeps every rollout (verifier-free cloning).
+
+The one policy-gradient loss: `policy_gradient_loss` = -mean over tokens of (A * log pi), plus
+kl_coef * mean k3-estimate of KL(pi || pi_ref) on the same tokens. `sft_loss` = -mean log pi.
+
+Adding an algorithm: write its advantage function (or selection rule) here and add it to
+`ADVANTAGES` (or `SELECTORS`); the configs, their command lines and both trainers take the names
+from these tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ttc_gym.rewards import check_alpha, j_curve_from_progress
+from ttc_gym.validation import check_float, unknown_name_error
+
+@dataclass
+class Trajectory:
+    """One rollout of one problem, its episodes stored column-wise.
+
+    Attributes:
+        group: problem id; trajectories with equal `group` are the G rollouts of one problem.
+        outcome: final correctness, 0 or 1.
+        progress: (n,) progress of each episode, J_j - J_{j-1} (0 for an answering step).
+        cost: (n,) cost of each episode (e.g. the env's episode cost; 0 for an answering step).
+        logprobs: the policy's log-probabilities, with gradient: a (n,) tensor (one action per
+            episode, TTC-Sim-v0) or a list of n 1-D tensors (one entry per token of each episode,
+            LLM). None for selection-only use.
+        ref_logprobs: the same under a reference policy (no gradient), for the KL term.
+        j0: J before any episode (needed by the termination-baseline form only).
+    """
+
+    group: Hashable
+    outcome: float
+    progress: np.ndarray
+    cost: np.ndarray
+    logprobs: torch.Tensor | Sequence[torch.Tensor] | None = None
+    ref_logprobs: torch.Tensor | Sequence[torch.Tensor] | None = None
+    j0: float = float("nan")
+
+    def __post_init__(self) -> None:
+        self.progress = np.asarray(self.progress, dtype=np.float64).reshape(-1)
+        self.cost = np.asarray(self.cost, dtype=np.float64).reshape(-1)
+        if self.progress.shape != self.cost.shape:
+            raise ValueError(
+                f"progress and cost need one entry per episode, got {self.progress.size} and {self.cost.size}."
+            )
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.progress.size)
+
+    @property
+    def total_progress(self) -> float:
+        return float(self.progress.sum())
+
+
+# -- grouping and normalization -------------------------------------------------------------------
+def group_indices(trajectories: Sequence[Trajectory]) -> list[list[int]]:
+    """Indices of the trajectories of each group, groups in order of first appearance."""
+    groups: dict = {}
+    for i, t in enumerate(trajectories):
+        groups.setdefault(t.group, []).append(i)
+    return list(groups.values())
+
+
+def _zscore(values: np.ndarray, eps: float, scale: bool) -> np.ndarray:
+    centered = values - values.mean()
+    denom = values.std() + eps
+    # All values equal (std 0): centered is all zeros, and stays so even with eps = 0.
+    return centered / denom if scale and denom > 0 else centered
+
+
+def _check_eps(eps: float) -> float:
+    return check_float("eps", eps, minimum=0.0)
+
+
+# -- advantages -----------------------------------------------------------------------------------
+def outcome_returns(trajectories: Sequence[Trajectory], cost_coef: float = 0.0) -> np.ndarray:
+    """R_i = outcome_i - cost_coef * total cost_i."""
+    check_float("cost_coef", cost_coef, minimum=0.0)
+    return np.array([t.outcome - cost_coef * t.cost.sum() for t in trajectories], dtype=np.float64)
+
+
+def outcome_advantages(
+    trajectories: Sequence[Trajectory], *, cost_coef: float = 0.0, eps: float = 1e-6, scale: bool = True
+) -> list[np.ndarray]:
+    """GRPO: (R_i - mean_g R) / (std_g R + eps) (population std), repeated over trajectory i's episodes.
+
+    `scale=False` drops the division by the std (Dr. GRPO). A group whose returns are all equal gets
+    advantage 0. Returns one (n_i,) array per trajectory.
+    """
+    eps = _check_eps(eps)
+    returns = outcome_returns(trajectories, cost_coef)
+    adv = np.zeros(len(trajectories))
+    for idx in group_indices(trajectories):
+        adv[idx] = _zscore(returns[idx], eps, scale)
+    return [np.full(t.num_episodes, a) for t, a in zip(trajectories, adv)]
+
+
+def progress_to_go(trajectory: Trajectory) -> np.ndarray:
+    """P_j = sum_{k>=j} progress_k (reward-to-go of the progress reward), = J_final - J_{j-1}."""
+    return np.cumsum(trajectory.progress[::-1])[::-1].copy()
+
+
+def mrt_advantages(
+    trajectories: Sequence[Trajectory],
+    *,
+    alpha: float,
+    cost_coef: float = 0.0,
+    eps: float = 1e-6,
+    scale: bool = True,
+) -> list[np.ndarray]:
+    """MRT's estimator (`mrt`): A_ij = A_i + alpha * p_ij, episode j's own progress.
+
+    A_i is the GRPO advantage of the rollout's outcome (`outcome_advantages`: group-normalized, or
+    only centred with `scale=False`); p_ij = J_j - J_{j-1} is the progress of episode j alone
+    (docs/formulation.md §3-§4). This is the policy gradient of MRT §6, Eq. 2 (outcome fine-tuning
+    loss + alpha * sum_j E[r_prg(z_j; c_{j-1})]): episode j's log-probability is weighted by
+    r(x, z) + alpha * r_prg(x, z_{0:j}), the seed talk's form.
+
+    Baseline and normalization, what we followed and what we chose:
+    * The outcome part takes GRPO's group baseline and std: MRT's RL variant is built on GRPO, the
+      outcome-reward baseline of its Table 1, and at alpha = 0 its loss is that fine-tuning loss.
+    * The progress part is NOT centred or rescaled: r_prg(z_j; c_{j-1}) = J_j - J_{j-1} already has
+      a baseline, the value J_{j-1} of terminating at the prefix (MRT Figure 6: the RL variant
+      samples rollouts that terminate at the prefix beside rollouts that continue, and "normalizing
+      rewards across this set of traces" computes the progress bonus implicitly). We take J_{j-1}
+      from the prover instead of from terminated rollouts; the paper does not say how the implicit
+      normalization scales the bonus, so it is added as is, weighted by alpha.
+    * alpha: the passages we followed do not fix its value; the trainers default to 1, the value
+      docs/formulation.md §3 records for MRT-online.
+    Unlike `progress_to_go_advantages`, this does not telescope into J_final - J_{j-1}: two
+    rollouts with the same outcome and the same J_0, J_final get different per-episode credit when
+    their progress comes at different episodes. Exactly `outcome_advantages` when alpha == 0.
+    """
+    alpha = check_alpha(alpha)
+    base = outcome_advantages(trajectories, cost_coef=cost_coef, eps=eps, scale=scale)
+    if alpha == 0.0:
+        return base
+    return [b + alpha * t.progress for b, t in zip(base, trajectories)]
+
+
+def progress_to_go_advantages(
+    trajectories: Sequence[Trajectory],
+    *,
+    alpha: float,
+    cost_coef: float = 0.0,
+    eps: float = 1e-6,
+    scale: bool = True,
+) -> list[np.ndarray]:
+    """`mrt-rtg`: outcome advantage + alpha * group z-score of the progress-to-go.
+
+    A_ij = A_i + alpha * (P_ij - mean_g P) / (std_g P + eps), A_i from `outcome_advantages`, P_ij =
+    sum_{k>=j} p_ik = J_final - J_{j-1} the progress-to-go of episode j, mean and (population) std
+    over all episodes of the group (`scale=False`: centred only). This is the reward-to-go policy
+    gradient of the return o + alpha * sum_j p_j: because progress telescopes, it is potential-based
+    shaping with potential alpha * J, which has the same optimal policy as outcome-only RL; it
+    changes the variance and scale of the credit, not its target. Not MRT's estimator (see `mrt_advantages`); it was ttc-gym's `mrt` before.
+    Exactly `outcome_advantages` when alpha == 0.
+    """
+    alpha = check_alpha(alpha)
+    eps = _check_eps(eps)
+    base = outcome_advantages(trajectories, cost_coef=cost_coef, eps=eps, scale=scale)
+    if alpha == 0.0:
+        return base
+    out = list(base)
+    for idx in group_indices(trajectories):
+        to_go = [progress_to_go(trajectories[i]) for i in idx]
+        flat = np.concatenate(to_go) if to_go else np.zeros(0)
+        if flat.size == 0:
+            continue
+        z = _zscore(flat, eps, scale)
+        start = 0
+        for i, p in zip(idx, to_go):
+            out[i] = base[i] + alpha * z[start : start + p.size]
+            start += p.size
+    return out
+
+
+def termination_advantages(trajectories: Sequence[Trajectory], *, cost_coef: float = 0.0) -> list[np.ndarray]:
+    """MRT's termination baseline (`mrt-termination`): A_ij = o_i - cost_coef * C_ij - J_{j-1}.
+
+    The MRT code's recipe (`train/rl/README.md`): advantage = reward of the rollout - reward of the
+    termination action, in place of GRPO's group mean. Here the rollout's reward from episode j on
+    is its outcome minus the cost-to-go C_ij = sum_{k>=j} c_ik, and terminating at the prefix before
+    episode j (a forced answer there) earns J_{j-1} = j0 + sum_{k<j} p_ik. Progress is already inside
+    this difference (o - J_{j-1} = (o - J_final) + sum_{k>=j} p_ik), so no alpha * progress term is
+    added: ttc-gym's earlier form added alpha * progress-to-go on top and counted progress twice.
+    No group statistics: usable with G = 1. Needs `Trajectory.j0`. The README leaves the rollout reward's scale as is (no
+    normalization), and so do we.
+    """
+    check_float("cost_coef", cost_coef, minimum=0.0)
+    out = []
+    for t in trajectories:
+        if not np.isfinite(t.j0):
+            raise ValueError("termination_advantages needs Trajectory.j0 (J before any episode); got NaN.")
+        j_before = j_curve_from_progress(t.j0, t.progress)[:-1]
+        cost_to_go = np.cumsum(t.cost[::-1])[::-1]
+        out.append(t.outcome - cost_coef * cost_to_go - j_before)
+    return out
+
+
+#: The policy-gradient algorithms: name -> (advantage estimator, the options of `advantages` it
+#: takes). docs/formulation.md §4 gives each one's formula.
+ADVANTAGES: dict[str, tuple[Callable[..., list[np.ndarray]], tuple[str, ...]]] = {
+    "grpo": (outcome_advantages, ("cost_coef", "eps", "scale")),
+    "mrt": (mrt_advantages, ("alpha", "cost_coef", "eps", "scale")),
+    "mrt-termination": (termination_advantages, ("cost_coef",)),
+    "mrt-rtg": (progress_to_go_advantages, ("alpha", "cost_coef", "eps", "scale")),
+}
+#: The policy-gradient algorithms that use no group baseline (usable with G = 1).
+_GROUPLESS = {"mrt-termination"}
+
+
+def needs_groups(algo: str) -> bool:
+    """True when `algo` subtracts a group baseline and so needs group_size >= 2."""
+    return algo in ADVANTAGES and algo not in _GROUPLESS
+
+
+def check_group_size(algo: str, group_size: int) -> None:
+    """An algorithm with a group baseline (`needs_groups`) needs at least two rollouts per problem."""
+    if needs_groups(algo) and group_size < 2:
+        raise ValueError(
+            f"algo {algo!r} normalizes rewards within groups and needs group_size >= 2, got {group_size}."
+        )
+
+
+def check_algo(algo: str, algos: Sequence[str] | None = None) -> None:
+    """`algo` is one of `algos` (default `ALGOS`), or a ValueError with a "did you mean"."""
+    algos = ALGOS if algos is None else tuple(algos)
+    if algo not in algos:
+        raise unknown_name_error("algo", algo, algos)
+
+
+def advantages(
+    algo: str,
+    trajectories: Sequence[Trajectory],
+    *,
+    alpha: float = 1.0,
+    cost_coef: float = 0.0,
+    eps: float = 1e-6,
+    scale: bool = True,
+) -> list[np.ndarray]:
+    """The advantages of a batch as a trainer's settings choose them, the one dispatch every trainer
+    uses (docs/formulation.md §4), through `ADVANTAGES`: "grpo" -> `outcome_advantages`, "mrt" ->
+    `mrt_advantages`, "mrt-termination" -> `termination_advantages`, "mrt-rtg" ->
+    `progress_to_go_advantages`. Each estimator gets only the options it takes (the termination
+    baseline, with no group statistics and no bonus, takes none of alpha, eps, scale)."""
+    if algo not in ADVANTAGES:
+        raise unknown_name_error("advantage algo", algo, ADVANTAGES)
+    fn, takes = ADVANTAGES[algo]
+    options = {"alpha": alpha, "cost_coef": cost_coef, "eps": eps, "scale": scale}
+    return fn(trajectories, **{k: v for k, v in options.items() if k in takes})
+
+
+# -- losses ---------------------------------------------------------------------------------------
+def policy_gradient_loss(
+    logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    ref_logprobs: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+) -> torch.Tensor:
+    """-mean(advantages * logprobs) + kl_coef * mean(k3), over aligned 1-D token tensors.
+
+    k3 = exp(ref - logp) - (ref - logp) - 1, the unbiased, non-negative per-token estimate of
+    KL(pi || pi_ref) used by GRPO. The only place the policy-gradient loss is written.
+    """
+    kl_coef = check_float("kl_coef", kl_coef, minimum=0.0)
+    if logprobs.shape != advantages.shape or logprobs.ndim != 1:
+        raise ValueError(
+            f"logprobs and advantages must be aligned 1-D tensors, got {tuple(logprobs.shape)} and "
+            f"{tuple(advantages.shape)}."
+        )
+    if logprobs.numel() == 0:
+        return logprobs.sum() * 0.0
+    loss = -(advantages.detach() * logprobs).mean()
+    if kl_coef > 0.0:
+        if ref_logprobs is None or ref_logprobs.shape != logprobs.shape:
+            raise ValueError("kl_coef > 0 needs ref_logprobs aligned with logprobs.")
+        delta = ref_logprobs.detach() - logprobs
+        loss = loss + kl_coef * (torch.exp(delta) - delta - 1.0).mean()
+    return loss
+
+
+def _tokens(logprobs, n: int, what: str) -> tuple[torch.Tensor, list[int]]:
+    """Flatten one trajectory's log-probs to tokens, with the token count of each episode."""
+    if isinstance(logprobs, torch.Tensor):
+        flat = logprobs.reshape(-1)
+        if flat.numel() != n:
+            raise ValueError(f"a (n,) {what} tensor needs one entry per episode ({n}), got {flat.numel()}.")
+        return flat, [1] * n
+    parts = list(logprobs)
+    if len(parts) != n:
+        raise ValueError(f"{what} needs one tensor per episode ({n}), got {len(parts)}.")
+    if n == 0:
+        return torch.zeros(0), []
+    return torch.cat([p.reshape(-1) for p in parts]), [p.numel() for p in parts]
+
+
+def flatten_batch(
+    trajectories: Sequence[Trajectory], advantages: Sequence[np.ndarray] | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Token-level (logprobs, advantages repeated over each episode's tokens, ref_logprobs or None)."""
+    lps, advs, refs = [], [], []
+    for i, t in enumerate(trajectories):
+        if t.logprobs is None:
+            raise ValueError(f"trajectory {i} has no logprobs; losses need the policy's log-probabilities.")
+        lp, counts = _tokens(t.logprobs, t.num_episodes, "logprobs")
+        lps.append(lp)
+        if advantages is not None:
+            a = np.asarray(advantages[i], dtype=np.float64)
+            if a.shape != (t.num_episodes,):
+                raise ValueError(f"advantages[{i}] needs shape ({t.num_episodes},), got {a.shape}.")
+            advs.append(torch.as_tensor(np.repeat(a, counts), dtype=lp.dtype))
+        if t.ref_logprobs is not None:
+            refs.append(_tokens(t.ref_logprobs, t.num_episodes, "ref_logprobs")[0])
+    if not lps:
+        raise ValueError("the batch holds no trajectory.")
+    logprobs = torch.cat(lps)
+    adv = torch.cat(advs) if advantages is not None else None
+    ref = torch.cat(refs) if refs and len(refs) == len(lps) else None
+    return logprobs, adv, ref
+
+
+def pg_loss(
+    trajectories: Sequence[Trajectory], advantages: Sequence[np.ndarray], kl_coef: float = 0.0
+) -> torch.Tensor:
+    """`policy_gradient_loss` over a batch of trajectories (token-level mean, each token weighted by
+    its episode's advantage); the KL term uses `Trajectory.ref_logprobs`."""
+    if len(advantages) != len(trajectories):
+        raise ValueError(f"need one advantage array per trajectory, got {len(advantages)} for {len(trajectories)}.")
+    logprobs, adv, ref = flatten_batch(trajectories, advantages)
+    if kl_coef > 0.0 and ref is None:
+        raise ValueError("kl_coef > 0 needs ref_logprobs on every trajectory.")
+    return policy_gradient_loss(logprobs, adv, ref, kl_coef)
+
+
+def nll_loss(logprobs: torch.Tensor) -> torch.Tensor:
+    """-mean(logprobs) over a 1-D token tensor: the one place the SFT loss is written."""
+    if logprobs.numel() == 0:
+        return logprobs.sum() * 0.0
+    return -logprobs.reshape(-1).mean()
+
+
+def sft_loss(trajectories: Sequence[Trajectory]) -> torch.Tensor:
+    """Supervised fine-tuning (max log-likelihood): -mean over all tokens of the batch of log pi."""
+    return nll_loss(flatten_batch(trajectories)[0])
+
+
+# -- trace selection (STaR / rejection sampling) --------------------------------------------------
+def star_select(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
+    """STaR / rejection sampling: keep the trajectories that end correct (outcome >= 0.5, i.e. 1)."""
+    return [t for t in trajectories if t.outcome >= 0.5]
+
+
+def mrt_star_select(trajectories: Sequence[Trajectory], *, tol: float = 1e-9) -> list[Trajectory]:
+    """MRT-STaR (`mrt-star`): per group, the correct trajectories of maximal progress.
+
+    MRT §6, Figure 6: "the STaR variant selectively retains only reasoning traces that maximize
+    progress and are also followed by correct solutions". Among the trajectories of a group (same
+    `Trajectory.group`: the rollouts of one problem, which share J_0) that end correct, keep every
+    one whose total progress J_final - J_0 (the sum of its episodes' progress, the quantity MRT's
+    progress bonus sums to along a trace) is within `tol` of the group's largest; ties are all kept.
+    The figure does not say how many traces per problem survive or how ties break: we keep all that
+    tie, and nothing else. A trace that lowers J in one episode and recovers later is kept if its
+    total is maximal (unlike `mrt_star_threshold_select`); a lucky correct guess with less progress
+    than another correct rollout of its problem is dropped. A group of one: its trace if correct.
+    """
+    tol = check_float("tol", tol, minimum=0.0)
+    correct = [t for t in trajectories if t.outcome >= 0.5]
+    best: dict = {}
+    for t in correct:
+        best[t.group] = max(best.get(t.group, -np.inf), t.total_progress)
+    return [t for t in correct if t.total_progress >= best[t.group] - tol]
+
+
+def mrt_star_threshold_select(
+    trajectories: Sequence[Trajectory], *, min_total_progress: float = 0.0, tol: float = 1e-9
+) -> list[Trajectory]:
+    """`mrt-star-threshold`: keep the trajectories that end correct AND never lose progress.
+
+    ttc-gym's earlier MRT-STaR rule (not the paper's, see `mrt_star_select`): outcome >= 0.5, every
+    episode's progress >= -tol (no episode lowers J), and total progress (J_final - J_0) >
+    min_total_progress (a lucky guess with no progress is dropped). Needs no groups.
+    """
+    return [
+        t
+        for t in trajectories
+        if t.outcome >= 0.5
+        and (t.num_episodes == 0 or float(t.progress.min()) >= -tol)
+        and t.total_progress > min_total_progress
+    ]
+
+
+def select_all(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
+    """Verifier-free cloning: keep every trajectory."""
+    return list(trajectories)
+
+
+#: The SFT algorithms: name -> (trace selection, the options of `select` it takes).
+SELECTORS: dict[str, tuple[Callable[..., list[Trajectory]], tuple[str, ...]]] = {
+    "star": (star_select, ()),
+    "mrt-star": (mrt_star_select, ()),
+    "mrt-star-threshold": (mrt_star_threshold_select, ("min_total_progress",)),
+    "sft": (select_all, ()),
+}
+
+
+def select(algo: str, trajectories: Sequence[Trajectory], *, min_total_progress: float = 0.0) -> list[Trajectory]:
+    """The trajectories the SFT algorithm `algo` keeps, through `SELECTORS` (the one dispatch every
+    trainer uses); `min_total_progress` goes to the selections that take it (`mrt-star-threshold`)."""
+    if algo not in SELECTORS:
+        raise unknown_name_error("selection algo", algo, SELECTORS)
+    fn, takes = SELECTORS[algo]
+    options = {"min_total_progress": check_float("min_total_progress", min_total_progress)}
+    return fn(trajectories, **{k: v for k, v in options.items() if k in takes})
+
+
+#: Every algorithm name, from the tables above: policy-gradient ones, then SFT ones.
+RL_ALGOS: tuple[str, ...] = tuple(ADVANTAGES)
+SFT_ALGOS: tuple[str, ...] = tuple(SELECTORS)
+ALGOS: tuple[str, ...] = RL_ALGOS + SFT_ALGOS
+
+#: One line per algorithm, for the trainers' --help (`algo_help`).
+DESCRIPTIONS: dict[str, str] = {
+    "grpo": "outcome-only policy gradient, group-normalized 0/1 reward",
+    "mrt": "MRT's estimator: each episode credited with the group-normalized outcome advantage + alpha * its own "
+           "progress",
+    "mrt-termination": "MRT code's termination baseline: outcome minus J of answering at the prefix (no alpha; "
+                       "G = 1 allowed)",
+    "mrt-rtg": "outcome advantage + alpha * group z-score of the progress-to-go (potential-based shaping: "
+               "same optimum as grpo)",
+    "star": "SFT on the traces that end correct",
+    "mrt-star": "SFT on the correct traces of maximal progress in their group (MRT's selection)",
+    "mrt-star-threshold": "SFT on the correct traces in which no episode lowers J and J rises by more than "
+                          "min_total_progress",
+    "sft": "SFT on every trace (verifier-free cloning)",
+}
+
+
+def algo_help(names: Sequence[str]) -> str:
+    """'name: what it computes; ...' for `names`, from `DESCRIPTIONS` (docs/formulation.md §4)."""
+    return "; ".join(f"{n}: {DESCRIPTIONS.get(n, 'see docs/formulation.md §4')}" for n in names)

@@ -1,0 +1,88 @@
+"""The configuration of the TTC-Sim-v0 trainers: the shared `AlgoConfig` plus what only the simulator
+trainer has, help text on every field, validated before anything is built (it doubles as the command
+line of `ttc_gym.training.sim_train`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ttc_gym.training.algo_config import AlgoConfig, override
+from ttc_gym.validation import check_float, check_int, unknown_name_error
+
+TRACE_SOURCES = ("policy", "expert")
+GROUP_BY = ("problem", "difficulty")
+
+
+def _help(text: str, **more) -> dict:
+    return {"help": text, **more}
+
+
+@dataclass
+class SimTrainConfig(AlgoConfig):
+    """Train a softmax policy on TTC-Sim-v0 with GRPO, MRT, STaR, MRT-STaR or plain SFT."""
+
+    # The simulator's small MLP: more, larger batches, a larger step (AlgoConfig's help texts).
+    iterations: int = override("iterations", 100)
+    group_size: int = override("group_size", 8)
+    batch_size: int | None = override("batch_size", 256)
+    sft_steps: int = override("sft_steps", 10)
+    lr: float = override("lr", 0.01)
+    max_episodes: int = override("max_episodes", 10)
+    group_by: str = field(default="problem", metadata=_help(
+        "what the G rollouts of a group share: 'problem' (same reset seed: same level and same hidden "
+        "strategies, fresh env noise; single envs) or 'difficulty' (same level, different problems; "
+        "vector envs, several times faster); mrt-star's groups here: the traces of one difficulty level"))
+    hidden: int = field(default=64, metadata=_help("hidden width of the MLP policy (0: linear softmax)"))
+    trace_source: str = field(default="policy", metadata=_help(
+        "who writes the traces star/mrt-star/sft fit: 'policy' (the current policy: self-training) or "
+        "'expert' (ttc_gym.training.experts.HeterogeneousExpert)"))
+    expert_spread: float = field(default=1.0, metadata=_help(
+        "heterogeneity of the expert (--trace-source expert): probability that a problem's strategy is drawn "
+        "from the mixture of gold-free heuristics instead of the one base heuristic (0: one heuristic, 1: the mixture)"))
+    heterogeneity: float = field(default=0.8, metadata=_help("TTC-Sim-v0 heterogeneity of strategies (0 alike .. 1 dead ends never progress)"))
+    prover_samples: int | None = field(default=None, metadata=_help("TTC-Sim-v0 prover: None exact, K a Monte Carlo estimate of K answers"))
+    eval_every: int = field(default=0, metadata=_help("evaluate the policy every this many iterations (0: never)"))
+    eval_problems: int = field(default=512, metadata=_help("problems per evaluation (fixed seeds)"))
+    log_csv: str | None = field(default=None, metadata=_help("write one CSV row per iteration to this path"))
+    report_dir: str = field(default="runs/sim", metadata=_help("folder of --report-to's tensorboard/ and wandb/"))
+    checkpoint: str | None = field(default=None, metadata=_help(
+        "save the trained policy to this path, with the trainer's state for --resume (SimPolicy.load reads it)"))
+
+    OWN_ENV_FIELDS = ("max_episodes", "heterogeneity", "prover_samples")
+
+    def __post_init__(self) -> None:
+        self.check_algorithm()
+        if self.group_by not in GROUP_BY:
+            raise unknown_name_error("group_by", self.group_by, GROUP_BY)
+        if self.trace_source not in TRACE_SOURCES:
+            raise unknown_name_error("trace_source", self.trace_source, TRACE_SOURCES)
+        check_int("hidden", self.hidden, minimum=0)
+        check_float("expert_spread", self.expert_spread, minimum=0.0, maximum=1.0)
+        check_float("heterogeneity", self.heterogeneity, minimum=0.0, maximum=1.0)
+        if self.prover_samples is not None:
+            check_int("prover_samples", self.prover_samples, minimum=1)
+        check_int("eval_every", self.eval_every, minimum=0)
+        check_int("eval_problems", self.eval_problems, minimum=1)
+        if not isinstance(self.report_dir, (str, os.PathLike)) or not str(self.report_dir).strip():
+            raise ValueError(f"report_dir must be a folder path, got {self.report_dir!r}.")
+        self.report_dir = os.fspath(self.report_dir)
+        for name in ("log_csv", "checkpoint"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+                setattr(self, name, value)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{name} must be a file path or None, got {value!r}.")
+        if (self.save_every or self.resume) and not self.checkpoint:
+            raise ValueError(f"{'save_every' if self.save_every else 'resume'} needs a checkpoint path (--checkpoint PATH).")
+        if self.checkpoint and self.log_csv and Path(self.checkpoint).resolve() == Path(self.log_csv).resolve():
+            raise ValueError(f"checkpoint and log_csv must be different files, both are {self.checkpoint!r}.")
+
+    def make_env_kwargs(self) -> dict:
+        """The TTC-Sim-v0 arguments this config trains on."""
+        return {
+            "max_episodes": self.max_episodes, "heterogeneity": self.heterogeneity,
+            "prover_samples": self.prover_samples, **self.env_kwargs,
+        }
