@@ -63,7 +63,7 @@ def run_one(args, algo: str, seed: int, heldout: list, out: Path) -> dict:
         problems_per_iter=args.problems_per_iter, group_size=args.group_size, micro_batch_size=args.group_size * args.problems_per_iter,
         lr=args.lr, temperature=args.temperature, max_episode_tokens=args.max_episode_tokens, max_episodes=args.H,
         num_prover_samples=args.K, source=args.source, alpha=args.alpha, out=str(out / f"{algo}-seed{seed}"),
-        tensorboard=False, torch_threads=args.threads)
+        tensorboard=False, report_to=args.report_to, torch_threads=args.threads)
     begin = time.perf_counter()
     result = train(config, policy_engine=engine)
     train_s = time.perf_counter() - begin
@@ -249,6 +249,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs-dir", default="runs/micro_study")
     p.add_argument("--out", default="examples/studies/micro_study.md")
     p.add_argument("--json", default=None, help="results file (default: beside --out, .json); existing runs in it are reused")
+    p.add_argument("--report-to", default="none", help="experiment tracking of every training run: tensorboard, "
+                   "wandb (offline), none; under --runs-dir/<algo>-seed<N>/ (ttc_gym/training/tracking.py)")
     p.add_argument("--reduced-note", default="", help="a sentence for the header when the study is cut down")
     args = p.parse_args(argv)
     command = "python examples/studies/micro_study.py " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -221,6 +222,17 @@ def _dp_lines(study: Study, pool) -> dict:
     return lines
 
 
+def with_reporting(jobs: list, report_to: str, report_dir: str) -> list:
+    """Each job's run reported to `report_to` in its own folder under `report_dir` (none: unchanged)."""
+    if report_to == "none":
+        return jobs
+    out = []
+    for part, key, cfg, extra in jobs:
+        name = "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", str(k)) for k in (part, *key, f"seed{cfg['seed']}"))
+        out.append((part, key, {**cfg, "report_to": report_to, "report_dir": str(Path(report_dir) / name)}, extra))
+    return out
+
+
 def jobs_for(study: Study, lines: dict) -> list:
     jobs = []
     base = {"batch_size": study.batch_size, "group_size": study.group_size, "lr": study.lr}
@@ -264,6 +276,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "sim_study.md"))
     parser.add_argument("--save-results", help="also dump the raw per-run results to this JSON file")
     parser.add_argument("--from-results", help="skip training: rewrite the report from a --save-results file")
+    parser.add_argument("--report-to", default="none", help="experiment tracking of every training run: "
+                        "tensorboard, wandb (offline), none (ttc_gym/training/tracking.py)")
+    parser.add_argument("--report-dir", default="runs/sim_study", help="one folder per run under it (--report-to)")
     args = parser.parse_args(argv)
     study = Study(workers=args.workers)
     if args.quick:
@@ -284,7 +299,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     with mp.get_context("spawn").Pool(study.workers) as pool:
         lines = _dp_lines(study, pool)
-        jobs = jobs_for(study, lines)
+        jobs = with_reporting(jobs_for(study, lines), args.report_to, args.report_dir)
         expert_jobs = [(Hb, s, study.expert_problems_b, study.expert_traces_b, study.eval_problems)
                        for Hb in study.budgets_b for s in study.spreads_b]
         print(f"{len(jobs)} training runs + {len(expert_jobs)} expert measurements on {study.workers} workers "

@@ -1,6 +1,7 @@
 """The one algorithm configuration every trainer shares: which algorithm (`algorithms.ALGOS`), its
-settings (alpha, baselines, KL, the SFT rounds), the batch shape (problems x group size) and the
-optimizer's step size, with help text on every field and every check written once.
+settings (alpha, baselines, KL, the SFT rounds), the batch shape (problems x group size), the
+optimizer's step size and where the run is reported (`report_to`: `tracking`), with help text on
+every field and every check written once.
 
 `SimTrainConfig` (TTC-Sim-v0) and `LLMTrainConfig` (TTC-Math-v0) extend it with what only their
 trainer has; the TRL adapter (`ttc_gym/integrations/trl_grpo.py`) builds one from its arguments. A
@@ -19,6 +20,7 @@ import numpy as np
 
 from ttc_gym.rewards import check_alpha
 from ttc_gym.training import algorithms as alg
+from ttc_gym.training.tracking import REPORT_TO_HELP, parse_report_to
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
 DEFAULT_PROBLEMS_PER_ITER = 2  # when neither batch_size nor problems_per_iter is given
@@ -78,6 +80,7 @@ class AlgoConfig:
         "also write a checkpoint every this many iterations (0: only at the end)"))
     resume: bool = field(default=False, metadata=_help(
         "continue the run saved at the checkpoint (same config; --iterations may grow), or start it if there is none"))
+    report_to: str = field(default="none", metadata=_help(REPORT_TO_HELP))
 
     #: The env arguments a trainer sets through its own fields, never through env_kwargs.
     OWN_ENV_FIELDS = ("max_episodes",)
@@ -111,6 +114,7 @@ class AlgoConfig:
         if clash:
             raise ValueError(f"set {sorted(clash)} through their own config fields (or the trainer), not env_kwargs.")
         check_int("save_every", self.save_every, minimum=0)
+        parse_report_to(self.report_to)
 
     def _resolve_batch(self) -> None:
         """Fill the one of batch_size and problems_per_iter that was not given from the other."""

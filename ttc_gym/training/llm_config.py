@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ttc_gym.training.algo_config import AlgoConfig
+from ttc_gym.training.algo_config import AlgoConfig, override
+from ttc_gym.training.tracking import REPORT_TO_HELP
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -100,7 +101,9 @@ class LLMTrainConfig(AlgoConfig):
     source: str = field(default="procedural", metadata=_help("problem source: procedural, procedural:2, a JSONL/JSON/CSV path or hf:<dataset>"))
     out: str = field(default="runs/llm", metadata=_help(
         "output folder: log.csv, train_config.json, checkpoint-N/ (model + tokenizer + trainer_state.pt), tensorboard/"))
-    tensorboard: bool = field(default=True, metadata=_help("also log to TensorBoard when torch.utils.tensorboard works"))
+    tensorboard: bool = field(default=True, metadata=_help(
+        "with --report-to auto: log to TensorBoard when it is installed (--no-tensorboard: don't)"))
+    report_to: str = override("report_to", "auto", REPORT_TO_HELP + "; events under --out")
     torch_threads: int = field(default=0, metadata=_help("torch CPU threads (0: torch's default)"))
 
     OWN_ENV_FIELDS = ("engine", "prover_engine", "alpha", "max_episodes", "max_tokens", "num_prover_samples",

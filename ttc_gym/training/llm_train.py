@@ -47,7 +47,9 @@ The model is trained in place, so the engine samples with the new weights at the
 (`llm_checkpoint.py`) `out/checkpoint-N/` hold the HF model
 and tokenizer (loadable by `TransformersEngine(path)` and `ttc-gym bench --agents
 llm-checkpoint:PATH`), `train_config.json` and `trainer_state.pt` (step, optimizer) for `--resume`.
-Logs: `out/log.csv`, one row per iteration, and TensorBoard under `out/tensorboard/` when available.
+Logs: `out/log.csv`, one row per iteration, and `--report-to` (`tracking`): the row and the
+iteration's J curve to TensorBoard under `out/tensorboard/` (by default when it is installed) and/or
+W&B (offline) under `out/wandb/`.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ import numpy as np
 import torch
 
 from ttc_gym.problems import make_source
+from ttc_gym.rewards import j_curve_from_progress
 from ttc_gym.training import algorithms as alg
+from ttc_gym.training import tracking
 from ttc_gym.training.config_cli import parse_config
 from ttc_gym.training.llm_checkpoint import CONFIG_FILE, find_checkpoints, load_checkpoint, save_checkpoint
 from ttc_gym.training.llm_config import LLMTrainConfig
@@ -77,8 +81,9 @@ from ttc_gym.training.llm_rollouts import Rollout, collect_batch, make_envs, pla
 from ttc_gym.training.loop import RunLog, run_iterations
 
 LOG_FIELDS = (
-    "step", "reward", "outcome", "progress", "J_0", "J_final", "episodes", "tokens", "loss", "kl", "kept",
-    "wall_s", "branches_continue", "branches_terminate", "prefix_episodes", "outcome_continue", "outcome_terminate",
+    "step", "reward", "outcome", "progress", "cost", "J_0", "J_final", "episodes", "tokens", "loss", "kl",
+    "entropy", "kept", "wall_s", "branches_continue", "branches_terminate", "prefix_episodes", "outcome_continue",
+    "outcome_terminate",
 )
 
 
@@ -118,6 +123,8 @@ def train(
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
+    report_to = "none" if config.report_to == "auto" and not config.tensorboard else config.report_to
+    tracking.check_report_to(report_to)  # a missing tracking library fails before any model loads
     engines = Engines.build(config, policy_engine, prover_engine, sampling_engine)
     policy = Trainable(config, engines.policy.model)
     step = load_checkpoint(config, policy.trainable, engines.policy, policy.optimizer, existing[-1][1]) \
@@ -126,9 +133,9 @@ def train(
     (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
     parts = LLMParts(config, engines, policy, ray_engine_factory)
     result = TrainResult(engine=engines.policy, step=step, config=config, checkpoints=parts.checkpoints)
-    tensorboard = out / "tensorboard" if config.tensorboard else None
     try:
-        with RunLog(out / "log.csv", LOG_FIELDS, _logged_rows(out, step), tensorboard=tensorboard) as run_log:
+        reporter = tracking.make_reporter(report_to, out, run_name=out.name, config=asdict(config))
+        with RunLog(out / "log.csv", LOG_FIELDS, _logged_rows(out, step), reporter=reporter) as run_log:
             result.step = run_iterations(config, parts, step=step, history=result.history, run_log=run_log, log=log)
     finally:
         parts.close()
@@ -219,11 +226,11 @@ class Trainable:
     def step(self, rollouts: Sequence[Rollout], loss_fn: Callable) -> dict[str, float]:
         """One optimizer step on the token-mean `loss_fn` over `rollouts` (`llm_loss.accumulate`)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss, kl = accumulate(self.config, rollouts, loss_fn, self.model, self.reference())
+        loss, kl, entropy = accumulate(self.config, rollouts, loss_fn, self.model, self.reference())
         if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
-        return {"loss": loss, "kl": kl}
+        return {"loss": loss, "kl": kl, "entropy": entropy}
 
     def weights(self) -> dict:
         return trained_weights(self.trainable, self.config.lora_rank)
@@ -314,13 +321,18 @@ class LLMParts:
             "reward": mean([ro.reward for ro in rollouts]),
             "outcome": mean([ro.outcome for ro in rollouts]),
             "progress": mean([sum(ro.progress) for ro in rollouts]),
+            "cost": mean([sum(ro.cost) for ro in rollouts]),
             "J_0": mean([ro.j0 for ro in rollouts]),
             "J_final": mean([ro.j_final for ro in rollouts]),
             "episodes": mean([len(ro.episodes) for ro in rollouts]),
             "tokens": token_count(rollouts) / max(1, len(rollouts)),
             "kl": float("nan"),  # replaced by the step's own, when it took one
+            "entropy": float("nan"),  # likewise
             **branch_counts(rollouts),
         }
+
+    def metrics(self, rollouts: Sequence[Rollout]) -> dict[str, float]:
+        return tracking.j_curve_metrics([j_curve_from_progress(ro.j0, ro.progress) for ro in rollouts])
 
     def save(self, step: int, history) -> None:
         path = save_checkpoint(self.config, step, self.policy.trainable, self.engines.policy, self.policy.optimizer,

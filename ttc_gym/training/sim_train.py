@@ -19,6 +19,8 @@ Every output path and the env arguments are checked before the first iteration. 
 (`--checkpoint`, written every `--save-every` iterations and at the end, atomically) is a
 `SimPolicy` file whose extra entry holds the trainer's state (iteration, optimizer, both generators,
 the log rows): `--resume` continues from it exactly as the uninterrupted run would have gone on.
+`--report-to tensorboard|wandb` (`tracking`) also logs each row, the mean cost, tokens, action
+entropy and J curve of the iteration's rollouts under `--report-dir`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch
 
 import ttc_gym  # noqa: F401  (registers the envs)
 from ttc_gym.training import algorithms as alg
+from ttc_gym.training import tracking
 from ttc_gym.training.config_cli import ConfigError, parse_config
 from ttc_gym.training.experts import HeterogeneousExpert
 from ttc_gym.training.loop import RunLog, run_iterations
@@ -62,7 +65,7 @@ LOG_FIELDS = (
 )
 EVAL_SEED = 10**9  # evaluation problems use seeds EVAL_SEED + i; training draws seeds below 2**30
 STATE_KEY = "trainer_state"  # the checkpoint's extra entry that --resume reads
-RESUME_MAY_CHANGE = frozenset({"iterations", "save_every", "resume", "checkpoint", "log_csv"})
+RESUME_MAY_CHANGE = frozenset({"iterations", "save_every", "resume", "checkpoint", "log_csv", "report_to", "report_dir"})
 
 
 @dataclass
@@ -107,7 +110,8 @@ def train(config: SimTrainConfig, log: Callable[[dict], None] | None = None) -> 
     if saved is not None:
         result.history, result.start_step = parts.restore(saved)
         wall_before = float(result.history[-1]["wall_s"]) if result.history else 0.0
-    with RunLog(config.log_csv, LOG_FIELDS, result.history) as run_log:
+    reporter = tracking.make_reporter(config.report_to, config.report_dir, config=asdict(config))
+    with RunLog(config.log_csv, LOG_FIELDS, result.history, reporter=reporter) as run_log:
         run_iterations(config, parts, step=result.start_step, history=result.history, run_log=run_log, log=log,
                        wall_before=wall_before)
     result.wall_s = time.perf_counter() - start
@@ -236,6 +240,9 @@ class SimParts:
             ev = batch_stats(evaluate_policy(self.policy, self.env_kwargs, problems=config.eval_problems))
             row.update(eval_return=ev["return"], eval_accuracy=ev["accuracy"], eval_episodes=ev["episodes"])
         return row
+
+    def metrics(self, rollouts) -> dict[str, float]:
+        return tracking.sim_metrics(rollouts, self.policy)
 
     def save(self, step: int, history) -> None:
         if self.config.checkpoint:
