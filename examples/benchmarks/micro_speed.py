@@ -64,7 +64,7 @@ def training_iteration_s(threads: int, loop: str) -> tuple[float, dict]:
     from ttc_gym.micro.checkpoint import micro_checkpoint_dir
 
     with tempfile.TemporaryDirectory() as out:
-        config = LLMTrainConfig(algo="mrt", model=str(micro_checkpoint_dir()), iterations=3, problems_per_iter=4,
+        config = LLMTrainConfig(algo="mrt-online", model=str(micro_checkpoint_dir()), iterations=3, problems_per_iter=4,
                                 group_size=4, micro_batch_size=16, max_episodes=4, num_prover_samples=4,
                                 max_episode_tokens=48, temperature=1.0, lr=3e-4, source="micro:1-3", out=out,
                                 tensorboard=False, torch_threads=threads)
