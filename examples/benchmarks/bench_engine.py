@@ -62,6 +62,20 @@ def load() -> str:
     return f"{one:.2f} (1 min) / {five:.2f} (5 min) on {os.cpu_count()} CPUs"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (as `lscpu` prints it), or the processor architecture when unknown."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def stream_bandwidth(megabytes: int = 512) -> float:
     """Best bytes/s of summing a float32 tensor of `megabytes` (it does not fit in any cache)."""
     x = torch.ones(megabytes * 2**20 // 4)
@@ -208,7 +222,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU {cpu_model()}; load average {load()}")
 
     start = time.perf_counter()
     if args.tiny:

@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from bench_engine import stream_bandwidth
+    from bench_engine import cpu_model, stream_bandwidth
     from ttc_gym.engines import make_engine
 
     begin = time.perf_counter()
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     lines = [
         "# Micro-reasoner speed on this CPU\n",
         f"`{command}` — {time.perf_counter() - begin:.0f} s wall; load average at start {load:.1f} on "
-        f"{os.cpu_count()} cores (when other jobs run, the absolute figures are lower bounds of a quiet machine; "
+        f"{os.cpu_count()} cores, CPU {cpu_model()} (when other jobs run, the absolute figures are lower bounds of a quiet machine; "
         "the two loops run in turn in the same process, so their ratio is the comparison).\n",
         f"Model: {params:,} parameters (LlamaForCausalLM, float32, {weight_bytes / 1e6:.1f} MB); loading "
         f"`make_engine(\"micro\")` took {load_s:.2f} s (the process's first load, transformers' lazy imports included). "
