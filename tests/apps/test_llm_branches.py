@@ -17,6 +17,7 @@ from ttc_gym.training.llm_branches import plan_branches, write_prefixes
 from ttc_gym.training.llm_config import LLMTrainConfig
 from ttc_gym.training.llm_loss import accumulate
 from ttc_gym.training.llm_rollouts import collect_batch, make_envs
+from ttc_gym.training.llm_policy import stale_copy
 from ttc_gym.training.llm_train import train
 
 FAST = dict(algo="mrt", iterations=1, problems_per_iter=2, group_size=2, terminations=1, max_episodes=3,
@@ -104,11 +105,12 @@ def test_mrt_trains_the_llm_with_a_stale_prefix_writer(tmp_path, monkeypatch):
     import ttc_gym.training.llm_train as lt
 
     for every, refreshed in ((1, True), (5, False)):
-        engine, stale = tiny_random_engine(seed=4), tiny_random_engine(seed=4)
+        engine = tiny_random_engine(seed=4)
         initial = {k: v.clone() for k, v in engine.model.state_dict().items()}
-        monkeypatch.setattr(lt, "build_policy_engine", lambda c: stale)  # the stale writer's own engine
+        writers = []
+        monkeypatch.setattr(lt, "stale_copy", lambda *a: writers.append(stale_copy(*a)) or writers[-1])
         result = train(_config(tmp_path / str(every), iterations=2, stale_every=every), policy_engine=engine)
-        assert result.step == 2
+        assert result.step == 2 and len(writers) == 1 and writers[0] is not engine
         with open(tmp_path / str(every) / "run" / "log.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         assert [float(r["branches_continue"]) for r in rows] == [4.0, 4.0]
@@ -116,5 +118,6 @@ def test_mrt_trains_the_llm_with_a_stale_prefix_writer(tmp_path, monkeypatch):
         assert all(0 <= float(r["prefix_episodes"]) < 3 for r in rows)
         # Iteration 0 loads the policy's (initial) weights into the writer; with stale_every=1 iteration
         # 1 loads the updated ones, with stale_every=5 the writer keeps the initial policy.
-        same = all(torch.equal(v, initial[k]) for k, v in stale.model.state_dict().items())
+        same = all(torch.equal(v, initial[k]) for k, v in writers[0].model.state_dict().items())
         assert same is not refreshed, every
+        assert not all(torch.equal(v, initial[k]) for k, v in engine.model.state_dict().items())  # it trained

@@ -75,7 +75,7 @@ from ttc_gym.training.config_cli import parse_config
 from ttc_gym.training.llm_checkpoint import CONFIG_FILE, find_checkpoints, load_checkpoint, save_checkpoint
 from ttc_gym.training.llm_config import LLMTrainConfig
 from ttc_gym.training.llm_loss import accumulate, token_count
-from ttc_gym.training.llm_policy import apply_lora, build_policy_engine, sync_weights, trained_weights
+from ttc_gym.training.llm_policy import apply_lora, build_policy_engine, stale_copy, sync_weights, trained_weights
 from ttc_gym.training.llm_branches import plan_branches
 from ttc_gym.training.llm_rollouts import Rollout, collect_batch, make_envs, plan_iteration
 from ttc_gym.training.loop import RunLog, run_iterations
@@ -263,7 +263,7 @@ class LLMParts:
         # mrt's stale prefix writer: a frozen engine of the policy's model, refreshed every stale_every iterations.
         self.stale = None
         if config.branches and config.prefix_source == "stale":
-            self.stale = self._agent(build_policy_engine(config))
+            self.stale = self._agent(stale_copy(engines.policy, policy.trainable, bool(config.lora_rank)))
 
     def _agent(self, engine: Any):
         from ttc_gym.agents.llm import LLMAgent
