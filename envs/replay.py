@@ -138,9 +138,12 @@ class TTCReplayEnv(gym.Env):
     k continue steps from its start would leave it (the stored prefix as a partial rollout, e.g. for
     MRT's branch-from-a-prefix recipe): the budget counts them (`info["episodes_used"] == k`,
     `info["tokens_used"]` their stored tokens), `info["J"]` is the stored J there,
-    `info["trace_position"] == k`, and the first step's progress is relative to it; stepping on gives
-    the same rewards, J and budget as stepping there from the start (an answer or switch then draws
-    from `np_random` as it would after a reset with the same seed). k counts decision points, as
+    `info["trace_position"] == k`, and the first step's progress is relative to it. With the same seed,
+    stepping on gives the same rewards, J and budget as the rollout from `reset(seed=s,
+    options={"problem_id": id, "trace_id": tid})` after k continue steps: neither draws from
+    `np_random` before that point, so a later answer or switch draws the same (a rollout whose reset
+    drew its problem and trace has made two draws more, and may answer or switch differently; its J
+    and budget at the prefix are the same). k counts decision points, as
     continue does (an ungraded prefix skipped, see below, is part of the next one): 0 <= k <
     `len(trace.points)`, and it must leave budget for one more episode (k < H and, with `max_tokens`,
     fewer tokens than C0); otherwise, or without both ids, a ValueError / TypeError says what came,

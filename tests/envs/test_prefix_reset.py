@@ -118,9 +118,29 @@ def test_every_registered_env_has_a_prefixer_or_is_pending():
     assert not set(PREFIXERS) & PENDING
 
 
+#: The same on the micro-reasoner (`ttc_gym.micro`): a trained model writes the episodes and J moves.
+MICRO = {"engine": "micro", "source": "micro:1", "max_episodes": 4, "num_prover_samples": 4}
+MICRO_PREFIXERS: dict[str, Prefixer] = {
+    "TTC-Math-v0": Prefixer(lambda: gym.make("TTC-Math-v0", **MICRO), ["Step 1: 2 + 3 = 5.", "Step 2: 5 - 1 = 4.",
+                            "Wait, let me double-check. 5 - 1 = 4.", "Step 3: 4 + 2 = 6."], lambda env: None,
+                            _math_options, (1, 2, 3)),
+    "TTC-MathMeta-v0": Prefixer(lambda: gym.make("TTC-MathMeta-v0", **MICRO), [C, VERIFY, SWITCH, C],
+                                lambda env: None, _meta_options, (1, 2, 3)),
+}
+
+
 @pytest.mark.parametrize("env_id", sorted(PREFIXERS))
 def test_stepping_on_from_a_prefix_equals_stepping_there_from_the_start(env_id):
-    how = PREFIXERS[env_id]
+    _check_prefix_resets(PREFIXERS[env_id])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", sorted(MICRO_PREFIXERS))
+def test_the_same_on_the_micro_reasoner(env_id):
+    _check_prefix_resets(MICRO_PREFIXERS[env_id])
+
+
+def _check_prefix_resets(how: Prefixer) -> None:
     env = how.make()
     full = _run(env, how.actions, SEED, how.start(env))
     assert len(full.steps) == len(how.actions)  # the rollout runs through every action (none ends it early)
