@@ -96,11 +96,11 @@ class TTCMathMetaEnv(MathEnv):
     `prover` and `trace`, as in TTC-Math-v0; `reset` options: see Starting State.
 
     `info`: that of TTC-Math-v0, plus `episode_text` (what the model wrote this step). Gold-derived
-    keys, for rewards and analysis only (a policy that reads them is an oracle): J, J_prefix_start, progress, outcome,
-    reward, prover_correct, grading_incomplete, gold_answer (as in TTC-Math-v0). Gold-free:
-    prover_answers (the K normalized forced answers, ungraded), committed_answer, episodes_used,
-    tokens_used, tokens_left, episode_tokens, prover_answer_tokens, prompt_tokens, episode_text, alpha, cost, answered, problem_id,
-    difficulty (the dataset's label).
+    keys, for rewards and analysis only (a policy that reads them is an oracle): J, J_prefix_start,
+    progress, outcome, reward, prover_correct, grading_incomplete, gold_answer (as in TTC-Math-v0).
+    Gold-free: prover_answers (the K normalized forced answers, ungraded), committed_answer,
+    episodes_used, tokens_used, tokens_left, episode_tokens, prover_answer_tokens, prompt_tokens,
+    episode_text, alpha, cost, answered, problem_id, difficulty (the dataset's label).
 
     ## Version History
 

@@ -180,11 +180,12 @@ class TTCReplayEnv(gym.Env):
     (`ReplaySettings`), `problem` and `trace` (the current `ReplayProblem` and `ReplayTrace`, to read).
 
     `info` on every step: J, progress, outcome, alpha, cost, reward, episodes_used, tokens_used,
-    answered (as every env), J_prefix_start (at reset only: the trace's J_0), plus problem_id, trace_id, trace_index (in the problem's traces),
-    trace_position (the decision point in the trace, 0 = empty prefix), trace_ended, episode_tokens,
-    tokens_left, prover_answers (the stored forced answers), prover_correct, committed_answer, and
-    gold_answer once answered. Gold-derived (for rewards and analysis only; a policy that reads them is
-    an oracle): J, J_prefix_start, progress, outcome, reward, prover_correct, gold_answer. Gold-free: the others.
+    answered (as every env), J_prefix_start (at reset only: the trace's J_0), plus problem_id, trace_id,
+    trace_index (in the problem's traces), trace_position (the decision point in the trace, 0 = empty
+    prefix), trace_ended, episode_tokens, tokens_left, prover_answers (the stored forced answers),
+    prover_correct, committed_answer, and gold_answer once answered. Gold-derived (for rewards and
+    analysis only; a policy that reads them is an oracle): J, J_prefix_start, progress, outcome, reward,
+    prover_correct, gold_answer. Gold-free: the others.
 
     ## Version History
 
@@ -239,11 +240,12 @@ class TTCReplayEnv(gym.Env):
         self._done = False
         point = self.trace.points[position]
         self._previous = None
-        self._lines = [f"problem {problem.problem_id}, trace {self.trace.trace_id}: J_0 = {self.trace.points[0].j:.2f}"]
+        start = self.trace.points[0]
+        self._lines = [f"problem {problem.problem_id}, trace {self.trace.trace_id}: J_0 = {start.j:.2f}"]
         if position:
             self._lines.append(f"  prefix: {position} episodes ({point.episodes} stored) J={point.j:.2f}")
         info = self._info(point, 0.0, 0.0, 0.0, False, None, 0)
-        info["J_prefix_start"] = self.trace.points[0].j
+        info["J_prefix_start"] = start.j
         return self._obs(point, NO_ACTION), info
 
     def step(self, action):
