@@ -79,10 +79,15 @@ def test_no_gradient_reaches_the_prefix_tokens(tmp_path):
     config, engine, plans, rollouts = _branches(tmp_path, seed=1)
     model = engine.model
     captured = []
-    hook = model.lm_head.register_forward_hook(lambda m, i, out: (out.retain_grad(), captured.append(out)))
+    def keep(module, inputs, out):  # returns None: the output is left as it is
+        out.retain_grad()
+        captured.append(out)
+
+    hook = model.lm_head.register_forward_hook(keep)
     try:
         trajs = [ro.trajectory() for ro in rollouts]
-        advantages = alg.mrt_advantages(trajs, alpha=1.0)
+        alg.mrt_advantages(trajs, alpha=1.0)  # the credit is defined on these branches ...
+        advantages = [np.ones(t.num_episodes) for t in trajs]  # ... but any nonzero one shows where the gradient goes
         accumulate(config, rollouts, lambda t, off: alg.pg_loss(t, advantages[off: off + len(t)]), model, None)
     finally:
         hook.remove()
@@ -104,6 +109,15 @@ def test_no_gradient_reaches_the_prefix_tokens(tmp_path):
 def test_mrt_trains_the_llm_with_a_stale_prefix_writer(tmp_path, monkeypatch):
     import ttc_gym.training.llm_train as lt
 
+    real = lt.collect_batch
+
+    def mixed(envs, agent, plans):  # a tiny random model never answers right: one correct branch per prefix
+        rollouts = real(envs, agent, plans)
+        for i, ro in enumerate(rollouts):
+            ro.outcome = float(i == 0 or plans[i].group != plans[i - 1].group)
+        return rollouts
+
+    monkeypatch.setattr(lt, "collect_batch", mixed)
     for every, refreshed in ((1, True), (5, False)):
         engine = tiny_random_engine(seed=4)
         initial = {k: v.clone() for k, v in engine.model.state_dict().items()}
