@@ -135,3 +135,27 @@ def test_mrt_trains_the_llm_with_a_stale_prefix_writer(tmp_path, monkeypatch):
         same = all(torch.equal(v, initial[k]) for k, v in writers[0].model.state_dict().items())
         assert same is not refreshed, every
         assert not all(torch.equal(v, initial[k]) for k, v in engine.model.state_dict().items())  # it trained
+
+
+def test_prefixes_from_a_stored_trace_set(tmp_path):
+    from ttc_gym.training.llm_branches import TracePrefixes
+
+    config = _config(tmp_path, prefix_source="traces", prefix_traces="micro_arith", problems_per_iter=6,
+                     max_episodes=4)
+    traces = TracePrefixes("micro_arith")
+    agent = LLMAgent(tiny_random_engine(seed=5), max_episode_tokens=6)
+    plans = plan_branches(config, traces, 0, agent)
+    assert plans == plan_branches(config, traces, 0, agent)  # seeded by (seed, iteration)
+    by_problem = {}
+    for row in traces.rows:
+        by_problem.setdefault(row["problem_id"], []).append([e["text"] for e in row["episodes"]])
+    for p in plans:
+        stored = by_problem[p.problem.id]  # a stored trace's problem ...
+        assert any(list(p.prefix) == episodes[:len(p.prefix)] for episodes in stored)  # ... and its first episodes
+        assert len(p.prefix) < 4 and not any("\\boxed" in e for e in p.prefix)
+    assert any(p.prefix for p in plans)
+    import pytest
+    with pytest.raises(ValueError, match="needs prefix_traces"):
+        _config(tmp_path, prefix_source="traces")
+    with pytest.raises(ValueError, match="leave source unset"):
+        _config(tmp_path, prefix_source="traces", prefix_traces="micro_arith", source="procedural:2")
