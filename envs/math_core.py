@@ -20,7 +20,12 @@ from ttc_gym.problems import as_problem, make_source
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.prover import PolicyAnswer, ProverEstimate
 from ttc_gym.rewards import ProgressTracker, check_alpha, compose_reward, reward_info
-from ttc_gym.validation import check_float, check_int, unknown_name_error
+from ttc_gym.validation import check_float, check_int, check_temperature, unknown_name_error
+
+#: The most forced answers the prover samples per prefix (K): the observation counts them in numpy
+#: integers, and J needs far fewer (MRT uses 8).
+MAX_PROVER_SAMPLES = 4096
+
 
 @dataclass
 class MathSettings:
@@ -50,8 +55,8 @@ class MathSettings:
         return cls(**{k: v for k, v in kwargs.items() if k in MATH_PARAMETERS})
 
     def __post_init__(self) -> None:
-        check_int("num_prover_samples (K)", self.num_prover_samples, minimum=1)
-        check_float("prover_temperature", self.prover_temperature, minimum=0.0)
+        check_int("num_prover_samples (K)", self.num_prover_samples, minimum=1, maximum=MAX_PROVER_SAMPLES)
+        check_temperature("prover_temperature", self.prover_temperature)
         check_int("prover_seed", self.prover_seed)
         if self.max_answer_tokens is not None:
             check_int("max_answer_tokens", self.max_answer_tokens, minimum=1)
@@ -152,8 +157,28 @@ class MathTrace:
             return PolicyAnswer(self.estimate.answers[0], self.estimate.correct[0])
         return self.prover.policy_answer(self.problem, self.episodes)
 
+    def snapshot(self) -> tuple:
+        """What a step changes, for `restore` (the episodes are only ever appended to)."""
+        return (len(self.episodes), self.tokens_used, self.estimate, list(self.tracker.j_curve), self.done,
+                self.grading_incomplete)
+
+    def restore(self, state: tuple) -> None:
+        """Undo everything since `snapshot` gave `state` (a step that raised changes nothing)."""
+        n, self.tokens_used, self.estimate, j_curve, self.done, self.grading_incomplete = state
+        del self.episodes[n:]
+        self.tracker.j_curve = j_curve
+
     def add_episode(self, text: str, num_tokens: int | None = None) -> StepResult:
-        """Append one episode; grade it if it commits an answer (a `\\boxed{}`); run the prover."""
+        """Append one episode; grade it if it commits an answer (a `\\boxed{}`); run the prover. When
+        anything raises (the engine, the prompt over its context), the trace is left as it was."""
+        state = self.snapshot()
+        try:
+            return self._add_episode(text, num_tokens)
+        except BaseException:
+            self.restore(state)
+            raise
+
+    def _add_episode(self, text: str, num_tokens: int | None = None) -> StepResult:
         s = self.settings
         tokens = self.count_tokens(text) if num_tokens is None else int(num_tokens)
         self.episodes.append(text)
@@ -185,9 +210,9 @@ class MathTrace:
 
     def answer_now(self) -> StepResult:
         """Commit the reasoner's own forced answer on the current trace (`forced_answer`; no episode
-        is spent)."""
-        self.done = True
+        is spent). If the forced answer raises (the engine), the trace is left as it was."""
         forced = self.forced_answer()
+        self.done = True
         outcome = float(forced.correct)
         self.grading_incomplete = forced.incomplete
         info = self.info(outcome=outcome, answered=True, committed=forced.answer)

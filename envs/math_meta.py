@@ -12,7 +12,7 @@ from ttc_gym.actions import MetaAction, check_meta_action
 from ttc_gym.engines.base import SamplingConfig
 from ttc_gym.metrics import answer_agreement, majority_vote
 from ttc_gym.prompts import META_ACTION_CUES
-from ttc_gym.validation import check_float, check_int, check_render_mode
+from ttc_gym.validation import check_float, check_int, check_render_mode, check_temperature
 
 META_PARAMETERS = ("episode_tokens", "temperature")
 TOKEN_BUCKETS = 8
@@ -99,7 +99,7 @@ class TTCMathMetaEnv(MathEnv):
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self._settings = MathSettings.from_kwargs("TTC-MathMeta-v0", kwargs)
         self.episode_tokens = check_int("episode_tokens", episode_tokens, minimum=1)
-        self.temperature = check_float("temperature", temperature, minimum=0.0)
+        self.temperature = check_temperature("temperature", temperature)
         self._source, self.engine, self.prover = self._settings.build()
         H, K = self._settings.max_episodes, self._settings.num_prover_samples
         self.observation_space = spaces.MultiDiscrete([H + 1, K + 1, 3, 3, TOKEN_BUCKETS + 1, len(MetaAction) + 1])
@@ -134,11 +134,16 @@ class TTCMathMetaEnv(MathEnv):
         if self._trace is None or self._trace.done:
             raise RuntimeError("TTCMathMetaEnv.step called before reset() or after the episode ended; call reset() first.")
         action = check_meta_action(self.action_space, action)
+        rng_state = self.np_random.bit_generator.state
         if action == MetaAction.ANSWER:
             result, text = self._trace.answer_now(), ""
         else:
-            text, tokens = self._write_episode(MetaAction(action))
-            result = self._trace.add_episode(text, tokens)
+            try:
+                text, tokens = self._write_episode(MetaAction(action))
+                result = self._trace.add_episode(text, tokens)  # rolls its trace back if it raises
+            except BaseException:
+                self.np_random.bit_generator.state = rng_state  # a step that raised changes nothing
+                raise
         result.info["episode_text"] = text
         obs = self._obs(action)
         return obs, result.reward, result.terminated, result.truncated, result.info

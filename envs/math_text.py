@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from gymnasium import spaces
-
 from ttc_gym.envs.math_core import MathEnv, MathSettings, MathTrace
+
+from ttc_gym.problems.core import MAX_QUESTION_CHARS
 from ttc_gym.spaces import AnyText
 from ttc_gym.validation import check_render_mode, check_unicode
-
-MAX_QUESTION_CHARS = 20_000
 
 
 def check_episode_text(text: Any, max_chars: int) -> str:

@@ -218,6 +218,21 @@ class TTCMathVectorEnv(VectorEnv):
             i: check_episode_text(actions[i], self._settings.max_episode_chars)
             for i in range(self.num_envs) if not self._ended[i]
         }
+        # A step that raises (the engine, a prompt over its context) changes nothing: the sub-envs'
+        # generators and traces are put back as they were.
+        rng_states = [self._rng(i).bit_generator.state for i in range(self.num_envs)]
+        traces = list(self._traces)
+        snapshots = [t.snapshot() for t in traces]
+        try:
+            return self._step(texts, disabled)
+        except BaseException:
+            for i in range(self.num_envs):
+                self._rng(i).bit_generator.state = rng_states[i]
+                traces[i].restore(snapshots[i])
+            self._traces = traces
+            raise
+
+    def _step(self, texts: dict[int, str], disabled: bool):
         restart = {} if disabled else {
             i: self._source.sample(self._rng(i)) for i in range(self.num_envs) if self._ended[i]
         }

@@ -153,7 +153,7 @@ def load_replay_data(data: Any) -> ReplayData:
     file and line, or "data rows" and the row's index, and the field)."""
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"analysed trace file {str(path)!r} does not exist (expected a JSONL file "
                                     f"of {FORMAT} rows).")
         rows = [(path, number, row) for number, row in jsonl_rows(path)]

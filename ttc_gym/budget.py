@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from ttc_gym.validation import check_int
 
 
+#: The most episodes a budget allows (TTC-Sim-v0's cap too): observations count episodes in
+#: numpy integers, and no reasoning run needs more.
+MAX_EPISODES = 1000
+#: The most tokens a budget allows (a billion; token counts are numpy integers in observations).
+MAX_TOKENS = 10**9
+
 @dataclass(frozen=True)
 class Budget:
     """How much test-time compute one problem may use.
@@ -23,9 +29,9 @@ class Budget:
         if self.max_episodes is None and self.max_tokens is None:
             raise ValueError("Budget needs max_episodes (H) or max_tokens (C0); both were None.")
         if self.max_episodes is not None:
-            check_int("max_episodes (H)", self.max_episodes, minimum=1)
+            check_int("max_episodes (H)", self.max_episodes, minimum=1, maximum=MAX_EPISODES)
         if self.max_tokens is not None:
-            check_int("max_tokens (C0)", self.max_tokens, minimum=1)
+            check_int("max_tokens (C0)", self.max_tokens, minimum=1, maximum=MAX_TOKENS)
 
     def exhausted(self, episodes: int, tokens: int = 0) -> bool:
         """True once `episodes` episodes or `tokens` tokens use up the budget."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ttc_gym.backups import backup_path
+from ttc_gym.files import check_regular_file
 
 TORN = "cut short"  # the reason given for a torn last line
 _NOTICE_LINES = 5  # line numbers a notice names before "..."
@@ -73,7 +74,7 @@ def read_jsonl_log(path: Path, check: Callable[[Any], str | None]) -> LogRead:
     path = Path(path)
     if not path.exists():
         return out
-    data = path.read_bytes()
+    data = check_regular_file(path, "a JSONL log").read_bytes()
     out.size = len(data)
     pieces = data.split(b"\n")  # on "\n" only: a stray "\r" inside a line does not end it
     last = pieces.pop()  # what follows the last newline: b"" when the file ends with one
@@ -92,6 +93,9 @@ def read_jsonl_log(path: Path, check: Callable[[Any], str | None]) -> LogRead:
             continue
         except json.JSONDecodeError:
             out.damaged.append((number, "not JSON"))
+            continue
+        except RecursionError:
+            out.damaged.append((number, "JSON nested too deeply"))
             continue
         why = check(record)
         if why is not None:

@@ -28,7 +28,7 @@ from ttc_gym.problems.graders import grade_answer
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.prover import PolicyAnswer, ProverEstimate, monte_carlo_j
 from ttc_gym.seeding import prefix_seed
-from ttc_gym.validation import check_float, check_int
+from ttc_gym.validation import check_int, check_temperature
 
 
 def engine_weights_version(engine: Any) -> Hashable:
@@ -84,7 +84,7 @@ class LLMProver:
     ):
         self.engine = engine
         self.num_samples = check_int("num_samples (K)", num_samples, minimum=1)
-        self.temperature = check_float("prover temperature", temperature, minimum=0.0)
+        self.temperature = check_temperature("prover temperature", temperature)
         if template is not None and not isinstance(template, PromptTemplate):
             raise TypeError(f"template must be a ttc_gym.prompts.PromptTemplate, got {template!r:.80}.")
         self.template = template or PromptTemplate()
@@ -186,8 +186,11 @@ class LLMProver:
     def grade_answer(self, problem: Any, answer: str) -> bool | None:
         """The verdict on an answer the reasoner committed (e.g. a `\\boxed{}` in its episode): True,
         False, or None when the grader could not decide (the caller counts it wrong and flags it).
-        The one place besides the forced answers where the gold answer is compared."""
-        return grade_answer(answer, problem)
+        The one place besides the forced answers where the gold answer is compared. The answer is
+        compared as written, not as its `normalize_answer` key: a key is lossy (it drops a trailing
+        `= x`, words after a number), and the grader applies its own conventions to the text; a
+        problem that names its own grader is graded by it (`problems.graders`)."""
+        return grade_answer(answer, problem, as_written=True)
 
     @property
     def grading_incomplete(self) -> int:

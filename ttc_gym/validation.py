@@ -51,6 +51,23 @@ def check_float(
     return value
 
 
+#: The smallest positive sampling temperature accepted (vLLM treats temperatures below its
+#: ``_SAMPLING_EPS = 1e-5`` as greedy): a smaller one overflows ``logits / T`` to inf, and sampling
+#: returns garbage instead of the greedy token. 0 means greedy.
+MIN_TEMPERATURE = 1e-5
+
+
+def check_temperature(name: str, value: Any) -> float:
+    """A sampling temperature: 0 (greedy) or a finite number >= :data:`MIN_TEMPERATURE`."""
+    value = check_float(name, value, minimum=0.0)
+    if 0.0 < value < MIN_TEMPERATURE:
+        raise ValueError(
+            f"{name} must be 0 (greedy) or at least {MIN_TEMPERATURE:g}, got {value:g}: a smaller temperature "
+            f"overflows the logits divided by it. Did you mean 0 (greedy decoding)?"
+        )
+    return value
+
+
 def check_probability(name: str, value: Any) -> float:
     return check_float(name, value, minimum=0.0, maximum=1.0)
 

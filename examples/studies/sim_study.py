@@ -88,7 +88,10 @@ QUICK = dict(seeds=2, iterations=40, curve_every=10, curve_problems=200, budgets
 METHODS_A = (
     ("GRPO", "grpo", {}),
     ("Dr. GRPO", "grpo", {"adv_scale": False}),
-    ("MRT", "mrt", {}),
+    # "MRT" here is the per-episode estimator the committed results were made with, named `mrt-online-raw`
+    # since the paper's recipe (branches of a prefix) took the name `mrt` (issue 27); rerunning the study
+    # with the paper's recipe is the study issue's work.
+    ("MRT", "mrt-online-raw", {}),
     ("MRT-rtg", "mrt-rtg", {}),
     ("STaR", "star", {}),
     ("MRT-STaR", "mrt-star", {}),
@@ -96,7 +99,7 @@ METHODS_A = (
     # estimator adds alpha * p_ij unnormalized to a z-scored outcome advantage, and per-episode progress
     # is ~0.1-0.3 against an outcome advantage of ~1, so at alpha = 1 the dense term is small. alpha = 5
     # puts it on the outcome's scale. Post hoc, and labelled so everywhere.
-    ("MRT, alpha=5 (post hoc)", "mrt", {"alpha": 5.0}),
+    ("MRT, alpha=5 (post hoc)", "mrt-online-raw", {"alpha": 5.0}),
 )
 VF, VB, RL = "SFT (verifier-free)", "STaR (verifier-based)", "RL: GRPO (verifier-based)"
 
@@ -417,7 +420,7 @@ def write_report(path: Path, study: Study, results: list, experts: list, lines: 
          f"{study.batch_size // study.group_size} problems x G = {study.group_size}, the G rollouts of one problem share it; "
          f"STaR / MRT-STaR: self-training rounds, {study.batch_size} rollouts of the current policy, 10 SFT steps on the "
          f"kept ones), lr {study.lr}, the 0/1 outcome as the reward (no episode cost), alpha = 1 for MRT and MRT-rtg. "
-         "MRT: A_ij = A_i + alpha * p_ij (the paper's estimator, `mrt`); MRT-rtg: outcome advantage + alpha * z-score "
+         "MRT: A_ij = A_i + alpha * p_ij (`mrt-online-raw`, named `mrt` when this study ran); MRT-rtg: outcome advantage + alpha * z-score "
          "of the progress-to-go (`mrt-rtg`); Dr. GRPO: GRPO without the std division (`grpo --no-adv-scale`; our "
          "loss is a token mean over the batch, so it has no per-response length normalization either)."),
         "",

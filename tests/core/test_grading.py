@@ -330,7 +330,7 @@ def test_import_is_silent_and_light():
     assert out.stdout.strip() == "[] ''"
 
 
-# -- the worker program (ttc_gym.grading_worker) -----------------------------------------------------
+# -- the worker program (ttc_gym.grading.worker) -----------------------------------------------------
 def _same_text(pred: str, gold: str) -> bool:
     """A stand-in checker: equal when the strings are."""
     return pred == gold
@@ -339,7 +339,7 @@ def _same_text(pred: str, gold: str) -> bool:
 def test_worker_answers_a_request_in_process_with_the_real_checker():
     import json
 
-    from ttc_gym.grading_worker import handle_line, load_checker
+    from ttc_gym.grading.worker import handle_line, load_checker
 
     equal, has_math_verify = load_checker()
     assert has_math_verify is True  # math-verify is a dependency of ttc-gym
@@ -353,7 +353,7 @@ def test_worker_answers_a_request_in_process_with_the_real_checker():
 def test_worker_handler_never_fails_on_bad_requests():
     import json
 
-    from ttc_gym.grading_worker import handle_line
+    from ttc_gym.grading.worker import handle_line
 
     def broken(pred: str, gold: str) -> bool:
         raise ValueError("unparseable")
@@ -378,7 +378,7 @@ def test_worker_serves_a_ready_line_then_one_reply_per_request():
     import io
     import json
 
-    from ttc_gym.grading_worker import serve
+    from ttc_gym.grading.worker import serve
 
     out = io.StringIO()
     lines = ['{"id": 1, "pred": "a", "gold": "a"}\n', "garbage\n", '{"id": 2, "pred": "a", "gold": "b"}\n']
@@ -393,11 +393,11 @@ def test_worker_serves_a_ready_line_then_one_reply_per_request():
     [([], "expected 2 arguments"), (["12", "x"], "must be integers"), (["0", "100"], "must be >= 1")],
 )
 def test_worker_command_line_is_checked(argv, message, capsys):
-    from ttc_gym.grading_worker import main
+    from ttc_gym.grading.worker import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "usage: python -m ttc_gym.grading_worker PARENT_PID MEMORY_LIMIT_BYTES" in err and message in err
+    assert "usage: python -m ttc_gym.grading.worker PARENT_PID MEMORY_LIMIT_BYTES" in err and message in err
 
 
 def _start_worker_process(parent_pid: int, limit: int = 4 * 1024**3):
@@ -407,7 +407,7 @@ def _start_worker_process(parent_pid: int, limit: int = 4 * 1024**3):
     from ttc_gym.grading import _worker_environment
 
     return subprocess.Popen(
-        [sys.executable, "-P", "-m", "ttc_gym.grading_worker", str(parent_pid), str(limit)],
+        [sys.executable, "-P", "-m", "ttc_gym.grading.worker", str(parent_pid), str(limit)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=_worker_environment(),
     )
@@ -448,7 +448,7 @@ def test_worker_exits_when_its_parent_is_gone():
     code = (
         "import os, subprocess, sys\n"
         "from ttc_gym.grading import _worker_environment\n"
-        "p = subprocess.Popen([sys.executable, '-P', '-m', 'ttc_gym.grading_worker', str(os.getpid()), str(4 * 1024**3)],"
+        "p = subprocess.Popen([sys.executable, '-P', '-m', 'ttc_gym.grading.worker', str(os.getpid()), str(4 * 1024**3)],"
         " stdin=int(sys.argv[1]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_worker_environment())\n"
         "print(p.pid, flush=True)\n"
         "os._exit(0)\n"
@@ -496,7 +496,7 @@ SLOW_PAIR = (
 def send_hook(monkeypatch):
     """Install `hook(proc, line, send)` at the one point where the grader sends a request to its
     worker (`send` is the real sender); clears the verdict cache so the pair reaches the worker."""
-    import ttc_gym.grading as grading
+    from ttc_gym import grading
 
     real_send = grading._WORKER._send
     grading._equivalent_cached.cache_clear()
@@ -588,17 +588,17 @@ def test_a_stalled_worker_is_killed_and_the_comparison_is_unknown_not_cached(sen
 
 @pytest.mark.timeout(60)
 def test_a_worker_that_cannot_start_gives_unknown_with_a_warning(monkeypatch):
-    import ttc_gym.grading as grading
+    from ttc_gym import grading
 
     stop_worker()
     grading._equivalent_cached.cache_clear()
-    monkeypatch.setattr(grading, "WORKER_MODULE", "ttc_gym.no_such_grading_worker")
+    monkeypatch.setattr(grading.client, "WORKER_MODULE", "ttc_gym.no_such_grading_worker")
     with pytest.warns(RuntimeWarning, match="did not start"):
         assert compare_answers(*SLOW_PAIR) is None
     monkeypatch.undo()
     assert compare_answers(*SLOW_PAIR) is True  # the failure was not cached
     with pytest.raises(RuntimeError, match="did not start"):  # start_worker() itself still raises
-        monkeypatch.setattr(grading, "WORKER_MODULE", "ttc_gym.no_such_grading_worker")
+        monkeypatch.setattr(grading.client, "WORKER_MODULE", "ttc_gym.no_such_grading_worker")
         stop_worker()
         start_worker()
     monkeypatch.undo()

@@ -13,7 +13,7 @@ Four threads grade them at once through :func:`ttc_gym.grading.compare_answers`,
 
 The default run grades :data:`DEFAULT_PAIRS` pairs; ``TTC_FUZZ_PAIRS=10000`` sets the count (the
 issue's full run). The test prints the time per call (p50 / p99) and the wall time; so does
-``python tests/core/test_grading_fuzz.py [PAIRS]``.
+``python tests/core/test_grading_fuzz.py [PAIRS [THREADS]]``.
 """
 
 from __future__ import annotations
@@ -264,25 +264,26 @@ class FuzzReport:
     wall: float
     errors: list[str]  # exceptions and wrong verdicts
     unknown: int  # known-unequal pairs judged unknown (allowed)
+    threads: int = THREADS
 
     def summary(self) -> str:
         times = sorted(self.seconds)
         p50 = times[len(times) // 2]
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-        return (f"grader fuzz: {len(times)} pairs, {THREADS} threads, timeout {TIMEOUT:g} s: per call "
+        return (f"grader fuzz: {len(times)} pairs, {self.threads} threads, timeout {TIMEOUT:g} s: per call "
                 f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {times[-1] * 1000:.0f} ms; wall "
                 f"{self.wall:.1f} s; {self.unknown} unknown; {len(self.errors)} errors")
 
 
-def run_fuzz(pairs: list[Pair]) -> FuzzReport:
-    """Grade `pairs` with :data:`THREADS` threads (pair i on thread i mod THREADS)."""
+def run_fuzz(pairs: list[Pair], threads: int = THREADS) -> FuzzReport:
+    """Grade `pairs` with `threads` threads (pair i on thread i mod `threads`)."""
     start_worker()
     seconds = [0.0] * len(pairs)
     errors: list[str] = []
-    unknown = [0] * THREADS
+    unknown = [0] * threads
 
     def work(t: int) -> None:
-        for i in range(t, len(pairs), THREADS):
+        for i in range(t, len(pairs), threads):
             pair = pairs[i]
             t0 = time.perf_counter()
             try:
@@ -300,12 +301,12 @@ def run_fuzz(pairs: list[Pair]) -> FuzzReport:
                 unknown[t] += 1
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=work, args=(t,), name=f"fuzz-{t}") for t in range(THREADS)]
-    for thread in threads:
+    workers = [threading.Thread(target=work, args=(t,), name=f"fuzz-{t}") for t in range(threads)]
+    for thread in workers:
         thread.start()
-    for thread in threads:
+    for thread in workers:
         thread.join()  # a call that never returns is caught by the test's pytest-timeout
-    return FuzzReport(seconds, time.perf_counter() - t0, errors, sum(unknown))
+    return FuzzReport(seconds, time.perf_counter() - t0, errors, sum(unknown), threads)
 
 
 def _pair_count() -> int:
@@ -344,9 +345,9 @@ def test_fuzzed_pairs_never_raise_hang_or_give_a_wrong_verdict(capsys):
     assert len(report.seconds) == PAIRS
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python tests/core/test_grading_fuzz.py [PAIRS [THREADS]]
     count = int(sys.argv[1]) if len(sys.argv) > 1 else PAIRS
-    result = run_fuzz(generate_pairs(count))
+    result = run_fuzz(generate_pairs(count), int(sys.argv[2]) if len(sys.argv) > 2 else THREADS)
     print(result.summary())
     for line in result.errors[:50]:
         print("  " + line)

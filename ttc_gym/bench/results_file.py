@@ -10,6 +10,7 @@ rewrites the file without damaged lines in the middle, after keeping the origina
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ttc_gym.jsonl_log import JsonlAppender, LogRead, read_jsonl_log, repair_jsonl_log
@@ -37,10 +38,18 @@ def record_problem(record) -> str | None:
             return f"{key} is {value!r}"
     if int(record["seed"]) < 0:
         return f"seed is {record['seed']!r}"
+    if not all(math.isfinite(record[k]) for k in ("total_reward", "outcome")):
+        return f"total_reward or outcome is not finite ({record['total_reward']!r}, {record['outcome']!r})"
+    if record["outcome"] not in (0, 1):
+        return f"outcome is {record['outcome']!r}, not 0 or 1"
+    if record["episodes_used"] < 0 or record["tokens_used"] < 0:
+        return "episodes_used or tokens_used is negative"
     if not record["j_curve"] or len(record["token_curve"]) != len(record["j_curve"]):
         return "j_curve and token_curve do not match"
     if not all(isinstance(x, _NUMBER) and not isinstance(x, bool) for x in record["j_curve"] + record["token_curve"]):
         return "j_curve or token_curve holds a non-number"
+    if not all(math.isfinite(j) and 0.0 <= j <= 1.0 for j in record["j_curve"]):
+        return "j_curve holds a value outside [0, 1]"
     return None
 
 

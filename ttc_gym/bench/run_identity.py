@@ -28,6 +28,8 @@ def read_stored_config(path: Path, keys: Sequence[str]) -> tuple[dict | None, st
         data = json.loads(text)
     except json.JSONDecodeError as err:
         return None, f"is damaged (not JSON: {err.msg} at line {err.lineno})"
+    except RecursionError:
+        return None, "is damaged (JSON nested too deeply)"
     config = data.get("config") if isinstance(data, dict) else None
     if not isinstance(config, dict):
         return None, 'is damaged (no "config" object)'

@@ -14,7 +14,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from ttc_gym.integrations.openenv import serve
 
         serve(args.env_id, dict(args.env_kwarg or ()), host=args.host, port=args.port,
-              max_sessions=args.max_sessions)
+              max_sessions=args.max_sessions, idle_timeout=args.idle_timeout or None)
     except (ValueError, TypeError, ImportError) as err:
         print(f"ttc-gym serve: error: {err}", file=sys.stderr)
         return 2
@@ -34,4 +34,6 @@ def add_serve_parser(sub) -> None:
                    help="concurrent sessions, one env each (default: %(default)s)")
     p.add_argument("--env-kwarg", action="append", type=key_value, metavar="KEY=VALUE",
                    help="extra gym.make argument (repeatable), e.g. --env-kwarg max_episodes=4")
+    p.add_argument("--idle-timeout", type=float, default=600.0, metavar="S",
+                   help="close a session silent for S seconds, freeing its env (default: %(default)s; 0: never)")
     p.set_defaults(func=cmd_serve)

@@ -86,13 +86,14 @@ def _analyse(traces: list, out: Path, args: argparse.Namespace, resume: bool, en
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from ttc_gym.folder_lock import OutputFolderBusy
     from ttc_gym.traces.format import TraceFormatError
     from ttc_gym.traces.loaders import analysed_rows_in, load_raw_traces
 
     try:
         traces = load_raw_traces(args.file)
         return _analyse(traces, Path(args.out), args, args.resume, reuse=analysed_rows_in(args.file))
-    except (TraceFormatError, FileNotFoundError, FileExistsError, ValueError, TypeError) as err:
+    except (TraceFormatError, OSError, ValueError, TypeError, OutputFolderBusy) as err:  # OSError: a model not found
         print(f"ttc-gym traces analyze: error: {err}", file=sys.stderr)
         return 2
 
@@ -121,7 +122,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
             analysis = out.with_name(out.stem + "_analysis")
             return _analyse(traces, analysis, args, resume=True, engine=engine)
         return 0
-    except (FileExistsError, FileNotFoundError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError) as err:  # OSError: files, and a model not found
         print(f"ttc-gym traces collect: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -42,4 +42,8 @@ def cmd_train(args) -> int:
         print(TRAIN_HELP, end="")
         return 0 if rest else 2
     module, _, attr = TRAINERS[env].partition(":")
-    return int(getattr(importlib.import_module(module), attr)(rest, prog=f"ttc-gym train --env {env}") or 0)
+    try:
+        return int(getattr(importlib.import_module(module), attr)(rest, prog=f"ttc-gym train --env {env}") or 0)
+    except KeyboardInterrupt:  # Ctrl+C: one line, not a traceback (checkpoints already written stay)
+        print("\nttc-gym train: interrupted.", file=sys.stderr)
+        return 130

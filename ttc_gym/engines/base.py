@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ttc_gym.answer_extraction import closing_brace  # the one brace scanner, re-exported for the engines
-from ttc_gym.validation import check_float, check_int
+from ttc_gym.validation import check_float, check_int, check_temperature
 
 FINISH_REASONS = ("stop", "length")
 
@@ -50,7 +50,7 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "max_new_tokens", check_int("max_new_tokens", self.max_new_tokens, minimum=1))
-        set_(self, "temperature", check_float("temperature", self.temperature, minimum=0.0))
+        set_(self, "temperature", check_temperature("temperature", self.temperature))
         top_p = check_float("top_p", self.top_p, maximum=1.0)
         if top_p <= 0.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}.")

@@ -39,7 +39,7 @@ from gymnasium import spaces
 from ttc_gym.integrations import engine_lock
 from ttc_gym.optional import require
 from ttc_gym.registration import ENVS
-from ttc_gym.validation import check_int, unknown_name_error
+from ttc_gym.validation import check_float, check_int, unknown_name_error
 
 require("openenv", "openenv", "serving ttc-gym envs over OpenEnv")
 
@@ -51,6 +51,14 @@ from openenv.core.env_server.types import Action, EnvironmentMetadata, Observati
 from pydantic import Field, create_model  # noqa: E402
 
 DEFAULT_MAX_SESSIONS = 4
+#: Seconds a WebSocket session may stay silent before the server closes it (and frees its env), so
+#: that idle clients cannot hold every session. None: no limit.
+DEFAULT_IDLE_TIMEOUT = 600.0
+
+
+class ClientError(ValueError):
+    """A request the env refused (bad arguments, a step before reset): HTTP 400 with the message
+    (over WebSocket, OpenEnv's error reply carries it), never a bare 500."""
 
 
 # ---------------------------------------------------------------------------------------- JSON values
@@ -225,24 +233,31 @@ class TTCGymEnvironment(Environment):
         """Gymnasium's `reset(seed=seed, options=options)`; `episode_id` names the rollout (a new
         uuid when None). Any other argument is an error."""
         if kwargs:
-            raise TypeError(f"reset takes seed, episode_id and options; got also {sorted(kwargs)}.")
-        if seed is not None:
-            seed = check_int("seed", seed, minimum=0)
-        with engine_lock(self.env):
-            obs, info = self.env.reset(seed=seed, options=options)
+            raise ClientError(f"reset takes seed, episode_id and options; got also {sorted(kwargs)}.")
+        try:
+            if seed is not None:
+                seed = check_int("seed", seed, minimum=0)
+            with engine_lock(self.env):
+                obs, info = self.env.reset(seed=seed, options=options)
+        except (ValueError, TypeError) as err:  # the env's checks of its arguments: the client's error
+            raise ClientError(str(err)) from None
         self._state = TTCState(env_id=self.env_id, episode_id=episode_id or uuid.uuid4().hex, seed=seed)
         return self._observation_cls(observation=to_jsonable(obs), info=to_jsonable(info), reward=None, done=False)
 
     def step(self, action: TTCAction, timeout_s: float | None = None, **kwargs: Any) -> TTCObservation:
         """Gymnasium's `step(action.action)` (the JSON action converted to the action space's type)."""
         if self._state.episode_id is None:
-            raise RuntimeError(f"{self.env_id}: step called before reset; send a reset first.")
+            raise ClientError(f"{self.env_id}: step called before reset; send a reset first (over HTTP each "
+                              f"request gets a fresh env: use the WebSocket session /ws for a rollout).")
         if self._state.terminated or self._state.truncated:
-            raise RuntimeError(f"{self.env_id}: step called after the rollout ended (terminated or truncated); "
-                               "send a reset first.")
-        value = from_jsonable(self.env.action_space, action.action)
-        with engine_lock(self.env):
-            obs, reward, terminated, truncated, info = self.env.step(value)
+            raise ClientError(f"{self.env_id}: step called after the rollout ended (terminated or truncated); "
+                              "send a reset first.")
+        try:
+            value = from_jsonable(self.env.action_space, action.action)
+            with engine_lock(self.env):
+                obs, reward, terminated, truncated, info = self.env.step(value)
+        except (ValueError, TypeError) as err:  # an action the env refuses: the client's error
+            raise ClientError(str(err)) from None
         state = self._state
         state.step_count += 1
         state.terminated, state.truncated = bool(terminated), bool(truncated)
@@ -275,13 +290,72 @@ def check_env_id(env_id: Any) -> str:
     return env_id
 
 
+class SessionGuard:
+    """ASGI middleware in front of OpenEnv's WebSocket endpoint: a session silent for `idle_timeout`
+    seconds gets an error message and is closed (its env freed; the time an env spends computing a
+    step does not count), and a binary frame gets an error reply instead of ending the session
+    (OpenEnv reads text frames only). HTTP passes through."""
+
+    def __init__(self, app: Any, idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT):
+        self.app = app
+        self.idle_timeout = idle_timeout
+
+    @staticmethod
+    def _error(message: str, code: str) -> dict:
+        import json
+
+        return {"type": "websocket.send", "text": json.dumps({"type": "error", "data": {"message": message,
+                                                                                       "code": code}})}
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+        import asyncio
+
+        accepted = False
+
+        async def tracked_send(message: dict) -> None:
+            nonlocal accepted
+            accepted = accepted or message["type"] == "websocket.accept"
+            await send(message)
+
+        async def guarded_receive() -> dict:
+            while True:
+                try:
+                    message = await asyncio.wait_for(receive(), self.idle_timeout)
+                except asyncio.TimeoutError:
+                    if accepted:
+                        await send(self._error(f"session closed: no message for {self.idle_timeout:g} s (the "
+                                               f"server's idle timeout, ttc-gym serve --idle-timeout)", "IDLE_TIMEOUT"))
+                        await send({"type": "websocket.close", "code": 1001, "reason": "idle timeout"})
+                    return {"type": "websocket.disconnect", "code": 1001}
+                if message["type"] == "websocket.receive" and message.get("text") is None:
+                    size = len(message.get("bytes") or b"")
+                    await send(self._error(f"expected a text frame holding a JSON message, got a binary frame of "
+                                           f"{size} bytes; send the message as text.", "INVALID_FRAME"))
+                    continue
+                return message
+
+        await self.app(scope, guarded_receive, tracked_send)
+
+
+def _client_error(request: Any, err: ClientError) -> Any:
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(status_code=400, content={"detail": str(err)})
+
+
 def make_app(env_id: str, env_kwargs: dict | None = None, *, make_env: Callable[[], gym.Env] | None = None,
-             max_sessions: int = DEFAULT_MAX_SESSIONS) -> Any:
+             max_sessions: int = DEFAULT_MAX_SESSIONS, idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT) -> Any:
     """OpenEnv's FastAPI app serving `env_id`: each WebSocket session (`TTCEnvClient`) gets its own
-    env, `gym.make(env_id, **env_kwargs)` or `make_env()`, up to `max_sessions` at once. One env is
-    made now to read its spaces (it serves the first session)."""
+    env, `gym.make(env_id, **env_kwargs)` or `make_env()`, up to `max_sessions` at once; a session
+    silent for `idle_timeout` seconds is closed (`SessionGuard`; None: never). One env is made now to
+    read its spaces (it serves the first session). A request the env refuses is HTTP 400 with its
+    message."""
     env_id = check_env_id(env_id)
     max_sessions = check_int("max_sessions", max_sessions, minimum=1)
+    if idle_timeout is not None:
+        idle_timeout = check_float("idle_timeout", idle_timeout, minimum=0.001)
     maker = EnvMaker(env_id, env_kwargs, make_env)
     probe = maker()
     maker.spare(probe)
@@ -290,17 +364,21 @@ def make_app(env_id: str, env_kwargs: dict | None = None, *, make_env: Callable[
     app = create_app(factory, action_cls, observation_cls, env_name=env_id, max_concurrent_envs=max_sessions)
     app.state.ttc_env_maker = maker
     app.router.on_shutdown.append(maker.close_spares)
+    app.add_exception_handler(ClientError, _client_error)
+    if idle_timeout is not None:
+        app.add_middleware(SessionGuard, idle_timeout=idle_timeout)
     return app
 
 
 def serve(env_id: str, env_kwargs: dict | None = None, *, host: str = "127.0.0.1", port: int = 8000,
           max_sessions: int = DEFAULT_MAX_SESSIONS, make_env: Callable[[], gym.Env] | None = None,
-          log_level: str = "info") -> None:
+          log_level: str = "info", idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT) -> None:
     """Serve `env_id` at http://HOST:PORT (WebSocket `/ws`) until interrupted (`ttc-gym serve`)."""
+    port = check_int("port", port, minimum=0, maximum=65535)  # 0: any free port
     import uvicorn
 
-    app = make_app(env_id, env_kwargs, make_env=make_env, max_sessions=max_sessions)
-    uvicorn.run(app, host=host, port=check_int("port", port, minimum=0), log_level=log_level)
+    app = make_app(env_id, env_kwargs, make_env=make_env, max_sessions=max_sessions, idle_timeout=idle_timeout)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 
 class RunningServer:
@@ -330,13 +408,14 @@ class RunningServer:
 
 def start_server(env_id: str, env_kwargs: dict | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  max_sessions: int = DEFAULT_MAX_SESSIONS, make_env: Callable[[], gym.Env] | None = None,
-                 startup_timeout: float = 120.0, log_level: str = "warning") -> RunningServer:
+                 startup_timeout: float = 120.0, log_level: str = "warning",
+                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT) -> RunningServer:
     """Start a server for `env_id` in a background thread (port 0: a free port) and return it once it
     accepts connections. Use it in a notebook or a test; `serve` for a standalone server."""
     import uvicorn
 
-    app = make_app(env_id, env_kwargs, make_env=make_env, max_sessions=max_sessions)
-    config = uvicorn.Config(app, host=host, port=check_int("port", port, minimum=0), log_level=log_level,
+    app = make_app(env_id, env_kwargs, make_env=make_env, max_sessions=max_sessions, idle_timeout=idle_timeout)
+    config = uvicorn.Config(app, host=host, port=check_int("port", port, minimum=0, maximum=65535), log_level=log_level,
                             ws_ping_interval=None, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"openenv-{env_id}", daemon=True)

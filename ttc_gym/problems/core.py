@@ -9,7 +9,12 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ttc_gym.grading.limits import MAX_ANSWER_CHARS
 from ttc_gym.validation import check_unicode
+
+#: The longest question a Problem may hold: the math envs' observation space is sized by it
+#: (a longer question would give observations outside the space).
+MAX_QUESTION_CHARS = 20_000
 
 Meta = tuple[tuple[str, Any], ...]
 
@@ -66,6 +71,18 @@ class Problem:
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"Problem.{name} must be a non-empty string, got {value!r}.")
             check_unicode(f"Problem.{name}", value)
+        if len(self.question) > MAX_QUESTION_CHARS:
+            raise ValueError(
+                f"Problem.question is {len(self.question):,} characters long; at most "
+                f"{MAX_QUESTION_CHARS:,} are allowed (the math envs' observation space holds no longer "
+                f"question; ttc_gym.problems.core.MAX_QUESTION_CHARS)."
+            )
+        if len(self.answer) > MAX_ANSWER_CHARS:
+            raise ValueError(
+                f"Problem.answer is {len(self.answer):,} characters long; the grader compares answers of "
+                f"at most {MAX_ANSWER_CHARS:,} characters (ttc_gym.grading.MAX_ANSWER_CHARS), so this "
+                f"problem could never be solved. Shorten the gold answer."
+            )
         if self.solution is not None and not isinstance(self.solution, str):
             raise TypeError(f"Problem.solution must be a string or None, got {self.solution!r}.")
         d = self.difficulty

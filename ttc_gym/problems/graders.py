@@ -51,15 +51,16 @@ def grader_of(name: str) -> AnswerGrader:
     return found
 
 
-def grade_answer(answer: str, problem: Any) -> bool | None:
+def grade_answer(answer: str, problem: Any, *, as_written: bool = False) -> bool | None:
     """The verdict on `answer` (as stated: a box's content, "" when none) for `problem`: its own
-    grader when ``problem.meta`` names one, else math equivalence of the normalized answer to
-    ``problem.answer``. An empty answer is wrong."""
+    grader when ``problem.meta`` names one, else math equivalence to ``problem.answer`` of the
+    answer's `normalize_answer` key (a forced answer), or of the answer as written (`as_written`: a
+    committed answer, whose key would be lossy). An empty answer is wrong."""
     answer = answer.strip()
     if not answer:
         return False
     get_meta = getattr(problem, "get_meta", None)
     name = get_meta(GRADER_KEY) if get_meta is not None else None
     if name is None:
-        return compare_answers(normalize_answer(answer), problem.answer)
+        return compare_answers(answer if as_written else normalize_answer(answer), problem.answer)
     return grader_of(name)(answer, problem)

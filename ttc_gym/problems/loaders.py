@@ -34,9 +34,10 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ttc_gym.answer_extraction import BOX_COMMANDS, extract_boxed, gsm8k_answer
+from ttc_gym.files import check_regular_file, loads
 from ttc_gym.optional import require
 from ttc_gym.problems.core import Problem
 from ttc_gym.validation import check_int, check_unicode, did_you_mean
@@ -102,7 +103,7 @@ def _text(value: Any, kind: str, key: str, where: str, *, numbers_ok: bool) -> s
             )
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
-        return str(value)
+        return getattr(value, "text", None) or str(value)  # 0.00001 stays 0.00001, not 1e-05
     what = "a non-empty string" + (" or a number" if numbers_ok else "")
     raise ValueError(f"{where}: expected the {kind} field {key!r} to be {what}, got {value!r:.80}.")
 
@@ -189,15 +190,18 @@ def row_to_problem(
         difficulty = parse_difficulty_field(row[level_key])
     meta = {str(k): v for k, v in row.items() if k not in used and k is not None}
     meta["origin"] = default_id
-    return Problem(
-        id=pid,
-        question=question,
-        answer=answer,
-        source=source,
-        difficulty=difficulty,
-        solution=solution,
-        meta=meta,
-    )
+    try:
+        return Problem(
+            id=pid,
+            question=question,
+            answer=answer,
+            source=source,
+            difficulty=difficulty,
+            solution=solution,
+            meta=meta,
+        )
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
 
 
 def as_problem(value: Any, where: str = "problem") -> Problem:
@@ -256,12 +260,27 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield line_no, json.loads(line)
+                yield line_no, loads(line, f"{path}, line {line_no}", _DECODER)
             except json.JSONDecodeError as err:
                 raise ValueError(
                     f"{path}, line {line_no}: expected one JSON object per line, got invalid JSON "
                     f"({err.msg} at column {err.colno})."
                 ) from None
+
+
+class _WrittenFloat(float):
+    """A JSON number with a fraction or exponent, remembering its text (a gold ``0.00001`` stays
+    ``"0.00001"`` instead of Python's ``"1e-05"``)."""
+
+    text: str
+
+    def __new__(cls, text: str) -> Self:
+        value = super().__new__(cls, text)
+        value.text = text
+        return value
+
+
+_DECODER = json.JSONDecoder(parse_float=_WrittenFloat)
 
 
 def _skip_ws(text: str, pos: int) -> int:
@@ -276,13 +295,13 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
     which each item starts."""
     text = path.read_text(encoding=_encoding(path))
     try:
-        doc = json.loads(text)
+        doc = loads(text, str(path), _DECODER)
     except json.JSONDecodeError as err:
         raise ValueError(
             f"{path}, line {err.lineno}: expected a JSON document, got invalid JSON "
             f"({err.msg} at column {err.colno})."
         ) from None
-    decoder = json.JSONDecoder()
+    decoder = _DECODER
     start = _skip_ws(text, 0)
     if isinstance(doc, dict) and isinstance(doc.get("data"), list):
         pos = _skip_ws(text, start + 1)
@@ -308,7 +327,7 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
     while text[pos] != "]":
         line += text.count("\n", last, pos)
         last = pos
-        item, pos = decoder.raw_decode(text, pos)
+        item, pos = decoder.raw_decode(text, pos)  # not deeper than `doc`, which parsed
         yield line, item
         pos = _skip_ws(text, pos)
         if text[pos] == ",":
@@ -379,6 +398,7 @@ def load_problems(
         raise FileNotFoundError(errno.ENOENT, "Problem file not found", str(path))
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "Expected a problem file, got a directory", str(path))
+    check_regular_file(path, "a problem file")
     suffix = path.suffix.lower()
     if suffix not in _READERS:
         raise ValueError(

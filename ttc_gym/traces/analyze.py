@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ttc_gym.grading import compare_answers, normalize_answer
+from ttc_gym.folder_lock import FolderLock
 from ttc_gym.jsonl_log import JsonlAppender, LogRead, read_jsonl_log, repair_jsonl_log
 from ttc_gym.llm_prover import LLMProver
 from ttc_gym.prompts import EPISODE_MARKERS, PromptTemplate
 from ttc_gym.traces.format import ANALYSED_FORMAT, RawTrace, TraceFormatError, check_analysed_row
 from ttc_gym.traces.segment import MRT_GROUP_SIZE, MRT_MAX_PIECES, MRT_MIN_GAP, segment_trace
-from ttc_gym.validation import check_int
+from ttc_gym.validation import check_int, check_temperature
 
 ANALYSED_FILE = "analysed.jsonl"
 SEGMENT_MODES = ("auto", "markers", "given", "paragraphs")
@@ -91,7 +92,7 @@ def prover_settings(engine_spec: str, *, k: int = 8, temperature: float = 0.7, m
     template = PromptTemplate(forced_answer=forced_answer)
     return {"engine": str(engine_spec), "k": check_int("k", k, minimum=1),
             "max_new_tokens": template.answer_tokens if max_answer_tokens is None else max_answer_tokens,
-            "template": forced_answer, "temperature": float(temperature), "seed": seed}
+            "template": forced_answer, "temperature": check_temperature("temperature", temperature), "seed": seed}
 
 
 def make_prover(engine: Any, *, k: int = 8, temperature: float = 0.7, max_answer_tokens: int | None = None,
@@ -209,6 +210,14 @@ def analyse_file(traces: Sequence[RawTrace], out_dir: str | Path, prover: LLMPro
     check_int("batch_traces", batch_traces, minimum=1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out, what="ttc-gym traces analyze"):  # one analysis per folder at a time
+        return _analyse_locked(traces, out, prover, prover_info, segmentation, resume, batch_traces, progress,
+                               reuse)
+
+
+def _analyse_locked(traces: Sequence[RawTrace], out: Path, prover: LLMProver | Callable[[], LLMProver],
+                    prover_info: dict, segmentation: Segmentation, resume: bool, batch_traces: int,
+                    progress: bool, reuse: Sequence[dict]) -> AnalysisRun:
     path = out / ANALYSED_FILE
     notices: list[str] = []
     found = read_analysed_file(path)

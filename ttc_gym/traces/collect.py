@@ -46,6 +46,7 @@ def draw_problems(source: Any, n: int, seed: int) -> list:
     ValueError when the source has fewer."""
     from ttc_gym.problems import make_source
 
+    n = check_int("the number of problems (--n)", n, minimum=1)
     source = make_source(source)
     rng = np.random.default_rng(seed)
     problems, seen = [], set()

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ttc_gym.errors import TTCGymError
+from ttc_gym.files import check_regular_file, too_deep
 
 RAW_FORMAT = "ttc-gym/trace/v1"
 ANALYSED_FORMAT = "ttc-gym/analysed-trace/v1"
@@ -182,16 +183,24 @@ def jsonl_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON) of every non-blank line of a JSONL file; TraceFormatError naming the
     line that is not JSON."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"trace file {str(path)!r} does not exist (expected a .jsonl file, one trace a line).")
-    with path.open("r", encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
+    check_regular_file(path, "a trace file")
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise TraceFormatError(f"{path}:{number}: not UTF-8 text (byte {err.start} of the line: "
+                                       f"{err.reason}); re-save the file as UTF-8.") from None
             if not text.strip():
                 continue
             try:
                 yield number, json.loads(text)
             except json.JSONDecodeError as err:
                 raise TraceFormatError(f"{path}:{number}: not a JSON object ({err.msg} at column {err.colno}).") from None
+            except RecursionError:
+                raise TraceFormatError(too_deep(f"{path}:{number}")) from None
 
 
 def check_unique_ids(traces: list[RawTrace], path: Any = None) -> list[RawTrace]:

@@ -15,7 +15,9 @@
 
 The gold answer is read from `answer`, `final_answer`, `target` or `gold` (a worked solution with a
 `\\boxed{}` or GSM8K's `#### 42` gives its final answer, as `ttc_gym.problems` reads problems).
-Optional: `problem_id`/`id`/`unique_id`, `trace_id`, `model`, `tokens`.
+Optional: `problem_id`/`id`/`unique_id`, `trace_id`, `model`, `tokens`. Every form takes the same aliases:
+the problem under any of `problem`/`question`/`prompt`/`input`, the gold under any of
+`answer`/`final_answer`/`target`/`gold`/`gold_answer` (ttc-gym's raw `trace` rows too).
 """
 
 from __future__ import annotations
@@ -97,6 +99,11 @@ def row_to_raw_trace(row: Any, *, path: Any = None, line: int | None = None) -> 
     if row.get("format") == ANALYSED_FORMAT:  # analysed already: its episodes, to analyse again
         return analysed_to_raw(check_analysed_row(row, path=path, line=line))
     if "trace" in row or row.get("format") is not None:
+        # the raw format's fields under the aliases every other form accepts ("question", "gold", ...)
+        for field, aliases in (("problem", PROBLEM_FIELDS), ("answer", GOLD_FIELDS)):
+            alias = None if field in row else _first(row, aliases)
+            if alias is not None:
+                row = {**{k: v for k, v in row.items() if k != alias}, field: row[alias]}
         return raw_trace_row(row, path=path, line=line, default_id=default_id)
     gold_key = _first(row, GOLD_FIELDS)
     if gold_key is None:

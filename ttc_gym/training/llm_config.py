@@ -133,6 +133,10 @@ class LLMTrainConfig(AlgoConfig):
             raise ValueError(f"engine_kwargs {sorted(self.engine_kwargs)} configure a vLLM engine; give engine='vllm' "
                              "or 'vllm:<model>' (or leave engine_kwargs empty).")
         check_int("ray_workers", self.ray_workers, minimum=0)
+        if self.branches and (self.ray_workers or self.engine != "transformers"):
+            raise ValueError(f"algo 'mrt' (branches from a prefix) runs on the transformers engine without Ray workers "
+                             f"in this release; got engine={self.engine!r}, ray_workers={self.ray_workers}. Use "
+                             f"'mrt-online' (per-episode progress on full rollouts) there.")
         if self.dtype not in DTYPES:
             raise unknown_name_error("dtype", self.dtype, DTYPES)
         check_int("micro_batch_size", self.micro_batch_size, minimum=1)

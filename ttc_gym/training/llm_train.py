@@ -76,12 +76,14 @@ from ttc_gym.training.llm_checkpoint import CONFIG_FILE, find_checkpoints, load_
 from ttc_gym.training.llm_config import LLMTrainConfig
 from ttc_gym.training.llm_loss import accumulate, token_count
 from ttc_gym.training.llm_policy import apply_lora, build_policy_engine, sync_weights, trained_weights
+from ttc_gym.training.llm_branches import plan_branches
 from ttc_gym.training.llm_rollouts import Rollout, collect_batch, make_envs, plan_iteration
 from ttc_gym.training.loop import RunLog, run_iterations
 
 LOG_FIELDS = (
     "step", "reward", "outcome", "progress", "cost", "J_0", "J_final", "episodes", "tokens", "loss", "kl",
-    "entropy", "kept", "wall_s",
+    "entropy", "kept", "wall_s", "branches_continue", "branches_terminate", "prefix_episodes", "outcome_continue",
+    "outcome_terminate",
 )
 
 
@@ -241,8 +243,6 @@ class LLMParts:
 
     def __init__(self, config: LLMTrainConfig, engines: Engines, policy: Trainable,
                  ray_engine_factory: Callable[[], Any] | None = None):
-        from ttc_gym.agents.llm import LLMAgent
-
         self.config, self.engines, self.policy, self.checkpoints = config, engines, policy, []
         self.synced = 0
         if engines.sampling is not None:  # it serves its own weights: give it the policy's
@@ -257,13 +257,38 @@ class LLMParts:
                 num_gpus_per_worker=1.0 if config.vllm_model else 0.0, address=config.ray_address)
             self.remote.sync(policy.weights())
         self.source = make_source(config.source)  # the trainer draws the problems; the env rolls them out
-        self.envs = make_envs(config, engines.sampler, engines.prover, self.source)
-        self.agent = LLMAgent(engines.sampler, max_episode_tokens=config.max_episode_tokens,
-                              temperature=config.temperature, top_p=config.top_p, template=self.envs.template,
-                              seed=config.seed)
+        branches = config.problems_per_iter * (config.group_size + config.terminations) if config.branches else None
+        self.envs = make_envs(config, engines.sampler, engines.prover, self.source, num_envs=branches)
+        self.agent = self._agent(engines.sampler)
+        # mrt's stale prefix writer: a frozen engine of the policy's model, refreshed every stale_every iterations.
+        self.stale = None
+        if config.branches and config.prefix_source == "stale":
+            self.stale = self._agent(build_policy_engine(config))
+
+    def _agent(self, engine: Any):
+        from ttc_gym.agents.llm import LLMAgent
+
+        return LLMAgent(engine, max_episode_tokens=self.config.max_episode_tokens, temperature=self.config.temperature,
+                        top_p=self.config.top_p, template=self.envs.template, seed=self.config.seed)
+
+    def _prefix_agent(self, iteration: int):
+        """Who writes mrt's prefixes this iteration (`prefix_source`)."""
+        if self.stale is None:
+            return self.agent
+        if iteration % self.config.stale_every == 0 or not self.stale_loaded:
+            with torch.no_grad():
+                self.stale.engine.load_weights(self.policy.weights())
+            self.stale_loaded = True
+        return self.stale
+
+    stale_loaded = False  # a resumed run refreshes its stale writer at its first iteration
 
     def collect(self, iteration: int) -> list[Rollout]:
         self.policy.model.eval()
+        if self.config.branches:
+            with torch.inference_mode():
+                return collect_batch(self.envs, self.agent, plan_branches(self.config, self.source, iteration,
+                                                                          self._prefix_agent(iteration)))
         plans = plan_iteration(self.config, self.source, iteration)
         if self.remote is not None:
             return self.remote.collect(plans)
@@ -303,6 +328,7 @@ class LLMParts:
             "tokens": token_count(rollouts) / max(1, len(rollouts)),
             "kl": float("nan"),  # replaced by the step's own, when it took one
             "entropy": float("nan"),  # likewise
+            **branch_counts(rollouts),
         }
 
     def metrics(self, rollouts: Sequence[Rollout]) -> dict[str, float]:
@@ -318,6 +344,20 @@ class LLMParts:
         if self.remote is not None:
             self.remote.close()
         self.policy.model.eval()
+
+
+def branch_counts(rollouts: Sequence[Rollout]) -> dict[str, float]:
+    """mrt's branches of an iteration: how many continued and terminated, the prefixes' mean length,
+    and each kind's mean outcome (NaN for rollouts from the start)."""
+    cont = [ro.outcome for ro in rollouts if ro.branch == "continue"]
+    stop = [ro.outcome for ro in rollouts if ro.branch == "terminate"]
+    if not cont and not stop:
+        return {}
+    prefixes = {ro.group: ro.prefix_episodes for ro in rollouts}
+    return {"branches_continue": float(len(cont)), "branches_terminate": float(len(stop)),
+            "prefix_episodes": float(np.mean(list(prefixes.values()))),
+            "outcome_continue": float(np.mean(cont)) if cont else float("nan"),
+            "outcome_terminate": float(np.mean(stop)) if stop else float("nan")}
 
 
 def _logged_rows(out: Path, resume_step: int) -> list[dict]:

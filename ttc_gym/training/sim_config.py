@@ -51,11 +51,17 @@ class SimTrainConfig(AlgoConfig):
         "save the trained policy to this path, with the trainer's state for --resume (SimPolicy.load reads it)"))
 
     OWN_ENV_FIELDS = ("max_episodes", "heterogeneity", "prover_samples")
+    #: mrt's prefixes may also be written by the heterogeneous expert (a fixed trace source, as the
+    #: LLM trainer's stored traces).
+    PREFIX_SOURCES = ("stale", "current", "expert")
 
     def __post_init__(self) -> None:
         self.check_algorithm()
         if self.group_by not in GROUP_BY:
             raise unknown_name_error("group_by", self.group_by, GROUP_BY)
+        if self.branches and self.group_by != "problem":
+            raise ValueError(f"group_by {self.group_by!r} does not apply to algo 'mrt': its groups are the branches of "
+                             f"one prefix (one problem); use group_by 'problem' or algo 'mrt-online'.")
         if self.trace_source not in TRACE_SOURCES:
             raise unknown_name_error("trace_source", self.trace_source, TRACE_SOURCES)
         check_int("hidden", self.hidden, minimum=0)

@@ -2,10 +2,11 @@
 two answers are equivalent, for `ttc_gym.grading` (which starts it, waits at most a timeout for each
 answer and kills it when that runs out).
 
-    python -m ttc_gym.grading_worker PARENT_PID MEMORY_LIMIT_BYTES
+    python -m ttc_gym.grading.worker PARENT_PID MEMORY_LIMIT_BYTES
 
 Protocol, one JSON object per line: the worker first writes `{"ready": true, "math_verify": bool}`
-(whether math-verify imported; without it only the sympy fallback runs), then answers each request
+(whether math-verify imported; without it only the latex2sympy fallback runs; when neither imports it
+writes `{"ready": false, "error": str}` and exits: it never evaluates answer text instead), then answers each request
 line `{"id": ..., "pred": str, "gold": str}` read from stdin with one line `{"id": ..., "equal":
 bool | null}` on stdout. A line that is not a JSON object gets no answer; a comparison that ran out
 of memory or recursion depth answers `"equal": null` (it did not complete: no verdict); one that
@@ -22,78 +23,144 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from fractions import Fraction
 from typing import Any, TextIO
 
-USAGE = "usage: python -m ttc_gym.grading_worker PARENT_PID MEMORY_LIMIT_BYTES"
+#: A plain decimal (or scientific) number, compared exactly (see :func:`load_checker`).
+DECIMAL_RE = re.compile(r"^\s*[-+]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][-+]?\d{1,4})\s*$")
+
+USAGE = "usage: python -m ttc_gym.grading.worker PARENT_PID MEMORY_LIMIT_BYTES"
 
 #: `equal(pred, gold) -> bool`: the slow-path equivalence check.
 Checker = Callable[[str, str], bool]
 
 
+class CheckerUnavailable(RuntimeError):
+    """Neither math-verify nor latex2sympy2_extended imports: there is no parser that does not
+    evaluate its input, so the worker refuses to compare (it never hands answer text to `eval`)."""
+
+
 def load_checker() -> tuple[Checker, bool]:
-    """(equal, has_math_verify): imports sympy (and math-verify, when installed) and returns the check.
+    """(equal, has_math_verify): imports sympy, latex2sympy2_extended and (when it imports) math-verify,
+    and returns the check. Raises :class:`CheckerUnavailable` when no safe parser imports.
 
     `equal(pred, gold)`: math-verify's `verify(parse(gold), parse(pred))` (each side parsed as
     `$...$` first, then as it is — as it is first when it holds Python's `**`, which is no LaTeX;
     no timeouts of its own; math-verify's removal of trailing unit words is off, since it also
     removes variables: `5t^3-6t` would read `5t^3-6` — units are stripped by `ttc_gym.grading`
-    before), then sympy's `simplify(a - b) == 0` on the parsed expressions, or on sympy's own parse
-    of both strings when math-verify parsed nothing. Expressions over different free symbols are
-    never equal.
+    before), then sympy's `simplify(a - b) == 0` on the parsed expressions, or on latex2sympy's
+    parse of both strings (`**` read as `^`) when math-verify parsed nothing or is not importable.
+    Expressions over different free symbols are never equal. Three rules of ours on top: a decimal
+    is exactly the number written (``1.41421356`` is not ``\\sqrt{2}``: math-verify would round it),
+    a set ``\\{1,2\\}`` never equals an interval or tuple ``(1,2)``, and a free ``i`` is the
+    imaginary unit (``i^2 = -1``; math-verify reads it as a variable).
+
+    **No answer text is ever evaluated**: sympy's `parse_expr`/`sympify` run Python's `eval` on
+    their input (`__import__('os')...` would run), so they are never called on an answer. Both
+    parsers used here build the expression from a grammar (math-verify hands sympy's `parse_expr`
+    only its own regex matches of digits, operators and spaces).
     """
     import sympy
-    from sympy.parsing.sympy_parser import (
-        convert_xor,
-        implicit_multiplication_application,
-        parse_expr,
-        standard_transformations,
-    )
 
     try:
+        from latex2sympy2_extended import latex2sympy
+    except Exception:  # broken or missing: math-verify (which needs it) will not import either
+        latex2sympy = None
+    try:
         from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
-        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+        from math_verify import (
+            ExprExtractionConfig,
+            LatexExtractionConfig,
+            parse,
+            verify,
+        )
 
         extraction = [
             LatexExtractionConfig(normalization_config=NormalizationConfig(
                 basic_latex=True, units=False, malformed_operators=True, nits=True, boxed="all", equations=False)),
             ExprExtractionConfig(),
         ]
-    except Exception:  # not installed, or broken: the sympy path still works
+    except Exception:  # not installed, or broken: the latex2sympy path still works
         parse = verify = None
-    transformations = standard_transformations + (implicit_multiplication_application, convert_xor)
+    if parse is None and latex2sympy is None:
+        raise CheckerUnavailable(
+            "neither math-verify nor latex2sympy2_extended imports in the grading worker, and the "
+            "grader never evaluates answer text with sympy's parse_expr; install them: "
+            "pip install math-verify"
+        )
 
     def mv_parse(s: str) -> list:
         forms = (s, "$" + s + "$") if "**" in s else ("$" + s + "$", s)
         got = parse(forms[0], extraction_config=extraction, parsing_timeout=None)
         return got if got else parse(forms[1], extraction_config=extraction, parsing_timeout=None)
 
+    def grammar_parse(s: str) -> Any:
+        """latex2sympy's parse of `s` (a grammar, no eval), or None when it does not parse."""
+        if latex2sympy is None:
+            return None
+        try:
+            return latex2sympy(s.replace("**", "^"))
+        except (MemoryError, RecursionError):
+            raise  # out of resources: no verdict (see handle_line)
+        except Exception:  # the parser raises plain Exception on bad input
+            return None
+
+    def imaginary(x: Any) -> Any:
+        """``x`` with a free symbol named ``i`` read as the imaginary unit."""
+        if not isinstance(x, sympy.Expr):
+            return x
+        return x.subs({s: sympy.I for s in x.free_symbols if getattr(s, "name", "") == "i"})
+
     def sympy_equal(a: Any, b: Any) -> bool:
+        a, b = imaginary(a), imaginary(b)
         if not (isinstance(a, sympy.Expr) and isinstance(b, sympy.Expr)):
             return False
         if a.free_symbols != b.free_symbols and not (a.is_number and b.is_number):
             return False
         return sympy.simplify(a - b) == 0
 
+    def parsed(s: str) -> Any:
+        """The first expression math-verify finds in ``s``, else latex2sympy's parse, else None."""
+        got = mv_parse(s) if parse is not None else []
+        return got[0] if got else grammar_parse(s)
+
+    def exact_against_decimal(decimal: str, other: str) -> bool:
+        """A decimal is exactly the number written: ``other`` must equal it, with no rounding."""
+        value = Fraction(decimal)
+        x = imaginary(parsed(other))
+        if not (isinstance(x, sympy.Expr) and x.is_number):
+            return False
+        return sympy.simplify(x - sympy.Rational(value.numerator, value.denominator)) == 0
+
+    def kind(x: Any) -> str:
+        if isinstance(x, sympy.FiniteSet):
+            return "set"
+        if isinstance(x, (sympy.Interval, sympy.Union, sympy.Tuple, tuple)):
+            return "ordered"
+        return "other"
+
     def equal(pred: str, gold: str) -> bool:
+        for decimal, other in ((gold, pred), (pred, gold)):
+            if DECIMAL_RE.match(decimal) and not DECIMAL_RE.match(other):
+                return exact_against_decimal(decimal.strip(), other)
         g = p = []
         if parse is not None:
             g = mv_parse(gold)
             p = mv_parse(pred)
+            if g and p and {kind(g[0]), kind(p[0])} == {"set", "ordered"}:
+                return False  # {1,2} is no interval or tuple (math-verify lets them meet)
             if g and p and verify(g, p, timeout_seconds=None):
                 return True
         if g and p:
             return bool(sympy_equal(g[0], p[0]))
-        try:
-            a = parse_expr(gold, transformations=transformations, evaluate=True)
-            b = parse_expr(pred, transformations=transformations, evaluate=True)
-        except (MemoryError, RecursionError):
-            raise  # out of resources: no verdict (see handle_line)
-        except BaseException:  # sympy's parser raises anything, SyntaxError and TokenError included
+        a, b = grammar_parse(gold), grammar_parse(pred)
+        if a is None or b is None:
             return False
         return bool(sympy_equal(a, b))
 
@@ -175,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=exit_when_orphaned, args=(parent_pid,), daemon=True).start()
     limit_memory(limit)
     logging.disable(logging.CRITICAL)
-    equal, has_math_verify = load_checker()
+    try:
+        equal, has_math_verify = load_checker()
+    except CheckerUnavailable as err:
+        out.write(json.dumps({"ready": False, "error": str(err)}) + "\n")
+        out.flush()
+        return 1
     serve(sys.stdin, out, equal, math_verify=has_math_verify)
     return 0
 
