@@ -18,7 +18,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Source folder -> installed package (ttc_gym/envs and ttc_gym/agents are links to the two folders).
-LAYOUT = {"ttc_gym": "ttc_gym", "envs": "ttc_gym/envs", "agents": "ttc_gym/agents"}
+# ttc_gym_verifiers is the one top-level name besides ttc_gym (verifiers 0.4 imports tasksets by it).
+LAYOUT = {"ttc_gym": "ttc_gym", "envs": "ttc_gym/envs", "agents": "ttc_gym/agents",
+          "ttc_gym_verifiers": "ttc_gym_verifiers"}
 
 
 @pytest.fixture(scope="module")

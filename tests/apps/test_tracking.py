@@ -41,7 +41,7 @@ def test_sim_trainer_reports_to_tensorboard(tmp_path):
 def test_llm_trainer_reports_to_tensorboard(tmp_path):
     config = LLMTrainConfig(iterations=1, problems_per_iter=2, group_size=2, max_episodes=2, max_episode_tokens=8,
                             num_prover_samples=2, env_kwargs={"max_answer_tokens": 4}, micro_batch_size=3, lr=1e-2,
-                            algo="mrt", temperature=1.0, out=str(tmp_path / "run"), report_to="tensorboard")
+                            algo="mrt-online", temperature=1.0, out=str(tmp_path / "run"), report_to="tensorboard")
     result = llm_train(config, policy_engine=tiny_engine())
     acc = events(tmp_path / "run" / "tensorboard")
     tags = set(acc.Tags()["scalars"])

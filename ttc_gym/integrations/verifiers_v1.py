@@ -61,6 +61,7 @@ from ttc_gym.optional import require
 from ttc_gym.rewards import check_alpha
 from ttc_gym.validation import check_float
 
+
 def _verifiers_version() -> tuple[str, tuple[int, ...]]:
     from importlib.metadata import PackageNotFoundError, version
 
