@@ -142,6 +142,31 @@ class LLMAgent:
                               else Episode(commit_text(self.final_answer(observations[i])), (), prompt, prompt_ids))
         return written
 
+    def answer_batch(self, observations: Sequence[dict], seeds: Sequence[int]) -> list[Episode]:
+        """The policy's own answer, forced now, for each trace: the episode that commits it (MRT's
+        terminating branch, "close the thinking and answer").
+
+        The answer is sampled at the agent's temperature after the template's forced-answer prompt
+        (`PromptTemplate.forced_answer_prompt`, as the prover's), trace k with a seed derived from
+        `seeds[k]` and the trace. The Episode's `text` commits it (`commit_text`; an empty answer
+        commits "none", graded wrong), its `prompt` / `prompt_ids` are the forced-answer prompt and
+        its `token_ids` the sampled answer tokens: a trainer scores those given that prompt."""
+        if len(seeds) != len(observations):
+            raise ValueError(f"answer_batch needs one seed per observation, got {len(seeds)} for {len(observations)}.")
+        sampling = self.template.answer_sampling(self.template.answer_tokens, self.temperature)
+        prompts, row_seeds = [], []
+        for obs, seed in zip(observations, seeds):
+            question, episodes = obs["problem"], list(obs["episodes"])
+            prompts.append(self.template.forced_answer_prompt(self.engine, question, episodes))
+            row_seeds.append(prefix_seed(check_int("seed", seed), "answer", question, *episodes, "\x00"))
+        encode = getattr(self.engine, "encode", None)
+        written = []
+        for prompt, row in zip(prompts, generate_per_prompt(self.engine, prompts, sampling, row_seeds)):
+            c = row[0]
+            answer = self.template.answer_of(c.text) or "none"
+            written.append(Episode(commit_text(answer), c.token_ids, prompt, tuple(encode(prompt)) if encode else ()))
+        return written
+
     def _token_cap(self, info: dict) -> int:
         left = info.get("tokens_left")
         return self.max_episode_tokens if left is None else max(1, min(self.max_episode_tokens, int(left)))

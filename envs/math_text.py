@@ -79,7 +79,8 @@ class TTCMathEnv(MathEnv):
     ## Arguments
 
     `source` (problem source spec: "procedural" (default), "procedural:2", a JSONL/JSON/CSV path,
-    "hf:<dataset>", or a list of `Problem`), `engine` (None = default model, a model path / hub id /
+    "hf:<dataset>", "reasoning-gym:<dataset>[?params]" (graded by reasoning-gym's own scorer, see
+    `ttc_gym.problems.reasoning_gym`), or a list of `Problem`), `engine` (None = default model, a model path / hub id /
     "transformers:..." spec, or an `Engine`; the policy's model: it counts the episodes' tokens and
     gives the forced final answer), `prover_engine` (defaults to `engine`: the prover is the policy,
     as in MRT's online setting, docs/formulation.md §2; another engine makes a separate prover),

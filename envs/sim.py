@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +20,7 @@ from ttc_gym.envs.sim_model import (
     VERIFY,
     SimModel,
     SimParams,
+    check_snapshot,
 )
 from ttc_gym.actions import check_meta_action
 from ttc_gym.prover import simulated_monte_carlo_j
@@ -96,6 +98,17 @@ class TTCSimEnv(gym.Env):
     the type of every strategy drawn from the level's `success_prob`, nothing done yet:
     J_0 = `guess_prob`.
 
+    Or a point of an earlier problem: `env.unwrapped.snapshot()` returns the env's whole state after
+    any step before the end (episodes used, strategy, steps, candidate, the hidden strategy types and
+    slip, tokens, J, and the generator's state) as a dict, and `reset(options={"snapshot": s})` puts
+    the env back there: the budget counts the episodes already used, `info["J"]` is J at that point,
+    and the next step's progress is measured from it. Without a `seed` the generator continues from
+    the snapshot's state, so stepping on gives the same rewards, J and budget as stepping there from
+    the start; with a `seed` it is seeded afresh (a branch with its own noise: MRT's continuations
+    from one prefix). A snapshot holds the hidden state: it is for the trainer that branches, and a
+    policy that reads it is an oracle. A snapshot of an env with other arguments, or a malformed one,
+    is refused with an error saying what was expected.
+
     ## Episode End
 
     Terminated when the agent answers. Truncated after `max_episodes` (H) reasoning episodes; with
@@ -172,7 +185,43 @@ class TTCSimEnv(gym.Env):
         return j_true if k is None else simulated_monte_carlo_j(j_true, k, self.np_random)
 
     # -- the gymnasium API -----------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """The env's state at this point of the problem, for `reset(options={"snapshot": ...})` (see
+        Starting State); plain Python values and the generator's state, safe to keep and reuse."""
+        if self._state is None:
+            raise RuntimeError("snapshot() needs a problem in progress: call reset() first (a finished problem "
+                               "has no point to return to).")
+        return {
+            "obs_nvec": [int(n) for n in self.params.obs_nvec], "state": list(self._state),
+            "working": list(self._working), "slipped": bool(self._slipped), "tokens": int(self._tokens),
+            "J_exact": float(self._j_true), "J": float(self._j),
+            "rng": copy.deepcopy(self.np_random.bit_generator.state),
+        }
+
+    def _restore(self, snapshot: Any, seed: int | None):
+        """`reset` to a snapshot (checked before anything is touched)."""
+        snap = check_snapshot(snapshot, self.params)
+        super().reset(seed=seed)
+        if seed is None:
+            self.np_random.bit_generator.state = copy.deepcopy(snap["rng"])
+        self._state = [int(v) for v in snap["state"]]
+        self._working = [bool(w) for w in snap["working"]]
+        self._slipped, self._tokens = bool(snap["slipped"]), int(snap["tokens"])
+        self._j_true, self._j = float(snap["J_exact"]), float(snap["J"])
+        self._trace = [f"restored: level={self.params.levels[self._state[1]].name} episodes={self._state[0]} "
+                       f"J={self._j:.2f}"]
+        info = reward_info(
+            j=self._j, progress=0.0, outcome=0.0, alpha=self.params.alpha, cost=0.0,
+            episodes_used=self._state[0], tokens_used=self._tokens, answered=False,
+        )
+        info.update(J_exact=self._j_true, difficulty=self._state[1])
+        return self._observation(), info
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if options and "snapshot" in options:
+            if set(options) != {"snapshot"}:
+                raise ValueError(f"options['snapshot'] restores a whole state: give it alone, got {sorted(options)}.")
+            return self._restore(options["snapshot"], seed)
         super().reset(seed=seed)
         rng = self.np_random
         level = self._level_from_options(options)
@@ -204,7 +253,7 @@ class TTCSimEnv(gym.Env):
             return None
         unknown = set(options) - {"difficulty"}
         if unknown:
-            raise ValueError(f"reset options accept only 'difficulty', got {sorted(unknown)}.")
+            raise ValueError(f"reset options accept only 'difficulty' or 'snapshot', got {sorted(unknown)}.")
         level = options["difficulty"]
         n = len(self.params.levels)
         if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < n:

@@ -441,3 +441,39 @@ class SimModel:
             reward = compose_reward(acc, progress_between(j_now, j_next), P.alpha, P.episode_cost)
             out.append(Outcome(prob, None if truncated else nxt, reward, j_next, acc))
         return out
+
+
+# -- snapshots: a point of a problem, to reset an env there (MRT's branching from a prefix) -------
+SNAPSHOT_KEYS = ("obs_nvec", "state", "working", "slipped", "tokens", "J_exact", "J", "rng")
+
+
+def check_snapshot(snapshot: object, params: SimParams) -> dict:
+    """`snapshot` (from `TTCSimEnv.snapshot`) as a dict an env with `params` can restore, or a
+    ValueError / TypeError saying what was expected: its keys (`SNAPSHOT_KEYS`), an env of the same
+    observation space, a state inside it before the budget's end, one type per strategy, J in [0, 1]."""
+    if not isinstance(snapshot, dict):
+        raise TypeError(f"a snapshot must be the dict TTCSimEnv.snapshot() returns, got {type(snapshot).__name__}.")
+    if set(snapshot) != set(SNAPSHOT_KEYS):
+        raise ValueError(f"a snapshot has the keys {list(SNAPSHOT_KEYS)}, got {sorted(snapshot)}.")
+    nvec = [int(n) for n in params.obs_nvec]
+    if list(snapshot["obs_nvec"]) != nvec:
+        raise ValueError(f"the snapshot is of an env whose observation space is {list(snapshot['obs_nvec'])}; this "
+                         f"env's is {nvec} (make both with the same arguments).")
+    state = np.asarray(snapshot["state"])
+    if state.shape != (len(nvec),) or not np.issubdtype(state.dtype, np.integer) or (state < 0).any() or (state >= nvec).any():
+        raise ValueError(f"snapshot['state'] must be {len(nvec)} integers inside {nvec}, got {snapshot['state']!r}.")
+    if state[0] >= params.max_episodes:
+        raise ValueError(f"snapshot['state'] has used {state[0]} of {params.max_episodes} episodes: the problem is "
+                         f"over; snapshot a point before the budget's end.")
+    working = np.asarray(snapshot["working"])
+    if working.shape != (params.num_strategies,) or working.dtype != bool:
+        raise ValueError(f"snapshot['working'] must be {params.num_strategies} booleans, got {snapshot['working']!r}.")
+    for key in ("J_exact", "J"):
+        value = snapshot[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"snapshot[{key!r}] must be a probability in [0, 1], got {value!r}.")
+    if not isinstance(snapshot["slipped"], bool):
+        raise TypeError(f"snapshot['slipped'] must be a bool, got {snapshot['slipped']!r}.")
+    if isinstance(snapshot["tokens"], bool) or not isinstance(snapshot["tokens"], (int, np.integer)) or snapshot["tokens"] < 0:
+        raise ValueError(f"snapshot['tokens'] must be a count >= 0, got {snapshot['tokens']!r}.")
+    return snapshot

@@ -15,7 +15,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from ttc_gym.envs.sim_model import ACTION_NAMES, ANSWER, CONTINUE, FRESH_CANDIDATE, KNOWN_CORRECT, SWITCH, VERIFY, SimParams, SimModel
+from ttc_gym.envs.sim_model import ACTION_NAMES, ANSWER, CONTINUE, FRESH_CANDIDATE, KNOWN_CORRECT, SWITCH, VERIFY, SimParams, SimModel, check_snapshot
 from ttc_gym.prover import simulated_monte_carlo_j
 from ttc_gym.rewards import compose_reward, progress_between
 from ttc_gym.validation import check_int, check_render_mode
@@ -82,11 +82,18 @@ class TTCSimVectorEnv(VectorEnv):
 
     # -- the vector API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Reset every sub-env: each draws a problem (of `options["difficulty"]` when given), or, with
+        `options={"snapshots": [s_0, ...]}` (one entry per sub-env, None: draw a problem), sub-env i is
+        put back at the point of `TTCSimEnv.snapshot()` s_i (its budget, J and hidden state; the noise
+        of the steps that follow comes from this vector env's generator, not the snapshot's)."""
+        snapshots = None
+        if options and "snapshots" in options:
+            snapshots = self._check_snapshots(options)
         super().reset(seed=seed)
         level = None
-        if options:
+        if options and snapshots is None:
             if set(options) - {"difficulty"}:
-                raise ValueError(f"reset options accept only 'difficulty', got {sorted(options)}.")
+                raise ValueError(f"reset options accept only 'difficulty' or 'snapshots', got {sorted(options)}.")
             level = check_int("options['difficulty']", options["difficulty"], minimum=0, maximum=len(self._cdf) - 1)
         n, S = self.num_envs, self.params.num_strategies
         self._state = np.zeros((n, len(self.params.obs_fields)), dtype=np.int64)
@@ -97,8 +104,22 @@ class TTCSimVectorEnv(VectorEnv):
         self._j = np.zeros(n)
         self._done = np.zeros(n, dtype=bool)
         self._reset_rows(self._all, level)
+        for i, snap in enumerate(snapshots or ()):
+            if snap is not None:
+                self._state[i], self._working[i] = snap["state"], snap["working"]
+                self._slipped[i], self._tokens[i] = snap["slipped"], snap["tokens"]
+                self._j_true[i], self._j[i] = snap["J_exact"], snap["J"]
         zeros = np.zeros(n)
         return self._observation(), self._info(zeros, zeros, zeros, np.zeros(n, dtype=bool))
+
+    def _check_snapshots(self, options: dict) -> list:
+        if set(options) != {"snapshots"}:
+            raise ValueError(f"options['snapshots'] gives every sub-env its state: give it alone, got {sorted(options)}.")
+        snapshots = options["snapshots"]
+        if not isinstance(snapshots, (list, tuple)) or len(snapshots) != self.num_envs:
+            raise ValueError(f"options['snapshots'] must be a list of {self.num_envs} snapshots (or None), one per "
+                             f"sub-env, got {type(snapshots).__name__} of length {len(snapshots) if hasattr(snapshots, '__len__') else '?'}.")
+        return [None if s is None else check_snapshot(s, self.params) for s in snapshots]
 
     def _observation(self) -> np.ndarray:
         obs = self._state.copy()

@@ -8,7 +8,8 @@ and MRT's per-episode credit, for a few steps on a CPU.
 Each rollout is a multi-episode TTC-Math-v0 trace written by the policy, J measured by the policy
 itself forced to stop (MRT's online setting; docs/formulation.md §2); TRL logs the outcome and the
 progress components (`rewards/outcome/mean`, `rewards/progress/mean`) and trains on the per-token
-credit A_ij = A_i + alpha * p_ij (`algo` mrt; docs/formulation.md §4). The log rows are printed and
+credit of `--algo` (default mrt-online: each episode's own progress inside the group normalization;
+docs/formulation.md §4). The log rows are printed and
 written to OUT/log.json. See `ttc_gym.integrations.trl_grpo` for the design.
 """
 
@@ -26,7 +27,9 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experi
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="default", help="'default' or a transformers model folder / hub id")
-    p.add_argument("--algo", default="mrt", help="an algorithms.ADVANTAGES name: mrt, grpo, mrt-rtg")
+    p.add_argument("--algo", default="mrt-online",
+                   help="an algorithms.ADVANTAGES name on full rollouts: mrt-online, mrt-online-raw, grpo, mrt-rtg, "
+                        "mrt-termination")
     p.add_argument("--alpha", type=float, default=1.0, help="weight of progress (credit and reward)")
     p.add_argument("--steps", type=int, default=2, help="optimizer steps")
     p.add_argument("--problems-per-step", type=int, default=2)

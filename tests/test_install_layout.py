@@ -28,7 +28,7 @@ def installed(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(REPO / "ttc_gym", source / "ttc_gym", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-    for folder in ("envs", "agents"):
+    for folder in ("envs", "agents", "ttc_gym_verifiers"):  # the last: verifiers 0.4's taskset module
         shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     target = tmp_path_factory.mktemp("site")
     subprocess.run(

@@ -23,7 +23,8 @@ from collections.abc import Hashable
 from typing import Any, Sequence
 
 from ttc_gym.engines.base import SamplingConfig, generate_per_prompt
-from ttc_gym.grading import compare_answers, normalize_answer
+from ttc_gym.grading import normalize_answer
+from ttc_gym.problems.graders import grade_answer
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.prover import PolicyAnswer, ProverEstimate, monte_carlo_j
 from ttc_gym.seeding import prefix_seed
@@ -170,9 +171,11 @@ class LLMProver:
         return [self._grade(problem, completions) for (problem, _), completions in zip(items, rows)]
 
     def _grade(self, problem: Any, completions: Sequence[Any]) -> ProverEstimate:
-        """The estimate of K graded forced answers (`incomplete`: those the grader could not decide)."""
-        answers = tuple(normalize_answer(self.template.answer_of(c.text)) for c in completions)
-        verdicts = [compare_answers(a, problem.answer) if a else False for a in answers]
+        """The estimate of K graded forced answers (`incomplete`: those the grader could not decide).
+        Each answer is graded by the problem's own grader when it names one (`problems.graders`)."""
+        stated = [self.template.answer_of(c.text) for c in completions]
+        answers = tuple(normalize_answer(a) for a in stated)
+        verdicts = [grade_answer(a, problem) for a in stated]
         incomplete = sum(v is None for v in verdicts)
         self._grading_incomplete += incomplete
         correct = tuple(v is True for v in verdicts)
@@ -185,8 +188,9 @@ class LLMProver:
         False, or None when the grader could not decide (the caller counts it wrong and flags it).
         The one place besides the forced answers where the gold answer is compared. The answer is
         compared as written, not as its `normalize_answer` key: a key is lossy (it drops a trailing
-        `= x`, words after a number), and the grader applies its own conventions to the text."""
-        return compare_answers(answer, problem.answer) if answer.strip() else False
+        `= x`, words after a number), and the grader applies its own conventions to the text; a
+        problem that names its own grader is graded by it (`problems.graders`)."""
+        return grade_answer(answer, problem, as_written=True)
 
     @property
     def grading_incomplete(self) -> int:

@@ -1,9 +1,12 @@
-"""What the dense reward costs: the LLM prover's speed, naive vs optimized, next to the machine's roofline.
+"""What the dense reward costs: the LLM prover's speed, naive vs optimized, on the static decode loop
+and on the transformers loop before it, next to the machine's roofline.
 
     python examples/benchmarks/bench_engine.py [--threads N] [--envs 1 8] [--k 8] [--episodes 3]
 
 One run, on the default model (SmolLM2-135M-Instruct, `make_engine(None, max_batch_size=64)`), for
-each number of envs:
+each number of envs, the traces below run twice on the same engine: with `decode_loop="hf"` (the
+transformers loop, issue 28's baseline) and `decode_loop="static"` (the default); the naive path runs
+on the transformers loop (today's naive reference, the same for both):
 
 - traces: each env gets a procedural problem; for `--episodes` steps the policy writes an episode
   of `--episode-tokens` tokens (temperature 0.7, no stop string, all envs in one engine call), then
@@ -233,37 +236,54 @@ def main() -> None:
     answers_equivalent("x + 1", "1 + x")  # start the grader's worker process before any timing
     template = PromptTemplate()
     source = make_source("procedural")
+    naive.decode_loop = "hf"
+    loops = ("hf", "static")
     rows = []
     for num_envs in args.envs:
         problems = [source.sample(np.random.default_rng(args.seed + i)) for i in range(num_envs)]
-        policy, optimized, prefixes = run_traces(engine, problems, args, template)
+        paths = {}
+        for loop in loops:
+            engine.decode_loop = loop  # (empties the prefix store: each run starts cold)
+            paths[loop] = run_traces(engine, problems, args, template)
+        prefixes = paths["hf"][2]
         picks = [prefixes[(i * len(prefixes)) // args.naive_estimates] for i in range(min(args.naive_estimates, len(prefixes)))]
         slow = run_naive(naive, picks, args, template)
-        cost = (policy.seconds + optimized.seconds) / policy.seconds
-        rows.append((num_envs, slow, optimized, policy, cost, load()))
+        rows.append((num_envs, slow, {loop: paths[loop][:2] for loop in loops}, load()))
         print(f"  {num_envs} env(s) done; load average {load()}")
+    engine.decode_loop = "static"
 
     print()
     print(f"K = {args.k}, answers <= {args.answer_tokens} tokens, episodes of {args.episode_tokens} tokens, "
           f"{args.episodes} per trace; {torch.get_num_threads()} torch threads; roofline {roofline:.1f} tokens/s")
-    header = (f"{'envs':>4} {'path':>9} {'J-est':>6} {'J-est/s':>8} {'gen tok':>8} {'gen tok/s':>10} {'% roof':>7} "
+    header = (f"{'envs':>4} {'path':>14} {'J-est':>6} {'J-est/s':>8} {'gen tok':>8} {'gen tok/s':>10} {'% roof':>7} "
               f"{'model tok/s':>12} {'% roof':>7} {'encoded':>8} {'decoded':>8} {'steps':>6} {'% attain':>9} "
               f"{'speedup':>8}")
     print(header)
-    for num_envs, slow, fast, policy, cost, at in rows:
-        for label, t in (("naive", slow), ("optimized", fast), ("policy", policy)):
-            if label == "policy":
+    bound = bandwidth / weight_bytes  # decoding steps/s the weight streaming allows
+    for num_envs, slow, by_loop, at in rows:
+        lines = [("naive", slow, None)]
+        for loop, (policy, fast) in by_loop.items():
+            lines += [(f"{loop}:prover", fast, "prover"), (f"{loop}:policy", policy, "policy")]
+        for label, t, kind in lines:
+            if kind == "policy":
                 estimates, speedup = f"{'':>6} {'':>8}", ""
             else:
                 estimates = f"{t.estimates:>6} {t.rate(t.estimates):>8.3f}"
-                ratio = fast.rate(fast.estimates) / slow.rate(slow.estimates) if label == "optimized" else 1.0
-                speedup = f"{ratio:>7.1f}x"
-            print(f"{num_envs:>4} {label:>9} {estimates} {t.generated:>8} "
+                speedup = f"{t.rate(t.estimates) / slow.rate(slow.estimates):>7.1f}x"
+            print(f"{num_envs:>4} {label:>14} {estimates} {t.generated:>8} "
                   f"{t.rate(t.generated):>10.1f} {100 * t.rate(t.generated) / roofline:>6.1f}% "
                   f"{t.rate(t.processed):>12.1f} {100 * t.rate(t.processed) / roofline:>6.1f}% "
                   f"{t.encoded:>8} {t.decoded:>8} {t.steps:>6} {100 * attain(t):>8.1f}% {speedup:>8}")
-        print(f"{num_envs:>4} dense-reward cost: (episode + prover) / episode = "
-              f"({policy.seconds:.1f} s + {fast.seconds:.1f} s) / {policy.seconds:.1f} s = {cost:.2f}; load average {at}")
+        for loop, (policy, fast) in by_loop.items():
+            cost = (policy.seconds + fast.seconds) / policy.seconds
+            print(f"{num_envs:>4} {loop:>6}: dense-reward cost (episode + prover) / episode = "
+                  f"({policy.seconds:.1f} s + {fast.seconds:.1f} s) / {policy.seconds:.1f} s = {cost:.2f}; policy decoding "
+                  f"{policy.rate(policy.steps):.1f} steps/s x {policy.decoded / max(1, policy.steps):.1f} rows = "
+                  f"{100 * policy.rate(policy.steps) / bound:.0f}% of the bandwidth bound ({bound:.0f} steps/s; "
+                  f"its prompt encoding included)")
+        (hp, hf_fast), (sp, st_fast) = by_loop["hf"], by_loop["static"]
+        print(f"{num_envs:>4} static vs hf: policy {hp.seconds / sp.seconds:.2f}x faster, prover "
+              f"{hf_fast.seconds / st_fast.seconds:.2f}x faster; load average {at}")
     print(f"load average at the end: {load()}")
 
 

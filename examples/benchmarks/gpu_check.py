@@ -264,7 +264,7 @@ def measure_trainer(policy: TransformersEngine, prover: TransformersEngine, shap
 
     out = Path(tempfile.mkdtemp(prefix="gpu_check_train_"))
     spec = f"transformers:random/{shape_name}"  # names the shape; the engines are passed in, nothing is loaded
-    config = LLMTrainConfig(algo="mrt", model=spec, prover_model=spec, device=str(device), iterations=1,
+    config = LLMTrainConfig(algo="mrt-online", model=spec, prover_model=spec, device=str(device), iterations=1,
                             problems_per_iter=2, group_size=4, micro_batch_size=4, max_episodes=2,
                             max_episode_tokens=episode_tokens, num_prover_samples=K, out=str(out),
                             tensorboard=False, seed=0)

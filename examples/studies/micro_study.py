@@ -37,6 +37,10 @@ from ttc_gym.problems import make_source  # noqa: E402
 ALGOS = ("grpo", "mrt", "star", "mrt-star")
 PAIRS = (("mrt", "grpo"), ("mrt-star", "star"), ("mrt", "star"), ("grpo", "base"), ("mrt", "base"),
          ("star", "base"), ("mrt-star", "base"))
+# The committed results' "mrt" is the per-episode estimator named `mrt-online-raw` since the paper's
+# recipe (branches of a prefix) took the name `mrt` (issue 27): the row keeps its label, the trainer
+# runs the estimator the results were made with. Rerunning with the paper's recipe is the study issue's work.
+TRAINER_ALGO = {"mrt": "mrt-online-raw"}
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 
 
@@ -55,11 +59,11 @@ def run_one(args, algo: str, seed: int, heldout: list, out: Path) -> dict:
     torch.set_num_threads(args.threads)
     engine = make_engine("micro")
     config = LLMTrainConfig(
-        algo=algo, model=str(micro_checkpoint_dir()), seed=seed, iterations=args.iterations,
+        algo=TRAINER_ALGO.get(algo, algo), model=str(micro_checkpoint_dir()), seed=seed, iterations=args.iterations,
         problems_per_iter=args.problems_per_iter, group_size=args.group_size, micro_batch_size=args.group_size * args.problems_per_iter,
         lr=args.lr, temperature=args.temperature, max_episode_tokens=args.max_episode_tokens, max_episodes=args.H,
         num_prover_samples=args.K, source=args.source, alpha=args.alpha, out=str(out / f"{algo}-seed{seed}"),
-        tensorboard=False, torch_threads=args.threads)
+        tensorboard=False, report_to=args.report_to, torch_threads=args.threads)
     begin = time.perf_counter()
     result = train(config, policy_engine=engine)
     train_s = time.perf_counter() - begin
@@ -245,6 +249,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs-dir", default="runs/micro_study")
     p.add_argument("--out", default="examples/studies/micro_study.md")
     p.add_argument("--json", default=None, help="results file (default: beside --out, .json); existing runs in it are reused")
+    p.add_argument("--report-to", default="none", help="experiment tracking of every training run: tensorboard, "
+                   "wandb (offline), none; under --runs-dir/<algo>-seed<N>/ (ttc_gym/training/tracking.py)")
     p.add_argument("--reduced-note", default="", help="a sentence for the header when the study is cut down")
     args = p.parse_args(argv)
     command = "python examples/studies/micro_study.py " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import re
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -87,7 +88,10 @@ QUICK = dict(seeds=2, iterations=40, curve_every=10, curve_problems=200, budgets
 METHODS_A = (
     ("GRPO", "grpo", {}),
     ("Dr. GRPO", "grpo", {"adv_scale": False}),
-    ("MRT", "mrt", {}),
+    # "MRT" here is the per-episode estimator the committed results were made with, named `mrt-online-raw`
+    # since the paper's recipe (branches of a prefix) took the name `mrt` (issue 27); rerunning the study
+    # with the paper's recipe is the study issue's work.
+    ("MRT", "mrt-online-raw", {}),
     ("MRT-rtg", "mrt-rtg", {}),
     ("STaR", "star", {}),
     ("MRT-STaR", "mrt-star", {}),
@@ -95,7 +99,7 @@ METHODS_A = (
     # estimator adds alpha * p_ij unnormalized to a z-scored outcome advantage, and per-episode progress
     # is ~0.1-0.3 against an outcome advantage of ~1, so at alpha = 1 the dense term is small. alpha = 5
     # puts it on the outcome's scale. Post hoc, and labelled so everywhere.
-    ("MRT, alpha=5 (post hoc)", "mrt", {"alpha": 5.0}),
+    ("MRT, alpha=5 (post hoc)", "mrt-online-raw", {"alpha": 5.0}),
 )
 VF, VB, RL = "SFT (verifier-free)", "STaR (verifier-based)", "RL: GRPO (verifier-based)"
 
@@ -218,6 +222,17 @@ def _dp_lines(study: Study, pool) -> dict:
     return lines
 
 
+def with_reporting(jobs: list, report_to: str, report_dir: str) -> list:
+    """Each job's run reported to `report_to` in its own folder under `report_dir` (none: unchanged)."""
+    if report_to == "none":
+        return jobs
+    out = []
+    for part, key, cfg, extra in jobs:
+        name = "-".join(re.sub(r"[^A-Za-z0-9.]+", "_", str(k)) for k in (part, *key, f"seed{cfg['seed']}"))
+        out.append((part, key, {**cfg, "report_to": report_to, "report_dir": str(Path(report_dir) / name)}, extra))
+    return out
+
+
 def jobs_for(study: Study, lines: dict) -> list:
     jobs = []
     base = {"batch_size": study.batch_size, "group_size": study.group_size, "lr": study.lr}
@@ -261,6 +276,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "sim_study.md"))
     parser.add_argument("--save-results", help="also dump the raw per-run results to this JSON file")
     parser.add_argument("--from-results", help="skip training: rewrite the report from a --save-results file")
+    parser.add_argument("--report-to", default="none", help="experiment tracking of every training run: "
+                        "tensorboard, wandb (offline), none (ttc_gym/training/tracking.py)")
+    parser.add_argument("--report-dir", default="runs/sim_study", help="one folder per run under it (--report-to)")
     args = parser.parse_args(argv)
     study = Study(workers=args.workers)
     if args.quick:
@@ -281,7 +299,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     with mp.get_context("spawn").Pool(study.workers) as pool:
         lines = _dp_lines(study, pool)
-        jobs = jobs_for(study, lines)
+        jobs = with_reporting(jobs_for(study, lines), args.report_to, args.report_dir)
         expert_jobs = [(Hb, s, study.expert_problems_b, study.expert_traces_b, study.eval_problems)
                        for Hb in study.budgets_b for s in study.spreads_b]
         print(f"{len(jobs)} training runs + {len(expert_jobs)} expert measurements on {study.workers} workers "
@@ -402,7 +420,7 @@ def write_report(path: Path, study: Study, results: list, experts: list, lines: 
          f"{study.batch_size // study.group_size} problems x G = {study.group_size}, the G rollouts of one problem share it; "
          f"STaR / MRT-STaR: self-training rounds, {study.batch_size} rollouts of the current policy, 10 SFT steps on the "
          f"kept ones), lr {study.lr}, the 0/1 outcome as the reward (no episode cost), alpha = 1 for MRT and MRT-rtg. "
-         "MRT: A_ij = A_i + alpha * p_ij (the paper's estimator, `mrt`); MRT-rtg: outcome advantage + alpha * z-score "
+         "MRT: A_ij = A_i + alpha * p_ij (`mrt-online-raw`, named `mrt` when this study ran); MRT-rtg: outcome advantage + alpha * z-score "
          "of the progress-to-go (`mrt-rtg`); Dr. GRPO: GRPO without the std division (`grpo --no-adv-scale`; our "
          "loss is a token mean over the batch, so it has no per-response length normalization either)."),
         "",

@@ -195,7 +195,7 @@ def test_training_is_deterministic_for_a_seed(tmp_path, prover):
     runs = []
     for name in ("a", "b"):
         engine = tiny_random_engine(seed=7)
-        result = train(_config(tmp_path / name, algo="mrt", temperature=1.0, kl_coef=0.1, iterations=2, prover=prover),
+        result = train(_config(tmp_path / name, algo="mrt-online", temperature=1.0, kl_coef=0.1, iterations=2, prover=prover),
                        policy_engine=engine, prover_engine=tiny_engine() if prover == "frozen" else None)
         rows = [{k: v for k, v in row.items() if k != "wall_s"} for row in result.history]
         runs.append((rows, [p.detach().clone() for p in engine.model.parameters()]))
@@ -227,7 +227,7 @@ def test_one_step_changes_weights_finite_loss_and_checkpoint_reloads(tmp_path, m
     _mixed_outcomes(monkeypatch)
     engine = tiny_random_engine(seed=3)
     before = [p.detach().clone() for p in engine.model.parameters()]
-    config = _config(tmp_path, algo="mrt", kl_coef=0.1, temperature=1.0)
+    config = _config(tmp_path, algo="mrt-online", kl_coef=0.1, temperature=1.0)
     result = train(config, policy_engine=engine)
     assert result.step == 1 and len(result.history) == 1
     row = result.history[0]
@@ -379,7 +379,7 @@ def test_training_with_the_policy_as_prover_measures_j_with_the_current_weights(
     real = lt.make_envs
     monkeypatch.setattr(lt, "make_envs", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
     engine = tiny_random_engine(seed=10)
-    train(_config(tmp_path, algo="mrt", temperature=1.0, iterations=2), policy_engine=engine)
+    train(_config(tmp_path, algo="mrt-online", temperature=1.0, iterations=2), policy_engine=engine)
     (envs,) = made
     assert envs.prover.engine is engine and envs.engine is engine and envs.prover.is_policy
     assert envs.prover.weights_version == 1  # one step between the two iterations' rollouts

@@ -55,7 +55,7 @@ def test_progress_to_go_advantage_by_hand():
     np.testing.assert_allclose(adv[1], [-1 + 0.5 * z[2]])
 
 
-def test_mrt_and_mrt_rtg_equal_the_outcome_advantage_at_alpha_zero():
+def test_the_per_episode_forms_equal_the_outcome_advantage_at_alpha_zero():
     rng = np.random.default_rng(0)
     batch = [traj(int(g), float(rng.random() < 0.5), rng.normal(size=int(rng.integers(1, 8))),
                   cost=None) for g in np.repeat(np.arange(6), 4)]
@@ -63,9 +63,9 @@ def test_mrt_and_mrt_rtg_equal_the_outcome_advantage_at_alpha_zero():
         b.cost = rng.random(b.num_episodes)
     for kwargs in ({}, {"cost_coef": 0.3}, {"scale": False}):
         out = alg.outcome_advantages(batch, **kwargs)
-        for estimator in (alg.mrt_advantages, alg.progress_to_go_advantages):
-            assert all(np.array_equal(a, b) for a, b in zip(out, estimator(batch, alpha=0.0, **kwargs)))
-    for estimator in (alg.mrt_advantages, alg.progress_to_go_advantages):
+        for estimator in (alg.online_advantages, alg.online_raw_advantages, alg.progress_to_go_advantages):
+            assert all(np.allclose(a, b, atol=1e-12) for a, b in zip(out, estimator(batch, alpha=0.0, **kwargs)))
+    for estimator in (alg.online_advantages, alg.online_raw_advantages, alg.progress_to_go_advantages):
         assert not all(np.array_equal(a, b) for a, b in zip(out, estimator(batch, alpha=1.0, scale=False)))
 
 
@@ -207,7 +207,7 @@ def test_difficulty_groups_share_the_level():
     traces = rollout_difficulty_groups(venv_for, PolicyActor(policy, torch.Generator().manual_seed(0)), levels, 4, seed=3)
     assert [t.group for t in traces] == list(np.repeat(np.arange(4), 4))
     assert [t.difficulty for t in traces] == list(np.repeat(levels, 4))
-    result = train(SimTrainConfig(algo="mrt", group_by="difficulty", iterations=2, batch_size=16, group_size=4))
+    result = train(SimTrainConfig(algo="mrt-online", group_by="difficulty", iterations=2, batch_size=16, group_size=4))
     assert len(result.history) == 2
 
 
@@ -215,7 +215,7 @@ def test_difficulty_groups_share_the_level():
 SMALL = {"iterations": 12, "batch_size": 64, "group_size": 8, "lr": 0.03, "max_episodes": 6}
 
 
-@pytest.mark.parametrize("algo", ["grpo", "mrt", "mrt-rtg", "star", "mrt-star"])
+@pytest.mark.parametrize("algo", ["grpo", "mrt", "mrt-online", "mrt-rtg", "star", "mrt-star"])
 def test_each_trainer_improves_on_its_initial_policy(algo):
     torch.set_num_threads(1)
     before, after = [], []
@@ -352,7 +352,7 @@ def _same_weights(a, b):
 
 @pytest.mark.parametrize("extra", [
     {"algo": "grpo"},
-    {"algo": "mrt", "group_by": "difficulty", "kl_coef": 0.1},
+    {"algo": "mrt-online", "group_by": "difficulty", "kl_coef": 0.1},
     {"algo": "mrt-star", "trace_source": "expert", "sft_steps": 2},
     {"algo": "star", "sft_steps": 2},
 ])

@@ -46,7 +46,7 @@ def _dataset():
     return Dataset.from_list([{"prompt": q, "answer": "12", "id": f"q{i}"} for i, q in enumerate(QUESTIONS)])
 
 
-def _trainer(tmp_path, alpha, *, algo="mrt", steps=1, seed=0):
+def _trainer(tmp_path, alpha, *, algo="mrt-online", steps=1, seed=0):
     engine = tiny_random_engine(seed=3)  # fresh weights for every trainer
     args = trl.GRPOConfig(
         output_dir=str(tmp_path / f"{algo}-{alpha}"), per_device_train_batch_size=4, num_generations=2,
@@ -84,7 +84,7 @@ def _mixed_outcomes(monkeypatch):
 def test_mrt_credit_reaches_trl_loss_and_both_reward_components_are_logged(tmp_path, monkeypatch):
     """The acceptance point: same seed, alpha 0 vs 1 give the same rollouts and different losses;
     TRL logs outcome and progress separately; the per-token advantages TRL trains on are
-    algorithms.mrt_advantages of the batch, episode by episode."""
+    algorithms.online_advantages (mrt-online) of the batch, episode by episode."""
     _mixed_outcomes(monkeypatch)
     runs = {}
     for alpha in (0.0, 1.0):
@@ -115,7 +115,7 @@ def test_mrt_credit_reaches_trl_loss_and_both_reward_components_are_logged(tmp_p
         trained = sum(sum(t.mask) for t in batch["traces"])
         assert logs[alpha]["loss"] == pytest.approx(-float(batch["advantages"].sum()) / trained, rel=1e-4, abs=1e-6)
     for alpha, batch in batches.items():
-        expected = alg.mrt_advantages(batch["trajectories"], alpha=alpha)
+        expected = alg.online_advantages(batch["trajectories"], alpha=alpha)
         for got, want in zip(batch["credit"], expected):
             np.testing.assert_allclose(got, want)
         # Every token of episode j carries A_ij; nothing else does.
@@ -173,8 +173,10 @@ def test_bad_arguments_are_refused_before_training(tmp_path):
     assert trainer.args.reward_weights == [1.0, 0.5] and args.reward_weights is None  # the caller's config is kept
     with pytest.raises(TypeError, match="reward_funcs"):
         TTCGRPOTrainer(engine.model, args, reward_funcs=[len], **kw)
-    with pytest.raises(ValueError, match="Did you mean 'mrt'"):
-        TTCGRPOTrainer(engine.model, args, algo="mtr", **kw)
+    with pytest.raises(ValueError, match="Did you mean 'mrt-online'"):
+        TTCGRPOTrainer(engine.model, args, algo="mrt-onlin", **kw)
+    with pytest.raises(ValueError, match="ttc-gym train --algo mrt"):
+        TTCGRPOTrainer(engine.model, args, algo="mrt", **kw)
     with pytest.raises(ValueError, match="alpha"):
         TTCGRPOTrainer(engine.model, args, alpha=-1.0, **kw)
     with pytest.raises(ValueError, match="max_episodes"):

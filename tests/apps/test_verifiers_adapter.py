@@ -188,3 +188,23 @@ def test_import_guard_names_the_extra():
             "try:\n    import ttc_gym.integrations.verifiers\nexcept ImportError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert "pip install 'ttc-gym[verifiers]'" in out
+
+
+def test_verifiers_04_is_refused_up_front_with_one_line(monkeypatch):
+    """verifiers 0.4 has only its v1 API (`verifiers.v1`, no classic `MultiTurnEnv`): importing the
+    adapter says which versions are supported and how to install one, in one line."""
+    import types
+
+    v04 = types.ModuleType("verifiers")
+    v04.__version__ = "0.4.0"
+    v04.v1 = types.ModuleType("verifiers.v1")
+    monkeypatch.setitem(sys.modules, "verifiers", v04)
+    monkeypatch.delitem(sys.modules, "ttc_gym.integrations.verifiers", raising=False)
+    import importlib
+
+    with pytest.raises(ImportError) as info:
+        importlib.import_module("ttc_gym.integrations.verifiers")
+    message = str(info.value)
+    assert "\n" not in message and "verifiers 0.4.0 is installed" in message
+    assert "ttc_gym.integrations.verifiers_v1" in message and "pip install 'ttc-gym[verifiers]'" in message
+    monkeypatch.delitem(sys.modules, "ttc_gym.integrations.verifiers", raising=False)

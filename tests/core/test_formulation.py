@@ -161,7 +161,7 @@ def test_the_advantage_dispatch_picks_each_estimator():
         return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
     assert same(alg.advantages("grpo", batch, alpha=1.0, **kw), alg.outcome_advantages(batch, **kw))
-    assert same(alg.advantages("mrt", batch, alpha=2.0, **kw), alg.mrt_advantages(batch, alpha=2.0, **kw))
+    assert same(alg.advantages("mrt-online", batch, alpha=2.0, **kw), alg.online_advantages(batch, alpha=2.0, **kw))
     assert same(alg.advantages("mrt-termination", batch, alpha=2.0, **kw), alg.termination_advantages(batch, cost_coef=0.5))
     with pytest.raises(ValueError, match="Expected one of: grpo, mrt"):
         alg.advantages("star", batch, alpha=1.0)

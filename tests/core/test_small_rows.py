@@ -99,6 +99,7 @@ def test_the_engine_enters_the_patch_only_when_its_device_type_is_cpu(monkeypatc
 
     monkeypatch.setattr(transformers_engine, "small_row_linears", spy)
     engine = tiny_random_engine(seed=0)
+    engine.decode_loop = "hf"  # the patch is the transformers loop's (the static loop's forward calls the form itself)
     sampling = SamplingConfig(max_new_tokens=3, temperature=1.0)
     assert engine.small_rows_active
     on_cpu = engine.generate(["a b c"], sampling, seed=1)

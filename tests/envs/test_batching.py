@@ -110,19 +110,25 @@ def test_generate_per_prompt_falls_back_to_one_call_per_prompt():
 # -- shared-prefix decoding, the prefix store, chunking: the same texts --------------------------------
 
 
+@pytest.mark.parametrize("loop", ["static", "hf"])
 @pytest.mark.parametrize("sampling", [SAMPLE, dataclasses.replace(SAMPLE, temperature=0.0, max_new_tokens=14),
                                       dataclasses.replace(SAMPLE, stop=("e",), max_new_tokens=16)])
-def test_every_decoding_path_gives_the_same_texts(prompts, sampling):
+def test_every_decoding_path_gives_the_same_texts(prompts, sampling, loop):
     seeds = [3, 1, 4, 1]
-    reference = variant(shared_prefix=False, prefix_cache_bytes=0, max_batch_size=1, small_row_matmul=False)
+    reference = variant(shared_prefix=False, prefix_cache_bytes=0, max_batch_size=1, small_row_matmul=False,
+                        decode_loop=loop)
     expected = [reference.generate([p], sampling, seed=s)[0] for p, s in zip(prompts, seeds)]
-    packed_in_pieces = variant()
+    packed_in_pieces = variant(decode_loop=loop)
     packed_in_pieces.prefill_chunk = 7  # prompts encoded 7 tokens per forward, pieces spanning prompts
-    for engine in (tiny_engine(), variant(max_batch_size=2), variant(prefix_cache_bytes=0),
-                   variant(shared_prefix=False), variant(max_batch_size=64), packed_in_pieces,
-                   variant(small_row_matmul=False)):
+    default = tiny_engine()
+    default.decode_loop = loop
+    for engine in (default, variant(max_batch_size=2, decode_loop=loop), variant(prefix_cache_bytes=0, decode_loop=loop),
+                   variant(shared_prefix=False, decode_loop=loop), variant(max_batch_size=64, decode_loop=loop),
+                   packed_in_pieces, variant(small_row_matmul=False, decode_loop=loop)):
+        assert engine.decode_loop == loop
         assert engine.generate(prompts, sampling, seed=seeds) == expected
-    assert variant(shared_prefix=False).shared_prefix is False and tiny_engine().shared_prefix is True
+    default.decode_loop = "static"
+    assert variant(shared_prefix=False, decode_loop=loop).shared_prefix is False and default.shared_prefix is True
 
 
 def test_greedy_rows_equal_the_models_own_greedy_decoding(prompts):

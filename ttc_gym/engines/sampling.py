@@ -8,6 +8,11 @@ each gives alone with its seed. The only caveat is float rounding: if batched ma
 differently from unbatched ones (~1e-7 relative), a draw lying that close to a tie could flip; the
 two-level draw keeps that chance around 1e-6 per token even for flat distributions. Greedy rows take
 the argmax. Global RNG state is never touched.
+
+That is sampler version 1, the transformers loop's (`decoding.KVDecoder`). The static loop
+(`static_decoding.StaticDecoder`, the default) uses version 2 (`pick_tokens_v2`, below): the same row
+seeds and the same distributions, drawn from SplitMix64 uniforms computed on tensors for every row at
+once, so the same seed gives other texts than version 1 (`SAMPLER_VERSIONS`).
 """
 
 from __future__ import annotations
@@ -101,3 +106,73 @@ def row_seeds(seed: Any, num_prompts: int, n: int) -> list[list[int]]:
     if len(seeds) != num_prompts:
         raise ValueError(f"seed has {len(seeds)} entries for {num_prompts} prompts; give one seed per prompt.")
     return [[row_seed(s, j) for j in range(n)] for s in seeds]
+
+
+# -- version 2: the static decode loop's sampler (`ttc_gym.engines.static_decoding`) ----------------
+#
+# Seeds keep their meaning up to the row seeds (`row_seeds`); what a row seed draws changed: row r's
+# uniform at step t is output t of SplitMix64 started at the row seed (Steele, Lea & Flood 2014,
+# "Fast splittable pseudorandom number generators"; the constants and mix of Vigna's splitmix64.c),
+# computed for every row and step at once on tensors (no generator objects, no per-row Python
+# work), and the token is drawn by inverse CDF over softmax(logits / T) in float64 with that one
+# uniform. Same distribution as version 1, other texts for the same seed: `SAMPLER_VERSIONS`.
+
+SAMPLER_VERSIONS = {"hf": 1, "static": 2}
+
+_MASK64 = (1 << 64) - 1
+SPLITMIX_GAMMA = 0x9E3779B97F4A7C15
+SPLITMIX_M1 = 0xBF58476D1CE4E5B9
+SPLITMIX_M2 = 0x94D049BB133111EB
+
+
+def _signed(value: int) -> int:
+    """A 64-bit pattern as the int64 torch stores."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 bit patterns (torch's >> is arithmetic)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def splitmix64_uniforms(seeds: torch.Tensor, steps: int) -> torch.Tensor:
+    """[rows, steps] float64 uniforms in [0, 1): entry (r, t) is output t of SplitMix64 seeded with
+    seeds[r] (int64), i.e. mix(seed + (t + 1) * gamma) mod 2^64, top 53 bits. int64 products wrap
+    modulo 2^64 on every torch backend (two's complement); a test checks against Python integers."""
+    counters = torch.arange(1, steps + 1, dtype=torch.int64, device=seeds.device) * _signed(SPLITMIX_GAMMA)
+    z = seeds.to(torch.int64)[:, None] + counters[None, :]
+    z = (z ^ _shr(z, 30)) * _signed(SPLITMIX_M1)
+    z = (z ^ _shr(z, 27)) * _signed(SPLITMIX_M2)
+    z = z ^ _shr(z, 31)
+    return _shr(z, 11).double() * 2.0**-53
+
+
+def splitmix64_reference(seed: int, t: int) -> float:
+    """`splitmix64_uniforms` for one (seed, step) in Python integers (for tests)."""
+    z = (seed + (t + 1) * SPLITMIX_GAMMA) & _MASK64
+    z = ((z ^ (z >> 30)) * SPLITMIX_M1) & _MASK64
+    z = ((z ^ (z >> 27)) * SPLITMIX_M2) & _MASK64
+    z ^= z >> 31
+    return (z >> 11) * 2.0**-53
+
+
+def pick_tokens_v2(logits: torch.Tensor, uniforms: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
+    """Next token per row of `logits` [rows, vocab]: the argmax when greedy, else the inverse-CDF draw
+    with the row's one uniform ([rows] float64 in [0, 1)) from softmax(logits / T), nucleus-filtered
+    when top_p < 1 (as `pick_tokens`). Each row on its own; the CDF is summed in float64, so float
+    rounding of the logits (~1e-7) moves a draw only when its uniform lies that close to a boundary."""
+    if sampling.greedy:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+    order = None
+    if sampling.top_p < 1.0:
+        probs, order = probs.sort(dim=-1, descending=True, stable=True)
+        probs = probs * ((probs.cumsum(dim=-1) - probs) < sampling.top_p)
+    cum = probs.double().cumsum(dim=-1)
+    total = cum[:, -1:]
+    index = torch.searchsorted(cum, uniforms[:, None] * total, right=True)
+    # Rounding at the very top could point past the last token with any mass: stop there.
+    index = torch.minimum(index, (cum < total).sum(dim=-1, keepdim=True))
+    if order is not None:
+        index = order.gather(-1, index)
+    return index[:, 0]

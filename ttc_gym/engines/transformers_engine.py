@@ -4,11 +4,12 @@ Accepts an HF model directory, a hub id, a `.gguf` file or an already-built (mod
 (loading: `ttc_gym.engines.loading`). How `generate` works:
 - prompts are tokenized without added special tokens when they already start with the BOS text
   (chat-template output); the tokenizer is never mutated (`encode`);
-- the rows (prompts x samples, chunks of at most `max_batch_size`) are decoded by the engine's
-  `KVDecoder` (`ttc_gym.engines.decoding`): each prompt prefilled once from the longest stored
-  prefix, its samples sharing its keys and values, each row drawing from its own generator
-  (`ttc_gym.engines.sampling`), so prompts sampled together give the texts each gives alone with
-  its seed;
+- the rows (prompts x samples, chunks of at most `max_batch_size`) are decoded by the static loop
+  (`ttc_gym.engines.static_decoding.StaticDecoder`, default for Llama-family models) or by the
+  transformers loop (`ttc_gym.engines.decoding.KVDecoder`, `decode_loop="hf"`): on both, each prompt
+  prefilled once from the longest stored prefix, its samples sharing its keys and values, each row
+  drawing from its own random numbers (`ttc_gym.engines.sampling`), so prompts sampled together give
+  the texts each gives alone with its seed;
 - the final text is cut before the earliest stop (`ttc_gym.engines.base.find_stop`) and
   `num_tokens` counts tokens up to and including the one that completed it.
 """
@@ -25,11 +26,14 @@ from ttc_gym.engines.base import (
     Completion, SamplingConfig, chat_prompt, check_generate_args, find_stop, tokens_to_stop,
 )
 from ttc_gym.engines.decoding import KVDecoder
+from ttc_gym.engines.static_decoding import StaticDecoder
 from ttc_gym.engines.kv_cache import PrefixStore
 from ttc_gym.engines.loading import eos_token_ids, load_model
-from ttc_gym.engines.sampling import row_seeds
+from ttc_gym.engines.sampling import SAMPLER_VERSIONS, row_seeds
 from ttc_gym.engines.small_rows import applies, applies_on, small_row_linears
-from ttc_gym.validation import check_int
+from ttc_gym.validation import check_int, unknown_name_error
+
+DECODE_LOOPS = ("static", "hf")
 
 # A letter that starts a new token after whitespace (see `TransformersEngine.encode`).
 _PROBE = "A"
@@ -60,6 +64,14 @@ class TransformersEngine:
             `ttc_gym.engines.small_rows`; same products up to float rounding; the model's
             `nn.Linear` layers get an instance-level forward during `generate`). False turns it off;
             on any other device type (CUDA) it is off whatever this says (`small_rows_active`).
+            On the static loop the few-row form is applied to the model's own weights by the
+            forward itself (`ttc_gym.engines.llama_forward`; no module is patched).
+        decode_loop: "static" (default): `ttc_gym.engines.static_decoding`, a hand-written forward
+            for Llama-family models with preallocated key/value buffers, one forward per step for
+            every row, sampling on tensors (sampler version 2: the same distributions as "hf",
+            other texts for the same seed). "hf": `ttc_gym.engines.decoding`, transformers' own
+            forward (the loop before issue 28, sampler version 1). A model the static loop cannot
+            run (`static_unsupported` says why) uses "hf". Settable later (`decode_loop`).
 
     `generate(prompts, sampling, seed=...)` takes one seed for the call or one seed per prompt
     (see `ttc_gym.engines.base.Engine.generate`); `per_prompt_seeds` is True.
@@ -92,6 +104,7 @@ class TransformersEngine:
         prefix_cache_bytes: int = 512 * 2**20,
         shared_prefix: bool = True,
         small_row_matmul: bool = True,
+        decode_loop: str = "static",
     ):
         self.max_batch_size = check_int("max_batch_size", max_batch_size, minimum=1)
         prefix_cache_bytes = check_int("prefix_cache_bytes", prefix_cache_bytes, minimum=0)
@@ -113,6 +126,38 @@ class TransformersEngine:
             )
         self.decoder = KVDecoder(model, self.tokenizer, self.device, self.eos_token_ids,
                                  prefix_cache_bytes=prefix_cache_bytes, shared_prefix=shared_prefix, name=self.name)
+        self._shared_prefix_wanted = shared_prefix
+        self.static_decoder = StaticDecoder(model, self.tokenizer, self.eos_token_ids,
+                                            prefix_store=self.decoder.prefix_store, stats=self.decoder.stats,
+                                            small_rows=small_row_matmul)
+        # Why the static loop cannot run this model (then the transformers loop does), or None.
+        self.static_unsupported = StaticDecoder.unsupported_reason(model)
+        self._decode_loop = "hf"
+        self.decode_loop = decode_loop
+
+    @property
+    def decode_loop(self) -> str:
+        """The decoding loop `generate` uses: "static" (`ttc_gym.engines.static_decoding`, the default)
+        or "hf" (`ttc_gym.engines.decoding`, transformers' forward; the loop before issue 28). Asking
+        for "static" on a model it cannot run (`static_unsupported` says why) gives "hf". Setting it
+        empties the prefix store, so that each loop only ever reuses keys/values it computed."""
+        return self._decode_loop
+
+    @decode_loop.setter
+    def decode_loop(self, value: str) -> None:
+        if value not in DECODE_LOOPS:
+            raise unknown_name_error("decode_loop", value, DECODE_LOOPS)
+        if value == "static" and self.static_unsupported is not None:
+            value = "hf"
+        if value != self._decode_loop:
+            self.prefix_store.clear()
+        self._decode_loop = value
+
+    @property
+    def sampler_version(self) -> int:
+        """What a seed draws: 2 on the static loop, 1 on the transformers loop (the same
+        distributions, other texts for the same seed; `ttc_gym.engines.sampling.SAMPLER_VERSIONS`)."""
+        return SAMPLER_VERSIONS[self._decode_loop]
 
     @property
     def model(self) -> Any:
@@ -140,8 +185,12 @@ class TransformersEngine:
 
     @property
     def shared_prefix(self) -> bool | None:
-        """True once shared-prefix decoding has worked on this model, False when it is off or the
-        model does not support it, None before the first `generate`."""
+        """Whether the samples of a prompt decode against one shared copy of its prefix. On the static
+        loop: whether `shared_prefix` was asked for. On the transformers loop: True once it has worked
+        on this model, False when it is off or the model does not support it, None before the first
+        `generate`."""
+        if self._decode_loop == "static":
+            return self._shared_prefix_wanted
         return self.decoder.shared_prefix
 
     @property
@@ -182,12 +231,21 @@ class TransformersEngine:
         # Rows are (prompt index, sample index), prompt-major.
         rows = [(i, j) for i in range(len(prompts)) for j in range(samples)]
         results: list[list[Completion]] = [[] for _ in prompts]
-        few_rows = small_row_linears(self.model) if self.small_rows_active else None
+        # The static loop, unless the model changed into one it cannot run (e.g. adapters injected).
+        static = self._decode_loop == "static" and self.static_decoder.runnable() is None
+        few_rows = small_row_linears(self.model) if self.small_rows_active and not static else None
         with torch.inference_mode(), few_rows or contextlib.nullcontext():
             self.decoder.check_weights()
+            if static:
+                self.static_decoder.small_rows = self.small_row_matmul
+                self.static_decoder.prefill_chunk = self.decoder.prefill_chunk
             for start in range(0, len(rows), self.max_batch_size):
                 chunk = rows[start : start + self.max_batch_size]
-                tokens = self.decoder.decode([encoded[i] for i, _ in chunk], [seeds[i][j] for i, j in chunk], sampling)
+                chunk_ids, chunk_seeds = [encoded[i] for i, _ in chunk], [seeds[i][j] for i, j in chunk]
+                if static:
+                    tokens = self.static_decoder.decode(chunk_ids, chunk_seeds, sampling, self._shared_prefix_wanted)
+                else:
+                    tokens = self.decoder.decode(chunk_ids, chunk_seeds, sampling)
                 for (i, _), row_tokens in zip(chunk, tokens):
                     results[i].append(self._finish(row_tokens, sampling))
         if samples != sampling.n:

@@ -4,8 +4,10 @@ Each adapter is its own module behind its own extra, imported only by name:
 
 - `ttc_gym.integrations.openenv`: serve any registered env over OpenEnv's HTTP/WebSocket protocol
   (`pip install 'ttc-gym[openenv]'`; `ttc-gym serve ENV_ID`).
-- `ttc_gym.integrations.verifiers`: TTC-Math-v0 as a verifiers multi-turn environment
+- `ttc_gym.integrations.verifiers`: TTC-Math-v0 as a verifiers 0.3.x multi-turn environment
   (`pip install 'ttc-gym[verifiers]'`; `load_environment()`).
+- `ttc_gym.integrations.verifiers_v1`: TTC-Math-v0 in verifiers 0.4's v1 API (taskset
+  "ttc-gym-verifiers"; `pip install 'ttc-gym[verifiers-v1]'`).
 
 Importing this package imports no outside library. It holds the one helper the adapters share:
 `engine_lock`, which makes sessions that share a model engine take turns on it.

@@ -8,7 +8,7 @@
     model, tokenizer = load_policy("default")      # or a model folder / hub id
     trainer = TTCGRPOTrainer(model, GRPOConfig(output_dir="runs/trl", num_generations=4, bf16=False, ...),
                              train_dataset=problem_dataset("procedural:1", 64, seed=0),
-                             processing_class=tokenizer, algo="mrt", alpha=1.0, max_episodes=4)
+                             processing_class=tokenizer, algo="mrt-online", alpha=1.0, max_episodes=4)
     trainer.train()
 
 `examples/train_trl.py` trains the default model this way on a CPU. On a CPU pass `bf16=False`
@@ -50,8 +50,9 @@ total progress J_final - J_0), with `reward_weights` [1, alpha]: TRL's logged `r
 return outcome + alpha * sum_j progress_j (docs/formulation.md §3).
 
 **Credit.** TRL's advantage is one number per completion. This trainer replaces it by a per-token
-tensor: every token of episode j of rollout i gets A_ij from `algorithms.advantages` (`algo` "mrt":
-A_ij = A_i + alpha * p_ij, MRT's estimator; "grpo"; "mrt-rtg"; "mrt-termination"),
+tensor: every token of episode j of rollout i gets A_ij from `algorithms.advantages` (`algo`
+"mrt-online": each episode's own progress inside the group normalization, MRT-online's form;
+"mrt-online-raw"; "grpo"; "mrt-rtg"; "mrt-termination"; not "mrt", which branches from prefixes),
 docs/formulation.md §4, with the group being TRL's `num_generations` rollouts of one prompt. TRL's
 loss (`loss_type`, clipping, `beta` KL) then runs unchanged on these advantages. `last_batch` keeps
 the latest batch's rollouts, trajectories, traces and credit.
@@ -234,8 +235,9 @@ class TTCGRPOTrainer(trl.GRPOTrainer):
         train_dataset: problems, columns `prompt` (question) and `answer` (`problem_dataset`); an
             `eval_dataset` (in kwargs) the same.
         processing_class: the tokenizer (needed when `model` is an object).
-        algo: an advantage estimator of `algorithms.ADVANTAGES` ("mrt", "grpo", "mrt-termination",
-            "mrt-rtg").
+        algo: an advantage estimator of `algorithms.ADVANTAGES` on full rollouts ("mrt-online",
+            "mrt-online-raw", "grpo", "mrt-termination", "mrt-rtg"); not "mrt", the paper's recipe,
+            which branches from prefixes (`ttc-gym train --algo mrt`).
         alpha: weight of progress, in the credit and in the env's reward (>= 0).
         adv_eps, adv_scale: as the trainers' (`AlgoConfig`, which checks all of these once).
         prover_engine: a frozen prover engine (None: the policy itself measures J).
@@ -253,7 +255,7 @@ class TTCGRPOTrainer(trl.GRPOTrainer):
         *,
         train_dataset: Any,
         processing_class: Any = None,
-        algo: str = "mrt",
+        algo: str = "mrt-online",
         alpha: float = 1.0,
         adv_eps: float = 1e-6,
         adv_scale: bool = True,
@@ -269,7 +271,12 @@ class TTCGRPOTrainer(trl.GRPOTrainer):
             if name in kwargs:
                 raise TypeError(f"TTCGRPOTrainer sets {name} itself (rollouts and rewards come from TTC-Math-v0); "
                                 f"remove {name}=...")
-        alg.check_algo(algo, tuple(alg.ADVANTAGES))  # TRL trains with a policy gradient: no SFT algorithm
+        if alg.branches_from_prefix(algo):
+            raise ValueError(f"algo {algo!r} (MRT's paper recipe) trains on branches of prefixes written by a stale "
+                             f"policy, which TRL's rollout_func (G rollouts of one prompt from its start) cannot express; "
+                             f"use `ttc-gym train --algo mrt`, or algo='mrt-online' (per-episode progress) here.")
+        # TRL trains with a policy gradient on rollouts from the start: no SFT algorithm, no branching one.
+        alg.check_algo(algo, tuple(a for a in alg.ADVANTAGES if not alg.branches_from_prefix(a)))
         if args is None:
             args = trl.GRPOConfig(output_dir="runs/trl")
         #: The algorithm settings, checked as every trainer's are (the group: TRL's num_generations).

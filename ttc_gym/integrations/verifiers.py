@@ -1,5 +1,5 @@
 """TTC-Math-v0 as a verifiers multi-turn environment (PyPI `verifiers`, GitHub PrimeIntellect-ai/verifiers;
-its classic `vf.MultiTurnEnv` API, verifiers 0.3.x).
+its classic `vf.MultiTurnEnv` API, verifiers 0.3.x; verifiers 0.4: `ttc_gym.integrations.verifiers_v1`).
 
 `load_environment(**kwargs)` returns a `TTCMathVerifiersEnv`; verifiers finds it by module name:
 `vf.load_environment("ttc_gym.integrations.verifiers", num_examples=32, max_episodes=4)`, or
@@ -41,8 +41,10 @@ try:
     vf.MultiTurnEnv
 except (ImportError, AttributeError) as err:  # verifiers 0.4 dropped the classic (v0) environment API
     raise ImportError(
-        f"ttc_gym.integrations.verifiers needs verifiers' classic MultiTurnEnv API (verifiers 0.3.x); the installed "
-        f"verifiers {getattr(vf, '__version__', '?')} has none. Install it with: pip install 'ttc-gym[verifiers]'"
+        f"ttc_gym.integrations.verifiers is the verifiers 0.3.x adapter (classic MultiTurnEnv API), but verifiers "
+        f"{getattr(vf, '__version__', '?')} is installed: for verifiers 0.4 use ttc_gym.integrations.verifiers_v1 "
+        f"(taskset 'ttc-gym-verifiers', pip install 'ttc-gym[verifiers-v1]'), or install 0.3.x with: "
+        f"pip install 'ttc-gym[verifiers]'"
     ) from err
 
 ENV_ID = "TTC-Math-v0"

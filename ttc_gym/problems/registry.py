@@ -102,6 +102,15 @@ def _factory(name: str) -> SourceFactory:
     return factory
 
 
+def _reasoning_gym(arg: str | None) -> ProblemSource:
+    from ttc_gym.problems.reasoning_gym import ReasoningGymSource  # needs the reasoning-gym extra
+
+    return ReasoningGymSource.from_spec(arg)
+
+
+register_source("reasoning-gym", _reasoning_gym)
+
+
 def _file(path: str | os.PathLike[str]) -> ProblemSource:
     return ListSource(load_problems(path), name=os.fspath(path))
 

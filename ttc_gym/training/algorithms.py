@@ -14,14 +14,18 @@ Each name credits episode j of trajectory i with:
 
 * `grpo` (outcome-only RL): A_i = (R_i - mean_g R) / (std_g R + eps), R_i = o_i - cost_coef * sum_j
   c_ij (cost_coef = 0 by default: the plain 0/1 reward); the same for every episode of trajectory i.
-* `mrt` (MRT's estimator, group baseline): A_ij = A_i + alpha * p_ij, episode j's **own**
-  progress. MRT §6 (Eq. 2: the fine-tuning loss plus alpha times the expected progress
-  r_prg(z_j; c_{j-1}) of each episode given its prefix) and the seed talk's gradient
-  sum_j grad log pi(z_j | x, z_{0:j-1}) * (r(x, z) + alpha * r_prg(x, z_{0:j})). Exactly `grpo` at
-  alpha = 0 (the paper's loss is then its outcome-reward fine-tuning loss).
+* `mrt` (MRT (RL), the paper's recipe, `mrt_advantages`): the rollouts are branches of a prefix
+  (written by an older policy), m that continue and m that terminate at once; a branch's return is
+  R = o - cost_coef * C + alpha * (J_end - J_prefix) (the last term for continuing branches only),
+  credited as (R - mean R) / (std R + eps) over the prefix's branches together (or R - mean
+  R_termination), on the branch's own episodes only. MRT §6, Figure 6; CMU-AIRe/MRT `train/rl/README.md`.
+* `mrt-online` (`online_advantages`): A_ij = (R_i - mean_g R + alpha * p_ij) / sqrt(var_g R + alpha^2
+  var_g p), episode j's own progress inside the group normalization (MRT-online, v0.1 release).
+* `mrt-online-raw` (ttc-gym's `mrt` before): A_ij = A_i + alpha * p_ij, A_i GRPO's advantage, the
+  progress added raw, outside the normalization.
 * `mrt-termination` (MRT code's termination baseline, `train/rl/README.md`): A_ij = o_i - cost_coef * C_ij -
   J_{j-1}, the reward of the rollout minus the reward of terminating at the prefix before episode j.
-* `mrt-rtg` (today's former `mrt`, kept under an honest name): A_ij = A_i + alpha * (P_ij - mean_g P)
+* `mrt-rtg` (ttc-gym's first `mrt`, kept under an honest name): A_ij = A_i + alpha * (P_ij - mean_g P)
   / (std_g P + eps) with P_ij = sum_{k>=j} p_ik = J_final - J_{j-1}, the progress-to-go: the
   reward-to-go gradient of o + alpha * sum_j p_j, i.e. potential-based shaping with potential
   alpha * J (same optimum as outcome-only RL).
@@ -50,6 +54,12 @@ import torch
 from ttc_gym.rewards import check_alpha, j_curve_from_progress
 from ttc_gym.validation import check_float, unknown_name_error
 
+#: What a rollout is, relative to a prefix: None (from the start), or a branch of `mrt`'s recipe.
+BRANCH_KINDS = (None, "continue", "terminate")
+#: `mrt`'s two credits over one prefix's branches (`mrt_advantages`).
+MRT_CREDITS = ("group", "termination")
+
+
 @dataclass
 class Trajectory:
     """One rollout of one problem, its episodes stored column-wise.
@@ -63,7 +73,12 @@ class Trajectory:
             episode, TTC-Sim-v0) or a list of n 1-D tensors (one entry per token of each episode,
             LLM). None for selection-only use.
         ref_logprobs: the same under a reference policy (no gradient), for the KL term.
-        j0: J before any episode (needed by the termination-baseline form only).
+        j0: J before any episode (for a branch rollout: J at the prefix it starts from); needed by the
+            termination-baseline forms and by `mrt`.
+        branch: None for a rollout from the problem's start; "continue" or "terminate" for a rollout
+            branched from a prefix (`mrt`, the paper's recipe): one that reasons on from the prefix, or
+            one that answers at once there. Its `progress`, `cost` and `logprobs` cover its own
+            episodes only (the prefix is context, never trained).
     """
 
     group: Hashable
@@ -73,8 +88,11 @@ class Trajectory:
     logprobs: torch.Tensor | Sequence[torch.Tensor] | None = None
     ref_logprobs: torch.Tensor | Sequence[torch.Tensor] | None = None
     j0: float = float("nan")
+    branch: str | None = None
 
     def __post_init__(self) -> None:
+        if self.branch not in BRANCH_KINDS:
+            raise ValueError(f"branch must be one of {BRANCH_KINDS}, got {self.branch!r}.")
         self.progress = np.asarray(self.progress, dtype=np.float64).reshape(-1)
         self.cost = np.asarray(self.cost, dtype=np.float64).reshape(-1)
         if self.progress.shape != self.cost.shape:
@@ -139,6 +157,36 @@ def progress_to_go(trajectory: Trajectory) -> np.ndarray:
     return np.cumsum(trajectory.progress[::-1])[::-1].copy()
 
 
+def _branches_of(trajectories: Sequence[Trajectory]) -> None:
+    """`mrt` takes branch rollouts only (`Trajectory.branch` set), with a finite `j0` (J at the prefix)."""
+    full = [i for i, t in enumerate(trajectories) if t.branch is None]
+    if full:
+        raise ValueError(
+            f"algo 'mrt' (the paper's recipe) credits rollouts branched from a prefix (Trajectory.branch "
+            f"'continue' or 'terminate'), got {len(full)} rollout(s) from the start (e.g. trajectory {full[0]}); "
+            f"the trainers' branching collection makes them. For full on-policy rollouts use 'mrt-online'."
+        )
+    bad = [i for i, t in enumerate(trajectories) if not np.isfinite(t.j0)]
+    if bad:
+        raise ValueError(f"algo 'mrt' needs J at the prefix (Trajectory.j0) of every branch; trajectory {bad[0]} has NaN.")
+
+
+def branch_returns(trajectories: Sequence[Trajectory], *, alpha: float, cost_coef: float = 0.0) -> np.ndarray:
+    """The return of each branch of `mrt`: R = outcome - cost_coef * cost of its own episodes, plus for
+    a continuing branch alpha * (J_end - J_prefix), its progress over the prefix as one scalar.
+
+    J_prefix is `Trajectory.j0`, the prover's J at the prefix (J of answering there); J_end = J_prefix
+    + the sum of the branch's per-episode progress, the prover's J after its last episode (progress
+    telescopes). A terminating branch writes no reasoning episode: its progress is 0 by definition.
+    """
+    alpha = check_alpha(alpha)
+    check_float("cost_coef", cost_coef, minimum=0.0)
+    return np.array([
+        t.outcome - cost_coef * t.cost.sum() + (alpha * t.total_progress if t.branch == "continue" else 0.0)
+        for t in trajectories
+    ], dtype=np.float64)
+
+
 def mrt_advantages(
     trajectories: Sequence[Trajectory],
     *,
@@ -146,29 +194,111 @@ def mrt_advantages(
     cost_coef: float = 0.0,
     eps: float = 1e-6,
     scale: bool = True,
+    credit: str = "group",
 ) -> list[np.ndarray]:
-    """MRT's estimator (`mrt`): A_ij = A_i + alpha * p_ij, episode j's own progress.
+    """MRT (RL), the paper's recipe (`mrt`): credit for branches of a prefix that continue or terminate.
 
-    A_i is the GRPO advantage of the rollout's outcome (`outcome_advantages`: group-normalized, or
-    only centred with `scale=False`); p_ij = J_j - J_{j-1} is the progress of episode j alone
-    (docs/formulation.md §3-§4). This is the policy gradient of MRT §6, Eq. 2 (outcome fine-tuning
-    loss + alpha * sum_j E[r_prg(z_j; c_{j-1})]): episode j's log-probability is weighted by
-    r(x, z) + alpha * r_prg(x, z_{0:j}), the seed talk's form.
+    Sources: MRT (arXiv 2503.07572) §6 and the caption of Figure 6 ("the RL variant ... starts from a
+    partial rollout ... samples on-policy rollouts that terminate ... and continue ... Normalizing
+    rewards across this set of traces allows us to implicitly compute the progress bonus"; the policy
+    is updated with "an aggregation of this dense reward and the final 0/1 outcome reward"), and the
+    CMU-AIRe/MRT repository's `train/rl/README.md` (the termination reward baseline, A = R -
+    R_termination) and `train/sft/README.md` (`sft_suffix`: the prefix is context, only the suffix is
+    trained). A group (`Trajectory.group`) is one prefix: its "continue" and "terminate" branches.
 
-    Baseline and normalization, what we followed and what we chose:
-    * The outcome part takes GRPO's group baseline and std: MRT's RL variant is built on GRPO, the
-      outcome-reward baseline of its Table 1, and at alpha = 0 its loss is that fine-tuning loss.
-    * The progress part is NOT centred or rescaled: r_prg(z_j; c_{j-1}) = J_j - J_{j-1} already has
-      a baseline, the value J_{j-1} of terminating at the prefix (MRT Figure 6: the RL variant
-      samples rollouts that terminate at the prefix beside rollouts that continue, and "normalizing
-      rewards across this set of traces" computes the progress bonus implicitly). We take J_{j-1}
-      from the prover instead of from terminated rollouts; the paper does not say how the implicit
-      normalization scales the bonus, so it is added as is, weighted by alpha.
-    * alpha: the passages we followed do not fix its value; the trainers default to 1, the value
-      docs/formulation.md §3 records for MRT-online.
-    Unlike `progress_to_go_advantages`, this does not telescope into J_final - J_{j-1}: two
-    rollouts with the same outcome and the same J_0, J_final get different per-episode credit when
-    their progress comes at different episodes. Exactly `outcome_advantages` when alpha == 0.
+    Each branch's return R is `branch_returns`: outcome (and cost), plus alpha times its progress over
+    the prefix for a continuing branch. Credit, one scalar per branch repeated over its own episodes:
+    * credit="group": (R - mean R) / (std R + eps) over the union of the prefix's continuing and
+      terminating branches (population std; `scale=False` centres only). The terminating branches'
+      outcomes estimate the value of stopping at the prefix, so a continuing branch is credited by how
+      it compares with them: the progress bonus computed implicitly, as the caption says.
+    * credit="termination": R - mean over the prefix's terminating branches of their R (the repo's
+      termination baseline; needs at least one terminating branch per prefix; no scaling).
+    With alpha = 0, credit="group" and no terminating branch this is exactly GRPO on the suffixes
+    (`outcome_advantages`). What the sources leave open and we chose: the scalar progress measure
+    (the prover's J, as every other form here, instead of the paper's implicit one alone), alpha, and
+    the population std; the split and the prefix's behaviour policy are the trainers' (AlgoConfig).
+    """
+    if credit not in MRT_CREDITS:
+        raise unknown_name_error("mrt_credit", credit, MRT_CREDITS)
+    eps = _check_eps(eps)
+    _branches_of(trajectories)
+    returns = branch_returns(trajectories, alpha=alpha, cost_coef=cost_coef)
+    adv = np.zeros(len(trajectories))
+    for idx in group_indices(trajectories):
+        if credit == "group":
+            adv[idx] = _zscore(returns[idx], eps, scale)
+            continue
+        stops = [i for i in idx if trajectories[i].branch == "terminate"]
+        if not stops:
+            raise ValueError(
+                f"mrt_credit 'termination' needs terminating branches at every prefix; prefix (group) "
+                f"{trajectories[idx[0]].group!r} has none. Set terminations >= 1, or use mrt_credit 'group'."
+            )
+        adv[idx] = returns[idx] - returns[stops].mean()
+    return [np.full(t.num_episodes, a) for t, a in zip(trajectories, adv)]
+
+
+def online_advantages(
+    trajectories: Sequence[Trajectory],
+    *,
+    alpha: float,
+    cost_coef: float = 0.0,
+    eps: float = 1e-6,
+    scale: bool = True,
+) -> list[np.ndarray]:
+    """MRT-online (`mrt-online`): per-episode progress credit inside the group normalization.
+
+    A_ij = (R_i - mean_g R + alpha * p_ij) / (sqrt(var_g R + alpha^2 var_g p) + eps), with R_i the
+    outcome return (`outcome_returns`), var_g R its population variance over the group's rollouts (as
+    GRPO), p_ij = J_j - J_{j-1} episode j's own progress and var_g p its variance over every episode of
+    the group. The outcome and the progress term share one denominator, the std of their sum, so the
+    progress term moves with the group's scale instead of being added raw (`mrt-online-raw`, about a
+    tenth of the outcome term at alpha = 1 in a group of mixed outcomes). `scale=False`: centred only.
+
+    Source: MRT-online, the CMU-AIRe/MRT v0.1 release (on-policy traces, forced-termination branches at
+    every episode boundary giving each episode's progress, alpha = 1): its README describes a
+    per-episode progress reward normalized with the outcome; the exact normalization is not given
+    there, so this one is ours. Why the progress is NOT centred by a group mean: verl's RFC on
+    per-turn rewards (volcengine/verl issue 7244) shows that subtracting a per-turn baseline whose
+    number of terms depends on the trajectory's own stopping turn is an action-dependent baseline, a
+    hidden length bonus or penalty; p_ij already has an action-independent baseline, J_{j-1} (the
+    value of answering at the prefix), and each episode is credited with its own progress only (no
+    sum over later turns, unlike prime-rl's turn_credit smear, PR 3282, or `mrt-rtg`), so no term
+    grows with the number of episodes. A group whose outcomes and progress are all equal gets its
+    progress unscaled (the denominator would be 0). Exactly `outcome_advantages` when alpha == 0.
+    """
+    alpha = check_alpha(alpha)
+    eps = _check_eps(eps)
+    returns = outcome_returns(trajectories, cost_coef)
+    out = [np.zeros(t.num_episodes) for t in trajectories]
+    for idx in group_indices(trajectories):
+        progress = np.concatenate([trajectories[i].progress for i in idx]) if idx else np.zeros(0)
+        spread = np.sqrt(returns[idx].var() + alpha**2 * (progress.var() if progress.size else 0.0))
+        denom = spread + eps if scale and spread > 0 else 1.0
+        centred = returns[idx] - returns[idx].mean()
+        for i, c in zip(idx, centred):
+            out[i] = (c + alpha * trajectories[i].progress) / denom
+    return out
+
+
+def online_raw_advantages(
+    trajectories: Sequence[Trajectory],
+    *,
+    alpha: float,
+    cost_coef: float = 0.0,
+    eps: float = 1e-6,
+    scale: bool = True,
+) -> list[np.ndarray]:
+    """`mrt-online-raw` (ttc-gym's `mrt` before the paper's recipe took the name): A_ij = A_i +
+    alpha * p_ij, GRPO's normalized outcome advantage plus episode j's own raw progress.
+
+    The progress term sits outside the group normalization: added as is, whatever the group's
+    outcome spread (`online_advantages` puts it inside). The policy gradient of MRT §6, Eq. 2 read
+    with per-episode rewards (the outcome fine-tuning loss + alpha * sum_j r_prg(z_j; c_{j-1}), each
+    episode's log-probability weighted by r(x, z) + alpha * r_prg(x, z_{0:j})), with J_{j-1} from
+    the prover as the progress baseline. Kept so that the studies made with it can be rerun.
+    Exactly `outcome_advantages` when alpha == 0.
     """
     alpha = check_alpha(alpha)
     base = outcome_advantages(trajectories, cost_coef=cost_coef, eps=eps, scale=scale)
@@ -192,7 +322,7 @@ def progress_to_go_advantages(
     over all episodes of the group (`scale=False`: centred only). This is the reward-to-go policy
     gradient of the return o + alpha * sum_j p_j: because progress telescopes, it is potential-based
     shaping with potential alpha * J, which has the same optimal policy as outcome-only RL; it
-    changes the variance and scale of the credit, not its target. Not MRT's estimator (see `mrt_advantages`); it was ttc-gym's `mrt` before.
+    changes the variance and scale of the credit, not its target. Not MRT's estimator (see `mrt_advantages`).
     Exactly `outcome_advantages` when alpha == 0.
     """
     alpha = check_alpha(alpha)
@@ -241,17 +371,28 @@ def termination_advantages(trajectories: Sequence[Trajectory], *, cost_coef: flo
 #: takes). docs/formulation.md §4 gives each one's formula.
 ADVANTAGES: dict[str, tuple[Callable[..., list[np.ndarray]], tuple[str, ...]]] = {
     "grpo": (outcome_advantages, ("cost_coef", "eps", "scale")),
-    "mrt": (mrt_advantages, ("alpha", "cost_coef", "eps", "scale")),
+    "mrt": (mrt_advantages, ("alpha", "cost_coef", "eps", "scale", "credit")),
+    "mrt-online": (online_advantages, ("alpha", "cost_coef", "eps", "scale")),
+    "mrt-online-raw": (online_raw_advantages, ("alpha", "cost_coef", "eps", "scale")),
     "mrt-termination": (termination_advantages, ("cost_coef",)),
     "mrt-rtg": (progress_to_go_advantages, ("alpha", "cost_coef", "eps", "scale")),
 }
 #: The policy-gradient algorithms that use no group baseline (usable with G = 1).
 _GROUPLESS = {"mrt-termination"}
+#: The algorithms that train on branches of a prefix (`Trajectory.branch`), not on rollouts from the
+#: start: a trainer collects them with its branching collection.
+BRANCHING = {"mrt"}
+
+
+def branches_from_prefix(algo: str) -> bool:
+    """True when `algo` trains on rollouts branched from a prefix (the paper's MRT recipe)."""
+    return algo in BRANCHING
 
 
 def needs_groups(algo: str) -> bool:
-    """True when `algo` subtracts a group baseline and so needs group_size >= 2."""
-    return algo in ADVANTAGES and algo not in _GROUPLESS
+    """True when `algo` subtracts a group baseline over a problem's rollouts and so needs group_size >= 2
+    (`mrt`'s group is a prefix's continuing and terminating branches together: checked by its trainer)."""
+    return algo in ADVANTAGES and algo not in _GROUPLESS | BRANCHING
 
 
 def check_group_size(algo: str, group_size: int) -> None:
@@ -277,16 +418,18 @@ def advantages(
     cost_coef: float = 0.0,
     eps: float = 1e-6,
     scale: bool = True,
+    credit: str = "group",
 ) -> list[np.ndarray]:
     """The advantages of a batch as a trainer's settings choose them, the one dispatch every trainer
     uses (docs/formulation.md §4), through `ADVANTAGES`: "grpo" -> `outcome_advantages`, "mrt" ->
-    `mrt_advantages`, "mrt-termination" -> `termination_advantages`, "mrt-rtg" ->
-    `progress_to_go_advantages`. Each estimator gets only the options it takes (the termination
-    baseline, with no group statistics and no bonus, takes none of alpha, eps, scale)."""
+    `mrt_advantages` (`credit`: "group" or "termination"), "mrt-online" -> `online_advantages`,
+    "mrt-online-raw" -> `online_raw_advantages`, "mrt-termination" -> `termination_advantages`,
+    "mrt-rtg" -> `progress_to_go_advantages`. Each estimator gets only the options it takes (the
+    termination baseline, with no group statistics and no bonus, takes none of alpha, eps, scale)."""
     if algo not in ADVANTAGES:
         raise unknown_name_error("advantage algo", algo, ADVANTAGES)
     fn, takes = ADVANTAGES[algo]
-    options = {"alpha": alpha, "cost_coef": cost_coef, "eps": eps, "scale": scale}
+    options = {"alpha": alpha, "cost_coef": cost_coef, "eps": eps, "scale": scale, "credit": credit}
     return fn(trajectories, **{k: v for k, v in options.items() if k in takes})
 
 
@@ -461,8 +604,12 @@ ALGOS: tuple[str, ...] = RL_ALGOS + SFT_ALGOS
 #: One line per algorithm, for the trainers' --help (`algo_help`).
 DESCRIPTIONS: dict[str, str] = {
     "grpo": "outcome-only policy gradient, group-normalized 0/1 reward",
-    "mrt": "MRT's estimator: each episode credited with the group-normalized outcome advantage + alpha * its own "
-           "progress",
+    "mrt": "MRT (RL), the paper's recipe: branches of a prefix written by an older policy continue or terminate; "
+           "outcome + alpha * progress over the prefix, normalized across both (or minus the terminating branches' "
+           "mean: --mrt-credit termination); only the branches' own tokens are trained",
+    "mrt-online": "MRT-online: each episode credited with its own progress inside the group normalization "
+                  "(outcome and progress share the group's scale)",
+    "mrt-online-raw": "ttc-gym's earlier mrt: group-normalized outcome advantage + alpha * each episode's raw progress",
     "mrt-termination": "MRT code's termination baseline: outcome minus J of answering at the prefix (no alpha; "
                        "G = 1 allowed)",
     "mrt-rtg": "outcome advantage + alpha * group z-score of the progress-to-go (potential-based shaping: "

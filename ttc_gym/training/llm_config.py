@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ttc_gym.training.algo_config import AlgoConfig
+from ttc_gym.training.algo_config import AlgoConfig, override
+from ttc_gym.training.tracking import REPORT_TO_HELP
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -100,7 +101,9 @@ class LLMTrainConfig(AlgoConfig):
     source: str = field(default="procedural", metadata=_help("problem source: procedural, procedural:2, a JSONL/JSON/CSV path or hf:<dataset>"))
     out: str = field(default="runs/llm", metadata=_help(
         "output folder: log.csv, train_config.json, checkpoint-N/ (model + tokenizer + trainer_state.pt), tensorboard/"))
-    tensorboard: bool = field(default=True, metadata=_help("also log to TensorBoard when torch.utils.tensorboard works"))
+    tensorboard: bool = field(default=True, metadata=_help(
+        "with --report-to auto: log to TensorBoard when it is installed (--no-tensorboard: don't)"))
+    report_to: str = override("report_to", "auto", REPORT_TO_HELP + "; events under --out")
     torch_threads: int = field(default=0, metadata=_help("torch CPU threads (0: torch's default)"))
 
     OWN_ENV_FIELDS = ("engine", "prover_engine", "alpha", "max_episodes", "max_tokens", "num_prover_samples",
@@ -130,6 +133,10 @@ class LLMTrainConfig(AlgoConfig):
             raise ValueError(f"engine_kwargs {sorted(self.engine_kwargs)} configure a vLLM engine; give engine='vllm' "
                              "or 'vllm:<model>' (or leave engine_kwargs empty).")
         check_int("ray_workers", self.ray_workers, minimum=0)
+        if self.branches and (self.ray_workers or self.engine != "transformers"):
+            raise ValueError(f"algo 'mrt' (branches from a prefix) runs on the transformers engine without Ray workers "
+                             f"in this release; got engine={self.engine!r}, ray_workers={self.ray_workers}. Use "
+                             f"'mrt-online' (per-episode progress on full rollouts) there.")
         if self.dtype not in DTYPES:
             raise unknown_name_error("dtype", self.dtype, DTYPES)
         check_int("micro_batch_size", self.micro_batch_size, minimum=1)

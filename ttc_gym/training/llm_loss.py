@@ -13,27 +13,35 @@ from ttc_gym.training import algorithms as alg
 from ttc_gym.training.llm_rollouts import Rollout
 
 
-def episode_logprobs(model: Any, prompt_ids: Sequence[int], episode_ids: Sequence[int]) -> torch.Tensor:
+def episode_logprobs(model: Any, prompt_ids: Sequence[int], episode_ids: Sequence[int],
+                     entropies: list[float] | None = None) -> torch.Tensor:
     """Log-probabilities (1-D, one per id of `episode_ids`) of an episode's tokens following the
     prompt's, under `model`, from one forward pass. Both are token ids as the engine used them
     (`TransformersEngine.encode(prompt)` and the sampled `Completion.token_ids`): re-tokenizing the
     texts can give other tokens (a prompt's trailing paragraph break, say). Differentiable unless
-    called under no_grad."""
+    called under no_grad. With `entropies` (a list), also appends the sum over the episode's tokens
+    of the policy's entropy (nats, over the whole vocabulary; no gradient): the "entropy" the
+    trainer logs, as TRL's GRPOTrainer logs it."""
     device = next(model.parameters()).device
     if not episode_ids:
         return torch.zeros(0, device=device)
     ids = torch.tensor([list(prompt_ids) + list(episode_ids)], device=device)
     logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float()
     targets = torch.tensor(list(episode_ids), device=device)
-    return torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None]).squeeze(-1)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    if entropies is not None:
+        with torch.no_grad():
+            entropies.append(float(-(log_probs.exp() * log_probs).sum()))
+    return log_probs.gather(-1, targets[:, None]).squeeze(-1)
 
 
-def attach_logprobs(trajectories, rollouts, model, ref: Callable | None) -> None:
+def attach_logprobs(trajectories, rollouts, model, ref: Callable | None,
+                    entropies: list[float] | None = None) -> None:
     """Fill each trajectory's per-episode token log-probs (with gradient) and, when `ref` is given,
-    the reference's (no gradient)."""
+    the reference's (no gradient); `entropies`: as `episode_logprobs`'s, one entry per episode."""
     for t, ro in zip(trajectories, rollouts):
         pairs = list(zip(ro.prompt_ids, ro.episode_ids))
-        t.logprobs = [episode_logprobs(model, p, e) for p, e in pairs]
+        t.logprobs = [episode_logprobs(model, p, e, entropies) for p, e in pairs]
         if ref is not None:
             with torch.no_grad(), ref() as ref_model:
                 t.ref_logprobs = [episode_logprobs(ref_model, p, e) for p, e in pairs]
@@ -43,12 +51,13 @@ def token_count(rollouts: Sequence[Rollout]) -> int:
     return sum(len(ids) for ro in rollouts for ids in ro.episode_ids)
 
 
-def accumulate(config, rollouts, loss_fn, model, ref) -> tuple[float, float]:
-    """Backward the token-mean loss of the whole batch in micro-batches; returns (loss, mean k3 KL)."""
+def accumulate(config, rollouts, loss_fn, model, ref) -> tuple[float, float, float]:
+    """Backward the token-mean loss of the whole batch in micro-batches; returns (loss, mean k3 KL,
+    mean per-token entropy of the policy before the step)."""
     total = token_count(rollouts)
-    loss_sum, kl_sum = 0.0, 0.0
+    loss_sum, kl_sum, entropies = 0.0, 0.0, []
     if total == 0:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
     model.train()
     for start in range(0, len(rollouts), config.micro_batch_size):
         micro = rollouts[start : start + config.micro_batch_size]
@@ -56,7 +65,7 @@ def accumulate(config, rollouts, loss_fn, model, ref) -> tuple[float, float]:
         if n == 0:
             continue
         trajs = [ro.trajectory() for ro in micro]
-        attach_logprobs(trajs, micro, model, ref)
+        attach_logprobs(trajs, micro, model, ref, entropies)
         loss = loss_fn(trajs, start) * (n / total)
         loss.backward()
         loss_sum += float(loss.detach())
@@ -65,4 +74,4 @@ def accumulate(config, rollouts, loss_fn, model, ref) -> tuple[float, float]:
             delta = (rp - lp).detach()
             kl_sum += float((torch.exp(delta) - delta - 1.0).sum())
     model.eval()
-    return loss_sum, (kl_sum / total if ref is not None else float("nan"))
+    return loss_sum, (kl_sum / total if ref is not None else float("nan")), sum(entropies) / total

@@ -2,7 +2,7 @@
 across Ray actors, each with its own engine (and prover), the trained weights broadcast to all after
 every update.
 
-    ttc-gym train --env TTC-Math-v0 --algo mrt --ray-workers 4 --engine vllm ...   # one GPU per worker
+    ttc-gym train --env TTC-Math-v0 --algo mrt-online --ray-workers 4 --engine vllm ...   # one GPU per worker
 
 Each worker (`RolloutWorker`) builds its engine once (`engine_factory()`, in the trainer its own
 choice from the config: `--engine`, else `--model` on `--device`), its prover (`--prover policy`: the

@@ -39,6 +39,8 @@ class Rollout:
     outcome: float = 0.0
     j0: float = 0.0
     j_final: float = 0.0
+    branch: str | None = None  # None: from the problem's start; "continue" / "terminate": a branch of a prefix (mrt)
+    prefix_episodes: int = 0  # the episodes of the prefix it starts after (context, not trained)
 
     def record(self, episode: Any, ids: list[int], reward: float, info: dict) -> None:
         """One episode (a `ttc_gym.agents.llm.Episode`, `ids` its token ids), the step's reward and
@@ -54,17 +56,21 @@ class Rollout:
 
     def trajectory(self) -> alg.Trajectory:
         return alg.Trajectory(group=self.group, outcome=self.outcome, progress=np.array(self.progress),
-                              cost=np.array(self.cost), j0=self.j0)
+                              cost=np.array(self.cost), j0=self.j0, branch=self.branch)
 
 
 @dataclass(frozen=True)
 class RolloutPlan:
     """What one rollout of an iteration runs: its group, its problem, and its seed (the env's
-    reset seed and the agent's seed of its episodes, so that the G rollouts of a group differ)."""
+    reset seed and the agent's seed of its episodes, so that the G rollouts of a group differ); for
+    a branch of `mrt` (`llm_branches.py`), the prefix it starts after and whether it continues or
+    terminates (answers at once)."""
 
     group: int
     problem: Any
     seed: int
+    prefix: tuple[str, ...] = ()
+    branch: str | None = None
 
 
 def plan_iteration(config: LLMTrainConfig, source: Any, iteration: int) -> list[RolloutPlan]:
@@ -125,14 +131,17 @@ def collect_batch(envs: Any, agent: Any, plans: Sequence[RolloutPlan]) -> list[R
     if envs.num_envs != len(plans):
         raise ValueError(f"collect_batch needs one sub-env per rollout: {len(plans)} rollouts, "
                          f"num_envs={envs.num_envs}.")
-    obs, infos = envs.reset(seed=[p.seed for p in plans], options={"problems": [p.problem for p in plans]})
+    options: dict = {"problems": [p.problem for p in plans]}
+    if any(p.prefix for p in plans):  # branches of mrt: each sub-env starts after its prefix
+        options["prefixes"] = [list(p.prefix) or None for p in plans]
+    obs, infos = envs.reset(seed=[p.seed for p in plans], options=options)
     obs, infos = unbatch(obs, infos)
-    rollouts = [Rollout(group=p.group, j0=float(info["J"]), j_final=float(info["J"])) for p, info in zip(plans, infos)]
+    rollouts = [Rollout(group=p.group, j0=float(info["J"]), j_final=float(info["J"]), branch=p.branch,
+                        prefix_episodes=len(p.prefix)) for p, info in zip(plans, infos)]
     done = np.zeros(len(plans), dtype=bool)
     while not done.all():
         active = np.flatnonzero(~done)
-        written = agent.write_batch([obs[k] for k in active], [infos[k] for k in active],
-                                    seeds=[plans[k].seed for k in active])
+        written = _write(agent, active, obs, infos, plans)
         actions: list[str | None] = [None] * len(plans)
         for k, episode in zip(active, written):
             actions[k] = episode.text
@@ -143,3 +152,17 @@ def collect_batch(envs: Any, agent: Any, plans: Sequence[RolloutPlan]) -> list[R
             rollouts[k].record(episode, episode_ids(agent.engine, episode), rewards[k], infos[k])
         done |= terminated | truncated
     return rollouts
+
+
+def _write(agent: Any, active: np.ndarray, obs: list, infos: list, plans: Sequence[RolloutPlan]) -> list:
+    """The next episode of each active rollout: a terminating branch's forced answer
+    (`LLMAgent.answer_batch`), else the policy's next episode (`LLMAgent.write_batch`)."""
+    stops = [k for k in active if plans[k].branch == "terminate"]
+    goes = [k for k in active if plans[k].branch != "terminate"]
+    written = {}
+    if goes:
+        written.update(zip(goes, agent.write_batch([obs[k] for k in goes], [infos[k] for k in goes],
+                                                   seeds=[plans[k].seed for k in goes])))
+    if stops:
+        written.update(zip(stops, agent.answer_batch([obs[k] for k in stops], seeds=[plans[k].seed for k in stops])))
+    return [written[k] for k in active]

@@ -47,7 +47,9 @@ The model is trained in place, so the engine samples with the new weights at the
 (`llm_checkpoint.py`) `out/checkpoint-N/` hold the HF model
 and tokenizer (loadable by `TransformersEngine(path)` and `ttc-gym bench --agents
 llm-checkpoint:PATH`), `train_config.json` and `trainer_state.pt` (step, optimizer) for `--resume`.
-Logs: `out/log.csv`, one row per iteration, and TensorBoard under `out/tensorboard/` when available.
+Logs: `out/log.csv`, one row per iteration, and `--report-to` (`tracking`): the row and the
+iteration's J curve to TensorBoard under `out/tensorboard/` (by default when it is installed) and/or
+W&B (offline) under `out/wandb/`.
 """
 
 from __future__ import annotations
@@ -66,18 +68,22 @@ import numpy as np
 import torch
 
 from ttc_gym.problems import make_source
+from ttc_gym.rewards import j_curve_from_progress
 from ttc_gym.training import algorithms as alg
+from ttc_gym.training import tracking
 from ttc_gym.training.config_cli import parse_config
 from ttc_gym.training.llm_checkpoint import CONFIG_FILE, find_checkpoints, load_checkpoint, save_checkpoint
 from ttc_gym.training.llm_config import LLMTrainConfig
 from ttc_gym.training.llm_loss import accumulate, token_count
 from ttc_gym.training.llm_policy import apply_lora, build_policy_engine, sync_weights, trained_weights
+from ttc_gym.training.llm_branches import plan_branches
 from ttc_gym.training.llm_rollouts import Rollout, collect_batch, make_envs, plan_iteration
 from ttc_gym.training.loop import RunLog, run_iterations
 
 LOG_FIELDS = (
-    "step", "reward", "outcome", "progress", "J_0", "J_final", "episodes", "tokens", "loss", "kl", "kept",
-    "wall_s",
+    "step", "reward", "outcome", "progress", "cost", "J_0", "J_final", "episodes", "tokens", "loss", "kl",
+    "entropy", "kept", "wall_s", "branches_continue", "branches_terminate", "prefix_episodes", "outcome_continue",
+    "outcome_terminate",
 )
 
 
@@ -117,6 +123,8 @@ def train(
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
+    report_to = "none" if config.report_to == "auto" and not config.tensorboard else config.report_to
+    tracking.check_report_to(report_to)  # a missing tracking library fails before any model loads
     engines = Engines.build(config, policy_engine, prover_engine, sampling_engine)
     policy = Trainable(config, engines.policy.model)
     step = load_checkpoint(config, policy.trainable, engines.policy, policy.optimizer, existing[-1][1]) \
@@ -125,9 +133,9 @@ def train(
     (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
     parts = LLMParts(config, engines, policy, ray_engine_factory)
     result = TrainResult(engine=engines.policy, step=step, config=config, checkpoints=parts.checkpoints)
-    tensorboard = out / "tensorboard" if config.tensorboard else None
     try:
-        with RunLog(out / "log.csv", LOG_FIELDS, _logged_rows(out, step), tensorboard=tensorboard) as run_log:
+        reporter = tracking.make_reporter(report_to, out, run_name=out.name, config=asdict(config))
+        with RunLog(out / "log.csv", LOG_FIELDS, _logged_rows(out, step), reporter=reporter) as run_log:
             result.step = run_iterations(config, parts, step=step, history=result.history, run_log=run_log, log=log)
     finally:
         parts.close()
@@ -218,11 +226,11 @@ class Trainable:
     def step(self, rollouts: Sequence[Rollout], loss_fn: Callable) -> dict[str, float]:
         """One optimizer step on the token-mean `loss_fn` over `rollouts` (`llm_loss.accumulate`)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss, kl = accumulate(self.config, rollouts, loss_fn, self.model, self.reference())
+        loss, kl, entropy = accumulate(self.config, rollouts, loss_fn, self.model, self.reference())
         if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
-        return {"loss": loss, "kl": kl}
+        return {"loss": loss, "kl": kl, "entropy": entropy}
 
     def weights(self) -> dict:
         return trained_weights(self.trainable, self.config.lora_rank)
@@ -235,8 +243,6 @@ class LLMParts:
 
     def __init__(self, config: LLMTrainConfig, engines: Engines, policy: Trainable,
                  ray_engine_factory: Callable[[], Any] | None = None):
-        from ttc_gym.agents.llm import LLMAgent
-
         self.config, self.engines, self.policy, self.checkpoints = config, engines, policy, []
         self.synced = 0
         if engines.sampling is not None:  # it serves its own weights: give it the policy's
@@ -251,13 +257,38 @@ class LLMParts:
                 num_gpus_per_worker=1.0 if config.vllm_model else 0.0, address=config.ray_address)
             self.remote.sync(policy.weights())
         self.source = make_source(config.source)  # the trainer draws the problems; the env rolls them out
-        self.envs = make_envs(config, engines.sampler, engines.prover, self.source)
-        self.agent = LLMAgent(engines.sampler, max_episode_tokens=config.max_episode_tokens,
-                              temperature=config.temperature, top_p=config.top_p, template=self.envs.template,
-                              seed=config.seed)
+        branches = config.problems_per_iter * (config.group_size + config.terminations) if config.branches else None
+        self.envs = make_envs(config, engines.sampler, engines.prover, self.source, num_envs=branches)
+        self.agent = self._agent(engines.sampler)
+        # mrt's stale prefix writer: a frozen engine of the policy's model, refreshed every stale_every iterations.
+        self.stale = None
+        if config.branches and config.prefix_source == "stale":
+            self.stale = self._agent(build_policy_engine(config))
+
+    def _agent(self, engine: Any):
+        from ttc_gym.agents.llm import LLMAgent
+
+        return LLMAgent(engine, max_episode_tokens=self.config.max_episode_tokens, temperature=self.config.temperature,
+                        top_p=self.config.top_p, template=self.envs.template, seed=self.config.seed)
+
+    def _prefix_agent(self, iteration: int):
+        """Who writes mrt's prefixes this iteration (`prefix_source`)."""
+        if self.stale is None:
+            return self.agent
+        if iteration % self.config.stale_every == 0 or not self.stale_loaded:
+            with torch.no_grad():
+                self.stale.engine.load_weights(self.policy.weights())
+            self.stale_loaded = True
+        return self.stale
+
+    stale_loaded = False  # a resumed run refreshes its stale writer at its first iteration
 
     def collect(self, iteration: int) -> list[Rollout]:
         self.policy.model.eval()
+        if self.config.branches:
+            with torch.inference_mode():
+                return collect_batch(self.envs, self.agent, plan_branches(self.config, self.source, iteration,
+                                                                          self._prefix_agent(iteration)))
         plans = plan_iteration(self.config, self.source, iteration)
         if self.remote is not None:
             return self.remote.collect(plans)
@@ -290,12 +321,18 @@ class LLMParts:
             "reward": mean([ro.reward for ro in rollouts]),
             "outcome": mean([ro.outcome for ro in rollouts]),
             "progress": mean([sum(ro.progress) for ro in rollouts]),
+            "cost": mean([sum(ro.cost) for ro in rollouts]),
             "J_0": mean([ro.j0 for ro in rollouts]),
             "J_final": mean([ro.j_final for ro in rollouts]),
             "episodes": mean([len(ro.episodes) for ro in rollouts]),
             "tokens": token_count(rollouts) / max(1, len(rollouts)),
             "kl": float("nan"),  # replaced by the step's own, when it took one
+            "entropy": float("nan"),  # likewise
+            **branch_counts(rollouts),
         }
+
+    def metrics(self, rollouts: Sequence[Rollout]) -> dict[str, float]:
+        return tracking.j_curve_metrics([j_curve_from_progress(ro.j0, ro.progress) for ro in rollouts])
 
     def save(self, step: int, history) -> None:
         path = save_checkpoint(self.config, step, self.policy.trainable, self.engines.policy, self.policy.optimizer,
@@ -307,6 +344,20 @@ class LLMParts:
         if self.remote is not None:
             self.remote.close()
         self.policy.model.eval()
+
+
+def branch_counts(rollouts: Sequence[Rollout]) -> dict[str, float]:
+    """mrt's branches of an iteration: how many continued and terminated, the prefixes' mean length,
+    and each kind's mean outcome (NaN for rollouts from the start)."""
+    cont = [ro.outcome for ro in rollouts if ro.branch == "continue"]
+    stop = [ro.outcome for ro in rollouts if ro.branch == "terminate"]
+    if not cont and not stop:
+        return {}
+    prefixes = {ro.group: ro.prefix_episodes for ro in rollouts}
+    return {"branches_continue": float(len(cont)), "branches_terminate": float(len(stop)),
+            "prefix_episodes": float(np.mean(list(prefixes.values()))),
+            "outcome_continue": float(np.mean(cont)) if cont else float("nan"),
+            "outcome_terminate": float(np.mean(stop)) if stop else float("nan")}
 
 
 def _logged_rows(out: Path, resume_step: int) -> list[dict]:

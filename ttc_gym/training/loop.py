@@ -11,19 +11,21 @@ Each iteration:
    accepts (`AlgoConfig.select`) and takes `sft_steps` steps on them (none if it kept nothing);
 4. `parts.after_update()` (e.g. the new weights pushed to the engine that samples);
 5. one log row (`parts.stats`, the loss, the kept fraction, the wall time) to `RunLog` and `log`;
+   with a `--report-to` target on (`AlgoConfig.report_to`, `tracking`), the row and `parts.metrics`
+   (the J curve and what the row lacks) go to TensorBoard / W&B too;
 6. a checkpoint every `save_every` iterations and at the end (`parts.save`).
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from ttc_gym.training import algorithms as alg
+from ttc_gym.training import tracking
 from ttc_gym.training.algo_config import AlgoConfig
 
 
@@ -51,6 +53,10 @@ class TrainerParts(Protocol):
 
     def save(self, step: int, history: Sequence[dict]) -> None:
         """Write the checkpoint of `step` (`history`: every log row so far)."""
+
+    def metrics(self, rollouts: Sequence[Any]) -> dict[str, float]:
+        """What experiment tracking logs beside the row (`tracking.j_curve_metrics`, ...); called only
+        when a `--report-to` target is on."""
 
 
 def update(config: AlgoConfig, parts: TrainerParts, rollouts: Sequence[Any]) -> dict[str, float]:
@@ -80,7 +86,7 @@ def run_iterations(config: AlgoConfig, parts: TrainerParts, *, step: int, histor
         row = {"step": step, **parts.stats(rollouts, step), **result,
                "wall_s": wall_before + time.perf_counter() - start}
         history.append(row)
-        run_log.write(row)
+        run_log.write(row, parts.metrics(rollouts) if run_log.reporting else None)
         if log:
             log(row)
         if step == config.iterations or (config.save_every and step % config.save_every == 0):
@@ -89,12 +95,14 @@ def run_iterations(config: AlgoConfig, parts: TrainerParts, *, step: int, histor
 
 
 class RunLog:
-    """The run's log: one CSV row per iteration (the rows of a resumed run first), and the same
-    scalars to TensorBoard when a folder is given and `torch.utils.tensorboard` works."""
+    """The run's log: one CSV row per iteration (the rows of a resumed run first), and each new row
+    (with the extra metrics `write` is given) to the experiment trackers of `reporter`
+    (`tracking.make_reporter`: TensorBoard, W&B or none)."""
 
     def __init__(self, path: str | Path | None, fields: Sequence[str], rows: Sequence[dict] = (),
-                 tensorboard: str | Path | None = None):
-        self.fields, self.handle, self.writer, self.tb = tuple(fields), None, None, None
+                 reporter: tracking.MultiReporter | None = None):
+        self.fields, self.handle, self.writer = tuple(fields), None, None
+        self.reporter = reporter if reporter is not None else tracking.MultiReporter()
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.handle = open(path, "w", newline="")  # noqa: SIM115  (closed by close())
@@ -102,28 +110,25 @@ class RunLog:
             self.writer.writeheader()
             self.writer.writerows(rows)
             self.handle.flush()
-        if tensorboard is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except Exception:  # tensorboard not installed: CSV only
-                SummaryWriter = None
-            self.tb = SummaryWriter(str(tensorboard)) if SummaryWriter else None
 
-    def write(self, row: dict) -> None:
+    @property
+    def reporting(self) -> bool:
+        """Whether any experiment tracker is on (the trainers compute the extra metrics only then)."""
+        return bool(self.reporter.reporters)
+
+    def write(self, row: dict, metrics: dict | None = None) -> None:
         if self.writer:
             self.writer.writerow(row)
             self.handle.flush()
-        if self.tb is not None:
-            for key in self.fields[1:]:
-                value = row.get(key)
-                if isinstance(value, float) and math.isfinite(value):
-                    self.tb.add_scalar(key, value, row["step"])
+        if self.reporting:
+            self.reporter.log({**{k: row[k] for k in self.fields[1:] if k in row}, **(metrics or {})}, row["step"])
 
     def close(self) -> None:
-        if self.handle:
-            self.handle.close()
-        if self.tb is not None:
-            self.tb.close()
+        try:
+            if self.handle:
+                self.handle.close()
+        finally:
+            self.reporter.close()
 
     def __enter__(self) -> RunLog:
         return self

@@ -46,15 +46,22 @@ class SimTrainConfig(AlgoConfig):
     eval_every: int = field(default=0, metadata=_help("evaluate the policy every this many iterations (0: never)"))
     eval_problems: int = field(default=512, metadata=_help("problems per evaluation (fixed seeds)"))
     log_csv: str | None = field(default=None, metadata=_help("write one CSV row per iteration to this path"))
+    report_dir: str = field(default="runs/sim", metadata=_help("folder of --report-to's tensorboard/ and wandb/"))
     checkpoint: str | None = field(default=None, metadata=_help(
         "save the trained policy to this path, with the trainer's state for --resume (SimPolicy.load reads it)"))
 
     OWN_ENV_FIELDS = ("max_episodes", "heterogeneity", "prover_samples")
+    #: mrt's prefixes may also be written by the heterogeneous expert (a fixed trace source, as the
+    #: LLM trainer's stored traces).
+    PREFIX_SOURCES = ("stale", "current", "expert")
 
     def __post_init__(self) -> None:
         self.check_algorithm()
         if self.group_by not in GROUP_BY:
             raise unknown_name_error("group_by", self.group_by, GROUP_BY)
+        if self.branches and self.group_by != "problem":
+            raise ValueError(f"group_by {self.group_by!r} does not apply to algo 'mrt': its groups are the branches of "
+                             f"one prefix (one problem); use group_by 'problem' or algo 'mrt-online'.")
         if self.trace_source not in TRACE_SOURCES:
             raise unknown_name_error("trace_source", self.trace_source, TRACE_SOURCES)
         check_int("hidden", self.hidden, minimum=0)
@@ -64,6 +71,9 @@ class SimTrainConfig(AlgoConfig):
             check_int("prover_samples", self.prover_samples, minimum=1)
         check_int("eval_every", self.eval_every, minimum=0)
         check_int("eval_problems", self.eval_problems, minimum=1)
+        if not isinstance(self.report_dir, (str, os.PathLike)) or not str(self.report_dir).strip():
+            raise ValueError(f"report_dir must be a folder path, got {self.report_dir!r}.")
+        self.report_dir = os.fspath(self.report_dir)
         for name in ("log_csv", "checkpoint"):
             value = getattr(self, name)
             if isinstance(value, os.PathLike):

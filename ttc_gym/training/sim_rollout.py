@@ -44,6 +44,7 @@ class SimTrace:
     token_curve: list[int]  # cumulative tokens at each point of j_curve
     difficulty: int
     extra: dict = field(default_factory=dict)
+    branch: str | None = None  # None: from the start; "continue" / "terminate": a branch of a prefix (mrt)
 
     @property
     def episodes_used(self) -> int:
@@ -102,6 +103,7 @@ class _TraceLog:
     difficulty: int
     j_curve: list[float]
     token_curve: list[int]
+    episodes0: int = 0  # episodes already used at the start (a branch from a prefix)
     steps: list[tuple] = field(default_factory=list)  # (obs, action, progress, cost) per step
     total: float = 0.0
     outcome: float = 0.0
@@ -109,12 +111,13 @@ class _TraceLog:
     @classmethod
     def start(cls, seed: int, group: int, info: dict) -> _TraceLog:
         return cls(seed=int(seed), group=int(group), difficulty=int(info["difficulty"]),
-                   j_curve=[float(info["J"])], token_curve=[int(info["tokens_used"])])
+                   j_curve=[float(info["J"])], token_curve=[int(info["tokens_used"])],
+                   episodes0=int(info["episodes_used"]))
 
     def record(self, obs: np.ndarray, action: int, reward: float, info: dict, ended: bool) -> None:
         self.steps.append((obs, action, info["progress"], info["cost"]))
         self.total += reward
-        if info["episodes_used"] > len(self.j_curve) - 1:  # the step spent an episode
+        if info["episodes_used"] > self.episodes0 + len(self.j_curve) - 1:  # the step spent an episode
             self.j_curve.append(float(info["J"]))
             self.token_curve.append(int(info["tokens_used"]))
         if ended:
@@ -137,13 +140,14 @@ def rollout(
     *,
     groups: Sequence[int] | None = None,
     noise_seeds: Sequence[int] | None = None,
-    options: dict | None = None,
+    options: dict | Sequence[dict | None] | None = None,
     max_steps: int = 100_000,
 ) -> list[SimTrace]:
     """Run one problem in each of the first len(seeds) envs, in lockstep, until every one has ended.
 
     `seeds[i]` seeds env i's reset (it draws the problem); with `noise_seeds`, env i's `np_random` is
-    then replaced by `np.random.default_rng(noise_seeds[i])` for the rest of the problem.
+    then replaced by `np.random.default_rng(noise_seeds[i])` for the rest of the problem. `options`:
+    the reset options of every env, or a list of one per env (e.g. `{"snapshot": s}`: start there).
     `actor(obs (k, d), infos, rows) -> (k,) actions` acts for the k envs still running.
     """
     n = len(seeds)
@@ -151,8 +155,9 @@ def rollout(
         raise ValueError(f"rollout needs at least {n} envs, got {len(envs)}.")
     groups = list(range(n)) if groups is None else list(groups)
     obs_now, infos, logs = [], [], []
+    per_env = options if isinstance(options, (list, tuple)) else [options] * n
     for i in range(n):
-        o, info = envs[i].reset(seed=int(seeds[i]), options=options)
+        o, info = envs[i].reset(seed=int(seeds[i]), options=per_env[i])
         if noise_seeds is not None:
             envs[i].np_random = np.random.default_rng(int(noise_seeds[i]))
         obs_now.append(o)
@@ -257,11 +262,13 @@ def rollout_difficulty_groups(
 def to_trajectories(traces: Sequence[SimTrace], policy=None, ref_policy=None) -> list[Trajectory]:
     """Trajectories for `ttc_gym.training.algorithms`, with log-probs under `policy` (one batched
     forward pass, with gradient) and under `ref_policy` (no gradient) when given."""
-    lengths = [len(t.actions) for t in traces]
+    # A terminating branch's one action (answer) was forced, not sampled: it is not trained (its
+    # outcome is the baseline of its prefix's continuing branches).
+    lengths = [0 if t.branch == "terminate" else len(t.actions) for t in traces]
     lp = ref = None
     if policy is not None or ref_policy is not None:
-        obs = np.concatenate([t.obs for t in traces])
-        actions = np.concatenate([t.actions for t in traces])
+        obs = np.concatenate([t.obs[:n] for t, n in zip(traces, lengths)])
+        actions = np.concatenate([t.actions[:n] for t, n in zip(traces, lengths)])
         if policy is not None:
             lp = torch.split(policy.log_prob(obs, actions), lengths)
         if ref_policy is not None:
@@ -269,10 +276,11 @@ def to_trajectories(traces: Sequence[SimTrace], policy=None, ref_policy=None) ->
                 ref = torch.split(ref_policy.log_prob(obs, actions), lengths)
     return [
         Trajectory(
-            group=t.group, outcome=t.outcome, progress=t.progress, cost=t.cost,
+            group=t.group, outcome=t.outcome, progress=t.progress[:n], cost=t.cost[:n],
             logprobs=None if lp is None else lp[i], ref_logprobs=None if ref is None else ref[i], j0=t.j_curve[0],
+            branch=t.branch,
         )
-        for i, t in enumerate(traces)
+        for i, (t, n) in enumerate(zip(traces, lengths))
     ]
 
 

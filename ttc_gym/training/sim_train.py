@@ -19,6 +19,8 @@ Every output path and the env arguments are checked before the first iteration. 
 (`--checkpoint`, written every `--save-every` iterations and at the end, atomically) is a
 `SimPolicy` file whose extra entry holds the trainer's state (iteration, optimizer, both generators,
 the log rows): `--resume` continues from it exactly as the uninterrupted run would have gone on.
+`--report-to tensorboard|wandb` (`tracking`) also logs each row, the mean cost, tokens, action
+entropy and J curve of the iteration's rollouts under `--report-dir`.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ import torch
 
 import ttc_gym  # noqa: F401  (registers the envs)
 from ttc_gym.training import algorithms as alg
+from ttc_gym.training import tracking
 from ttc_gym.training.config_cli import ConfigError, parse_config
 from ttc_gym.training.experts import HeterogeneousExpert
 from ttc_gym.training.loop import RunLog, run_iterations
+from ttc_gym.training.sim_branches import branch_stats, collect_branches
 from ttc_gym.training.sim_config import SimTrainConfig
 from ttc_gym.training.sim_policy import SimPolicy
 from ttc_gym.training.sim_rollout import (
@@ -57,10 +61,11 @@ from ttc_gym.training.sim_rollout import (
 LOG_FIELDS = (
     "step", "return", "accuracy", "episodes", "progress", "loss", "kept", "env_steps", "wall_s",
     "eval_return", "eval_accuracy", "eval_episodes",
+    "branches_continue", "branches_terminate", "prefix_episodes", "accuracy_continue", "accuracy_terminate",
 )
 EVAL_SEED = 10**9  # evaluation problems use seeds EVAL_SEED + i; training draws seeds below 2**30
 STATE_KEY = "trainer_state"  # the checkpoint's extra entry that --resume reads
-RESUME_MAY_CHANGE = frozenset({"iterations", "save_every", "resume", "checkpoint", "log_csv"})
+RESUME_MAY_CHANGE = frozenset({"iterations", "save_every", "resume", "checkpoint", "log_csv", "report_to", "report_dir"})
 
 
 @dataclass
@@ -105,7 +110,8 @@ def train(config: SimTrainConfig, log: Callable[[dict], None] | None = None) -> 
     if saved is not None:
         result.history, result.start_step = parts.restore(saved)
         wall_before = float(result.history[-1]["wall_s"]) if result.history else 0.0
-    with RunLog(config.log_csv, LOG_FIELDS, result.history) as run_log:
+    reporter = tracking.make_reporter(config.report_to, config.report_dir, config=asdict(config))
+    with RunLog(config.log_csv, LOG_FIELDS, result.history, reporter=reporter) as run_log:
         run_iterations(config, parts, step=result.start_step, history=result.history, run_log=run_log, log=log,
                        wall_before=wall_before)
     result.wall_s = time.perf_counter() - start
@@ -119,9 +125,11 @@ class SimParts:
 
     def __init__(self, config: SimTrainConfig):
         self.config, self.env_kwargs = config, config.make_env_kwargs()
-        # Groups of the same problem need single envs; everything else runs on vector envs.
-        same_problem = config.is_rl and config.group_by == "problem"
-        envs = _make_checked_envs(config.batch_size if same_problem else 1, self.env_kwargs)
+        # Groups of the same problem (and mrt's branches of one prefix) need single envs; everything
+        # else runs on vector envs.
+        same_problem = config.is_rl and (config.group_by == "problem" or config.branches)
+        count = config.problems_per_iter * (config.group_size + config.terminations) if config.branches else config.batch_size
+        envs = _make_checked_envs(count if same_problem else 1, self.env_kwargs)
         for name in ("checkpoint", "log_csv"):
             if getattr(config, name):
                 check_output_path(name, getattr(config, name))
@@ -133,8 +141,10 @@ class SimParts:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr)
         self.rng = np.random.default_rng([config.seed, 7])
         self.gen = torch.Generator().manual_seed(config.seed + 1)
+        # mrt's stale prefix policy: a frozen copy, refreshed every stale_every iterations (collect).
+        self.stale = self.policy.clone() if config.branches and config.prefix_source == "stale" else None
         self.expert = None
-        if config.trace_source == "expert":
+        if config.trace_source == "expert" or (config.branches and config.prefix_source == "expert"):
             model = envs[0].unwrapped.model  # the simulator's public model
             self.expert = HeterogeneousExpert(config.max_episodes, seed=config.seed, spread=config.expert_spread,
                                               model=model)
@@ -149,14 +159,36 @@ class SimParts:
         self.optimizer.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         self.gen.set_state(state["gen"])
-        if self.expert is not None:  # the expert draws batch_size agents per round: replay its draws
+        if self.expert is not None:  # the expert draws agents every round: replay its draws
             for _ in range(int(state["step"])):
-                self.expert.agents(self.config.batch_size)
+                self.expert.agents(self._expert_draws())
+        if self.stale is not None:
+            self.stale.load_state_dict(state["stale"])
         self.env_steps = int(state["env_steps"])
         return [dict(row) for row in state["history"]], int(state["step"])
 
+    def _expert_draws(self) -> int:
+        """How many expert agents a round draws: one per prefix (mrt), else one per rollout."""
+        return self.config.problems_per_iter if self.config.branches else self.config.batch_size
+
+    def _prefix_actor(self, iteration: int):
+        """Who writes mrt's prefixes this iteration (`prefix_source`); the stale copy is refreshed
+        with the policy's weights every `stale_every` iterations."""
+        source = self.config.prefix_source
+        if source == "expert":
+            return AgentsActor(self.expert.agents(self._expert_draws()))
+        if source == "current":
+            return PolicyActor(self.policy, self.gen)
+        if iteration % self.config.stale_every == 0:
+            self.stale.load_state_dict(self.policy.state_dict())
+        return PolicyActor(self.stale, self.gen)
+
     def collect(self, iteration: int) -> list[SimTrace]:
         config, rng = self.config, self.rng
+        if config.branches:
+            return collect_branches(self.envs, self._prefix_actor(iteration), PolicyActor(self.policy, self.gen), rng,
+                                    problems=config.problems_per_iter, continues=config.group_size,
+                                    terminations=config.terminations, max_episodes=config.max_episodes)
         if not config.is_rl:
             actor = AgentsActor(self.expert.agents(config.batch_size)) if self.expert else PolicyActor(self.policy, self.gen)
             return rollout_vector(self.venv, actor, int(rng.integers(0, 2**30)))
@@ -198,16 +230,25 @@ class SimParts:
 
     def stats(self, rollouts, step: int) -> dict[str, float]:
         self.env_steps += sum(len(t.actions) for t in rollouts)
-        row = {**batch_stats(rollouts), "env_steps": self.env_steps}
+        if self.config.branches:  # the continuing branches are the policy's own rollouts
+            row = {**batch_stats([t for t in rollouts if t.branch == "continue"] or rollouts),
+                   **branch_stats(rollouts), "env_steps": self.env_steps}
+        else:
+            row = {**batch_stats(rollouts), "env_steps": self.env_steps}
         config = self.config
         if config.eval_every and (step % config.eval_every == 0 or step == config.iterations):
             ev = batch_stats(evaluate_policy(self.policy, self.env_kwargs, problems=config.eval_problems))
             row.update(eval_return=ev["return"], eval_accuracy=ev["accuracy"], eval_episodes=ev["episodes"])
         return row
 
+    def metrics(self, rollouts) -> dict[str, float]:
+        return tracking.sim_metrics(rollouts, self.policy)
+
     def save(self, step: int, history) -> None:
         if self.config.checkpoint:
             state = _trainer_state(step, self.env_steps, self.optimizer, self.rng, self.gen, history)
+            if self.stale is not None:
+                state["stale"] = self.stale.state_dict()
             self.policy.save(self.config.checkpoint, extra={"train_config": asdict(self.config), STATE_KEY: state})
 
 

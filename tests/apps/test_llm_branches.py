@@ -1,0 +1,120 @@
+"""`--algo mrt` in the LLM trainer (ttc_gym/training/llm_branches.py): prefixes written by a behaviour
+policy, branches that continue or terminate on TTC-Math-v0 reset to the prefix, and a loss whose
+gradient reaches only the branches' own tokens, never the prefix's (tiny random engines)."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import torch
+
+from ttc_gym.agents.llm import LLMAgent
+from ttc_gym.engines.testing import tiny_random_engine
+from ttc_gym.problems import make_source
+from ttc_gym.training import algorithms as alg
+from ttc_gym.training.llm_branches import plan_branches, write_prefixes
+from ttc_gym.training.llm_config import LLMTrainConfig
+from ttc_gym.training.llm_loss import accumulate
+from ttc_gym.training.llm_rollouts import collect_batch, make_envs
+from ttc_gym.training.llm_train import train
+
+FAST = dict(algo="mrt", iterations=1, problems_per_iter=2, group_size=2, terminations=1, max_episodes=3,
+            max_episode_tokens=6, num_prover_samples=2, env_kwargs={"max_answer_tokens": 4}, micro_batch_size=4,
+            lr=1e-2, tensorboard=False, temperature=1.0)
+
+
+def _config(tmp_path, **kw) -> LLMTrainConfig:
+    return LLMTrainConfig(**{**FAST, "out": str(tmp_path / "run"), **kw})
+
+
+def _branches(tmp_path, seed=0, **kw):
+    config = _config(tmp_path, **kw)
+    engine = tiny_random_engine(seed=seed)
+    envs = make_envs(config, engine, num_envs=config.problems_per_iter * (config.group_size + config.terminations))
+    agent = LLMAgent(engine, max_episode_tokens=6, temperature=1.0, template=envs.template)
+    plans = plan_branches(config, make_source(config.source), 0, agent)
+    with torch.inference_mode():
+        rollouts = collect_batch(envs, agent, plans)
+    return config, engine, plans, rollouts
+
+
+def test_branches_start_after_their_prefix_and_terminating_ones_answer_at_once(tmp_path):
+    config, engine, plans, rollouts = _branches(tmp_path)
+    assert [p.branch for p in plans] == ["continue", "continue", "terminate"] * 2
+    for p, ro in zip(plans, rollouts):
+        assert len(p.prefix) < config.max_episodes and ro.prefix_episodes == len(p.prefix)
+        assert ro.branch == p.branch and ro.group == p.group
+        for episode in p.prefix:  # the prefix is in the branch's prompt ...
+            assert episode.strip() in ro.prompts[0]
+        if p.branch == "terminate":  # ... and a terminating branch writes one episode: its committed answer
+            assert len(ro.episodes) == 1 and "\\boxed{" in ro.episodes[0] and ro.episode_ids[0]
+        else:
+            assert 1 <= len(ro.episodes) <= config.max_episodes - len(p.prefix)  # the budget counts the prefix
+    # The branches of one prefix share J at the prefix, the prover's (their j0).
+    for g in range(config.problems_per_iter):
+        assert len({ro.j0 for ro in rollouts if ro.group == g}) == 1
+
+
+def test_a_prefix_is_reasoning_only():
+    engine = tiny_random_engine(seed=3)
+
+    class Commits:
+        """Writes a reasoning episode, then commits an answer."""
+
+        def __init__(self):
+            self.agent = LLMAgent(engine, max_episode_tokens=4, temperature=1.0)
+
+        def write_batch(self, obs, infos, seeds):
+            out = self.agent.write_batch(obs, [{"tokens_left": None}] * len(obs), seeds=seeds)
+            return [e if len(o["episodes"]) == 0 else type(e)("So \\boxed{3}.") for e, o in zip(out, obs)]
+
+    problems = [make_source("procedural").sample(np.random.default_rng(k)) for k in range(2)]
+    prefixes = write_prefixes(Commits(), problems, [3, 0], [1, 2])
+    assert len(prefixes[0]) == 1 and prefixes[1] == ()  # stopped before the answer; k = 0 writes nothing
+
+
+def test_no_gradient_reaches_the_prefix_tokens(tmp_path):
+    config, engine, plans, rollouts = _branches(tmp_path, seed=1)
+    model = engine.model
+    captured = []
+    hook = model.lm_head.register_forward_hook(lambda m, i, out: (out.retain_grad(), captured.append(out)))
+    try:
+        trajs = [ro.trajectory() for ro in rollouts]
+        advantages = alg.mrt_advantages(trajs, alpha=1.0)
+        accumulate(config, rollouts, lambda t, off: alg.pg_loss(t, advantages[off: off + len(t)]), model, None)
+    finally:
+        hook.remove()
+    pairs = [(p, e) for ro in rollouts for p, e in zip(ro.prompt_ids, ro.episode_ids) if e]
+    assert len(captured) == len(pairs)
+    some_prefix = False
+    for logits, (prompt_ids, episode_ids) in zip(captured, pairs):
+        grad = logits.grad[0].abs().sum(-1)  # per position: the loss's gradient w.r.t. its logits
+        n_prompt = len(prompt_ids)
+        # Positions 0..n_prompt-2 predict prompt tokens (the problem AND the prefix): no loss term there.
+        assert torch.all(grad[: n_prompt - 1] == 0)
+        # The positions that predict the branch's own sampled tokens carry the gradient.
+        assert torch.all(grad[n_prompt - 1: n_prompt - 1 + len(episode_ids)] > 0)
+    for p, ro in zip(plans, rollouts):
+        some_prefix |= bool(p.prefix) and any(len(ids) > 0 for ids in ro.prompt_ids)
+    assert some_prefix  # at least one branch had a non-empty prefix in its prompt
+
+
+def test_mrt_trains_the_llm_with_a_stale_prefix_writer(tmp_path, monkeypatch):
+    import ttc_gym.training.llm_train as lt
+
+    for every, refreshed in ((1, True), (5, False)):
+        engine, stale = tiny_random_engine(seed=4), tiny_random_engine(seed=4)
+        initial = {k: v.clone() for k, v in engine.model.state_dict().items()}
+        monkeypatch.setattr(lt, "build_policy_engine", lambda c: stale)  # the stale writer's own engine
+        result = train(_config(tmp_path / str(every), iterations=2, stale_every=every), policy_engine=engine)
+        assert result.step == 2
+        with open(tmp_path / str(every) / "run" / "log.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [float(r["branches_continue"]) for r in rows] == [4.0, 4.0]
+        assert [float(r["branches_terminate"]) for r in rows] == [2.0, 2.0]
+        assert all(0 <= float(r["prefix_episodes"]) < 3 for r in rows)
+        # Iteration 0 loads the policy's (initial) weights into the writer; with stale_every=1 iteration
+        # 1 loads the updated ones, with stale_every=5 the writer keeps the initial policy.
+        same = all(torch.equal(v, initial[k]) for k, v in stale.model.state_dict().items())
+        assert same is not refreshed, every
