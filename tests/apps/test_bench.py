@@ -271,7 +271,7 @@ def no_compute(monkeypatch):
         ({"budgets": (-3,)}, ValueError, r"must be >= 1, got -3"),
         ({"budgets": (2.5,)}, TypeError, "must be an integer H"),
         ({"budgets": ("2.5",)}, ValueError, "H \\(episodes\\) must be an integer, got '2.5'"),
-        ({"budgets": (5000,)}, ValueError, "allows at most H = 1000 episodes, got 5000"),
+        ({"budgets": (5000,)}, ValueError, r"invalid budget 5000: max_episodes \(H\) must be <= 1000, got 5000"),
         ({"budgets": ("4:2048",)}, ValueError, "episode counts H only"),
         ({"budgets": (4, 4)}, ValueError, "listed twice"),
         ({"num_problems": 0}, ValueError, "num_problems must be >= 1"),
