@@ -8,7 +8,7 @@ a meta-action); everything that turns an episode into J, progress, outcome and `
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 
@@ -20,7 +20,7 @@ from ttc_gym.problems import as_problem, make_source
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.prover import PolicyAnswer, ProverEstimate
 from ttc_gym.rewards import ProgressTracker, check_alpha, compose_reward, reward_info
-from ttc_gym.validation import check_float, check_int, check_temperature, unknown_name_error
+from ttc_gym.validation import check_float, check_int, check_temperature, check_unicode, unknown_name_error
 
 #: The most forced answers the prover samples per prefix (K): the observation counts them in numpy
 #: integers, and J needs far fewer (MRT uses 8).
@@ -102,19 +102,30 @@ class StepResult:
 class MathTrace:
     """The reasoning trace of one problem: the episodes so far and what the prover says of them."""
 
-    def __init__(self, settings: MathSettings, prover: LLMProver, token_counter: Any, problem: Any):
+    def __init__(self, settings: MathSettings, prover: LLMProver, token_counter: Any, problem: Any,
+                 prefix: Sequence[str] = (), prefix_tokens: Sequence[int] | None = None):
+        """A new trace of `problem`, starting after the episodes of `prefix` (checked by `check_prefix`,
+        which also gives their `prefix_tokens`; counted here when None) as if they had been written:
+        the budget counts them, J_0 and J at the prefix are measured in one prover batch, and progress
+        starts from J at the prefix."""
         self.settings = settings
         self.prover = prover
         self.count_tokens = token_counter
         self.problem = problem
-        self.episodes: list[str] = []
-        self.tokens_used = 0
+        self.episodes: list[str] = list(prefix)
+        self.prefix_length = len(self.episodes)  # episodes given at reset: `tracker.j_curve[0]` is J after them
+        if prefix_tokens is None:
+            prefix_tokens = [int(token_counter(text)) for text in self.episodes]
+        self.tokens_used = int(sum(prefix_tokens))
         # Tokens of the problem's prompt: MRT's token axis starts after them (metrics.mrt_normalized_token_regret).
         self.prompt_tokens = int(token_counter(prover.template.reasoning_prompt(prover.policy_engine, problem.question, [])))
         self.tracker = ProgressTracker()
-        self.estimate: ProverEstimate = prover.estimate(problem, [])
+        items = [(problem, ())] + ([(problem, tuple(self.episodes))] if self.episodes else [])
+        start, *at_prefix = prover.estimate_many(items)
+        self.j_start = start.j  # J_0, on the empty trace (before the prefix)
+        self.estimate: ProverEstimate = at_prefix[0] if at_prefix else start
         # Answers whose grading did not complete in the last reset / step (each counted wrong).
-        self.grading_incomplete = self.estimate.incomplete
+        self.grading_incomplete = start.incomplete + sum(e.incomplete for e in at_prefix)
         self.tracker.start(self.estimate.j)
         self.done = False
 
@@ -140,6 +151,11 @@ class MathTrace:
         if answered:
             info["gold_answer"] = self.problem.answer
         return info
+
+    def reset_info(self) -> dict:
+        """`info` at reset: that of `info()`, plus J_prefix_start (J_0, on the empty trace; J itself
+        when the trace starts without a prefix)."""
+        return {**self.info(), "J_prefix_start": float(self.j_start)}
 
     def ends_by_budget(self, text: str, num_tokens: int | None = None) -> bool:
         """Whether appending the episode `text` (of `num_tokens` tokens, counted when None) would end
@@ -219,15 +235,62 @@ class MathTrace:
         return StepResult(compose_reward(outcome, 0.0, self.settings.alpha), True, False, info)
 
     def render(self) -> str:
-        lines = [f"Problem {self.problem.id}: {self.problem.question}", f"  J_0 = {self.tracker.j_curve[0]:.2f}"]
-        for i, (episode, j) in enumerate(zip(self.episodes, self.tracker.j_curve[1:]), start=1):
+        k = self.prefix_length
+        lines = [f"Problem {self.problem.id}: {self.problem.question}", f"  J_0 = {self.j_start:.2f}"]
+        for i, episode in enumerate(self.episodes[:k], start=1):
+            lines.append(f"[episode {i}, given at reset] {episode.strip()}")
+        if k:
+            lines.append(f"  J_{k} = {self.tracker.j_curve[0]:.2f}")
+        for i, (episode, j) in enumerate(zip(self.episodes[k:], self.tracker.j_curve[1:]), start=k + 1):
             lines.append(f"[episode {i}] {episode.strip()}")
             lines.append(f"  J_{i} = {j:.2f}")
         return "\n".join(lines) + "\n"
 
 
-def check_reset_options(options: dict | None, allowed: tuple[str, ...] = ("problem",)) -> dict:
-    """The `reset` options of a math env: a dict (or None) with no key outside `allowed`."""
+def check_episode_text(text: Any, max_chars: int | None, name: str = "action") -> str:
+    """An episode is a non-empty string (of at most `max_chars` characters unless None); `name` says
+    what it is in the error ("action", "prefix[2]")."""
+    if not isinstance(text, str):
+        raise TypeError(f"{name} must be a str (an episode's text), got {type(text).__name__}: {text!r:.80}.")
+    if max_chars is not None and len(text) > max_chars:
+        raise ValueError(
+            f"{name} is {len(text):,} characters long; an episode may have at most max_episode_chars={max_chars:,}."
+        )
+    if not text.strip():
+        raise ValueError(f"{name} is an empty episode ({text!r}); write at least one non-space character.")
+    return check_unicode(f"{name} (an episode's text)", text)
+
+
+def check_prefix(prefix: Any, settings: MathSettings, count_tokens: Any, *, max_chars: int | None,
+                 name: str = "reset option 'prefix'") -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The episodes of a reset's prefix and their token counts (`count_tokens`, the policy engine's,
+    as the env counts an episode it is given): a list (or tuple) of episode texts, each as
+    `check_episode_text` wants it (`max_chars` None: no length limit), none committing an answer (a
+    trace ends at its `\\boxed{}`), and together leaving budget for at least one more episode (a trace
+    whose budget they use up would have ended there). Errors name `name`; nothing is touched."""
+    if isinstance(prefix, str) or not isinstance(prefix, (list, tuple)):
+        raise TypeError(f"{name} must be a list of episode texts (str), got {type(prefix).__name__}: {prefix!r:.80}"
+                        + (" (one episode? wrap it in a list)." if isinstance(prefix, str) else "."))
+    texts = tuple(check_episode_text(text, max_chars, f"{name}[{i}]") for i, text in enumerate(prefix))
+    for i, text in enumerate(texts):
+        answer = extract_boxed(text)
+        if answer is not None:
+            raise ValueError(f"{name}[{i}] commits an answer (\\boxed{{{answer}}}): a trace ends at its committed "
+                             f"answer, so a prefix to go on from cannot hold one.")
+    tokens = tuple(int(count_tokens(text)) for text in texts)
+    budget = settings.budget
+    if budget.exhausted(len(texts), sum(tokens)):
+        raise ValueError(
+            f"{name} has {len(texts)} episodes of {sum(tokens):,} tokens, which use up the budget (max_episodes="
+            f"{budget.max_episodes}, max_tokens={budget.max_tokens}): the trace would have ended there; a prefix "
+            f"must leave room for at least one more episode."
+        )
+    return texts, tokens
+
+
+def check_reset_options(options: dict | None, allowed: tuple[str, ...] = ("problem", "prefix")) -> dict:
+    """The `reset` options of a math env: a dict (or None) with no key outside `allowed`; its
+    "problem", when given, made a `Problem` (a "prefix" is checked by `check_prefix`)."""
     if options is None:
         return {}
     if not isinstance(options, dict):
@@ -258,13 +321,26 @@ class MathEnv(gym.Env):
         """The current problem's trace (None before the first reset): to read, not to change."""
         return self._trace
 
-    def _start_trace(self, seed: int | None, options: dict | None) -> MathTrace:
+    def _start_trace(self, seed: int | None, options: dict | None, max_chars: int | None) -> MathTrace:
         """`reset`'s shared part: the problem of `options` (checked before anything is touched) or
-        one drawn with the env's `np_random`, and its new trace with J_0 measured."""
-        problem = check_reset_options(options).get("problem")  # bad options: nothing touched yet
+        one drawn with the env's `np_random`, and its new trace with J_0 measured — started after the
+        options' "prefix" when there is one (its episodes checked by `check_prefix` with `max_chars`)."""
+        options = check_reset_options(options)  # bad options: nothing touched yet
+        problem, prefix, tokens = options.get("problem"), (), ()
+        if options.get("prefix") is not None:
+            if problem is None:
+                raise ValueError("reset option 'prefix' needs 'problem' too: the episodes of a prefix were written "
+                                 "for a problem; give it as options={'problem': p, 'prefix': [...]}.")
+            prefix, tokens = check_prefix(options["prefix"], self._settings, self.engine.count_tokens,
+                                          max_chars=max_chars)
         super().reset(seed=seed)
+        self._seeded()
         self._trace = None  # never half-reset: if building the trace fails, no old trace is stepped
         if problem is None:
             problem = self._source.sample(self.np_random)
-        self._trace = MathTrace(self._settings, self.prover, self.engine.count_tokens, problem)
+        self._trace = MathTrace(self._settings, self.prover, self.engine.count_tokens, problem, prefix, tokens)
         return self._trace
+
+    def _seeded(self) -> None:
+        """Called by `reset` right after `np_random` is (re)seeded, before a problem is drawn with it:
+        where a subclass draws what it needs from it at every reset (nothing here)."""

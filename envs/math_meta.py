@@ -12,7 +12,8 @@ from ttc_gym.actions import MetaAction, check_meta_action
 from ttc_gym.engines.base import SamplingConfig
 from ttc_gym.metrics import answer_agreement, majority_vote
 from ttc_gym.prompts import META_ACTION_CUES
-from ttc_gym.validation import check_float, check_int, check_render_mode, check_temperature
+from ttc_gym.seeding import prefix_seed
+from ttc_gym.validation import check_int, check_render_mode, check_temperature
 
 META_PARAMETERS = ("episode_tokens", "temperature")
 TOKEN_BUCKETS = 8
@@ -62,6 +63,18 @@ class TTCMathMetaEnv(MathEnv):
 
     A problem drawn from `source` with `np_random`; J_0 measured on the empty trace.
 
+    `reset(options={"problem": p})` rolls out the problem p; `reset(options={"problem": p, "prefix":
+    [e_1, ..., e_k]})` starts p's trace after the k episode texts e_i, as if meta-actions had made the
+    env's model write them — a step's text is its `info["episode_text"]` (the action's cue included),
+    so a rollout's texts are a prefix of it. As in TTC-Math-v0 (its Starting State is the spec): the
+    budget counts them (`info["episodes_used"] == k`, `info["tokens_used"]` their tokens), `info["J"]`
+    is J at the prefix, `info["J_prefix_start"]` J_0, and the first step's progress is relative to J at
+    the prefix; the same checks (non-empty strings, no `\\boxed{}` answer, room for one more episode, a
+    problem given), except that an episode has no `max_episode_chars` limit here (the model, not the
+    agent, writes it). The observation at a prefix is a reset's: the agreement of the prover's answers
+    at the prefix, agreement change 1 (same), majority changed 2 (nothing to compare), last action 4
+    (none yet); the observations of the following steps are those of the run from the start.
+
     ## Episode End
 
     Terminated on "answer now", or when a written episode commits a `\\boxed{}` answer. Truncated at
@@ -71,25 +84,34 @@ class TTCMathMetaEnv(MathEnv):
     ## Arguments
 
     Those of TTC-Math-v0, plus `episode_tokens` (most tokens the model writes per episode, 96) and
-    `temperature` (sampling temperature of the episodes, 0.7). The episodes' sampling seeds come
-    from the env's `np_random`, so the same seed and actions give the same rollout.
+    `temperature` (sampling temperature of the episodes, 0.7). Each episode's sampling seed is hashed
+    (`ttc_gym.seeding.prefix_seed`) from a seed drawn from `np_random` at reset — right after seeding,
+    before a problem is drawn — and the (problem, episodes so far) it continues: the same seed and
+    actions give the same rollout, and `reset(seed=s, options={"problem": p, "prefix": texts})` goes on
+    exactly as the run from `reset(seed=s)` (on p) did after writing `texts`. An episode's tokens are
+    its text's (cue included) under the engine's tokenizer, as TTC-Math-v0 counts an episode it is
+    given, so a prefix's texts count the same tokens as the steps that wrote them.
 
     Accessors (on `env.unwrapped`): `engine` (the model that writes the episodes), `template`,
-    `prover` and `trace`, as in TTC-Math-v0; `reset(options={"problem": p})` as in TTC-Math-v0.
+    `prover` and `trace`, as in TTC-Math-v0; `reset` options: see Starting State.
 
     `info`: that of TTC-Math-v0, plus `episode_text` (what the model wrote this step). Gold-derived
-    keys, for rewards and analysis only (a policy that reads them is an oracle): J, progress, outcome,
-    reward, prover_correct, grading_incomplete, gold_answer (as in TTC-Math-v0). Gold-free:
-    prover_answers (the K normalized forced answers, ungraded), committed_answer, episodes_used,
-    tokens_used, tokens_left, episode_tokens, prover_answer_tokens, prompt_tokens, episode_text, alpha, cost, answered, problem_id,
-    difficulty (the dataset's label).
+    keys, for rewards and analysis only (a policy that reads them is an oracle): J, J_prefix_start,
+    progress, outcome, reward, prover_correct, grading_incomplete, gold_answer (as in TTC-Math-v0).
+    Gold-free: prover_answers (the K normalized forced answers, ungraded), committed_answer,
+    episodes_used, tokens_used, tokens_left, episode_tokens, prover_answer_tokens, prompt_tokens,
+    episode_text, alpha, cost, answered, problem_id, difficulty (the dataset's label).
 
     ## Version History
 
     * v0: initial version. Changed in place, before any release (so still v0, no deprecated alias):
       the observation no longer carries round(J*K) and the sign of the last progress, which are graded
       against the gold answer; the agreement change and the majority change replace them. (Gymnasium
-      bumps the version when an observation changes; ttc-gym will, once released.)
+      bumps the version when an observation changes; ttc-gym will, once released.) Issue 27, also in
+      place: `reset(options={"problem": p, "prefix": [...]})`; episode seeds hashed from a per-reset
+      seed and the prefix (they were the next draws of `np_random`, which a prefix reset cannot
+      replay); an episode's tokens counted from its text (they were the generated tokens, the cue
+      left out, which a prefix given as text cannot reproduce).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -125,7 +147,7 @@ class TTCMathMetaEnv(MathEnv):
         return np.array([len(t.episodes), agreement, change, majority, tokens, last_action], dtype=np.int64)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        info = self._start_trace(seed, options).info()
+        info = self._start_trace(seed, options, None).reset_info()
         info["episode_text"] = ""
         self._previous_answers = None
         return self._obs(len(MetaAction)), info
@@ -139,8 +161,10 @@ class TTCMathMetaEnv(MathEnv):
             result, text = self._trace.answer_now(), ""
         else:
             try:
-                text, tokens = self._write_episode(MetaAction(action))
-                result = self._trace.add_episode(text, tokens)  # rolls its trace back if it raises
+                text = self._write_episode(MetaAction(action))
+                # Its tokens are counted from the text, as a prefix's are; add_episode rolls its trace
+                # back if it raises.
+                result = self._trace.add_episode(text)
             except BaseException:
                 self.np_random.bit_generator.state = rng_state  # a step that raised changes nothing
                 raise
@@ -148,7 +172,12 @@ class TTCMathMetaEnv(MathEnv):
         obs = self._obs(action)
         return obs, result.reward, result.terminated, result.truncated, result.info
 
-    def _write_episode(self, action: MetaAction) -> tuple[str, int]:
+    def _seeded(self) -> None:
+        # The seed the episodes' seeds are hashed from (with the prefix they continue): drawn before
+        # the problem, so a reset given the problem draws the same one as a reset that draws it.
+        self._episode_seed = int(self.np_random.integers(2**62))
+
+    def _write_episode(self, action: MetaAction) -> str:
         """The env's model continues the trace after the action's cue, up to a paragraph break."""
         t, s = self._trace, self._settings
         cue = META_ACTION_CUES[action]
@@ -158,12 +187,12 @@ class TTCMathMetaEnv(MathEnv):
         if left is not None:
             budget = max(1, min(budget, left))
         sampling = SamplingConfig(max_new_tokens=budget, temperature=self.temperature, stop=(s.template.separator,))
-        seed = int(self.np_random.integers(2**62))
+        seed = prefix_seed(self._episode_seed, t.problem.id, t.problem.question, *t.episodes)
         completion = self.engine.generate([prompt], sampling, seed=seed)[0][0]
         text = cue + completion.text
         if not text.strip():
             text = cue or "..."  # the model wrote nothing: the episode is still spent
-        return text, completion.num_tokens
+        return text
 
     def render(self):
         if self.render_mode == "ansi" and self._trace is not None:

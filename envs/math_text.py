@@ -5,24 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from gymnasium import spaces
-from ttc_gym.envs.math_core import MathEnv, MathSettings, MathTrace
 
+from ttc_gym.envs.math_core import MathEnv, MathSettings, MathTrace, check_episode_text
 from ttc_gym.problems.core import MAX_QUESTION_CHARS
 from ttc_gym.spaces import AnyText
-from ttc_gym.validation import check_render_mode, check_unicode
-
-
-def check_episode_text(text: Any, max_chars: int) -> str:
-    """An episode is a non-empty string of at most `max_chars` characters."""
-    if not isinstance(text, str):
-        raise TypeError(f"action must be a str (the next episode's text), got {type(text).__name__}: {text!r:.80}.")
-    if len(text) > max_chars:
-        raise ValueError(
-            f"action is {len(text):,} characters long; an episode may have at most max_episode_chars={max_chars:,}."
-        )
-    if not text.strip():
-        raise ValueError(f"action is an empty episode ({text!r}); write at least one non-space character.")
-    return check_unicode("action (the episode's text)", text)
+from ttc_gym.validation import check_render_mode
 
 
 def text_observation_space(max_episode_chars: int) -> spaces.Dict:
@@ -66,6 +53,21 @@ class TTCMathEnv(MathEnv):
 
     A problem drawn from `source` with the env's `np_random`; J_0 is measured on the empty trace.
 
+    `reset(options={"problem": p})` rolls out the `ttc_gym.problems.Problem` p (or a dict with its
+    question and answer) instead of drawing one. `reset(options={"problem": p, "prefix": [e_1, ...,
+    e_k]})` starts p's trace after the k episode texts of the prefix, as if the policy had written them
+    (e.g. a stale policy's partial rollout, for MRT's branch-from-a-prefix recipe): the observation shows
+    them, the budget counts them (`info["episodes_used"] == k`, `info["tokens_used"]` their tokens under
+    the policy's tokenizer, as a step counts an episode), `info["J"]` is the prover's J at the prefix
+    (J_k; `info["J_prefix_start"]` is J_0, measured in the same prover batch) and the first step's
+    progress is J_{k+1} - J_k. The prover's samples depend only on `prover_seed` and the (problem,
+    prefix), so stepping on from a prefix gives the same rewards, J and budget as stepping there from
+    the start. The prefix is checked before anything is touched: a list (or tuple) of non-empty
+    strings of at most `max_episode_chars` characters, none committing an answer (`\\boxed{}`: the
+    trace would have ended there), leaving budget for one more episode (k < H and, with `max_tokens`,
+    fewer tokens than C0), and given with a problem (a TypeError / ValueError says what came instead).
+    An empty prefix is no prefix.
+
     ## Episode End
 
     Terminated when an episode commits an answer (`\\boxed{}`). Truncated when `max_episodes` (H)
@@ -96,11 +98,13 @@ class TTCMathEnv(MathEnv):
     the same), `prover` (the `ttc_gym.llm_prover.LLMProver` that measures J: its `calls` counts the
     (problem, prefix) estimates it sampled, `estimate(problem, episodes)` asks it directly) and
     `trace` (the current problem's trace, None before the first reset, to read and not to change:
-    `problem`, `episodes`, `tokens_used`, `tracker.j_curve` (J_0, J_1, ...), `estimate` (the
-    prover's last `ProverEstimate`), `render()`). `reset(options={"problem": p})` rolls out the
-    `ttc_gym.problems.Problem` p instead of drawing one.
+    `problem`, `episodes` (the prefix's included), `prefix_length` (k, 0 without a prefix),
+    `tokens_used`, `j_start` (J_0), `tracker.j_curve` (J_k, J_{k+1}, ...: J_0, J_1, ... without a
+    prefix), `estimate` (the prover's last `ProverEstimate`), `render()`). `reset` options: see
+    Starting State.
 
     `info`: J, progress, outcome, alpha, cost, reward, episodes_used, tokens_used, answered,
+    J_prefix_start (at reset only: J_0, before the prefix; J itself without one),
     problem_id, difficulty, prover_answers (the K normalized forced answers), prover_correct,
     prover_answer_tokens (their mean length in tokens), prompt_tokens (the problem prompt's length:
     MRT's token axis counts it), episode_tokens, tokens_left, committed_answer, and gold_answer once answered; grading_incomplete
@@ -119,7 +123,8 @@ class TTCMathEnv(MathEnv):
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version. Extended in place, before any release: `reset(options={"problem": p,
+      "prefix": [...]})` and `info["J_prefix_start"]` at reset (issue 27).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -136,7 +141,7 @@ class TTCMathEnv(MathEnv):
         return {"problem": self._trace.problem.question, "episodes": tuple(self._trace.episodes)}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        info = self._start_trace(seed, options).info()
+        info = self._start_trace(seed, options, self._settings.max_episode_chars).reset_info()
         return self._obs(), info
 
     def step(self, action: Any):

@@ -19,6 +19,14 @@ Seeding and autoreset follow Gymnasium's `SyncVectorEnv` exactly, so that
   given it: `options={"problem": p}` gives every sub-env the problem `p`, `options={"problems":
   [p_0, ..., p_{n-1}]}` gives sub-env i the problem `p_i` (an entry None: it draws its own), as
   `TTCMathEnv.reset(options={"problem": p_i})` would;
+- `options={"problems": [...], "prefixes": [x_0, ..., x_{n-1}]}` starts sub-env i's trace after the
+  episode texts x_i (a list; None or [] for no prefix), as `TTCMathEnv.reset(options={"problem": p_i,
+  "prefix": x_i})` would (its Starting State is the spec: J at the prefix in `infos["J"][i]`, J_0 in
+  `infos["J_prefix_start"][i]`, the budget counting the prefix); `options={"problem": p, "prefix": x}`
+  gives every sub-env the same. A sub-env with a prefix needs a given problem. Every entry is checked
+  before anything is touched (also those a `reset_mask` leaves out, whose problem and prefix are
+  ignored, as their problems are). Each reset sub-env's J_0 and J at its prefix come from one prover
+  batch;
 - `options={"reset_mask": mask}` (a bool array of shape `(num_envs,)`, at least one True) resets
   only the sub-envs where `mask` is True; the others keep their trace, and the returned infos hold
   only the reset sub-envs' (their `_key` masks are False for the others);
@@ -53,8 +61,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 
-from ttc_gym.envs.math_core import MathSettings, MathTrace, check_reset_options
-from ttc_gym.envs.math_text import check_episode_text, text_observation_space
+from ttc_gym.envs.math_core import MathSettings, MathTrace, check_episode_text, check_prefix, check_reset_options
+from ttc_gym.envs.math_text import text_observation_space
 from ttc_gym.problems import Problem, as_problem
 from ttc_gym.prompts import PromptTemplate
 from ttc_gym.spaces import AnyText
@@ -146,8 +154,35 @@ class TTCMathVectorEnv(VectorEnv):
             self._rngs[i], _ = seeding.np_random()
         return self._rngs[i]
 
-    def _new_trace(self, problem: Problem) -> MathTrace:
-        return MathTrace(self._settings, self.prover, self.engine.count_tokens, problem)
+    def _given_prefixes(self, options: dict, problems: list[Problem | None]) -> list[tuple[tuple, tuple]]:
+        """Each sub-env's (prefix texts, their tokens) from the `reset` options (empty: no prefix),
+        every entry checked as `TTCMathEnv.reset` checks its "prefix"."""
+        if "prefixes" in options:
+            if "prefix" in options:
+                raise ValueError("reset options take 'prefix' (one for all sub-envs) or 'prefixes' (one per "
+                                 "sub-env), not both.")
+            given = options["prefixes"]
+            if isinstance(given, (str, dict)) or not isinstance(given, Sequence) or len(given) != self.num_envs:
+                raise ValueError(f"options['prefixes'] must be a sequence of {self.num_envs} prefixes (one per "
+                                 f"sub-env: a list of episode texts, or None for none), got {given!r:.120}.")
+            names = [f"options['prefixes'][{i}]" for i in range(self.num_envs)]
+        else:
+            given = [options.get("prefix")] * self.num_envs
+            names = ["options['prefix']"] * self.num_envs
+        out = []
+        for i, (prefix, name) in enumerate(zip(given, names)):
+            if prefix is None:
+                out.append(((), ()))
+                continue
+            if problems[i] is None:
+                raise ValueError(f"{name} needs a problem for sub-env {i}: the episodes of a prefix were written for "
+                                 f"a problem; give it in options['problems'][{i}] (or options['problem']).")
+            out.append(check_prefix(prefix, self._settings, self.engine.count_tokens,
+                                    max_chars=self._settings.max_episode_chars, name=name))
+        return out
+
+    def _new_trace(self, problem: Problem, prefix: Sequence[str] = (), tokens: Sequence[int] = ()) -> MathTrace:
+        return MathTrace(self._settings, self.prover, self.engine.count_tokens, problem, prefix, tokens)
 
     def _obs(self, i: int) -> dict:
         trace = self._traces[i]
@@ -176,10 +211,11 @@ class TTCMathVectorEnv(VectorEnv):
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict | None = None):
         seeds = self._sub_seeds(seed)
         super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
-        options = dict(check_reset_options(options, ("problem", "problems", "reset_mask")))
+        options = dict(check_reset_options(options, ("problem", "problems", "prefix", "prefixes", "reset_mask")))
         mask = options.pop("reset_mask", None)
         mask = np.ones(self.num_envs, dtype=bool) if mask is None else check_reset_mask(mask, self.num_envs)
         given = self._given_problems(options)
+        prefixes = self._given_prefixes(options, given)
         if any(t is None for t, m in zip(self._traces, mask) if not m):
             raise RuntimeError("reset(options={'reset_mask': ...}) before a first reset of every sub-env; "
                                "call reset() without a mask first.")
@@ -188,13 +224,15 @@ class TTCMathVectorEnv(VectorEnv):
             if seeds[i] is not None:
                 self._rngs[i], _ = seeding.np_random(seeds[i])
             problems[i] = given[i] if given[i] is not None else self._source.sample(self._rng(i))
-        # Every new trace's J_0 from one prover batch (memoized: the traces read it without a call).
-        self.prover.estimate_many([(p, ()) for p in problems.values()])
+        # Every new trace's J_0, and J at its prefix, from one prover batch (memoized: the traces read
+        # them without a call).
+        self.prover.estimate_many([(p, ()) for p in problems.values()]
+                                  + [(p, prefixes[i][0]) for i, p in problems.items() if prefixes[i][0]])
         infos: dict = {}
         for i, problem in problems.items():
-            self._traces[i] = self._new_trace(problem)
+            self._traces[i] = self._new_trace(problem, *prefixes[i])
             self._ended[i] = False
-            infos = self._add_info(infos, self._traces[i].info(), i)
+            infos = self._add_info(infos, self._traces[i].reset_info(), i)
         return self._batched_obs(), infos
 
     def step(self, actions: Sequence[str | None]):
@@ -256,7 +294,7 @@ class TTCMathVectorEnv(VectorEnv):
         for i in range(self.num_envs):
             if i in restart:
                 self._traces[i] = self._new_trace(restart[i])
-                info = self._traces[i].info()
+                info = self._traces[i].reset_info()
             elif i in texts:
                 result = self._traces[i].add_episode(texts[i], tokens[i])
                 rewards[i], terminated[i], truncated[i], info = result.reward, result.terminated, result.truncated, result.info

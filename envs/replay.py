@@ -26,7 +26,7 @@ from ttc_gym.envs.math_meta import (
 from ttc_gym.envs.replay_data import ReplayData, ReplayPoint, ReplayProblem, ReplayTrace, load_replay_data
 from ttc_gym.rewards import check_alpha, compose_reward, progress_between, reward_info
 from ttc_gym.traces import TRACE_DATA
-from ttc_gym.validation import check_float, check_int, check_render_mode
+from ttc_gym.validation import check_float, check_int, check_render_mode, did_you_mean
 
 DEFAULT_DATA = TRACE_DATA / "smollm2_procedural.jsonl"  # the default model's shipped set
 OBS_FIELDS = ("episodes_used", "agreement", "agreement_change", "majority_changed", "token_bucket", "last_action",
@@ -134,6 +134,21 @@ class TTCReplayEnv(gym.Env):
     A problem drawn uniformly with `np_random` from the selected problems (`split`, `problems`), and one
     of its stored traces drawn uniformly, at its empty prefix: nothing spent, J = J_0 of that trace.
     `reset(options={"problem_id": id})` chooses the problem, `{"trace_id": tid}` (with it) the trace.
+    `{"problem_id": id, "trace_id": tid, "prefix_episodes": k}` starts k episodes into that trace, as
+    k continue steps from its start would leave it (the stored prefix as a partial rollout, e.g. for
+    MRT's branch-from-a-prefix recipe): the budget counts them (`info["episodes_used"] == k`,
+    `info["tokens_used"]` their stored tokens), `info["J"]` is the stored J there,
+    `info["trace_position"] == k`, and the first step's progress is relative to it. With the same seed,
+    stepping on gives the same rewards, J and budget as the rollout from `reset(seed=s,
+    options={"problem_id": id, "trace_id": tid})` after k continue steps: neither draws from
+    `np_random` before that point, so a later answer or switch draws the same (a rollout whose reset
+    drew its problem and trace has made two draws more, and may answer or switch differently; its J
+    and budget at the prefix are the same). k counts decision points, as
+    continue does (an ungraded prefix skipped, see below, is part of the next one): 0 <= k <
+    `len(trace.points)`, and it must leave budget for one more episode (k < H and, with `max_tokens`,
+    fewer tokens than C0); otherwise, or without both ids, a ValueError / TypeError says what came,
+    before anything is touched. The observation there is a reset's (agreement change 1, majority
+    changed 2, last action 4); `info["J_prefix_start"]` (at every reset) is the trace's J_0.
 
     **Ungraded prefixes** (J null in the file) are never taken as wrong: such a prefix is skipped (the
     step reveals the episodes up to the next graded prefix, tokens summed, as one episode), trailing
@@ -165,11 +180,12 @@ class TTCReplayEnv(gym.Env):
     (`ReplaySettings`), `problem` and `trace` (the current `ReplayProblem` and `ReplayTrace`, to read).
 
     `info` on every step: J, progress, outcome, alpha, cost, reward, episodes_used, tokens_used,
-    answered (as every env), plus problem_id, trace_id, trace_index (in the problem's traces),
-    trace_position (the decision point in the trace, 0 = empty prefix), trace_ended, episode_tokens,
-    tokens_left, prover_answers (the stored forced answers), prover_correct, committed_answer, and
-    gold_answer once answered. Gold-derived (for rewards and analysis only; a policy that reads them is
-    an oracle): J, progress, outcome, reward, prover_correct, gold_answer. Gold-free: the others.
+    answered (as every env), J_prefix_start (at reset only: the trace's J_0), plus problem_id, trace_id,
+    trace_index (in the problem's traces), trace_position (the decision point in the trace, 0 = empty
+    prefix), trace_ended, episode_tokens, tokens_left, prover_answers (the stored forced answers),
+    prover_correct, committed_answer, and gold_answer once answered. Gold-derived (for rewards and
+    analysis only; a policy that reads them is an oracle): J, J_prefix_start, progress, outcome, reward,
+    prover_correct, gold_answer. Gold-free: the others.
 
     ## Version History
 
@@ -199,7 +215,7 @@ class TTCReplayEnv(gym.Env):
 
     # -- the gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        problem_id, trace_id = _reset_options(options)
+        problem_id, trace_id, position = _reset_options(options)
         # Bad options raise before anything is touched (the rng included).
         problem = None if problem_id is None else self.dataset.problem(problem_id)
         index = None
@@ -210,19 +226,27 @@ class TTCReplayEnv(gym.Env):
             if trace_id not in ids:
                 raise ValueError(f"problem {problem.problem_id!r} has no trace {trace_id!r}; its traces: {ids}.")
             index = ids.index(trace_id)
+        tokens = 0
+        if position:
+            tokens = self._check_prefix(problem, index, position)
         super().reset(seed=seed)
         rng = self.np_random
         if problem is None:
             problem = self.dataset.problems[int(rng.integers(len(self.dataset.problems)))]
         if index is None:
             index = int(rng.integers(len(problem.traces)))
-        self.problem, self._index, self.trace, self._pos = problem, index, problem.traces[index], 0
-        self._episodes = self._tokens = 0
+        self.problem, self._index, self.trace, self._pos = problem, index, problem.traces[index], position
+        self._episodes, self._tokens = position, tokens
         self._done = False
-        point = self.trace.points[0]
+        point = self.trace.points[position]
         self._previous = None
-        self._lines = [f"problem {problem.problem_id}, trace {self.trace.trace_id}: J_0 = {point.j:.2f}"]
-        return self._obs(point, NO_ACTION), self._info(point, 0.0, 0.0, 0.0, False, None, 0)
+        start = self.trace.points[0]
+        self._lines = [f"problem {problem.problem_id}, trace {self.trace.trace_id}: J_0 = {start.j:.2f}"]
+        if position:
+            self._lines.append(f"  prefix: {position} episodes ({point.episodes} stored) J={point.j:.2f}")
+        info = self._info(point, 0.0, 0.0, 0.0, False, None, 0)
+        info["J_prefix_start"] = start.j
+        return self._obs(point, NO_ACTION), info
 
     def step(self, action):
         if self._done:
@@ -262,6 +286,24 @@ class TTCReplayEnv(gym.Env):
         return None
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _check_prefix(self, problem: ReplayProblem, index: int, position: int) -> int:
+        """The tokens of the first `position` episodes of trace `index`, once they are checked to be a
+        prefix a rollout can go on from (within the trace, leaving budget for one more episode)."""
+        trace = problem.traces[index]
+        last = len(trace.points) - 1
+        if position > last:
+            raise ValueError(f"reset option 'prefix_episodes' is {position}, but trace {trace.trace_id!r} of problem "
+                             f"{problem.problem_id!r} has {last} episodes after its start (decision points "
+                             f"0..{last}): give at most {last}.")
+        tokens = trace.points[position].tokens - trace.points[0].tokens
+        if self._budget.exhausted(position, tokens):
+            raise ValueError(
+                f"reset option 'prefix_episodes' is {position} ({tokens:,} tokens), which uses up the budget "
+                f"(max_episodes={self.settings.max_episodes}, max_tokens={self.settings.max_tokens}): the rollout "
+                f"would have ended there; a prefix must leave room for at least one more episode."
+            )
+        return tokens
+
     def _commit(self, point: ReplayPoint) -> tuple[float, str | None]:
         """A stored forced answer with a grade, drawn uniformly: (its 0/1 grade, the answer)."""
         i = point.graded[int(self.np_random.integers(len(point.graded)))]
@@ -309,16 +351,32 @@ class TTCReplayEnv(gym.Env):
         return info
 
 
-def _reset_options(options: dict | None) -> tuple[str | None, str | None]:
+def _reset_options(options: dict | None) -> tuple[str | None, str | None, int]:
+    """(problem_id, trace_id, prefix_episodes) of `reset`'s options, their types checked (0: no prefix)."""
     if options is None:
-        return None, None
+        return None, None, 0
     if not isinstance(options, dict):
         raise TypeError(f"reset options must be a dict, got {type(options).__name__}: {options!r:.80}.")
-    unknown = sorted(set(options) - {"problem_id", "trace_id"})
+    allowed = ("problem_id", "trace_id", "prefix_episodes")
+    unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"reset options accept only 'problem_id' and 'trace_id', got {sorted(options)}.")
+        hint = did_you_mean(unknown[0], allowed)
+        if "prefix" in unknown:
+            hint += " A stored trace's prefix is given by its ids and a count, 'prefix_episodes': k, not by texts."
+        raise ValueError(f"reset options accept only {', '.join(map(repr, allowed))}, got {sorted(options)}.{hint}")
     ids = options.get("problem_id"), options.get("trace_id")
     for name, value in zip(("problem_id", "trace_id"), ids):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"reset option {name!r} must be a string, got {value!r}.")
-    return ids
+    position = options.get("prefix_episodes")
+    if position is None:
+        return (*ids, 0)
+    if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
+        raise TypeError(f"reset option 'prefix_episodes' must be an int (episodes into the trace), got "
+                        f"{type(position).__name__}: {position!r:.80}.")
+    if position < 0:
+        raise ValueError(f"reset option 'prefix_episodes' must be >= 0, got {position}.")
+    if position and None in ids:
+        raise ValueError("reset option 'prefix_episodes' needs 'problem_id' and 'trace_id' too: it starts that "
+                         f"stored trace k episodes in; got problem_id={ids[0]!r}, trace_id={ids[1]!r}.")
+    return (*ids, int(position))

@@ -18,7 +18,7 @@ from ttc_gym.metrics import answer_agreement
 from tests.envs.test_math_envs import PROBLEM, ScriptedEngine
 
 # Keys of `info` computed from the gold answer or the simulator's hidden state (the envs' specs list them).
-GOLD_KEYS = frozenset({"J", "J_exact", "progress", "outcome", "reward", "prover_correct", "gold_answer",
+GOLD_KEYS = frozenset({"J", "J_exact", "J_prefix_start", "progress", "outcome", "reward", "prover_correct", "gold_answer",
                        "grading_incomplete"})
 # Agents too slow to build here, or that need a file.
 SLOW = {"ppo", "llm-checkpoint"}

@@ -17,6 +17,7 @@ from ttc_gym.training.llm_branches import plan_branches, write_prefixes
 from ttc_gym.training.llm_config import LLMTrainConfig
 from ttc_gym.training.llm_loss import accumulate
 from ttc_gym.training.llm_rollouts import collect_batch, make_envs
+from ttc_gym.training.llm_policy import stale_copy
 from ttc_gym.training.llm_train import train
 
 FAST = dict(algo="mrt", iterations=1, problems_per_iter=2, group_size=2, terminations=1, max_episodes=3,
@@ -78,10 +79,15 @@ def test_no_gradient_reaches_the_prefix_tokens(tmp_path):
     config, engine, plans, rollouts = _branches(tmp_path, seed=1)
     model = engine.model
     captured = []
-    hook = model.lm_head.register_forward_hook(lambda m, i, out: (out.retain_grad(), captured.append(out)))
+    def keep(module, inputs, out):  # returns None: the output is left as it is
+        out.retain_grad()
+        captured.append(out)
+
+    hook = model.lm_head.register_forward_hook(keep)
     try:
         trajs = [ro.trajectory() for ro in rollouts]
-        advantages = alg.mrt_advantages(trajs, alpha=1.0)
+        alg.mrt_advantages(trajs, alpha=1.0)  # the credit is defined on these branches ...
+        advantages = [np.ones(t.num_episodes) for t in trajs]  # ... but any nonzero one shows where the gradient goes
         accumulate(config, rollouts, lambda t, off: alg.pg_loss(t, advantages[off: off + len(t)]), model, None)
     finally:
         hook.remove()
@@ -103,12 +109,22 @@ def test_no_gradient_reaches_the_prefix_tokens(tmp_path):
 def test_mrt_trains_the_llm_with_a_stale_prefix_writer(tmp_path, monkeypatch):
     import ttc_gym.training.llm_train as lt
 
+    real = lt.collect_batch
+
+    def mixed(envs, agent, plans):  # a tiny random model never answers right: one correct branch per prefix
+        rollouts = real(envs, agent, plans)
+        for i, ro in enumerate(rollouts):
+            ro.outcome = float(i == 0 or plans[i].group != plans[i - 1].group)
+        return rollouts
+
+    monkeypatch.setattr(lt, "collect_batch", mixed)
     for every, refreshed in ((1, True), (5, False)):
-        engine, stale = tiny_random_engine(seed=4), tiny_random_engine(seed=4)
+        engine = tiny_random_engine(seed=4)
         initial = {k: v.clone() for k, v in engine.model.state_dict().items()}
-        monkeypatch.setattr(lt, "build_policy_engine", lambda c: stale)  # the stale writer's own engine
+        writers = []
+        monkeypatch.setattr(lt, "stale_copy", lambda *a: writers.append(stale_copy(*a)) or writers[-1])
         result = train(_config(tmp_path / str(every), iterations=2, stale_every=every), policy_engine=engine)
-        assert result.step == 2
+        assert result.step == 2 and len(writers) == 1 and writers[0] is not engine
         with open(tmp_path / str(every) / "run" / "log.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         assert [float(r["branches_continue"]) for r in rows] == [4.0, 4.0]
@@ -116,5 +132,30 @@ def test_mrt_trains_the_llm_with_a_stale_prefix_writer(tmp_path, monkeypatch):
         assert all(0 <= float(r["prefix_episodes"]) < 3 for r in rows)
         # Iteration 0 loads the policy's (initial) weights into the writer; with stale_every=1 iteration
         # 1 loads the updated ones, with stale_every=5 the writer keeps the initial policy.
-        same = all(torch.equal(v, initial[k]) for k, v in stale.model.state_dict().items())
+        same = all(torch.equal(v, initial[k]) for k, v in writers[0].model.state_dict().items())
         assert same is not refreshed, every
+        assert not all(torch.equal(v, initial[k]) for k, v in engine.model.state_dict().items())  # it trained
+
+
+def test_prefixes_from_a_stored_trace_set(tmp_path):
+    from ttc_gym.training.llm_branches import TracePrefixes
+
+    config = _config(tmp_path, prefix_source="traces", prefix_traces="micro_arith", problems_per_iter=6,
+                     max_episodes=4)
+    traces = TracePrefixes("micro_arith")
+    agent = LLMAgent(tiny_random_engine(seed=5), max_episode_tokens=6)
+    plans = plan_branches(config, traces, 0, agent)
+    assert plans == plan_branches(config, traces, 0, agent)  # seeded by (seed, iteration)
+    by_problem = {}
+    for row in traces.rows:
+        by_problem.setdefault(row["problem_id"], []).append([e["text"] for e in row["episodes"]])
+    for p in plans:
+        stored = by_problem[p.problem.id]  # a stored trace's problem ...
+        assert any(list(p.prefix) == episodes[:len(p.prefix)] for episodes in stored)  # ... and its first episodes
+        assert len(p.prefix) < 4 and not any("\\boxed" in e for e in p.prefix)
+    assert any(p.prefix for p in plans)
+    import pytest
+    with pytest.raises(ValueError, match="needs prefix_traces"):
+        _config(tmp_path, prefix_source="traces")
+    with pytest.raises(ValueError, match="leave source unset"):
+        _config(tmp_path, prefix_source="traces", prefix_traces="micro_arith", source="procedural:2")

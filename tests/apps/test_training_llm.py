@@ -18,7 +18,7 @@ from ttc_gym.problems import make_source
 from tests.conftest import tiny_engine
 from ttc_gym.engines.testing import tiny_random_engine
 
-FAST = dict(iterations=1, problems_per_iter=2, group_size=2, max_episodes=2, max_episode_tokens=8,
+FAST = dict(algo="mrt-online", iterations=1, problems_per_iter=2, group_size=2, max_episodes=2, max_episode_tokens=8,
             num_prover_samples=2, env_kwargs={"max_answer_tokens": 4}, micro_batch_size=3, lr=1e-2,
             tensorboard=False)
 
@@ -122,7 +122,7 @@ def test_the_prover_is_the_policy_by_default_and_frozen_on_request():
     assert named.prover == "frozen" and named.prover_model == "default"
 
 
-def test_mrt_reduces_to_grpo_at_alpha_zero_on_real_rollouts(tmp_path):
+def test_mrt_online_reduces_to_grpo_at_alpha_zero_on_real_rollouts(tmp_path):
     from ttc_gym.agents.llm import LLMAgent
 
     config = _config(tmp_path, problems_per_iter=2, group_size=3)
@@ -134,7 +134,7 @@ def test_mrt_reduces_to_grpo_at_alpha_zero_on_real_rollouts(tmp_path):
     for r, t in zip(rollouts, trajs):
         assert t.num_episodes == len(r.episodes) == len(r.prompts)
         assert np.isclose(t.total_progress, r.j_final - r.j0)
-    mrt0 = alg.mrt_advantages(trajs, alpha=0.0)
+    mrt0 = alg.online_advantages(trajs, alpha=0.0)
     grpo = alg.outcome_advantages(trajs)
     for a, b in zip(mrt0, grpo):
         np.testing.assert_array_equal(a, b)

@@ -15,7 +15,7 @@ from ttc_gym.training.llm_train import train
 from ttc_gym.engines.testing import tiny_random_engine, torch_vllm_engine
 from ttc_gym.problems import make_source
 
-FAST = dict(iterations=2, problems_per_iter=2, group_size=2, max_episodes=2, max_episode_tokens=8,
+FAST = dict(algo="mrt-online", iterations=2, problems_per_iter=2, group_size=2, max_episodes=2, max_episode_tokens=8,
             num_prover_samples=2, env_kwargs={"max_answer_tokens": 4}, micro_batch_size=4, lr=1e-2,
             tensorboard=False)
 

@@ -129,7 +129,7 @@ def test_a_dict_problem_option_is_accepted(math_envs, env_id):
 def test_a_reset_that_fails_midway_leaves_no_trace_to_step(math_envs, env_id, monkeypatch):
     env = math_envs[env_id]
     env.reset(seed=0)
-    monkeypatch.setattr(env.prover, "estimate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("prover down")))
+    monkeypatch.setattr(env.prover, "estimate_many", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("prover down")))
     with pytest.raises(RuntimeError, match="prover down"):
         env.reset(seed=1)
     monkeypatch.undo()

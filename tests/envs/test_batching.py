@@ -439,7 +439,7 @@ def test_per_sub_env_problems_equal_single_envs_given_that_problem():
         ({"problems": PROBLEMS[:2]}, ValueError, "sequence of 3 problems"),
         ({"problems": PROBLEMS, "problem": PROBLEMS[0]}, ValueError, "not both"),
         ({"problems": ["What is 1 + 1?", None, None]}, TypeError, "sub-env 0 must be a ttc_gym.problems.Problem"),
-        ({"problem_list": PROBLEMS}, ValueError, "accept only 'problem', 'problems', 'reset_mask'"),
+        ({"problem_list": PROBLEMS}, ValueError, "accept only 'problem', 'problems', 'prefix', 'prefixes', 'reset_mask'"),
         ({"reset_mask": [True, False, False]}, ValueError, "numpy bool array of shape"),
         ({"reset_mask": np.zeros(3, dtype=bool)}, ValueError, "at least one"),
     ]:

@@ -169,7 +169,7 @@ def test_documented_accessors(env_id):
     with pytest.raises(AttributeError):
         base.trace = None
     assert not any(hasattr(base, name) for name in ("settings", "source", "traces"))
-    with pytest.raises(ValueError, match="accept only 'problem', got \\['problems'\\]"):
+    with pytest.raises(ValueError, match="accept only 'problem', 'prefix', got \\['problems'\\]"):
         env.reset(seed=0, options={"problems": [other]})
     with pytest.raises(TypeError, match="reset options must be a dict"):
         env.reset(seed=0, options=[("problem", other)])

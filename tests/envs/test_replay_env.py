@@ -255,7 +255,7 @@ def test_reset_draws_problem_and_trace_with_the_seed_and_options_choose_them():
     assert info["problem_id"] == "p3"
     with pytest.raises(ValueError, match="has no trace 'zz'; its traces"):
         env.reset(options={"problem_id": "p1", "trace_id": "zz"})
-    with pytest.raises(ValueError, match="accept only 'problem_id' and 'trace_id'"):
+    with pytest.raises(ValueError, match="accept only 'problem_id', 'trace_id', 'prefix_episodes'.*Did you mean 'problem_id'"):
         env.reset(options={"problem": "p1"})
 
 

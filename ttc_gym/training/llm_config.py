@@ -106,6 +106,13 @@ class LLMTrainConfig(AlgoConfig):
     report_to: str = override("report_to", "auto", REPORT_TO_HELP + "; events under --out")
     torch_threads: int = field(default=0, metadata=_help("torch CPU threads (0: torch's default)"))
 
+    prefix_traces: str | None = field(default=None, metadata=_help(
+        "mrt with prefix_source 'traces': an analysed trace set (a shipped set's name, e.g. micro_arith or "
+        "smollm2_procedural, or a JSONL path); its traces' first k episodes are the prefixes and its problems the "
+        "problems trained on (source is then not used)"))
+    #: mrt's prefixes may also come from a stored analysed trace set (`prefix_traces`).
+    PREFIX_SOURCES = ("stale", "current", "traces")
+
     OWN_ENV_FIELDS = ("engine", "prover_engine", "alpha", "max_episodes", "max_tokens", "num_prover_samples",
                       "source", "num_envs", "autoreset_mode")
 
@@ -133,6 +140,13 @@ class LLMTrainConfig(AlgoConfig):
             raise ValueError(f"engine_kwargs {sorted(self.engine_kwargs)} configure a vLLM engine; give engine='vllm' "
                              "or 'vllm:<model>' (or leave engine_kwargs empty).")
         check_int("ray_workers", self.ray_workers, minimum=0)
+        if (self.prefix_source == "traces") != (self.prefix_traces is not None):
+            raise ValueError("prefix_source 'traces' needs prefix_traces (a trace set), and prefix_traces needs "
+                             f"prefix_source 'traces'; got prefix_source={self.prefix_source!r}, "
+                             f"prefix_traces={self.prefix_traces!r}.")
+        if self.prefix_traces is not None and self.source != "procedural":
+            raise ValueError(f"prefix_traces {self.prefix_traces!r} gives the problems (those of its traces); "
+                             f"source={self.source!r} would not be used: leave source unset.")
         if self.branches and (self.ray_workers or self.engine != "transformers"):
             raise ValueError(f"algo 'mrt' (branches from a prefix) runs on the transformers engine without Ray workers "
                              f"in this release; got engine={self.engine!r}, ray_workers={self.ray_workers}. Use "

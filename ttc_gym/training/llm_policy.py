@@ -53,3 +53,14 @@ def sync_weights(sampling_engine: Any, trainable: Any, lora: bool, version: int)
     with torch.no_grad():
         sampling_engine.load_weights(trained_weights(trainable, lora))
     return version + 1
+
+
+def stale_copy(policy_engine: Any, trainable: Any, lora: bool) -> Any:
+    """A frozen `TransformersEngine` over a copy of the trained model (LoRA: the adapters merged into
+    a copy of the base model), with the policy engine's tokenizer and device: `mrt`'s stale prefix
+    writer, refreshed with `load_weights(trained_weights(...))`."""
+    from ttc_gym.engines.transformers_engine import TransformersEngine
+
+    model = copy.deepcopy(trainable).merge_and_unload() if lora else copy.deepcopy(policy_engine.model)
+    return TransformersEngine(model.eval().requires_grad_(False), tokenizer=policy_engine.tokenizer,
+                              device=policy_engine.device, name="stale-prefix-writer")

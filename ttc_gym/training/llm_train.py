@@ -75,8 +75,8 @@ from ttc_gym.training.config_cli import parse_config
 from ttc_gym.training.llm_checkpoint import CONFIG_FILE, find_checkpoints, load_checkpoint, save_checkpoint
 from ttc_gym.training.llm_config import LLMTrainConfig
 from ttc_gym.training.llm_loss import accumulate, token_count
-from ttc_gym.training.llm_policy import apply_lora, build_policy_engine, sync_weights, trained_weights
-from ttc_gym.training.llm_branches import plan_branches
+from ttc_gym.training.llm_policy import apply_lora, build_policy_engine, stale_copy, sync_weights, trained_weights
+from ttc_gym.training.llm_branches import TracePrefixes, plan_branches
 from ttc_gym.training.llm_rollouts import Rollout, collect_batch, make_envs, plan_iteration
 from ttc_gym.training.loop import RunLog, run_iterations
 
@@ -256,14 +256,15 @@ class LLMParts:
                 engine_factory=ray_engine_factory or default_engine_factory(config, build_policy_engine),
                 num_gpus_per_worker=1.0 if config.vllm_model else 0.0, address=config.ray_address)
             self.remote.sync(policy.weights())
-        self.source = make_source(config.source)  # the trainer draws the problems; the env rolls them out
+        # The trainer draws the problems (mrt from stored traces: the traces' problems); the env rolls them out.
+        self.source = TracePrefixes(config.prefix_traces) if config.prefix_traces else make_source(config.source)
         branches = config.problems_per_iter * (config.group_size + config.terminations) if config.branches else None
         self.envs = make_envs(config, engines.sampler, engines.prover, self.source, num_envs=branches)
         self.agent = self._agent(engines.sampler)
         # mrt's stale prefix writer: a frozen engine of the policy's model, refreshed every stale_every iterations.
         self.stale = None
         if config.branches and config.prefix_source == "stale":
-            self.stale = self._agent(build_policy_engine(config))
+            self.stale = self._agent(stale_copy(engines.policy, policy.trainable, bool(config.lora_rank)))
 
     def _agent(self, engine: Any):
         from ttc_gym.agents.llm import LLMAgent
