@@ -50,8 +50,7 @@ def summary(label: str, seconds: list[float]) -> str:
 
 
 def main(calls_per_thread: int = 50, threads: int = 8) -> None:
-    for _ in range(min(threads, client.MAX_WORKERS)):  # warm the pool: start its workers now
-        start_worker()
+    start_worker(min(threads, client.MAX_WORKERS))  # warm the pool: start its workers now
     warm = [threading.Thread(target=timed, args=(ordinary_pairs(2, 1000 + t), [])) for t in range(threads)]
     for t in warm:
         t.start()

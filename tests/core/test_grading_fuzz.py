@@ -276,8 +276,9 @@ class FuzzReport:
 
 
 def run_fuzz(pairs: list[Pair], threads: int = THREADS) -> FuzzReport:
-    """Grade `pairs` with `threads` threads (pair i on thread i mod `threads`)."""
-    start_worker()
+    """Grade `pairs` with `threads` threads (pair i on thread i mod `threads`), the workers started
+    first (a worker's start is not a comparison's time)."""
+    start_worker(threads)
     seconds = [0.0] * len(pairs)
     errors: list[str] = []
     unknown = [0] * threads
@@ -349,6 +350,9 @@ if __name__ == "__main__":  # python tests/core/test_grading_fuzz.py [PAIRS [THR
     count = int(sys.argv[1]) if len(sys.argv) > 1 else PAIRS
     result = run_fuzz(generate_pairs(count), int(sys.argv[2]) if len(sys.argv) > 2 else THREADS)
     print(result.summary())
+    slowest = sorted(range(count), key=lambda i: -result.seconds[i])[:5]
+    pairs = generate_pairs(count)
+    print("  slowest: " + "; ".join(f"{pairs[i].kind} {result.seconds[i]:.2f} s" for i in slowest))
     for line in result.errors[:50]:
         print("  " + line)
     sys.exit(1 if result.errors else 0)

@@ -87,3 +87,50 @@ def test_the_timeout_bounds_the_wait_for_a_free_worker(stalling_pool):
     assert not slow_done.is_set()  # it gave up while the first caller was still waiting
     os.kill(stopped[0], signal.SIGKILL)
     assert slow_done.wait(60) and slow["value"] is True
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_killed_by_a_timeout_is_restarted_in_the_background(stalling_pool):
+    armed, stopped = stalling_pool(1)
+    assert compare_answers("2x+7", "7+2x", timeout=60.0) is True
+    armed.set()
+    assert compare_answers("(x-4)(x+4)", "x^2-16", timeout=1.0) is None  # stalled: killed at its timeout
+    pool = grading._WORKER
+    while True:  # with no call made, its replacement starts and rejoins the idle workers
+        with pool._cond:
+            ready = [w for w in pool._idle if w._proc is not None and w._proc.poll() is None]
+        if ready:
+            break
+        threading.Event().wait(0.05)
+    assert ready[0]._proc.pid != stopped[0]
+    assert compare_answers("(x-4)(x+4)", "x^2-16", timeout=60.0) is True
+
+
+def test_start_worker_starts_as_many_workers_as_asked(monkeypatch):
+    stop_worker()
+    monkeypatch.setattr(client, "MAX_WORKERS", 2)
+    try:
+        grading.start_worker(5)  # capped at MAX_WORKERS
+        pool = grading._WORKER
+        assert len(pool._all) == 2 and all(w._proc is not None and w._proc.poll() is None for w in pool._idle)
+    finally:
+        stop_worker()
+
+
+def test_callers_waiting_for_a_worker_are_served_in_order(monkeypatch):
+    """A caller that gives its worker back and asks again at once does not take it from a caller
+    already waiting (which used to starve until its timeout while others recycled the workers)."""
+    import time
+
+    monkeypatch.setattr(client, "MAX_WORKERS", 1)
+    pool = client._Pool()  # a pool of its own; its worker is never started (no subprocess)
+    worker = pool._checkout(None)
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(pool._checkout(time.monotonic() + 60)))
+    waiter.start()
+    while not pool._queue:  # until the waiter is in line
+        threading.Event().wait(0.01)
+    pool._return(worker)
+    assert pool._checkout(time.monotonic() + 0.2) is None  # behind the waiter: not served before it
+    waiter.join(60)
+    assert got == [worker]

@@ -7,8 +7,8 @@ Public API:
   False, or None when the comparison did not complete (unknown).
 - :func:`answers_equivalent` — the same as a bool (an unknown counts as not equivalent).
 - :func:`normalize_answer` — a cheap canonical key for majority voting (maj@k).
-- :func:`start_worker` / :func:`stop_worker` — manage the verifier subprocess (optional; it starts
-  on first need and stops at exit).
+- :func:`start_worker` / :func:`stop_worker` — manage the verifier subprocesses (optional; they
+  start on first need and stop at exit).
 
 How equivalence is decided (:func:`compare_answers`), cheapest first:
 
@@ -28,8 +28,10 @@ How equivalence is decided (:func:`compare_answers`), cheapest first:
 4. Otherwise math-verify — ``verify(parse(gold), parse(pred))``, both sides parsed, gold first,
    its own ``signal.alarm`` timeouts disabled — with a fallback (``simplify(a - b) == 0`` on latex2sympy's
    parse; answer text is never evaluated: no ``parse_expr``/``sympify`` on it, see the worker),
-   run in a persistent worker subprocess. The call waits at most ``timeout`` seconds for it; on
-   timeout the worker is killed (and restarted on the next call) and the answer is unknown
+   run in a persistent worker subprocess (a pool of up to ``client.MAX_WORKERS``, one per
+   concurrent caller, served first come first served; the wait for a free one counts in
+   ``timeout``). The call waits at most ``timeout`` seconds for it; on
+   timeout the worker is killed (and restarted in the background) and the answer is unknown
    (``None``: the comparison did not complete). If the worker dies (killed, crashed, out of
    memory) or cannot be started or written to, the request is retried once on a fresh worker;
    a second failure is unknown too. This works from any thread, unlike math-verify's own

@@ -4,6 +4,7 @@ most a timeout for the reply, kill it when that runs out, retry once on a fresh 
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import json
 import os
@@ -218,9 +219,10 @@ MAX_WORKERS = min(8, max(4, os.cpu_count() or 1))
 
 class _Pool:
     """Up to :data:`MAX_WORKERS` workers, each serving one caller at a time, so that a slow
-    comparison (or a worker being restarted) holds up only its own caller. The wait for a free
-    worker counts in the caller's timeout: a call never waits longer than its timeout in all (plus
-    the start of a worker it needs)."""
+    comparison holds up only its own caller. The wait for a free worker counts in the caller's
+    timeout: a call never waits longer than its timeout in all (plus the start of a worker the pool
+    adds for it, as it grows). A worker killed by a timeout is restarted in the background and
+    rejoins the pool when ready, so no caller waits for its restart beyond its own timeout."""
 
     def __init__(self) -> None:
         self._reset_after_fork()
@@ -229,6 +231,9 @@ class _Pool:
         # A forked child must not share the parent's workers (their pipes) or a lock held at fork.
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
+        # Callers waiting for a worker, first come first served: without it a caller that just gave
+        # a worker back takes it again at once, and one already waiting starves until its timeout.
+        self._queue: collections.deque[object] = collections.deque()
         self._all: list[_Worker] = []
         self._pid = os.getpid()
 
@@ -241,36 +246,62 @@ class _Pool:
         _write(proc, line)
 
     def _checkout(self, deadline: float | None) -> _Worker | None:
-        """An idle worker, a new one while fewer than MAX_WORKERS exist, or None at ``deadline``."""
+        """An idle worker, a new one while fewer than MAX_WORKERS exist, or None at ``deadline``;
+        callers are served in the order they came."""
         with self._cond:
-            while True:
-                if self._idle:
-                    return self._idle.pop()
-                if len(self._all) < MAX_WORKERS:
-                    worker = _Worker(send=lambda proc, line: self._send(proc, line))
-                    self._all.append(worker)
-                    return worker
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
+            ticket = object()
+            self._queue.append(ticket)
+            try:
+                while True:
+                    if self._queue[0] is ticket:
+                        if self._idle:
+                            return self._idle.pop()
+                        if len(self._all) < MAX_WORKERS:
+                            worker = _Worker(send=lambda proc, line: self._send(proc, line))
+                            self._all.append(worker)
+                            return worker
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return None
+                    self._cond.wait(remaining)
+            finally:
+                self._queue.remove(ticket)
+                self._cond.notify_all()  # the next in line looks again
 
     def _checkin(self, worker: _Worker) -> None:
+        if worker._proc is None and any(w is worker for w in self._all):
+            # Its comparison killed it (a timeout) or it died: start its replacement now, in the
+            # background, so that no caller pays the start; it rejoins the idle list once ready.
+            threading.Thread(target=self._restart, args=(worker,), daemon=True, name="ttc-gym-grader-restart").start()
+            return
+        self._return(worker)
+
+    def _restart(self, worker: _Worker) -> None:
+        try:
+            worker.start()
+        except (RuntimeError, OSError):
+            pass  # its next comparison tries again, and says None if that fails too (`_Worker.equal`)
+        self._return(worker)
+
+    def _return(self, worker: _Worker) -> None:
         with self._cond:
             if any(w is worker for w in self._all):
                 self._idle.append(worker)
-                self._cond.notify()
+                self._cond.notify_all()  # wakes the first in line (`_checkout`)
                 return
         worker.stop()  # the pool was stopped while it was in use: it is no longer the pool's
 
-    def start(self) -> None:
-        """Make sure one worker is started (raises RuntimeError when it cannot start)."""
+    def start(self, count: int = 1) -> None:
+        """Make sure `count` workers (at most MAX_WORKERS) are started; raises RuntimeError when one
+        cannot start."""
         self._check_pid()
-        worker = self._checkout(None)
+        workers = [self._checkout(None) for _ in range(max(1, min(count, MAX_WORKERS)))]
         try:
-            worker.start()
+            for worker in workers:
+                worker.start()
         finally:
-            self._checkin(worker)
+            for worker in workers:
+                self._return(worker)
 
     def stop(self) -> None:
         """Stop every worker (one in use stops when its comparison ends)."""
@@ -305,10 +336,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_WORKER._reset_after_fork)
 
 
-def start_worker() -> None:
-    """Start a verifier subprocess now (otherwise one starts on the first slow-path comparison;
-    more start on demand when threads compare at once, up to :data:`MAX_WORKERS`)."""
-    _WORKER.start()
+def start_worker(count: int = 1) -> None:
+    """Start `count` verifier subprocesses now (at most :data:`MAX_WORKERS`; otherwise one starts on
+    the first slow-path comparison, more on demand when threads compare at once)."""
+    _WORKER.start(count)
 
 
 def stop_worker() -> None:
