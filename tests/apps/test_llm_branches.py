@@ -159,3 +159,11 @@ def test_prefixes_from_a_stored_trace_set(tmp_path):
         _config(tmp_path, prefix_source="traces")
     with pytest.raises(ValueError, match="leave source unset"):
         _config(tmp_path, prefix_source="traces", prefix_traces="micro_arith", source="procedural:2")
+
+
+def test_the_micro_reasoner_is_a_trainer_model_spec(tmp_path):
+    from ttc_gym.training.llm_policy import build_policy_engine
+
+    config = _config(tmp_path, model="micro", source="micro:1")
+    engine = build_policy_engine(config)
+    assert engine.name == "policy:micro" and engine.count_tokens("Step 1: 2 + 3 = 5.") > 0

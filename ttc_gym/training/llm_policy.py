@@ -25,6 +25,10 @@ def build_policy_engine(config: LLMTrainConfig):
         from ttc_gym.engines.default_model import default_model_path
 
         return TransformersEngine(default_model_path(), name="policy:default", **_engine_kwargs(config.device, config.dtype))
+    if config.model == "micro":
+        from ttc_gym.micro.checkpoint import micro_checkpoint_dir
+
+        return TransformersEngine(micro_checkpoint_dir(), name="policy:micro", **_engine_kwargs(config.device, config.dtype))
     return TransformersEngine(config.model.removeprefix("transformers:"), **_engine_kwargs(config.device, config.dtype))
 
 
