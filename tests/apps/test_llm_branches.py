@@ -167,3 +167,26 @@ def test_the_micro_reasoner_is_a_trainer_model_spec(tmp_path):
     config = _config(tmp_path, model="micro", source="micro:1")
     engine = build_policy_engine(config)
     assert engine.name == "policy:micro" and engine.count_tokens("Step 1: 2 + 3 = 5.") > 0
+
+
+def test_a_resumed_mrt_run_keeps_its_stale_writer(tmp_path, monkeypatch):
+    """With stale_every=5, the writer holds the initial weights for both iterations; a run stopped after
+    iteration 1 and resumed must not refresh it with the trained weights (they are in the checkpoint)."""
+    import ttc_gym.training.llm_train as lt
+
+    writers = []
+    monkeypatch.setattr(lt, "stale_copy", lambda *a: writers.append(stale_copy(*a)) or writers[-1])
+    real = lt.collect_batch
+
+    def mixed(envs, agent, plans):  # nonzero credit, so that the policy moves
+        rollouts = real(envs, agent, plans)
+        for i, ro in enumerate(rollouts):
+            ro.outcome = float(i == 0 or plans[i].group != plans[i - 1].group)
+        return rollouts
+
+    monkeypatch.setattr(lt, "collect_batch", mixed)
+    initial = {k: v.clone() for k, v in tiny_random_engine(seed=6).model.state_dict().items()}
+    train(_config(tmp_path, iterations=1, stale_every=5), policy_engine=tiny_random_engine(seed=6))
+    result = train(_config(tmp_path, iterations=2, stale_every=5, resume=True), policy_engine=tiny_random_engine(seed=6))
+    assert result.step == 2 and len(writers) == 2
+    assert all(torch.equal(v, initial[k]) for k, v in writers[1].model.state_dict().items())

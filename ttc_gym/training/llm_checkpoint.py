@@ -46,7 +46,9 @@ def save_dense(model, path: Path) -> None:
             model.config.quantization_config = qconfig
 
 
-def save_checkpoint(config, step, trainable, engine, optimizer, out: Path) -> Path:
+def save_checkpoint(config, step, trainable, engine, optimizer, out: Path, extra: dict | None = None) -> Path:
+    """Write `out/checkpoint-<step>/` (atomically: a temporary folder renamed); `extra` (e.g. mrt's
+    stale prefix writer's weights) is kept in trainer_state.pt for `trainer_extra`."""
     path = out / f"checkpoint-{step}"
     tmp = out / f".checkpoint-{step}.tmp"
     if tmp.exists():
@@ -62,7 +64,7 @@ def save_checkpoint(config, step, trainable, engine, optimizer, out: Path) -> Pa
         save_dense(engine.model, tmp)
     engine.tokenizer.save_pretrained(tmp)
     (tmp / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
-    torch.save({"step": step, "optimizer": optimizer.state_dict()}, tmp / STATE_FILE)
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "extra": extra or {}}, tmp / STATE_FILE)
     if path.exists():
         import shutil
 
@@ -86,3 +88,8 @@ def load_checkpoint(config, trainable, engine, optimizer, path: Path) -> int:
     state = torch.load(path / STATE_FILE, map_location=config.device, weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"])
+
+
+def trainer_extra(config, path: Path) -> dict:
+    """What `save_checkpoint(..., extra=...)` kept beside the trainer's state ({} for older checkpoints)."""
+    return torch.load(path / STATE_FILE, map_location=config.device, weights_only=False).get("extra", {})

@@ -72,7 +72,7 @@ from ttc_gym.rewards import j_curve_from_progress
 from ttc_gym.training import algorithms as alg
 from ttc_gym.training import tracking
 from ttc_gym.training.config_cli import parse_config
-from ttc_gym.training.llm_checkpoint import CONFIG_FILE, find_checkpoints, load_checkpoint, save_checkpoint
+from ttc_gym.training.llm_checkpoint import CONFIG_FILE, find_checkpoints, load_checkpoint, save_checkpoint, trainer_extra
 from ttc_gym.training.llm_config import LLMTrainConfig
 from ttc_gym.training.llm_loss import accumulate, token_count
 from ttc_gym.training.llm_policy import apply_lora, build_policy_engine, stale_copy, sync_weights, trained_weights
@@ -132,6 +132,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
     parts = LLMParts(config, engines, policy, ray_engine_factory)
+    if step:  # resumed: mrt's stale prefix writer as it was saved
+        parts.restore_stale(trainer_extra(config, existing[-1][1]))
     result = TrainResult(engine=engines.policy, step=step, config=config, checkpoints=parts.checkpoints)
     try:
         reporter = tracking.make_reporter(report_to, out, run_name=out.name, config=asdict(config))
@@ -282,7 +284,15 @@ class LLMParts:
             self.stale_loaded = True
         return self.stale
 
-    stale_loaded = False  # a resumed run refreshes its stale writer at its first iteration
+    stale_loaded = False  # set once the stale writer holds weights (first iteration, or a resumed run's saved ones)
+
+    def restore_stale(self, extra: dict) -> None:
+        """A resumed run's stale prefix writer: the weights its checkpoint saved (an older checkpoint
+        without them: refreshed at the first iteration)."""
+        if self.stale is not None and "stale" in extra:
+            with torch.no_grad():
+                self.stale.engine.load_weights(extra["stale"])
+            self.stale_loaded = True
 
     def collect(self, iteration: int) -> list[Rollout]:
         self.policy.model.eval()
@@ -336,8 +346,9 @@ class LLMParts:
         return tracking.j_curve_metrics([j_curve_from_progress(ro.j0, ro.progress) for ro in rollouts])
 
     def save(self, step: int, history) -> None:
+        extra = {"stale": self.stale.engine.model.state_dict()} if self.stale is not None else None
         path = save_checkpoint(self.config, step, self.policy.trainable, self.engines.policy, self.policy.optimizer,
-                               Path(self.config.out))
+                               Path(self.config.out), extra=extra)
         self.checkpoints.append(str(path))
 
     def close(self) -> None:
