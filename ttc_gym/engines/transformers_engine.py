@@ -34,6 +34,11 @@ from ttc_gym.engines.small_rows import applies, applies_on, small_row_linears
 from ttc_gym.validation import check_int, unknown_name_error
 
 DECODE_LOOPS = ("static", "hf")
+#: `decode_loop="auto"` runs the static loop on models up to this hidden size and the transformers
+#: loop above it. Measured on a 2-core CPU (notes of issue 28): on the micro-reasoner (hidden 128)
+#: the static loop is 1.4-3x faster at 1-64 rows; on SmolLM2-135M (hidden 576) at 64 rows it was
+#: 0.3-0.7x as fast (23-25 vs 37-91 tokens/s, alternated runs). Two data points: a threshold, not a model.
+STATIC_AUTO_MAX_HIDDEN = 256
 
 # A letter that starts a new token after whitespace (see `TransformersEngine.encode`).
 _PROBE = "A"
@@ -66,7 +71,8 @@ class TransformersEngine:
             on any other device type (CUDA) it is off whatever this says (`small_rows_active`).
             On the static loop the few-row form is applied to the model's own weights by the
             forward itself (`ttc_gym.engines.llama_forward`; no module is patched).
-        decode_loop: "static" (default): `ttc_gym.engines.static_decoding`, a hand-written forward
+        decode_loop: "auto" (default): "static" for models of hidden size <= STATIC_AUTO_MAX_HIDDEN
+            (where it was measured faster), else "hf". "static": `ttc_gym.engines.static_decoding`, a hand-written forward
             for Llama-family models with preallocated key/value buffers, one forward per step for
             every row, sampling on tensors (sampler version 2: the same distributions as "hf",
             other texts for the same seed). "hf": `ttc_gym.engines.decoding`, transformers' own
@@ -104,7 +110,7 @@ class TransformersEngine:
         prefix_cache_bytes: int = 512 * 2**20,
         shared_prefix: bool = True,
         small_row_matmul: bool = True,
-        decode_loop: str = "static",
+        decode_loop: str = "auto",
     ):
         self.max_batch_size = check_int("max_batch_size", max_batch_size, minimum=1)
         prefix_cache_bytes = check_int("prefix_cache_bytes", prefix_cache_bytes, minimum=0)
@@ -133,12 +139,16 @@ class TransformersEngine:
         # Why the static loop cannot run this model (then the transformers loop does), or None.
         self.static_unsupported = StaticDecoder.unsupported_reason(model)
         self._decode_loop = "hf"
+        if decode_loop == "auto":
+            hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+            decode_loop = "static" if isinstance(hidden, int) and hidden <= STATIC_AUTO_MAX_HIDDEN else "hf"
         self.decode_loop = decode_loop
 
     @property
     def decode_loop(self) -> str:
-        """The decoding loop `generate` uses: "static" (`ttc_gym.engines.static_decoding`, the default)
-        or "hf" (`ttc_gym.engines.decoding`, transformers' forward; the loop before issue 28). Asking
+        """The decoding loop `generate` uses: "static" (`ttc_gym.engines.static_decoding`, the default for
+        small models) or "hf" (`ttc_gym.engines.decoding`, transformers' forward; the loop before issue 28,
+        the default above STATIC_AUTO_MAX_HIDDEN). Asking
         for "static" on a model it cannot run (`static_unsupported` says why) gives "hf". Setting it
         empties the prefix store, so that each loop only ever reuses keys/values it computed."""
         return self._decode_loop
