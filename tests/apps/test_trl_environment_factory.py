@@ -62,6 +62,6 @@ def test_grpo_trainer_environment_factory_one_step_on_the_default_model(tmp_path
                               processing_class=tokenizer, reward_funcs=[episode_return], environment_factory=make)
     result = trainer.train()
     assert math.isfinite(result.training_loss)
-    assert sum(env.total_steps for env in make.instances) >= 2  # every rollout stepped TTC-Math-v0
+    assert len(make.instances) >= 2 and all(env.total_steps >= 1 for env in make.instances)  # each rollout stepped it
     logged = trainer.state.log_history[0]
     assert "rewards/episode_return/mean" in logged and math.isfinite(logged["rewards/episode_return/mean"])
