@@ -134,19 +134,23 @@ class TTCMathVectorEnv(VectorEnv):
             raise ValueError(f"reset(seed=...) got {len(seeds)} seeds for num_envs={self.num_envs}; give one per sub-env.")
         return seeds
 
+    def _per_sub_env(self, options: dict, one: str, many: str, what: str, not_a_sequence: tuple) -> list:
+        """`options[many]` (one entry per sub-env; `what` says what they are in the error) or
+        `options[one]` for every sub-env (None when absent), never both."""
+        if many not in options:
+            return [options.get(one)] * self.num_envs
+        if one in options:
+            raise ValueError(f"reset options take '{one}' (one for all sub-envs) or '{many}' (one per "
+                             f"sub-env), not both.")
+        given = options[many]
+        if isinstance(given, not_a_sequence) or not isinstance(given, Sequence) or len(given) != self.num_envs:
+            raise ValueError(f"options['{many}'] must be a sequence of {self.num_envs} {what}, got {given!r:.120}.")
+        return list(given)
+
     def _given_problems(self, options: dict) -> list[Problem | None]:
         """The problem `reset` options give each sub-env (None: it draws its own)."""
-        if "problems" in options:
-            if "problem" in options:
-                raise ValueError("reset options take 'problem' (one for all sub-envs) or 'problems' (one per "
-                                 "sub-env), not both.")
-            problems = options["problems"]
-            if isinstance(problems, (str, Problem)) or not isinstance(problems, Sequence) or len(problems) != self.num_envs:
-                raise ValueError(f"options['problems'] must be a sequence of {self.num_envs} problems (one per "
-                                 f"sub-env, None to draw one), got {problems!r:.120}.")
-            problems = list(problems)
-        else:
-            problems = [options.get("problem")] * self.num_envs
+        problems = self._per_sub_env(options, "problem", "problems", "problems (one per sub-env, None to draw one)",
+                                     (str, Problem))
         return [None if p is None else as_problem(p, f"the problem of sub-env {i}") for i, p in enumerate(problems)]
 
     def _rng(self, i: int) -> np.random.Generator:
@@ -157,18 +161,10 @@ class TTCMathVectorEnv(VectorEnv):
     def _given_prefixes(self, options: dict, problems: list[Problem | None]) -> list[tuple[tuple, tuple]]:
         """Each sub-env's (prefix texts, their tokens) from the `reset` options (empty: no prefix),
         every entry checked as `TTCMathEnv.reset` checks its "prefix"."""
-        if "prefixes" in options:
-            if "prefix" in options:
-                raise ValueError("reset options take 'prefix' (one for all sub-envs) or 'prefixes' (one per "
-                                 "sub-env), not both.")
-            given = options["prefixes"]
-            if isinstance(given, (str, dict)) or not isinstance(given, Sequence) or len(given) != self.num_envs:
-                raise ValueError(f"options['prefixes'] must be a sequence of {self.num_envs} prefixes (one per "
-                                 f"sub-env: a list of episode texts, or None for none), got {given!r:.120}.")
-            names = [f"options['prefixes'][{i}]" for i in range(self.num_envs)]
-        else:
-            given = [options.get("prefix")] * self.num_envs
-            names = ["options['prefix']"] * self.num_envs
+        given = self._per_sub_env(options, "prefix", "prefixes", "prefixes (one per sub-env: a list of episode "
+                                  "texts, or None for none)", (str, dict))
+        names = ([f"options['prefixes'][{i}]" for i in range(self.num_envs)] if "prefixes" in options
+                 else ["options['prefix']"] * self.num_envs)
         out = []
         for i, (prefix, name) in enumerate(zip(given, names)):
             if prefix is None:

@@ -8,7 +8,8 @@ import torch
 
 from ttc_gym.envs.sim_model import ANSWER
 from ttc_gym.training import algorithms as alg
-from ttc_gym.training.sim_branches import branch_stats, collect_branches
+from ttc_gym.training.loop import branch_summary
+from ttc_gym.training.sim_branches import collect_branches
 from ttc_gym.training.sim_config import SimTrainConfig
 from ttc_gym.training.sim_policy import SimPolicy
 from ttc_gym.training.sim_rollout import PolicyActor, make_envs, to_trajectories
@@ -42,20 +43,20 @@ def test_each_prefix_has_its_continuing_and_terminating_branches():
     assert [t.group for t in traces] == np.repeat(np.arange(5), 5).tolist()
     for g in range(5):
         group = traces[5 * g: 5 * g + 5]
-        k = group[0].extra["prefix_episodes"]
-        assert 0 <= k < H and all(t.extra["prefix_episodes"] == k for t in group)
+        k = group[0].prefix_episodes
+        assert 0 <= k < H and all(t.prefix_episodes == k for t in group)
         assert len({t.j_curve[0] for t in group}) == 1  # J at the prefix, shared
         for t in group:
             assert t.obs[0][0] == k  # the branch starts after the prefix: its first observation counts k episodes
         for t in group[3:]:
             assert t.actions.tolist() == [ANSWER] and len(t.j_curve) == 1  # answered at once, no episode
-    stats = branch_stats(traces)
+    stats = branch_summary(traces, "accuracy")
     assert stats["branches_continue"] == 15 and stats["branches_terminate"] == 10
 
 
 def test_a_prefix_stops_where_its_writer_would_answer():
     traces, _ = _branches(prefix_action=ANSWER)
-    assert all(t.extra["prefix_episodes"] == 0 for t in traces)
+    assert all(t.prefix_episodes == 0 for t in traces)
     assert all(t.obs[0][0] == 0 for t in traces)
 
 

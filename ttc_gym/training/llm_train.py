@@ -78,7 +78,7 @@ from ttc_gym.training.llm_loss import accumulate, token_count
 from ttc_gym.training.llm_policy import apply_lora, build_policy_engine, stale_copy, sync_weights, trained_weights
 from ttc_gym.training.llm_branches import TracePrefixes, plan_branches
 from ttc_gym.training.llm_rollouts import Rollout, collect_batch, make_envs, plan_iteration
-from ttc_gym.training.loop import RunLog, run_iterations
+from ttc_gym.training.loop import RunLog, branch_summary, run_iterations
 
 LOG_FIELDS = (
     "step", "reward", "outcome", "progress", "cost", "J_0", "J_final", "episodes", "tokens", "loss", "kl",
@@ -339,7 +339,7 @@ class LLMParts:
             "tokens": token_count(rollouts) / max(1, len(rollouts)),
             "kl": float("nan"),  # replaced by the step's own, when it took one
             "entropy": float("nan"),  # likewise
-            **branch_counts(rollouts),
+            **branch_summary(rollouts, "outcome"),
         }
 
     def metrics(self, rollouts: Sequence[Rollout]) -> dict[str, float]:
@@ -356,20 +356,6 @@ class LLMParts:
         if self.remote is not None:
             self.remote.close()
         self.policy.model.eval()
-
-
-def branch_counts(rollouts: Sequence[Rollout]) -> dict[str, float]:
-    """mrt's branches of an iteration: how many continued and terminated, the prefixes' mean length,
-    and each kind's mean outcome (NaN for rollouts from the start)."""
-    cont = [ro.outcome for ro in rollouts if ro.branch == "continue"]
-    stop = [ro.outcome for ro in rollouts if ro.branch == "terminate"]
-    if not cont and not stop:
-        return {}
-    prefixes = {ro.group: ro.prefix_episodes for ro in rollouts}
-    return {"branches_continue": float(len(cont)), "branches_terminate": float(len(stop)),
-            "prefix_episodes": float(np.mean(list(prefixes.values()))),
-            "outcome_continue": float(np.mean(cont)) if cont else float("nan"),
-            "outcome_terminate": float(np.mean(stop)) if stop else float("nan")}
 
 
 def _logged_rows(out: Path, resume_step: int) -> list[dict]:

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from ttc_gym.training import algorithms as alg
 from ttc_gym.training import tracking
 from ttc_gym.training.algo_config import AlgoConfig
@@ -92,6 +94,22 @@ def run_iterations(config: AlgoConfig, parts: TrainerParts, *, step: int, histor
         if step == config.iterations or (config.save_every and step % config.save_every == 0):
             parts.save(step, history)
     return step
+
+
+def branch_summary(rollouts: Sequence[Any], outcome_name: str) -> dict[str, float]:
+    """What an iteration's `mrt` branches were, for the log row: how many continued and terminated,
+    the prefixes' mean length, and each kind's mean outcome (columns `<outcome_name>_continue` /
+    `_terminate`, after the trainer's own outcome column); {} when no rollout is a branch. A rollout
+    has `branch`, `group`, `prefix_episodes` and `outcome` (both trainers' records do)."""
+    cont = [r.outcome for r in rollouts if r.branch == "continue"]
+    stop = [r.outcome for r in rollouts if r.branch == "terminate"]
+    if not cont and not stop:
+        return {}
+    prefixes = {r.group: r.prefix_episodes for r in rollouts}
+    return {"branches_continue": float(len(cont)), "branches_terminate": float(len(stop)),
+            "prefix_episodes": float(np.mean(list(prefixes.values()))),
+            f"{outcome_name}_continue": float(np.mean(cont)) if cont else float("nan"),
+            f"{outcome_name}_terminate": float(np.mean(stop)) if stop else float("nan")}
 
 
 class RunLog:

@@ -36,8 +36,8 @@ class AnswerActor:
 
 def write_prefixes(envs: Sequence[Any], actor: Any, seeds: Sequence[int], lengths: Sequence[int]) -> list[dict]:
     """Env i (reset with `seeds[i]`) runs `actor` for up to `lengths[i]` episodes, stopping before an
-    answer; returns each env's `snapshot()` there, with "prefix_episodes" (the episodes written) and
-    "J_prefix" added beside it (keys "snapshot", "prefix_episodes", "J_prefix")."""
+    answer; returns each env's `snapshot()` there and the episodes written (keys "snapshot",
+    "prefix_episodes"). J at the prefix is in the snapshot (and in each branch's `j_curve[0]`)."""
     n = len(seeds)
     obs, infos = zip(*(envs[i].reset(seed=int(seeds[i])) for i in range(n)))
     obs, infos = list(obs), list(infos)
@@ -55,8 +55,7 @@ def write_prefixes(envs: Sequence[Any], actor: Any, seeds: Sequence[int], length
             if written[i] < lengths[i]:
                 still.append(i)
         active = still
-    return [{"snapshot": envs[i].unwrapped.snapshot(), "prefix_episodes": int(written[i]),
-             "J_prefix": float(infos[i]["J"])} for i in range(n)]
+    return [{"snapshot": envs[i].unwrapped.snapshot(), "prefix_episodes": int(written[i])} for i in range(n)]
 
 
 def collect_branches(
@@ -86,20 +85,6 @@ def collect_branches(
                        options=[options[r] for r in rows])
         for r, trace in zip(rows, done):
             trace.branch, trace.seed = str(kinds[r]), int(seeds[groups[r]])
-            trace.extra["prefix_episodes"] = prefixes[groups[r]]["prefix_episodes"]
+            trace.prefix_episodes = prefixes[groups[r]]["prefix_episodes"]
             traces[r] = trace
     return traces
-
-
-def branch_stats(traces: Sequence[SimTrace]) -> dict[str, float]:
-    """What an iteration's branches were: how many continued and terminated, the prefixes' mean length,
-    and the mean outcome of each kind."""
-    cont = [t for t in traces if t.branch == "continue"]
-    stop = [t for t in traces if t.branch == "terminate"]
-    prefixes = {t.group: t.extra["prefix_episodes"] for t in traces}
-    return {
-        "branches_continue": float(len(cont)), "branches_terminate": float(len(stop)),
-        "prefix_episodes": float(np.mean(list(prefixes.values()))) if prefixes else float("nan"),
-        "accuracy_continue": float(np.mean([t.outcome for t in cont])) if cont else float("nan"),
-        "accuracy_terminate": float(np.mean([t.outcome for t in stop])) if stop else float("nan"),
-    }

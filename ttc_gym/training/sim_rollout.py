@@ -45,6 +45,7 @@ class SimTrace:
     difficulty: int
     extra: dict = field(default_factory=dict)
     branch: str | None = None  # None: from the start; "continue" / "terminate": a branch of a prefix (mrt)
+    prefix_episodes: int = 0  # the episodes of the prefix a branch starts after (not part of this trace)
 
     @property
     def episodes_used(self) -> int:

@@ -41,8 +41,8 @@ from ttc_gym.training import algorithms as alg
 from ttc_gym.training import tracking
 from ttc_gym.training.config_cli import ConfigError, parse_config
 from ttc_gym.training.experts import HeterogeneousExpert
-from ttc_gym.training.loop import RunLog, run_iterations
-from ttc_gym.training.sim_branches import branch_stats, collect_branches
+from ttc_gym.training.loop import RunLog, branch_summary, run_iterations
+from ttc_gym.training.sim_branches import collect_branches
 from ttc_gym.training.sim_config import SimTrainConfig
 from ttc_gym.training.sim_policy import SimPolicy
 from ttc_gym.training.sim_rollout import (
@@ -232,7 +232,7 @@ class SimParts:
         self.env_steps += sum(len(t.actions) for t in rollouts)
         if self.config.branches:  # the continuing branches are the policy's own rollouts
             row = {**batch_stats([t for t in rollouts if t.branch == "continue"] or rollouts),
-                   **branch_stats(rollouts), "env_steps": self.env_steps}
+                   **branch_summary(rollouts, "accuracy"), "env_steps": self.env_steps}
         else:
             row = {**batch_stats(rollouts), "env_steps": self.env_steps}
         config = self.config
