@@ -63,7 +63,8 @@ class TTCSimEnv(gym.Env):
     with `overthink` > 0 the codes interleave, 2+2n a first candidate and 3+2n one rewritten by
     overthinking, each after n passed verifications, and the space's last size is 2H+4). With
     `switch_keep` > 0 a seventh field, `kept_steps` (size M), counts the steps a switch carried over to
-    the current strategy. With `observe_episodes=False` the first field is always 0 (size 1): the policy
+    the current strategy. With `rule_out` > 0 a last field, `ruled_out` (size S), counts the dead-end
+    strategies recognised so far (a switch away from a dead end recognises it). With `observe_episodes=False` the first field is always 0 (size 1): the policy
     does not see how much budget it has spent (budget-agnostic); the env still ends at H. These are a
     sufficient statistic of the agent's belief (with the episode count from `info["episodes_used"]` when
     it is hidden, which is how the DP oracle plans).
@@ -131,7 +132,9 @@ class TTCSimEnv(gym.Env):
     (None, or mean lengths (continue, switch, verify); each episode's length drawn uniformly in
     [m/2, 3m/2] from `np_random`; `info["tokens_used"]` sums them), `observe_episodes` (True; False
     hides the episode count), `answer_mismatch` (0.0: probability that the policy's own answer is a
-    guess instead of the prover's forced answer), `render_mode` (None or "ansi"). Every knob's
+    guess instead of the prover's forced answer), `rule_out` (0.0: informative exploration, the share
+    of the forced guess's wrong answers each recognised dead end rules out, so a switch away from a
+    dead end raises J), `render_mode` (None or "ansi"). Every knob's
     default is the first release's behaviour. Unknown or invalid arguments raise an error naming
     what was expected. `ttc_gym.envs.sim_model.SimParams` documents each knob; its dynamics live in
     `sim_model` only (the env, the vector env and the DP oracle read them there).
@@ -149,6 +152,8 @@ class TTCSimEnv(gym.Env):
       `overthink`, `overthink_slip`, `tokens_per_action`, `observe_episodes`, `answer_mismatch`;
       `answer_on_truncation=False` documented as "unanswered = wrong". `info["tokens_used"]` is the
       sum of the episodes' lengths (H x `tokens_per_episode` at the defaults, as before).
+    * v0, knob added (default unchanged): `rule_out` (informative exploration; the observation gains
+      the last field `ruled_out` only when it is > 0).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -178,7 +183,8 @@ class TTCSimEnv(gym.Env):
     # -- the prover ------------------------------------------------------------------------------
     def _true_j(self) -> float:
         _, level, _, steps, _, cand = self._state[:6]
-        return self.params.exact_j(level, steps, cand, self._slipped)
+        ruled = self._state[-1] if self.params.has_ruled_out_field else 0
+        return self.params.exact_j(level, steps, cand, self._slipped, ruled)
 
     def _estimate_j(self, j_true: float) -> float:
         k = self.params.prover_samples
@@ -230,7 +236,8 @@ class TTCSimEnv(gym.Env):
             level = next((i for i, c in enumerate(self._level_cdf) if u < c), len(self._level_cdf) - 1)
         self._working = (rng.random(self.params.num_strategies) < self._success[level]).tolist()
         self._slipped = False
-        self._state = [0, level, 0, 0, 0, NO_CANDIDATE] + ([0] if self.params.has_kept_field else [])
+        self._state = [0] * len(self.params.obs_fields)  # t, level, strategy, steps, attempts, candidate[, kept][, ruled]
+        self._state[1] = level
         self._tokens = 0
         self._j_true = self._true_j()
         self._j = self._estimate_j(self._j_true)
@@ -290,6 +297,8 @@ class TTCSimEnv(gym.Env):
                 branches = P.kept_after_switch(steps, level)
                 kept = branches[0][1] if len(branches) == 1 or rng.random() < branches[0][0] else branches[1][1]
                 s[6] = kept
+            if P.has_ruled_out_field and not self._working[strat]:
+                s[-1] += 1  # a dead end abandoned is recognised: its wrong answers are ruled out
             s[2], s[3], s[4], s[5] = strat + 1, kept, 0, NO_CANDIDATE
             self._slipped = False
         elif action == VERIFY and cand >= FRESH_CANDIDATE:

@@ -17,7 +17,9 @@ each): `switch_keep` (a switch keeps part of the steps done), `overthink` / `ove
 (continuing past a candidate may rewrite it, and a rewritten answer is wrong more often),
 `tokens_per_action` (episode lengths that differ by action and are sampled), `observe_episodes`
 (False: the episode count is hidden from the observation), `answer_mismatch` (the policy's own final
-answer is, with this probability, a guess instead of the prover's forced answer: mu != pi). They live
+answer is, with this probability, a guess instead of the prover's forced answer: mu != pi), `rule_out`
+(abandoning a dead-end strategy rules out wrong answers, so the forced answer's guess improves:
+exploration informs the prover). They live
 here only: the env, the vector env and the DP oracle all read this module.
 
 Everything the agent sees is a sufficient statistic of its belief over the hidden state, so the
@@ -58,6 +60,8 @@ OBS_FIELDS = ("episodes_used", "difficulty", "strategy", "steps_done", "attempts
 NO_CANDIDATE, KNOWN_CORRECT, FRESH_CANDIDATE = 0, 1, 2
 # Appended to OBS_FIELDS when `switch_keep` > 0: steps inherited from abandoned strategies at the last switch.
 KEPT_FIELD = "kept_steps"
+# Appended last when `rule_out` > 0: dead-end strategies recognised (and their wrong answers ruled out) so far.
+RULED_OUT_FIELD = "ruled_out"
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ PARAMETER_NAMES = (
     "tokens_per_action",
     "observe_episodes",
     "answer_mismatch",
+    "rule_out",
 )
 
 
@@ -139,6 +144,18 @@ class SimParams:
       `(1 - answer_mismatch) * J + answer_mismatch * guess_prob` while J (the progress reward) stays
       the prover's (mu != pi, docs/formulation.md §2).
     * `answer_on_truncation=False` (existing): no forced answer at the budget's end; unanswered = wrong.
+    * `rule_out` in [0, 1]: *informative exploration*. A switch away from a dead-end strategy
+      recognises it as one (the reasoner sees where that approach leads) and rules out the wrong
+      answers it leads to: each recognised dead end removes the share `rule_out` of the wrong mass of
+      the forced answer's guess, so with e dead ends recognised the guess is right with probability
+      `guess_e = 1 - (1 - guess_prob) * (1 - rule_out)**e` (`SimParams.guess_j`), and J without a
+      candidate is `guess_e + (1 - guess_e) * partial_credit * steps_done / steps_needed`. Abandoning
+      a working strategy rules out nothing. The count e is observed (the extra observation field
+      `ruled_out`, size num_strategies, last); whether an abandoned strategy was a dead end is not,
+      except through that count. At 0 (default) a switch never raises the guess, as before: J then
+      cannot value exploration, because a switch or a failed attempt never raises it. A candidate
+      answer's J (1 - its slip posterior) is unchanged. Ours: a model of MRT's picture of exploration
+      as information gain for the prover (Qu et al. 2025, Figure 4), not a quantity from the paper.
     """
 
     levels: tuple[DifficultyLevel, ...] = DEFAULT_LEVELS
@@ -160,6 +177,7 @@ class SimParams:
     tokens_per_action: tuple[int, int, int] | None = None  # (continue, switch, verify) mean tokens
     observe_episodes: bool = True
     answer_mismatch: float = 0.0
+    rule_out: float = 0.0
     # Derived per-level arrays, filled in __post_init__.
     _arrays: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -191,6 +209,7 @@ class SimParams:
         check_probability("overthink", self.overthink)
         check_probability("overthink_slip", self.overthink_slip)
         check_probability("answer_mismatch", self.answer_mismatch)
+        check_probability("rule_out", self.rule_out)
         if self.tokens_per_action is not None:
             tpa = self.tokens_per_action
             if isinstance(tpa, (str, bytes)) or not hasattr(tpa, "__len__") or len(tpa) != 3:
@@ -251,9 +270,21 @@ class SimParams:
         return self.switch_keep > 0.0
 
     @property
+    def has_ruled_out_field(self) -> bool:
+        """True when the observation carries `ruled_out` (rule_out > 0), as its last field."""
+        return self.rule_out > 0.0
+
+    @property
     def obs_fields(self) -> tuple[str, ...]:
-        """Names of the observation's components: OBS_FIELDS, plus `kept_steps` when switch_keep > 0."""
-        return OBS_FIELDS + ((KEPT_FIELD,) if self.has_kept_field else ())
+        """Names of the observation's components: OBS_FIELDS, plus `kept_steps` when switch_keep > 0,
+        plus `ruled_out` (last) when rule_out > 0."""
+        return (OBS_FIELDS + ((KEPT_FIELD,) if self.has_kept_field else ())
+                + ((RULED_OUT_FIELD,) if self.has_ruled_out_field else ()))
+
+    def guess_j(self, ruled_out: Index) -> Index:
+        """Probability that the forced answer's guess is right after `ruled_out` recognised dead ends:
+        `1 - (1 - guess_prob) * (1 - rule_out)**ruled_out` (guess_prob when rule_out = 0)."""
+        return 1.0 - (1.0 - self.guess_prob) * (1.0 - self.rule_out) ** ruled_out
 
     @property
     def revised_code(self) -> int:
@@ -274,6 +305,8 @@ class SimParams:
         ]
         if self.has_kept_field:
             nvec.append(self.max_steps)
+        if self.has_ruled_out_field:
+            nvec.append(self.num_strategies)
         return np.array(nvec, dtype=np.int64)
 
     def answer_j(self, j: Index) -> Index:
@@ -310,21 +343,23 @@ class SimParams:
             return candidate < 0, candidate - FRESH_CANDIDATE  # (False, n)
         return (candidate - FRESH_CANDIDATE) % 2 == 1, (candidate - FRESH_CANDIDATE) // 2
 
-    def partial_j(self, level: Index, steps_done: Index) -> Index:
+    def partial_j(self, level: Index, steps_done: Index, ruled_out: Index = 0) -> Index:
         """J with `steps_done` < steps_needed steps done: a forced answer is a guess helped by partial
-        work, `guess_prob + (1 - guess_prob) * partial_credit * steps_done / steps_needed`. Indices or
-        integer arrays (the vector env's batch)."""
-        j = self.guess_prob + (1.0 - self.guess_prob) * self.partial_credit * steps_done / self.steps_needed[level]
+        work, `g + (1 - g) * partial_credit * steps_done / steps_needed` with g = `guess_j(ruled_out)`
+        (guess_prob unless `rule_out` > 0). Indices or integer arrays (the vector env's batch)."""
+        g = self.guess_j(ruled_out) if self.rule_out > 0.0 else self.guess_prob
+        j = g + (1.0 - g) * self.partial_credit * steps_done / self.steps_needed[level]
         return j if isinstance(j, np.ndarray) else float(j)
 
-    def exact_j(self, level: Index, steps_done: Index, candidate: Index, slipped: Index) -> Index:
+    def exact_j(self, level: Index, steps_done: Index, candidate: Index, slipped: Index, ruled_out: Index = 0) -> Index:
         """The exact prover's J from the hidden state: `partial_j` without a candidate answer, else 1
         for a candidate without slip and 0 for a slipped one. Numbers (the env's step) or arrays
         (the vector env's batch)."""
         if isinstance(candidate, np.ndarray):
-            return np.where(candidate == NO_CANDIDATE, self.partial_j(level, steps_done), np.where(slipped, 0.0, 1.0))
+            partial = self.partial_j(level, steps_done, ruled_out)
+            return np.where(candidate == NO_CANDIDATE, partial, np.where(slipped, 0.0, 1.0))
         if candidate == NO_CANDIDATE:
-            return self.partial_j(level, steps_done)
+            return self.partial_j(level, steps_done, ruled_out)
         return 0.0 if slipped else 1.0
 
 
@@ -353,9 +388,10 @@ class SimModel:
     def __init__(self, params: SimParams):
         self.params = params
 
-    def _make(self, t, level, strat, steps, attempts, cand, kept=0) -> tuple[int, ...]:
+    def _make(self, t, level, strat, steps, attempts, cand, kept=0, ruled=0) -> tuple[int, ...]:
+        P = self.params
         base = (int(t), int(level), int(strat), int(steps), int(attempts), int(cand))
-        return base + ((int(kept),) if self.params.has_kept_field else ())
+        return base + ((int(kept),) if P.has_kept_field else ()) + ((int(ruled),) if P.has_ruled_out_field else ())
 
     def initial_distribution(self) -> list[tuple[float, tuple[int, ...]]]:
         return [(p, self._make(0, d, 0, 0, 0, NO_CANDIDATE)) for d, p in enumerate(self.params.difficulty_probs) if p > 0]
@@ -391,10 +427,14 @@ class SimModel:
         s = prior * (1.0 - P.verify_detect) ** int(n)
         return float(s / (s + 1.0 - prior)) if s + 1.0 - prior > 0 else 1.0
 
+    def ruled_out(self, obs: tuple[int, ...]) -> int:
+        """Dead ends recognised so far (the observation's last field when rule_out > 0, else 0)."""
+        return obs[-1] if self.params.has_ruled_out_field else 0
+
     def expected_j(self, obs: tuple[int, ...]) -> float:
         level, steps, cand = obs[1], obs[3], obs[5]
         if cand == NO_CANDIDATE:
-            return self.params.partial_j(level, steps)
+            return self.params.partial_j(level, steps, self.ruled_out(obs))
         return 1.0 - self.p_slip(level, cand)
 
     def answer_j(self, obs: tuple[int, ...]) -> float:
@@ -405,13 +445,16 @@ class SimModel:
         P = self.params
         t, level, strat, steps, attempts, cand = obs[:6]
         kept = obs[6] if P.has_kept_field else 0
+        ruled = self.ruled_out(obs)
         j_now = self.expected_j(obs)
         if action == ANSWER:  # the answer is correct with probability answer_j; no episode, no cost
             acc = self.answer_j(obs)
             return [Outcome(1.0, None, compose_reward(acc, 0.0, P.alpha), j_now, acc)]
         branches: list[tuple[float, tuple[int, ...]]] = []
         t1 = t + 1
-        make = self._make
+        def make(*fields):  # the ruled-out count carries over unless a switch recognises a dead end
+            return self._make(*fields, ruled=ruled)
+
         if action == CONTINUE and cand == NO_CANDIDATE:
             pw = self.p_working(level, steps - kept, attempts)
             p_adv = pw * P.rate_working[level] + (1.0 - pw) * P.rate_dead_end[level]
@@ -422,8 +465,13 @@ class SimModel:
             branches.append((P.overthink, make(t1, level, strat, steps, attempts, P.revised_code, kept)))
             branches.append((1.0 - P.overthink, make(t1, level, strat, steps, attempts, cand, kept)))
         elif action == SWITCH and strat + 1 < P.num_strategies:
+            # With rule_out > 0 the abandoned strategy, a dead end with probability 1 - p_working, is
+            # recognised as one: one more wrong-answer share ruled out.
+            pw = self.p_working(level, steps - kept, attempts) if P.has_ruled_out_field else 1.0
             for prob, k in P.kept_after_switch(steps, level):
-                branches.append((prob, make(t1, level, strat + 1, k, 0, NO_CANDIDATE, k)))
+                branches.append((prob * pw, self._make(t1, level, strat + 1, k, 0, NO_CANDIDATE, k, ruled)))
+                if pw < 1.0:
+                    branches.append((prob * (1.0 - pw), self._make(t1, level, strat + 1, k, 0, NO_CANDIDATE, k, ruled + 1)))
         elif action == VERIFY and cand >= FRESH_CANDIDATE:
             p_detect = self.p_slip(level, cand) * P.verify_detect
             branches.append((p_detect, make(t1, level, strat, steps, attempts, KNOWN_CORRECT, kept)))

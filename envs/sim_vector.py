@@ -63,7 +63,8 @@ class TTCSimVectorEnv(VectorEnv):
 
     def _true_j(self) -> np.ndarray:
         s = self._state
-        return self.params.exact_j(s[:, LEVEL], s[:, STEPS], s[:, CAND], self._slipped)
+        ruled = s[:, -1] if self.params.has_ruled_out_field else 0
+        return self.params.exact_j(s[:, LEVEL], s[:, STEPS], s[:, CAND], self._slipped, ruled)
 
     def _estimate(self, j_true: np.ndarray) -> np.ndarray:
         k = self.params.prover_samples
@@ -166,10 +167,13 @@ class TTCSimVectorEnv(VectorEnv):
             frac = np.where(raw - lo > 1e-12, raw - lo, 0.0)
             kept = np.minimum(lo + (u[1] < frac), self._steps_needed[lv] - 1)
         s[switch, STRAT] += 1
-        s[switch, STEPS:] = 0
         s[switch, STEPS] = kept[switch]
+        s[switch, ATTEMPTS] = 0
+        s[switch, CAND] = 0
         if P.has_kept_field:
             s[switch, KEPT] = kept[switch]
+        if P.has_ruled_out_field:  # a dead end abandoned is recognised (SimParams.rule_out)
+            s[switch & ~working, -1] += 1
         self._slipped[switch] = False
 
         verify = active & (a == VERIFY) & (cand >= FRESH_CANDIDATE)

@@ -21,8 +21,9 @@ KNOBS = {
     "observe_episodes": {"observe_episodes": False},
     "no_forced_answer": {"answer_on_truncation": False},
     "answer_mismatch": {"answer_mismatch": 0.3},
+    "rule_out": {"rule_out": 0.5, "heterogeneity": 0.95, "switch_keep": 0.5},
     "all": {"switch_keep": 1.0, "overthink": 0.2, "observe_episodes": False, "answer_on_truncation": False,
-            "answer_mismatch": 0.2, "tokens_per_action": (300, 100, 50)},
+            "answer_mismatch": 0.2, "tokens_per_action": (300, 100, 50), "rule_out": 0.4},
 }
 
 
@@ -45,13 +46,15 @@ def keep_continuing(obs, info):
 
 def test_defaults_are_the_first_release():
     p = SimParams()
-    assert (p.switch_keep, p.overthink, p.tokens_per_action, p.observe_episodes, p.answer_mismatch) == (0.0, 0.0, None, True, 0.0)
+    assert (p.switch_keep, p.overthink, p.tokens_per_action, p.observe_episodes, p.answer_mismatch, p.rule_out) == (
+        0.0, 0.0, None, True, 0.0, 0.0)
     assert p.obs_fields == ("episodes_used", "difficulty", "strategy", "steps_done", "attempts", "candidate")
     assert p.obs_nvec.tolist() == [11, 3, 3, 4, 11, 13]
 
 
 @pytest.mark.parametrize("bad", [{"switch_keep": 1.5}, {"overthink": -0.1}, {"tokens_per_action": (1, 2)},
-                                 {"tokens_per_action": (0, 1, 1)}, {"observe_episodes": 1}, {"answer_mismatch": 2}])
+                                 {"tokens_per_action": (0, 1, 1)}, {"observe_episodes": 1}, {"answer_mismatch": 2},
+                                 {"rule_out": 1.5}, {"rule_out": -0.1}])
 def test_bad_knob_values_are_refused(bad):
     with pytest.raises((ValueError, TypeError)):
         gym.make("TTC-Sim-v0", **bad)
@@ -98,6 +101,44 @@ def test_switch_keep_keeps_part_of_the_work():
     assert plain and all(j == pytest.approx(0.1) and steps == 0 for j, steps in plain)
     kept = j_after_switch(switch_keep=0.5)
     assert kept and all(steps == 1 for _, steps in kept) and all(j > 0.1 for j, _ in kept)
+
+
+def test_rule_out_makes_a_switch_from_a_dead_end_raise_j():
+    """Informative exploration: abandoning a dead end (hidden) rules out wrong answers, so J rises by
+    exactly guess_j(1) - guess_j(0) and the observed count goes up; abandoning a working strategy rules
+    out nothing; off by default, a switch never raises J."""
+    def switches(**kw):
+        env = gym.make("TTC-Sim-v0", difficulty_probs=(0.0, 0.0, 1.0), heterogeneity=0.95, **kw)
+        out = []
+        for seed in range(300):
+            obs, info = env.reset(seed=seed)
+            working = bool(env.unwrapped._working[0])  # hidden state, read by the test only
+            j0 = info["J"]
+            obs, _, _, _, info = env.step(S)
+            out.append((working, info["J"] - j0, obs))
+        return out
+    plain = switches()
+    assert all(dj == pytest.approx(0.0) and len(obs) == 6 for _, dj, obs in plain)
+    ruled = switches(rule_out=0.5)
+    p = SimParams(rule_out=0.5)
+    dead = [(dj, obs) for working, dj, obs in ruled if not working]
+    alive = [(dj, obs) for working, dj, obs in ruled if working]
+    assert dead and alive
+    assert all(dj == pytest.approx(p.guess_j(1) - p.guess_j(0)) and obs[-1] == 1 for dj, obs in dead)
+    assert all(dj == pytest.approx(0.0) and obs[-1] == 0 for dj, obs in alive)
+    assert p.guess_j(0) == pytest.approx(0.1) and p.guess_j(2) == pytest.approx(1 - 0.9 * 0.25)
+    assert p.obs_fields[-1] == "ruled_out" and p.obs_nvec[-1] == p.num_strategies
+
+
+def test_rule_out_vector_env_counts_dead_ends_as_the_single_env():
+    kw = dict(difficulty_probs=(0.0, 0.0, 1.0), heterogeneity=0.95, rule_out=0.5, switch_keep=0.5)
+    venv = gym.make_vec("TTC-Sim-v0", num_envs=64, vectorization_mode="vector_entry_point", **kw)
+    obs, info = venv.reset(seed=3)
+    working = venv.unwrapped._working[:, 0].copy()
+    obs, _, _, _, info = venv.step(np.full(64, S))
+    assert ((obs[:, -1] == 1) == ~working).all() and obs[:, 2].tolist() == [1] * 64
+    p = SimParams(**{k: v for k, v in kw.items() if k != "difficulty_probs"})
+    assert np.allclose(info["J_exact"], np.where(working, p.guess_j(0), p.guess_j(1)))
 
 
 def test_token_lengths_differ_by_action_and_are_sampled():

@@ -9,7 +9,8 @@ import pytest
 
 import ttc_gym  # noqa: F401
 
-KNOBS = [{}, {"prover_samples": 4, "switch_keep": 0.5, "tokens_per_action": (100, 200, 50)}, {"overthink": 0.3}]
+KNOBS = [{}, {"prover_samples": 4, "switch_keep": 0.5, "tokens_per_action": (100, 200, 50)}, {"overthink": 0.3},
+         {"rule_out": 0.5, "heterogeneity": 0.95, "switch_keep": 0.5}]
 
 
 def _steps(env, actions):
