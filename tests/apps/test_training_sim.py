@@ -272,6 +272,10 @@ def test_same_seed_same_training():
         ({"trace_source": "experts"}, ValueError, "Did you mean 'expert'"),
         ({"iterations": 0}, ValueError, "iterations"),
         ({"env_kwargs": {"max_episodes": 3}}, ValueError, "own config fields"),
+        ({"expert_mixture": "strong"}, ValueError, "Did you mean 'strong-weak'"),
+        ({"expert_mixture": "strong-weak"}, ValueError, "both or neither"),
+        ({"expert_strong_share": 0.5}, ValueError, "both or neither"),
+        ({"expert_mixture": "strong-weak", "expert_strong_share": 1.5}, ValueError, "expert_strong_share"),
     ],
 )
 def test_bad_configs_fail_before_training(kwargs, error, match):
@@ -504,3 +508,42 @@ def test_heterogeneous_expert_is_gold_free_and_its_spread_sets_the_mixture():
         HeterogeneousExpert(6, spread=0.5)
     with pytest.raises(ValueError):
         SimTrainConfig(expert_spread=1.5)
+
+
+def test_strong_weak_expert_varies_heterogeneity_at_a_fixed_mean_accuracy():
+    """The calibrated strong-weak mixture is as accurate as the base heuristic (within Monte Carlo
+    error), so the expert's spread changes how much its traces differ, not its mean accuracy."""
+    from ttc_gym.training.experts import HeterogeneousExpert, calibrated_strong_share
+    from ttc_gym.training.sim_rollout import AgentsActor
+    from ttc_gym.training.sim_train import evaluate_policy
+
+    model = gym.make("TTC-Sim-v0", max_episodes=6).unwrapped.model
+    cal = calibrated_strong_share(model, problems=4000)
+    assert cal["acc_weak"] < cal["acc_base"] < cal["acc_strong"] and 0 < cal["strong_share"] < 1
+    n = 6000
+    accs = {}
+    for spread in (0.0, 1.0):
+        expert = HeterogeneousExpert(6, seed=1, spread=spread, model=model, mixture="strong-weak",
+                                     strong_share=cal["strong_share"])
+        traces = evaluate_policy(None, {"max_episodes": 6}, problems=n, seed=3, actor=AgentsActor(expert.agents(n)), chunk=n)
+        accs[spread] = np.mean([t.outcome for t in traces])
+    se = np.sqrt(2 * 0.25 / n + 2 * 0.25 / 4000)
+    assert abs(accs[1.0] - accs[0.0]) < 3 * se, (accs, se)
+    with pytest.raises(ValueError, match="strong_share"):
+        HeterogeneousExpert(6, spread=0.5, model=model, mixture="strong-weak")
+
+
+def test_init_policy_starts_from_a_saved_policy_and_refuses_another_shape(tmp_path):
+    base = train(SimTrainConfig(algo="grpo", iterations=2, batch_size=16, group_size=4, seed=0, max_episodes=4,
+                                checkpoint=str(tmp_path / "base.pt")))
+    cont = SimTrainConfig(algo="star", iterations=1, batch_size=16, seed=5, max_episodes=4,
+                          init_policy=str(tmp_path / "base.pt"))
+    from ttc_gym.training.sim_train import SimParts
+
+    parts = SimParts(cont)
+    for a, b in zip(parts.policy.state_dict().values(), base.policy.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="observation sizes"):
+        SimParts(SimTrainConfig(algo="star", iterations=1, batch_size=16, max_episodes=6, init_policy=str(tmp_path / "base.pt")))
+    with pytest.raises(ValueError, match="does not exist"):
+        SimParts(SimTrainConfig(algo="star", iterations=1, batch_size=16, init_policy=str(tmp_path / "none.pt")))

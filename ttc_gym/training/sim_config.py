@@ -41,6 +41,15 @@ class SimTrainConfig(AlgoConfig):
     expert_spread: float = field(default=1.0, metadata=_help(
         "heterogeneity of the expert (--trace-source expert): probability that a problem's strategy is drawn "
         "from the mixture of gold-free heuristics instead of the one base heuristic (0: one heuristic, 1: the mixture)"))
+    expert_mixture: str = field(default="heuristics", metadata=_help(
+        "what the expert's spread draws from: 'heuristics' (three gold-free heuristic kinds) or 'strong-weak' (the "
+        "accuracy-optimal planner or answer-after-1, mixed by expert_strong_share: heterogeneity at a fixed mean "
+        "accuracy; ttc_gym/training/experts.py)"))
+    expert_strong_share: float | None = field(default=None, metadata=_help(
+        "expert_mixture 'strong-weak': the planner's share (experts.calibrated_strong_share keeps the base accuracy)"))
+    init_policy: str | None = field(default=None, metadata=_help(
+        "start from the weights of this SimPolicy file (e.g. a base policy another run saved with --checkpoint) "
+        "instead of a fresh MLP; its observation and action spaces must be this env's"))
     heterogeneity: float = field(default=0.8, metadata=_help("TTC-Sim-v0 heterogeneity of strategies (0 alike .. 1 dead ends never progress)"))
     prover_samples: int | None = field(default=None, metadata=_help("TTC-Sim-v0 prover: None exact, K a Monte Carlo estimate of K answers"))
     eval_every: int = field(default=0, metadata=_help("evaluate the policy every this many iterations (0: never)"))
@@ -66,6 +75,15 @@ class SimTrainConfig(AlgoConfig):
             raise unknown_name_error("trace_source", self.trace_source, TRACE_SOURCES)
         check_int("hidden", self.hidden, minimum=0)
         check_float("expert_spread", self.expert_spread, minimum=0.0, maximum=1.0)
+        from ttc_gym.training.experts import MIXTURES
+
+        if self.expert_mixture not in MIXTURES:
+            raise unknown_name_error("expert_mixture", self.expert_mixture, MIXTURES)
+        if (self.expert_mixture == "strong-weak") != (self.expert_strong_share is not None):
+            raise ValueError("expert_strong_share goes with expert_mixture 'strong-weak' (both or neither), got "
+                             f"expert_mixture={self.expert_mixture!r}, expert_strong_share={self.expert_strong_share!r}.")
+        if self.expert_strong_share is not None:
+            check_float("expert_strong_share", self.expert_strong_share, minimum=0.0, maximum=1.0)
         check_float("heterogeneity", self.heterogeneity, minimum=0.0, maximum=1.0)
         if self.prover_samples is not None:
             check_int("prover_samples", self.prover_samples, minimum=1)
@@ -74,7 +92,7 @@ class SimTrainConfig(AlgoConfig):
         if not isinstance(self.report_dir, (str, os.PathLike)) or not str(self.report_dir).strip():
             raise ValueError(f"report_dir must be a folder path, got {self.report_dir!r}.")
         self.report_dir = os.fspath(self.report_dir)
-        for name in ("log_csv", "checkpoint"):
+        for name in ("log_csv", "checkpoint", "init_policy"):
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 value = os.fspath(value)

@@ -135,6 +135,8 @@ class SimParts:
                 check_output_path(name, getattr(config, name))
         self.policy = SimPolicy.for_space(envs[0].observation_space, envs[0].action_space, hidden=config.hidden,
                                           seed=config.seed)
+        if config.init_policy:
+            _load_init_policy(self.policy, config.init_policy)
         self.envs = _VectorEnvCache(self.env_kwargs, envs[0]) if config.is_rl and not same_problem else envs
         self.initial = self.policy.clone()
         self.ref = self.initial if config.kl_coef > 0 else None
@@ -147,7 +149,8 @@ class SimParts:
         if config.trace_source == "expert" or (config.branches and config.prefix_source == "expert"):
             model = envs[0].unwrapped.model  # the simulator's public model
             self.expert = HeterogeneousExpert(config.max_episodes, seed=config.seed, spread=config.expert_spread,
-                                              model=model)
+                                              model=model, mixture=config.expert_mixture,
+                                              strong_share=config.expert_strong_share)
         self.venv = None if config.is_rl else make_vector_env(config.batch_size, **self.env_kwargs)
         self.env_steps = 0
 
@@ -250,6 +253,20 @@ class SimParts:
             if self.stale is not None:
                 state["stale"] = self.stale.state_dict()
             self.policy.save(self.config.checkpoint, extra={"train_config": asdict(self.config), STATE_KEY: state})
+
+
+def _load_init_policy(policy: SimPolicy, path: str) -> None:
+    """Copy the weights of the SimPolicy file `path` into `policy`, refusing a file of another shape
+    (another env's observation space, another width) with a message that says both."""
+    if not Path(path).is_file():
+        raise ConfigError(f"init_policy {path!r} does not exist (expected a SimPolicy file written with --checkpoint).")
+    blob = SimPolicy.read_checkpoint(path)
+    if blob["config"]["caps"] != policy.config()["caps"] or blob["config"]["num_actions"] != policy.num_actions \
+            or blob["config"]["hidden"] != policy.hidden:
+        raise ConfigError(f"init_policy {path!r} is a policy for observation sizes {blob['config']['caps']} and hidden "
+                          f"width {blob['config']['hidden']}; this run's is {policy.config()['caps']} and {policy.hidden}: "
+                          f"train it on the same env arguments.")
+    policy.load_state_dict(blob["state_dict"])
 
 
 def check_output_path(name: str, path: str) -> Path:
