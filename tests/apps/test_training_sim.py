@@ -359,6 +359,7 @@ def _same_weights(a, b):
     {"algo": "mrt-online", "group_by": "difficulty", "kl_coef": 0.1},
     {"algo": "mrt-star", "trace_source": "expert", "sft_steps": 2},
     {"algo": "star", "sft_steps": 2},
+    {"algo": "mrt", "entropy_coef": 0.05, "max_grad_norm": 0.5},
 ])
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, extra):
     torch.set_num_threads(1)

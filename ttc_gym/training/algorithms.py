@@ -36,7 +36,8 @@ The trace selections of the SFT algorithms (`SELECTORS`): `star` keeps the rollo
 exceeds a threshold (ttc-gym's earlier rule); `sft` keeps every rollout (verifier-free cloning).
 
 The one policy-gradient loss: `policy_gradient_loss` = -mean over tokens of (A * log pi), plus
-kl_coef * mean k3-estimate of KL(pi || pi_ref) on the same tokens. `sft_loss` = -mean log pi.
+kl_coef * mean k3-estimate of KL(pi || pi_ref) on the same tokens, minus entropy_coef * the mean
+entropy of the policy on them (`mean_entropy`, PPO's entropy bonus). `sft_loss` = -mean log pi.
 
 Adding an algorithm: write its advantage function (or selection rule) here and add it to
 `ADVANTAGES` (or `SELECTORS`); the configs, their command lines and both trainers take the names
@@ -434,18 +435,39 @@ def advantages(
 
 
 # -- losses ---------------------------------------------------------------------------------------
+def mean_entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """The mean entropy (nats) of the distributions whose log-probabilities are the rows of
+    `log_probs` ((B, A): one row per action or token taken, over every action or vocabulary entry):
+    mean_b -sum_a pi(a|s_b) log pi(a|s_b), with gradient. 0 for an empty batch."""
+    if log_probs.ndim != 2:
+        raise ValueError(f"log_probs must be (rows, actions), got shape {tuple(log_probs.shape)}.")
+    if log_probs.shape[0] == 0:
+        return log_probs.sum() * 0.0
+    return -(log_probs.exp() * log_probs).sum(-1).mean()
+
+
 def policy_gradient_loss(
     logprobs: torch.Tensor,
     advantages: torch.Tensor,
     ref_logprobs: torch.Tensor | None = None,
     kl_coef: float = 0.0,
+    entropy: torch.Tensor | None = None,
+    entropy_coef: float = 0.0,
 ) -> torch.Tensor:
-    """-mean(advantages * logprobs) + kl_coef * mean(k3), over aligned 1-D token tensors.
+    """-mean(advantages * logprobs) + kl_coef * mean(k3) - entropy_coef * entropy, over aligned 1-D
+    token tensors.
 
     k3 = exp(ref - logp) - (ref - logp) - 1, the unbiased, non-negative per-token estimate of
-    KL(pi || pi_ref) used by GRPO. The only place the policy-gradient loss is written.
+    KL(pi || pi_ref) used by GRPO. `entropy` (a scalar with gradient, `mean_entropy` over the same
+    tokens' distributions) is the entropy bonus of PPO / A2C (Schulman et al. 2017, "Proximal Policy
+    Optimization Algorithms", Eq. 9: the objective adds c2 * S[pi](s_t); Mnih et al. 2016, A3C):
+    maximizing it keeps the policy from collapsing onto one action early. The only place the
+    policy-gradient loss is written.
     """
     kl_coef = check_float("kl_coef", kl_coef, minimum=0.0)
+    entropy_coef = check_float("entropy_coef", entropy_coef, minimum=0.0)
+    if entropy_coef > 0.0 and (entropy is None or entropy.numel() != 1):
+        raise ValueError("entropy_coef > 0 needs the entropy: a scalar tensor (mean_entropy over the batch's tokens).")
     if logprobs.shape != advantages.shape or logprobs.ndim != 1:
         raise ValueError(
             f"logprobs and advantages must be aligned 1-D tensors, got {tuple(logprobs.shape)} and "
@@ -459,6 +481,8 @@ def policy_gradient_loss(
             raise ValueError("kl_coef > 0 needs ref_logprobs aligned with logprobs.")
         delta = ref_logprobs.detach() - logprobs
         loss = loss + kl_coef * (torch.exp(delta) - delta - 1.0).mean()
+    if entropy_coef > 0.0:
+        loss = loss - entropy_coef * entropy.reshape(())
     return loss
 
 
@@ -503,16 +527,19 @@ def flatten_batch(
 
 
 def pg_loss(
-    trajectories: Sequence[Trajectory], advantages: Sequence[np.ndarray], kl_coef: float = 0.0
+    trajectories: Sequence[Trajectory], advantages: Sequence[np.ndarray], kl_coef: float = 0.0,
+    entropy: torch.Tensor | None = None, entropy_coef: float = 0.0,
 ) -> torch.Tensor:
     """`policy_gradient_loss` over a batch of trajectories (token-level mean, each token weighted by
-    its episode's advantage); the KL term uses `Trajectory.ref_logprobs`."""
+    its episode's advantage); the KL term uses `Trajectory.ref_logprobs`; `entropy`: the policy's
+    `mean_entropy` over the tokens that carry log-probabilities here (the trainer computes it: a
+    Trajectory holds only the taken tokens' log-probabilities)."""
     if len(advantages) != len(trajectories):
         raise ValueError(f"need one advantage array per trajectory, got {len(advantages)} for {len(trajectories)}.")
     logprobs, adv, ref = flatten_batch(trajectories, advantages)
     if kl_coef > 0.0 and ref is None:
         raise ValueError("kl_coef > 0 needs ref_logprobs on every trajectory.")
-    return policy_gradient_loss(logprobs, adv, ref, kl_coef)
+    return policy_gradient_loss(logprobs, adv, ref, kl_coef, entropy, entropy_coef)
 
 
 def nll_loss(logprobs: torch.Tensor) -> torch.Tensor:

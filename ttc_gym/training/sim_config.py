@@ -8,10 +8,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttc_gym.training import algorithms as alg
 from ttc_gym.training.algo_config import AlgoConfig, override
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
 TRACE_SOURCES = ("policy", "expert")
+#: The entropy bonus of the policy-gradient algorithms when none is given (SFT algorithms: 0). Chosen
+#: by examples/studies/sim_entropy_sweep.py on a tuning setting that is none of the study's
+#: (examples/studies/sim_entropy_sweep.md).
+DEFAULT_ENTROPY_COEF = 0.0
 GROUP_BY = ("problem", "difficulty")
 
 
@@ -34,6 +39,16 @@ class SimTrainConfig(AlgoConfig):
         "what the G rollouts of a group share: 'problem' (same reset seed: same level and same hidden "
         "strategies, fresh env noise; single envs) or 'difficulty' (same level, different problems; "
         "vector envs, several times faster); mrt-star's groups here: the traces of one difficulty level"))
+    entropy_coef: float | None = field(default=None, metadata=_help(
+        "weight of the entropy bonus of the policy-gradient algorithms: their loss subtracts entropy_coef x the "
+        "policy's mean action entropy (nats) over the observations it acted on (the actions with gradient: not "
+        "mrt's prefixes nor its terminating branches' forced answers; PPO, Schulman et al. 2017, Eq. 9); >= 0. "
+        f"None: {DEFAULT_ENTROPY_COEF} for policy-gradient algorithms (tuned on a setting none of the study's: "
+        "examples/studies/sim_entropy_sweep.md), 0 for SFT algorithms (star, mrt-star, sft: maximum likelihood on "
+        "kept traces, as their sources fit them; they refuse a positive value)"))
+    max_grad_norm: float | None = field(default=None, metadata=_help(
+        "clip the gradient's global L2 norm to this before every optimizer step (torch.nn.utils.clip_grad_norm_); "
+        "None: no clipping"))
     hidden: int = field(default=64, metadata=_help("hidden width of the MLP policy (0: linear softmax)"))
     trace_source: str = field(default="policy", metadata=_help(
         "who writes the traces star/mrt-star/sft fit: 'policy' (the current policy: self-training) or "
@@ -73,6 +88,9 @@ class SimTrainConfig(AlgoConfig):
                              f"one prefix (one problem); use group_by 'problem' or algo 'mrt-online'.")
         if self.trace_source not in TRACE_SOURCES:
             raise unknown_name_error("trace_source", self.trace_source, TRACE_SOURCES)
+        self._check_entropy_coef()
+        if self.max_grad_norm is not None and check_float("max_grad_norm", self.max_grad_norm) <= 0:
+            raise ValueError(f"max_grad_norm must be > 0 (or None: no clipping), got {self.max_grad_norm}.")
         check_int("hidden", self.hidden, minimum=0)
         check_float("expert_spread", self.expert_spread, minimum=0.0, maximum=1.0)
         from ttc_gym.training.experts import MIXTURES
@@ -103,6 +121,18 @@ class SimTrainConfig(AlgoConfig):
             raise ValueError(f"{'save_every' if self.save_every else 'resume'} needs a checkpoint path (--checkpoint PATH).")
         if self.checkpoint and self.log_csv and Path(self.checkpoint).resolve() == Path(self.log_csv).resolve():
             raise ValueError(f"checkpoint and log_csv must be different files, both are {self.checkpoint!r}.")
+
+    def _check_entropy_coef(self) -> None:
+        """Resolve entropy_coef None to the algorithm kind's default; a positive one needs a policy-gradient
+        algorithm."""
+        if self.entropy_coef is None:
+            self.entropy_coef = DEFAULT_ENTROPY_COEF if self.is_rl else 0.0
+            return
+        self.entropy_coef = check_float("entropy_coef", self.entropy_coef, minimum=0.0)
+        if self.entropy_coef > 0 and not self.is_rl:
+            raise ValueError(f"entropy_coef {self.entropy_coef} applies to the policy-gradient algorithms "
+                             f"({', '.join(alg.RL_ALGOS)}); algo {self.algo!r} fits the kept traces by maximum "
+                             f"likelihood, with no entropy term: leave entropy_coef at None or 0.")
 
     def make_env_kwargs(self) -> dict:
         """The TTC-Sim-v0 arguments this config trains on."""

@@ -260,16 +260,30 @@ def rollout_difficulty_groups(
     return traces
 
 
+def trained_lengths(traces: Sequence[SimTrace]) -> list[int]:
+    """How many of each trace's actions are trained: all of them, except a terminating branch's one
+    action (answer), which was forced, not sampled (its outcome is the baseline of its prefix's
+    continuing branches). A branch's prefix is never part of its trace."""
+    return [0 if t.branch == "terminate" else len(t.actions) for t in traces]
+
+
+def trained_steps(traces: Sequence[SimTrace]) -> tuple[np.ndarray, np.ndarray]:
+    """(observations (N, d), actions (N,)) of the trained actions of `traces` (`trained_lengths`), in
+    order: the rows the policy-gradient loss (and its entropy bonus) covers."""
+    lengths = trained_lengths(traces)
+    d = traces[0].obs.shape[1] if traces else 0
+    obs = np.concatenate([t.obs[:n] for t, n in zip(traces, lengths)]) if traces else np.zeros((0, d), np.int64)
+    actions = np.concatenate([t.actions[:n] for t, n in zip(traces, lengths)]) if traces else np.zeros(0, np.int64)
+    return obs, actions
+
+
 def to_trajectories(traces: Sequence[SimTrace], policy=None, ref_policy=None) -> list[Trajectory]:
     """Trajectories for `ttc_gym.training.algorithms`, with log-probs under `policy` (one batched
     forward pass, with gradient) and under `ref_policy` (no gradient) when given."""
-    # A terminating branch's one action (answer) was forced, not sampled: it is not trained (its
-    # outcome is the baseline of its prefix's continuing branches).
-    lengths = [0 if t.branch == "terminate" else len(t.actions) for t in traces]
+    lengths = trained_lengths(traces)
     lp = ref = None
     if policy is not None or ref_policy is not None:
-        obs = np.concatenate([t.obs[:n] for t, n in zip(traces, lengths)])
-        actions = np.concatenate([t.actions[:n] for t, n in zip(traces, lengths)])
+        obs, actions = trained_steps(traces)
         if policy is not None:
             lp = torch.split(policy.log_prob(obs, actions), lengths)
         if ref_policy is not None:

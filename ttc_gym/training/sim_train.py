@@ -10,7 +10,8 @@ Read top to bottom: `train` builds the envs and the policy, then each iteration 
   batch_size / G problems (`sim_rollout` explains how the G rollouts share a problem,
   `--group-by difficulty` how they can share only its level, faster), computes advantages with
   `algorithms.advantages` and takes one policy-gradient step (on-policy, no ratio clipping; the
-  optional KL term is to the initial policy), or
+  optional KL term is to the initial policy; `--entropy-coef` weighs PPO's entropy bonus on the
+  trained actions; `--max-grad-norm` clips the gradient), or
 * (SFT algorithms, `algorithms.SFT_ALGOS`: star, mrt-star, ...) rolls out batch_size problems with the
   trace source (the current policy or the heterogeneous expert), keeps the traces `algorithms.select`
   accepts (mrt-star compares the traces of one difficulty level) and takes `sft_steps`
@@ -19,8 +20,8 @@ Every output path and the env arguments are checked before the first iteration. 
 (`--checkpoint`, written every `--save-every` iterations and at the end, atomically) is a
 `SimPolicy` file whose extra entry holds the trainer's state (iteration, optimizer, both generators,
 the log rows): `--resume` continues from it exactly as the uninterrupted run would have gone on.
-`--report-to tensorboard|wandb` (`tracking`) also logs each row, the mean cost, tokens, action
-entropy and J curve of the iteration's rollouts under `--report-dir`.
+`--report-to tensorboard|wandb` (`tracking`) also logs each row (with the policy's action entropy),
+the mean cost, tokens and J curve of the iteration's rollouts under `--report-dir`.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ from ttc_gym.training.sim_rollout import (
     rollout_difficulty_groups,
     rollout_vector,
     to_trajectories,
+    trained_steps,
 )
 
 LOG_FIELDS = (
-    "step", "return", "accuracy", "episodes", "progress", "loss", "kept", "env_steps", "wall_s",
+    "step", "return", "accuracy", "episodes", "progress", "loss", "entropy", "kept", "env_steps", "wall_s",
     "eval_return", "eval_accuracy", "eval_episodes",
     "branches_continue", "branches_terminate", "prefix_episodes", "accuracy_continue", "accuracy_terminate",
 )
@@ -214,17 +216,27 @@ class SimParts:
         return candidates
 
     def policy_gradient_step(self, rollouts, trajectories, advantages) -> dict[str, float]:
-        return {"loss": self._step(alg.pg_loss(trajectories, advantages, kl_coef=self.config.kl_coef))}
+        # The entropy bonus covers the rows the loss trains (trained_steps: not mrt's forced answers).
+        coef = self.config.entropy_coef
+        obs, _ = trained_steps(rollouts)
+        with torch.set_grad_enabled(coef > 0):
+            entropy = alg.mean_entropy(self.policy.log_probs_all(obs))
+        loss = alg.pg_loss(trajectories, advantages, kl_coef=self.config.kl_coef, entropy=entropy, entropy_coef=coef)
+        return {"loss": self._step(loss), "entropy": float(entropy.detach())}
 
     def sft_step(self, rollouts, trajectories) -> dict[str, float]:
         # sft_loss over the kept trajectories is nll_loss over all their actions: one forward pass.
         obs = np.concatenate([t.obs for t in rollouts])
-        actions = np.concatenate([t.actions for t in rollouts])
-        return {"loss": self._step(alg.nll_loss(self.policy.log_prob(obs, actions)))}
+        actions = torch.as_tensor(np.concatenate([t.actions for t in rollouts]), dtype=torch.int64)
+        log_probs = self.policy.log_probs_all(obs)
+        loss = alg.nll_loss(log_probs.gather(1, actions[:, None]).squeeze(1))
+        return {"loss": self._step(loss), "entropy": float(alg.mean_entropy(log_probs.detach()))}
 
     def _step(self, loss: torch.Tensor) -> float:
         self.optimizer.zero_grad()
         loss.backward()
+        if self.config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         return float(loss.detach())
 
@@ -245,7 +257,7 @@ class SimParts:
         return row
 
     def metrics(self, rollouts) -> dict[str, float]:
-        return tracking.sim_metrics(rollouts, self.policy)
+        return tracking.sim_metrics(rollouts)
 
     def save(self, step: int, history) -> None:
         if self.config.checkpoint:
@@ -366,6 +378,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m ttc_gym.train
         if row["step"] % every == 0 or row["step"] == config.iterations:
             print(f"step {row['step']:4d}  return {row['return']:.3f}  accuracy {row['accuracy']:.3f}  "
                   f"episodes {row['episodes']:.2f}  progress {row['progress']:+.3f}  loss {row['loss']:.4f}  "
+                  f"entropy {row.get('entropy', float('nan')):.3f}  "
                   f"kept {row['kept']:.2f}  {row['wall_s']:.1f}s", flush=True)
 
     try:

@@ -5,8 +5,9 @@
 sends it each new row and the trainer's `metrics` of the iteration's rollouts. What is logged: every
 finite number of the row under its own name (the LLM trainer: reward, outcome, progress, cost, J_0,
 J_final, episodes, tokens, loss, kl, entropy, kept; the sim trainer: return, accuracy, episodes,
-progress, loss, kept, env_steps and the eval figures, plus `sim_metrics`' cost, tokens and action
-entropy) and ``J_curve/episode_<j>`` (`j_curve_metrics`: the mean J after 0, 1, ... episodes).
+progress, loss, entropy (the policy's action entropy on the actions of its update, before it), kept,
+env_steps and the eval figures, plus `sim_metrics`' cost and tokens) and ``J_curve/episode_<j>``
+(`j_curve_metrics`: the mean J after 0, 1, ... episodes).
 
 - ``tensorboard``: `torch.utils.tensorboard.SummaryWriter` event files under ``<log_dir>/tensorboard``
   (read them with TensorBoard, or its ``EventAccumulator``).
@@ -94,21 +95,12 @@ def j_curve_metrics(curves: Sequence[Sequence[float]]) -> dict[str, float]:
     return {f"J_curve/episode_{j}": float(np.mean([c[j] for c in curves if len(c) > j])) for j in range(longest)}
 
 
-def sim_metrics(traces: Sequence[Any], policy: Any) -> dict[str, float]:
-    """What the sim trainer's CSV row lacks: mean cost and tokens per rollout, the policy's mean action
-    entropy (nats) on the observations it acted on, and the J curve."""
-    import torch
-
-    obs = np.concatenate([t.obs for t in traces]) if traces else np.zeros((0, 1))
-    entropy = float("nan")
-    if len(obs):
-        with torch.no_grad():
-            log_probs = policy.log_probs_all(obs)
-            entropy = float(-(log_probs.exp() * log_probs).sum(-1).mean())
+def sim_metrics(traces: Sequence[Any]) -> dict[str, float]:
+    """What the sim trainer's CSV row lacks: mean cost and tokens per rollout, and the J curve (the
+    row has the policy's action entropy)."""
     return {
         "cost": float(np.mean([float(np.sum(t.cost)) for t in traces])) if traces else float("nan"),
         "tokens": float(np.mean([t.token_curve[-1] for t in traces])) if traces else float("nan"),
-        "entropy": entropy,
         **j_curve_metrics([t.j_curve for t in traces]),
     }
 
