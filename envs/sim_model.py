@@ -508,8 +508,10 @@ def check_snapshot(snapshot: object, params: SimParams) -> dict:
         raise ValueError(f"the snapshot is of an env whose observation space is {list(snapshot['obs_nvec'])}; this "
                          f"env's is {nvec} (make both with the same arguments).")
     state = np.asarray(snapshot["state"])
-    if state.shape != (len(nvec),) or not np.issubdtype(state.dtype, np.integer) or (state < 0).any() or (state >= nvec).any():
-        raise ValueError(f"snapshot['state'] must be {len(nvec)} integers inside {nvec}, got {snapshot['state']!r}.")
+    # The state holds the true episode count even where the observation hides it (observe_episodes=False).
+    bounds = [params.max_episodes + 1] + nvec[1:]
+    if state.shape != (len(nvec),) or not np.issubdtype(state.dtype, np.integer) or (state < 0).any() or (state >= bounds).any():
+        raise ValueError(f"snapshot['state'] must be {len(nvec)} integers inside {bounds}, got {snapshot['state']!r}.")
     if state[0] >= params.max_episodes:
         raise ValueError(f"snapshot['state'] has used {state[0]} of {params.max_episodes} episodes: the problem is "
                          f"over; snapshot a point before the budget's end.")
