@@ -96,7 +96,7 @@ class Study:
     workers: int = 2
 
 
-QUICK = dict(seeds=2, primary_seeds=2, iterations=20, curve_every=10, curve_problems=100, eval_problems=300,
+QUICK = dict(seeds=2, primary_seeds=2, iterations=12, curve_every=6, curve_problems=100, eval_problems=300,
              budgets_b=(4, 8), seeds_b=2, traces_per_episode=80, calibration_problems=2000,
              expert_problems_b=40, expert_traces_b=4)
 
