@@ -143,3 +143,24 @@ def test_the_log_row_has_the_entropy(tmp_path, algo, coef):
         rows = list(csv.DictReader(handle))
     assert all(0.0 < float(r["entropy"]) <= math.log(4) + 1e-6 for r in rows if r["loss"] != "nan")
     assert float(rows[0]["entropy"]) == pytest.approx(result.history[0]["entropy"])
+
+
+def test_a_checkpoint_from_before_the_bonus_resumes_with_no_bonus(tmp_path):
+    """A checkpoint whose saved config lacks entropy_coef ran without a bonus: it resumes with
+    --entropy-coef 0 and is refused (saying so) with the new default."""
+    from ttc_gym.training.sim_policy import SimPolicy
+
+    torch.set_num_threads(1)
+    path = tmp_path / "old.pt"
+    old = SimTrainConfig(algo="grpo", iterations=2, entropy_coef=0.0, checkpoint=str(path), **SMALL)
+    train(old)
+    blob = SimPolicy.read_checkpoint(path)
+    for name in ("entropy_coef", "max_grad_norm"):
+        del blob["extra"]["train_config"][name]
+    SimPolicy.load(path).save(path, extra=blob["extra"])
+    assert DEFAULT_ENTROPY_COEF > 0
+    with pytest.raises(ValueError, match=rf"entropy_coef=0.0 \(now {DEFAULT_ENTROPY_COEF}\)"):
+        train(SimTrainConfig(algo="grpo", iterations=3, checkpoint=str(path), resume=True, **SMALL))
+    resumed = train(SimTrainConfig(algo="grpo", iterations=3, entropy_coef=0.0, checkpoint=str(path), resume=True,
+                                   **SMALL))
+    assert resumed.start_step == 2 and len(resumed.history) == 3

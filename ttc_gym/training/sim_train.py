@@ -68,6 +68,8 @@ LOG_FIELDS = (
 EVAL_SEED = 10**9  # evaluation problems use seeds EVAL_SEED + i; training draws seeds below 2**30
 STATE_KEY = "trainer_state"  # the checkpoint's extra entry that --resume reads
 RESUME_MAY_CHANGE = frozenset({"iterations", "save_every", "resume", "checkpoint", "log_csv", "report_to", "report_dir"})
+#: What a checkpoint saved before a field existed ran with (resuming it needs these values again).
+FIELDS_BEFORE_THEY_EXISTED = {"entropy_coef": 0.0, "max_grad_norm": None}
 
 
 @dataclass
@@ -331,11 +333,10 @@ def _saved_run(config: SimTrainConfig) -> dict | None:
     if STATE_KEY not in extra or not isinstance(extra.get("train_config"), dict):
         raise ConfigError(f"cannot resume: {path} holds a policy but not the trainer's state (it was not "
                           f"saved by this trainer); choose another --checkpoint.")
-    now = asdict(config)
-    differ = sorted(k for k in now.keys() | extra["train_config"].keys()
-                    if k not in RESUME_MAY_CHANGE and now.get(k) != extra["train_config"].get(k))
+    now, then = asdict(config), {**FIELDS_BEFORE_THEY_EXISTED, **extra["train_config"]}
+    differ = sorted(k for k in now.keys() | then.keys() if k not in RESUME_MAY_CHANGE and now.get(k) != then.get(k))
     if differ:
-        was = ", ".join(f"{k}={extra['train_config'].get(k)!r} (now {now.get(k)!r})" for k in differ)
+        was = ", ".join(f"{k}={then.get(k)!r} (now {now.get(k)!r})" for k in differ)
         raise ConfigError(f"cannot resume: {path} was saved by a run with other settings: {was}.")
     done = int(extra[STATE_KEY]["step"])
     if done > config.iterations:
