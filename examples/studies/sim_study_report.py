@@ -246,7 +246,7 @@ def _tables_b(B: dict, blob: dict, study: dict) -> list[str]:
             f"accurate as the base heuristic) or AnswerAfterK(1). The base policy clones {study['base_traces_per_episode']} x H "
             f"expert traces; then from that base each arm gets n = {study['traces_per_episode']} x H traces: VF clones "
             f"more expert traces, VB (STaR) keeps its own correct rollouts, VB-RL runs GRPO on its own rollouts "
-            f"({study['rl_iterations_b']} iterations). sigma: the std of the anytime reward over one problem's expert traces; "
+            f"({study['rl_iterations_b']} iterations, entropy bonus {study['entropy_coef']}); lr {study['lr_b']}. sigma: the std of the anytime reward over one problem's expert traces; "
             f"kappa: the share of a problem's traces at least one sigma above its mean."), "",
            "| H | spread | w | expert acc | sigma | kappa | base | " + " | ".join(ARMS_B) + " | VB − VF | VB-RL − VF |",
            "|---|---|---|---|---|---|---|" + "---|" * len(ARMS_B) + "---|---|"]
