@@ -27,8 +27,9 @@ Each name credits episode j of trajectory i with:
   J_{j-1}, the reward of the rollout minus the reward of terminating at the prefix before episode j.
 * `mrt-rtg` (ttc-gym's first `mrt`, kept under an honest name): A_ij = A_i + alpha * (P_ij - mean_g P)
   / (std_g P + eps) with P_ij = sum_{k>=j} p_ik = J_final - J_{j-1}, the progress-to-go: the
-  reward-to-go gradient of o + alpha * sum_j p_j, i.e. potential-based shaping with potential
-  alpha * J (same optimum as outcome-only RL).
+  reward-to-go gradient of o + alpha * sum_j p_j (without our z-score), i.e. shaping with potential
+  alpha * J: outcome-only RL's optimum only where every ending's expected outcome is its J_final (the
+  answer forced at the budget's end; not with TTC-Sim-v0's answer_on_truncation=False).
 
 The trace selections of the SFT algorithms (`SELECTORS`): `star` keeps the rollouts that end correct;
 `mrt-star` keeps, per group, the correct rollouts of maximal progress (MRT §6, Figure 6);
@@ -639,8 +640,8 @@ DESCRIPTIONS: dict[str, str] = {
     "mrt-online-raw": "ttc-gym's earlier mrt: group-normalized outcome advantage + alpha * each episode's raw progress",
     "mrt-termination": "MRT code's termination baseline: outcome minus J of answering at the prefix (no alpha; "
                        "G = 1 allowed)",
-    "mrt-rtg": "outcome advantage + alpha * group z-score of the progress-to-go (potential-based shaping: "
-               "same optimum as grpo)",
+    "mrt-rtg": "outcome advantage + alpha * group z-score of the progress-to-go (shaping with potential alpha*J: "
+               "grpo's optimum only when the answer is forced at the budget's end)",
     "star": "SFT on the traces that end correct",
     "mrt-star": "SFT on the correct traces of maximal progress in their group (MRT's selection)",
     "mrt-star-threshold": "SFT on the correct traces in which no episode lowers J and J rises by more than "
