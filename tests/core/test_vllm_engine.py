@@ -676,6 +676,7 @@ class FakeVLLM:
         monkeypatch.setitem(sys.modules, "vllm", module)
         monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
         if self.weight_transfer:
+            LLM.init_weight_transfer_engine = LLM.update_weights = lambda self, request: None
             config = types.ModuleType("vllm.config")
             config.WeightTransferConfig = type("WeightTransferConfig", (), {
                 "__init__": lambda self, backend="nccl": setattr(self, "backend", backend)})
@@ -735,8 +736,16 @@ def test_weight_transfer_ipc_on_a_vllm_without_it_is_refused(monkeypatch):
     fake = FakeVLLM()  # before 0.22: no vllm.config.WeightTransferConfig
     fake.install(monkeypatch)
     assert VLLMEngine("m").weight_transfer is False  # "auto" falls back to apply_model
-    with pytest.raises(RuntimeError, match="needs vllm.config.WeightTransferConfig"):
+    with pytest.raises(RuntimeError, match="needs vLLM's weight-transfer API"):
         VLLMEngine("m", weight_transfer="ipc")
+
+
+def test_a_weight_transfer_config_without_the_llm_methods_is_not_enough(monkeypatch):
+    fake = FakeVLLM(weight_transfer=True)
+    fake.install(monkeypatch)
+    llm_class = sys.modules["vllm"].LLM
+    monkeypatch.delattr(llm_class, "update_weights")
+    assert VLLMEngine("m").weight_transfer is False and "weight_transfer_config" not in fake.built[-1]
 
 
 def test_a_missing_model_folder_fails_before_vllm_starts(monkeypatch):

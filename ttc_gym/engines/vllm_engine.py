@@ -244,11 +244,12 @@ class VLLMEngine:
         check_model_source(model)  # a missing path or an uncached hub id offline: one line, at once
         if kwargs.get("max_model_len") is None:
             kwargs.pop("max_model_len", None)
-        if transfer and not vllm_weight_transfer.has_weight_transfer_config():
+        if transfer and not vllm_weight_transfer.has_weight_transfer(vllm.LLM):
             if required:
                 raise RuntimeError(
-                    f"weight_transfer='ipc' needs vllm.config.WeightTransferConfig, which vLLM "
-                    f"{getattr(vllm, '__version__', '?')} does not have; use weight_transfer=None or 'auto'."
+                    f"weight_transfer='ipc' needs vLLM's weight-transfer API (vllm.config.WeightTransferConfig, "
+                    f"LLM.update_weights), which vLLM {getattr(vllm, '__version__', '?')} does not have; use "
+                    "weight_transfer=None or 'auto'."
                 )
             transfer = False
         if transfer:

@@ -39,13 +39,14 @@ from typing import Any, Callable, Sequence
 PHASES = ("start_weight_update", "update_weights", "finish_weight_update")
 
 
-def has_weight_transfer_config() -> bool:
-    """Whether the installed vLLM has `vllm.config.WeightTransferConfig` (the native API)."""
+def has_weight_transfer(llm_class: Any) -> bool:
+    """Whether the installed vLLM has the native API: `vllm.config.WeightTransferConfig` and, on
+    `llm_class` (`vllm.LLM`), `init_weight_transfer_engine` and `update_weights`."""
     try:
         from vllm.config import WeightTransferConfig  # noqa: F401
     except Exception:  # no vLLM, or a vLLM before the weight-transfer API
         return False
-    return True
+    return all(callable(getattr(llm_class, m, None)) for m in ("init_weight_transfer_engine", "update_weights"))
 
 
 def ipc_config() -> Any:
