@@ -143,3 +143,22 @@ def test_the_adapter_refuses_verifiers_03_with_one_line(monkeypatch):
     message = str(info.value)
     assert "\n" not in message and "verifiers 0.3.1 is installed" in message
     assert "pip install 'ttc-gym[verifiers-v1]'" in message
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_openenv_beside_verifiers_04_is_refused_in_one_line():
+    """The real libraries: verifiers 0.4's mcp 2.0.0 (the venv's own) with openenv 0.10 and fastmcp 3 (this
+    Python's, seen after it), as after `pip install 'ttc-gym[openenv]'` then `'ttc-gym[verifiers-v1]'`: the
+    openenv adapter refuses in one line naming both extras, instead of fastmcp's "client support is not
+    installed" (ttc_gym/integrations/exclusive_extras.py)."""
+    python, env = python_with_verifiers_v1()
+    probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('openenv') else 1)"
+    if subprocess.run([python, "-c", probe], env=env, timeout=120).returncode != 0:
+        pytest.skip("openenv is not installed in this Python (the `test` extra has it)")
+    done = subprocess.run([python, "-c", "import ttc_gym.integrations.openenv"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: ttc-gym[openenv] cannot run with the installed mcp 2.0.0"), done.stderr[-2000:]
+    assert "[verifiers-v1]" in last

@@ -539,6 +539,111 @@ def test_load_weights_fails_clearly_when_the_model_is_unreachable_or_the_cache_c
 
 
 # ----------------------------------------------------------------------------------------------------
+# vLLM's weight-transfer API (IPC backend). DISPATCH tests, not vLLM tests: a fake LLM records which of
+# vLLM's RL methods the engine calls, in which order, with which message; the CUDA part (moving the
+# weights to the GPU, torch's reduce_tensor handles) is replaced by a CPU stand-in. No vLLM runs here.
+
+
+class TransferLLM(FakeLLM):
+    """The offline LLM's RL methods as vLLM 0.29-0.33 document them (four phases), recording calls."""
+
+    def __init__(self, events: list, start_takes_format: bool = True, phases: bool = True):
+        super().__init__()
+        self.events, self.updates = events, []
+        if phases:
+            if start_takes_format:
+                self.start_weight_update = lambda is_checkpoint_format=False: events.append(
+                    ("start", is_checkpoint_format))
+            else:
+                self.start_weight_update = lambda: events.append(("start",))
+            self.finish_weight_update = lambda weight_version=None: events.append(("finish",))
+
+    def init_weight_transfer_engine(self, request):
+        self.events.append(("init", request))
+
+    def update_weights(self, request):
+        self.events.append(("update",))
+        self.updates.append(request)
+
+    def reset_prefix_cache(self):
+        self.events.append(("reset",))
+        return True
+
+
+def cpu_stand_in_for_gpu(items):
+    """Replaces `vllm_weight_transfer.to_gpu` (CUDA only): same items, a fixed UUID, a recording reducer."""
+    return list(items), "GPU-0000", lambda tensor: ("rebuild_cuda_tensor", (tuple(tensor.shape),))
+
+
+def ipc_engine(monkeypatch, llm) -> VLLMEngine:
+    engine, _ = fake_engine(llm=llm, weight_transfer="ipc")
+    monkeypatch.setattr(engine, "_to_gpu", cpu_stand_in_for_gpu)
+    return engine
+
+
+def test_dispatch_weight_transfer_calls_vllms_four_phases_then_resets_the_cache(monkeypatch):
+    torch = pytest.importorskip("torch")
+    events: list = []
+    engine = ipc_engine(monkeypatch, TransferLLM(events))
+    weights = [("model.embed_tokens.weight", torch.zeros(4, 2)), ("lm_head.weight", torch.ones(3, dtype=torch.bfloat16))]
+    assert engine.load_weights(weights) == "weight-transfer"
+    assert events == [("init", {"init_info": {}}), ("start", True), ("update",), ("finish",), ("reset",)]
+    [request] = engine.llm.updates
+    info = request["update_info"]
+    assert info["names"] == ["model.embed_tokens.weight", "lm_head.weight"]
+    assert info["dtype_names"] == ["float32", "bfloat16"] and info["shapes"] == [[4, 2], [3]]
+    handles = pickle.loads(__import__("base64").b64decode(info["ipc_handles_pickled"]))
+    assert handles == [{"GPU-0000": ("rebuild_cuda_tensor", ((4, 2),))}, {"GPU-0000": ("rebuild_cuda_tensor", ((3,),))}]
+    assert engine.weights_version == 1
+    events.clear()
+    engine.load_weights(weights)  # the channel is set up once
+    assert [e[0] for e in events] == ["start", "update", "finish", "reset"]
+
+
+def test_dispatch_weight_transfer_follows_the_release_s_methods(monkeypatch):
+    torch = pytest.importorskip("torch")
+    weights = [("w", torch.zeros(1))]
+    events: list = []  # a two-phase release: no start/finish
+    ipc_engine(monkeypatch, TransferLLM(events, phases=False)).load_weights(weights)
+    assert [e[0] for e in events] == ["init", "update", "reset"]
+    events = []  # a four-phase release whose start takes no argument
+    ipc_engine(monkeypatch, TransferLLM(events, start_takes_format=False)).load_weights(weights)
+    assert events[1] == ("start",)
+
+
+def test_dispatch_in_process_model_comes_before_weight_transfer(monkeypatch):
+    events: list = []
+    llm = in_process_llm(events)
+    llm.init_weight_transfer_engine = llm.update_weights = lambda request: events.append("transfer")
+    engine = ipc_engine(monkeypatch, llm)
+    assert engine.load_weights([("w", 1.0)]) == "in-process" and events == ["load", "reset"]
+
+
+def test_dispatch_weight_transfer_failure_names_the_settings(monkeypatch):
+    torch = pytest.importorskip("torch")
+
+    class Refusing(TransferLLM):
+        def update_weights(self, request):
+            raise ValueError("Refusing to deserialize `ipc_handles_pickled` without VLLM_ALLOW_INSECURE_SERIALIZATION=1")
+
+    engine = ipc_engine(monkeypatch, Refusing([]))
+    with pytest.raises(RuntimeError, match=r"weight transfer \(IPC backend\) failed.*weight_transfer=None"):
+        engine.load_weights([("w", torch.zeros(1))])
+    assert engine.weights_version == 0
+
+
+def test_weight_transfer_argument_is_checked():
+    with pytest.raises(ValueError, match="weight_transfer must be one of"):
+        fake_engine(weight_transfer="nccl")
+    with pytest.raises(ValueError, match="tensor_parallel_size > 1"):
+        fake_engine(weight_transfer="ipc", tensor_parallel_size=2)
+    with pytest.raises(TypeError, match="has no init_weight_transfer_engine or update_weights"):
+        fake_engine(weight_transfer="ipc")  # a plain LLM, not built with the IPC backend
+    engine, _ = fake_engine()  # an injected llm: "auto" cannot know how it was built
+    assert engine.weight_transfer is False
+
+
+# ----------------------------------------------------------------------------------------------------
 # Building the LLM, and the clear errors
 
 
@@ -548,6 +653,7 @@ class FakeVLLM:
 
     device_type: str = "cuda"
     built: list = field(default_factory=list)
+    weight_transfer: bool = False  # whether this vLLM has vllm.config.WeightTransferConfig (0.22 on)
 
     def install(self, monkeypatch) -> None:
         module = types.ModuleType("vllm")
@@ -569,6 +675,13 @@ class FakeVLLM:
         module.platforms = platforms
         monkeypatch.setitem(sys.modules, "vllm", module)
         monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+        if self.weight_transfer:
+            LLM.init_weight_transfer_engine = LLM.update_weights = lambda self, request: None
+            config = types.ModuleType("vllm.config")
+            config.WeightTransferConfig = type("WeightTransferConfig", (), {
+                "__init__": lambda self, backend="nccl": setattr(self, "backend", backend)})
+            module.config = config
+            monkeypatch.setitem(sys.modules, "vllm.config", config)
         # The hub ids used here are neither cached nor reachable offline: pretend they are cached.
         monkeypatch.setattr(vllm_engine, "check_model_source", lambda model: "cached")
 
@@ -606,6 +719,33 @@ def test_make_engine_builds_the_llm_with_the_documented_arguments(monkeypatch):
 
     VLLMEngine("m")  # max_model_len=None is left to vLLM (the model's own)
     assert "max_model_len" not in fake.built[-1]
+
+
+def test_the_llm_is_built_with_the_ipc_weight_transfer_backend_where_vllm_has_it(monkeypatch):
+    fake = FakeVLLM(weight_transfer=True)
+    fake.install(monkeypatch)
+    engine = VLLMEngine("m")
+    assert fake.built[-1]["weight_transfer_config"].backend == "ipc" and engine.weight_transfer is True
+    engine = VLLMEngine("m", tensor_parallel_size=2)  # IPC handles are per GPU: apply_model then
+    assert "weight_transfer_config" not in fake.built[-1] and engine.weight_transfer is False
+    engine = VLLMEngine("m", weight_transfer=None)
+    assert "weight_transfer_config" not in fake.built[-1] and engine.weight_transfer is False
+
+
+def test_weight_transfer_ipc_on_a_vllm_without_it_is_refused(monkeypatch):
+    fake = FakeVLLM()  # before 0.22: no vllm.config.WeightTransferConfig
+    fake.install(monkeypatch)
+    assert VLLMEngine("m").weight_transfer is False  # "auto" falls back to apply_model
+    with pytest.raises(RuntimeError, match="needs vLLM's weight-transfer API"):
+        VLLMEngine("m", weight_transfer="ipc")
+
+
+def test_a_weight_transfer_config_without_the_llm_methods_is_not_enough(monkeypatch):
+    fake = FakeVLLM(weight_transfer=True)
+    fake.install(monkeypatch)
+    llm_class = sys.modules["vllm"].LLM
+    monkeypatch.delattr(llm_class, "update_weights")
+    assert VLLMEngine("m").weight_transfer is False and "weight_transfer_config" not in fake.built[-1]
 
 
 def test_a_missing_model_folder_fails_before_vllm_starts(monkeypatch):

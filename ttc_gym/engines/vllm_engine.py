@@ -27,9 +27,10 @@ How `generate` works:
 
 It is a `TrainableEngine` (`ttc_gym.engines.base`), with the method names `TransformersEngine` has:
 `encode(prompt)` gives the ids `generate` sends; `load_weights(named_tensors)` loads new weights into
-the served model (`model.load_weights([(name, tensor), ...])`, the route RL frameworks use) and then
-`reset_prefix_cache()` drops vLLM's prefix cache, whose KV entries were computed with the old weights;
-`model` is the served module when it lives in this process (else None).
+the served model — through vLLM's own weight-transfer API (IPC backend) when the `LLM` was built with
+it (`weight_transfer`, `ttc_gym/engines/vllm_weight_transfer.py`), else the model's `load_weights` —
+and then `reset_prefix_cache()` drops vLLM's prefix cache, whose KV entries were computed with the old
+weights; `model` is the served module when it lives in this process (else None).
 
 `llm=` takes an already-built `vllm.LLM` (or any object with its `generate` / `get_tokenizer`), which is
 how tests run this engine on a CPU against recorded vLLM output objects.
@@ -47,11 +48,13 @@ from typing import Any, Callable, Iterable, Sequence
 from ttc_gym.engines.base import (
     CLOSING_BRACE, Completion, SamplingConfig, chat_prompt, check_generate_args, find_stop, tokens_to_stop,
 )
+from ttc_gym.engines import vllm_weight_transfer
 from ttc_gym.engines.model_source import check_model_source
 from ttc_gym.seeding import text_seed
 from ttc_gym.validation import check_float, check_int
 
 VLLM_PURPOSE = "the vLLM engine (engine='vllm:<model>')"
+WEIGHT_TRANSFERS = ("auto", "ipc", None)
 
 # Where an in-process vLLM keeps its model (`model.load_weights` lives there), newest layout first:
 # the V0 engine and the V1 engine without multiprocessing (VLLM_ENABLE_V1_MULTIPROCESSING=0).
@@ -136,6 +139,12 @@ class VLLMEngine:
         max_model_len: longest prompt + completion in tokens (None: the model's; lower it to fit a
             long-context model's KV cache on a small GPU).
         tensor_parallel_size: GPUs one model is split over.
+        weight_transfer: how `load_weights` reaches vLLM's worker when the model is not in this process:
+            "ipc" builds the `LLM` with `WeightTransferConfig(backend="ipc")` and sends weights through
+            vLLM's weight-transfer API (CUDA IPC handles; one GPU); None uses `LLM.apply_model`;
+            "auto" (default) is "ipc" when the engine builds the `LLM`, on one GPU, and the installed
+            vLLM has `WeightTransferConfig`, else None. With `llm=` given, "ipc" says that `llm` was
+            built with the IPC backend.
         llm: an already-built `vllm.LLM` (or an object with its `generate` and `get_tokenizer`);
             then nothing is built and no other `LLM` argument may be given.
         tokenizer: the tokenizer (default: `llm.get_tokenizer()`).
@@ -160,6 +169,7 @@ class VLLMEngine:
         dtype: str = "auto",
         max_model_len: int | None = None,
         tensor_parallel_size: int = 1,
+        weight_transfer: str | None = "auto",
         llm: Any = None,
         tokenizer: Any = None,
         sampling_params: Callable[..., Any] | None = None,
@@ -171,6 +181,15 @@ class VLLMEngine:
         self.seed = check_int("seed", seed, minimum=0)
         self.tensor_parallel_size = check_int("tensor_parallel_size", tensor_parallel_size, minimum=1)
         self.enable_prefix_caching = bool(enable_prefix_caching)
+        if weight_transfer not in WEIGHT_TRANSFERS:
+            raise ValueError(f"weight_transfer must be one of {WEIGHT_TRANSFERS}, got {weight_transfer!r}.")
+        if weight_transfer == "ipc" and self.tensor_parallel_size > 1:
+            raise ValueError(
+                "weight_transfer='ipc' sends CUDA IPC handles of one GPU; with tensor_parallel_size > 1 use "
+                "weight_transfer=None (weights go through LLM.apply_model)."
+            )
+        # True once the LLM takes weights through vLLM's weight-transfer API (IPC backend).
+        self.weight_transfer = weight_transfer == "ipc"
         if llm is None:
             if model is None:
                 raise TypeError("VLLMEngine needs a model (a directory or hub id) or an already-built llm=.")
@@ -179,8 +198,11 @@ class VLLMEngine:
                 raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}.")
             if max_model_len is not None:
                 check_int("max_model_len", max_model_len, minimum=1)
-            llm = self._build_llm(
-                model, seed=self.seed, gpu_memory_utilization=float(gpu_memory_utilization),
+            if weight_transfer == "auto":
+                self.weight_transfer = self.tensor_parallel_size == 1
+            llm, self.weight_transfer = self._build_llm(
+                model, self.weight_transfer, weight_transfer == "ipc", seed=self.seed,
+                gpu_memory_utilization=float(gpu_memory_utilization),
                 enable_prefix_caching=self.enable_prefix_caching, dtype=dtype, max_model_len=max_model_len,
                 tensor_parallel_size=self.tensor_parallel_size, **llm_kwargs,
             )
@@ -196,7 +218,14 @@ class VLLMEngine:
                     f"llm must be a vllm.LLM (or an object with its methods), but {type(llm).__name__} has no "
                     f"{' or '.join(missing)}()."
                 )
+            lacking = [m for m in ("init_weight_transfer_engine", "update_weights") if not callable(getattr(llm, m, None))]
+            if self.weight_transfer and lacking:
+                raise TypeError(
+                    f"weight_transfer='ipc' needs vLLM's weight-transfer API on llm, but {type(llm).__name__} has no "
+                    f"{' or '.join(lacking)}(); use weight_transfer=None."
+                )
         self.llm = llm
+        self._transfer_initialized = False
         self.tokenizer = tokenizer if tokenizer is not None else llm.get_tokenizer()
         self._make_params = sampling_params if sampling_params is not None else _default_sampling_params()
         self.name = name if name is not None else f"vllm:{model or type(llm).__name__}"
@@ -206,7 +235,8 @@ class VLLMEngine:
         self.weights_version = 0
 
     @staticmethod
-    def _build_llm(model: str, **kwargs: Any) -> Any:
+    def _build_llm(model: str, transfer: bool, required: bool, **kwargs: Any) -> tuple[Any, bool]:
+        """(the `vllm.LLM`, whether it takes weights through the IPC weight-transfer API)."""
         from ttc_gym.optional import require
 
         vllm = require("vllm", extra="vllm", purpose=VLLM_PURPOSE)
@@ -214,8 +244,18 @@ class VLLMEngine:
         check_model_source(model)  # a missing path or an uncached hub id offline: one line, at once
         if kwargs.get("max_model_len") is None:
             kwargs.pop("max_model_len", None)
+        if transfer and not vllm_weight_transfer.has_weight_transfer(vllm.LLM):
+            if required:
+                raise RuntimeError(
+                    f"weight_transfer='ipc' needs vLLM's weight-transfer API (vllm.config.WeightTransferConfig, "
+                    f"LLM.update_weights), which vLLM {getattr(vllm, '__version__', '?')} does not have; use "
+                    "weight_transfer=None or 'auto'."
+                )
+            transfer = False
+        if transfer:
+            kwargs["weight_transfer_config"] = vllm_weight_transfer.ipc_config()
         try:
-            return vllm.LLM(model=model, **kwargs)
+            return vllm.LLM(model=model, **kwargs), transfer
         except RuntimeError as err:
             text = str(err).lower()
             if "device" in text and ("infer" in text or "no cuda" in text or "not available" in text):
@@ -327,9 +367,18 @@ class VLLMEngine:
 
         - "in-process": the model lives in this process (vLLM's V0 engine, or V1 with
           VLLM_ENABLE_V1_MULTIPROCESSING=0, one GPU): `...model_runner.model.load_weights(weights)`;
-        - "apply_model": otherwise (tensor parallelism, V1's engine process): `LLM.apply_model` runs the
-          load in every worker. vLLM V1 only sends a function to its workers with
-          VLLM_ALLOW_INSECURE_SERIALIZATION=1, and it pickles the tensors: fine for small models.
+        - "weight-transfer": the model lives in vLLM's engine process and the `LLM` was built with the IPC
+          weight-transfer backend (`weight_transfer`): vLLM's own RL API — `update_weights` with CUDA IPC
+          handles of the tensors, moved to this process's current GPU
+          (`ttc_gym/engines/vllm_weight_transfer.py`); the worker unpickles the handles only with
+          VLLM_ALLOW_INSECURE_SERIALIZATION=1;
+        - "apply_model": otherwise (tensor parallelism, an `LLM` without the weight-transfer backend):
+          `LLM.apply_model` runs the load in every worker. vLLM V1 only sends a function to its workers
+          with VLLM_ALLOW_INSECURE_SERIALIZATION=1, and it pickles the tensors: fine for small models.
+
+        In-process comes first: the weight-transfer API would round-trip this process's own CUDA IPC
+        handles, which CUDA does not open in the process that made them, and it ends in the same
+        `model.load_weights` call.
         """
         items = list(weights.items()) if isinstance(weights, Mapping) else list(weights)
         for k, item in enumerate(items):
@@ -344,6 +393,9 @@ class VLLMEngine:
         if model is not None:
             model.load_weights(weights=items)
             route = "in-process"
+        elif self.weight_transfer:
+            self._send_through_weight_transfer(items)
+            route = "weight-transfer"
         elif callable(getattr(self.llm, "apply_model", None)):
             try:
                 self.llm.apply_model(_LoadWeights(items))
@@ -364,6 +416,26 @@ class VLLMEngine:
         self.reset_prefix_cache()
         self.weights_version += 1
         return route
+
+    def _send_through_weight_transfer(self, items: list[tuple[str, Any]]) -> list[str]:
+        """vLLM's weight-update protocol with one IPC message; returns the `LLM` methods called."""
+        moved, uuid, reduce = self._to_gpu(items)
+        info = vllm_weight_transfer.ipc_update_info(moved, uuid, reduce)
+        try:
+            called = vllm_weight_transfer.send_ipc(self.llm, info, self._transfer_initialized)
+        except Exception as err:
+            raise RuntimeError(
+                f"{self.name}: vLLM's weight transfer (IPC backend) failed: {err}. Its worker unpickles the IPC "
+                "handles only with VLLM_ALLOW_INSECURE_SERIALIZATION=1 set before the engine is built, and the "
+                "weights must be on the GPU vLLM runs on; or build the engine with weight_transfer=None "
+                "(LLM.apply_model)."
+            ) from err
+        self._transfer_initialized = True
+        del moved  # the worker has copied them into its own parameters: the IPC'd tensors may go
+        return called
+
+    # Moves the weights to this process's GPU (CUDA only); a seam for the dispatch tests on a CPU.
+    _to_gpu = staticmethod(vllm_weight_transfer.to_gpu)
 
     @property
     def model(self) -> Any | None:

@@ -9,6 +9,9 @@ Each adapter is its own module behind its own extra, imported only by name:
 - `ttc_gym.integrations.verifiers_v1`: TTC-Math-v0 in verifiers 0.4's v1 API (taskset
   "ttc-gym-verifiers"; `pip install 'ttc-gym[verifiers-v1]'`).
 
+`[openenv]` and `[verifiers-v1]` cannot share an environment (mcp<2 vs mcp==2.0.0):
+`ttc_gym.integrations.exclusive_extras` holds that rule and the one-line refusal both adapters raise.
+
 Importing this package imports no outside library. It holds the one helper the adapters share:
 `engine_lock`, which makes sessions that share a model engine take turns on it.
 """

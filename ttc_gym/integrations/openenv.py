@@ -37,11 +37,13 @@ import numpy as np
 from gymnasium import spaces
 
 from ttc_gym.integrations import engine_lock
+from ttc_gym.integrations.exclusive_extras import check_mcp
 from ttc_gym.optional import require
 from ttc_gym.registration import ENVS
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
 require("openenv", "openenv", "serving ttc-gym envs over OpenEnv")
+check_mcp("openenv")  # mcp 2 (verifiers 0.4's pin) breaks openenv.core's fastmcp import: say why, in one line
 
 from openenv.core import EnvClient  # noqa: E402
 from openenv.core.client_types import StepResult  # noqa: E402

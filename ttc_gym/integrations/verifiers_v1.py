@@ -57,6 +57,7 @@ import numpy as np
 from pydantic import Field
 
 from ttc_gym.integrations import engine_lock
+from ttc_gym.integrations.exclusive_extras import check_mcp
 from ttc_gym.optional import require
 from ttc_gym.rewards import check_alpha
 from ttc_gym.validation import check_float
@@ -79,6 +80,7 @@ if _PARTS < (0, 4):  # 0.3.x ships a preview `verifiers.v1` whose eval runs envs
         f"installed; install it with: pip install 'ttc-gym[verifiers-v1]' (verifiers>=0.4,<0.5), or use "
         f"ttc_gym.integrations.verifiers with verifiers 0.3.x"
     )
+check_mcp("verifiers-v1")  # verifiers 0.4 requires mcp==2.0.0; openenv's fastmcp 3 takes mcp<2
 vf = require("verifiers.v1", "verifiers-v1", "the verifiers 0.4 environment of TTC-Math-v0")
 from verifiers.v1.harnesses.null import NullHarness  # noqa: E402
 
