@@ -30,7 +30,7 @@ SHAPE = {"batch_size": 128, "group_size": 8}
 COLLAPSED = 0.05  # nats: below this the policy is (almost) deterministic on the states it visits
 
 
-def run_one(algo: str, coef: float, seed: int, *, lr: float, iterations: int, every: int, grad_norm: float | None):
+def run_one(algo: str, coef: float, seed: int, *, lr: float, iterations: int, every: int, grad_norm: float):
     from ttc_gym.training.sim_config import SimTrainConfig
     from ttc_gym.training.sim_rollout import batch_stats
     from ttc_gym.training.sim_train import evaluate_policy, train
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--iterations", type=int, default=150)
     parser.add_argument("--every", type=int, default=25)
-    parser.add_argument("--max-grad-norm", type=float, default=None)
+    parser.add_argument("--max-grad-norm", type=float, default=0.0, help="0: no clipping")
     args = parser.parse_args()
     torch.set_num_threads(1)
 

@@ -88,7 +88,7 @@ def test_no_gradient_reaches_the_prefix_tokens(tmp_path):
         trajs = [ro.trajectory() for ro in rollouts]
         alg.mrt_advantages(trajs, alpha=1.0)  # the credit is defined on these branches ...
         advantages = [np.ones(t.num_episodes) for t in trajs]  # ... but any nonzero one shows where the gradient goes
-        accumulate(config, rollouts, lambda t, off: alg.pg_loss(t, advantages[off: off + len(t)]), model, None)
+        accumulate(config, rollouts, lambda t, off, _entropy: alg.pg_loss(t, advantages[off: off + len(t)]), model, None)
     finally:
         hook.remove()
     pairs = [(p, e) for ro in rollouts for p, e in zip(ro.prompt_ids, ro.episode_ids) if e]

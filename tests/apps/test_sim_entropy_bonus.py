@@ -52,7 +52,7 @@ def test_pg_loss_subtracts_the_weighted_entropy():
     ({"entropy_coef": -0.01}, r"entropy_coef must be >= 0(\.0)?, got -0.01"),
     ({"entropy_coef": float("nan")}, "entropy_coef must be finite"),
     ({"algo": "star", "entropy_coef": 0.01}, "applies to the policy-gradient algorithms"),
-    ({"max_grad_norm": 0.0}, "max_grad_norm must be > 0"),
+    ({"max_grad_norm": -1.0}, r"max_grad_norm must be >= 0(\.0)?, got -1.0"),
 ])
 def test_bad_entropy_and_clipping_settings_fail_before_training(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -93,6 +93,10 @@ class LLMTrainConfig(AlgoConfig):
         "rollouts per forward/backward pass; gradients accumulate over the whole batch (one optimizer step per iteration)"))
     weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
     max_grad_norm: float = field(default=1.0, metadata=_help("clip the gradient norm to this (0: no clipping)"))
+    entropy_coef: float = field(default=0.0, metadata=_help(
+        "weight of the entropy bonus of the policy-gradient algorithms: their loss subtracts entropy_coef x the "
+        "policy's mean per-token entropy (nats, over the vocabulary) on the trained tokens (PPO, Schulman et al. "
+        "2017, Eq. 9); >= 0; 0 (not tuned for LLMs): none. SFT algorithms refuse a positive value"))
     lora_rank: int = field(default=0, metadata=_help("LoRA rank (> 0 trains LoRA adapters via peft, pip install 'ttc-gym[lora]'; 0: full fine-tuning)"))
     lora_alpha: float = field(default=16.0, metadata=_help("LoRA scaling alpha"))
     lora_dropout: float = field(default=0.0, metadata=_help("LoRA dropout"))
@@ -160,6 +164,9 @@ class LLMTrainConfig(AlgoConfig):
         check_int("micro_batch_size", self.micro_batch_size, minimum=1)
         check_float("weight_decay", self.weight_decay, minimum=0.0)
         check_float("max_grad_norm", self.max_grad_norm, minimum=0.0)
+        if check_float("entropy_coef", self.entropy_coef, minimum=0.0) > 0 and not self.is_rl:
+            raise ValueError(f"entropy_coef {self.entropy_coef} applies to the policy-gradient algorithms; algo "
+                             f"{self.algo!r} fits the kept rollouts by maximum likelihood: leave it at 0.")
         check_int("lora_rank", self.lora_rank, minimum=0)
         check_float("lora_alpha", self.lora_alpha, minimum=0.0)
         check_float("lora_dropout", self.lora_dropout, minimum=0.0, maximum=1.0)

@@ -225,10 +225,10 @@ class Trainable:
 
         return _Frozen
 
-    def step(self, rollouts: Sequence[Rollout], loss_fn: Callable) -> dict[str, float]:
+    def step(self, rollouts: Sequence[Rollout], loss_fn: Callable, entropy_grad: bool = False) -> dict[str, float]:
         """One optimizer step on the token-mean `loss_fn` over `rollouts` (`llm_loss.accumulate`)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss, kl, entropy = accumulate(self.config, rollouts, loss_fn, self.model, self.reference())
+        loss, kl, entropy = accumulate(self.config, rollouts, loss_fn, self.model, self.reference(), entropy_grad)
         if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
@@ -310,13 +310,16 @@ class LLMParts:
         return [ro.trajectory() for ro in rollouts]
 
     def policy_gradient_step(self, rollouts, trajectories, advantages) -> dict[str, float]:
-        def pg(trajs, offset):
-            return alg.pg_loss(trajs, advantages[offset : offset + len(trajs)], kl_coef=self.config.kl_coef)
+        coef = self.config.entropy_coef
 
-        return self.policy.step(rollouts, pg)
+        def pg(trajs, offset, entropy):
+            return alg.pg_loss(trajs, advantages[offset : offset + len(trajs)], kl_coef=self.config.kl_coef,
+                               entropy=entropy, entropy_coef=coef)
+
+        return self.policy.step(rollouts, pg, entropy_grad=coef > 0)
 
     def sft_step(self, rollouts, trajectories) -> dict[str, float]:
-        return self.policy.step(rollouts, lambda trajs, _offset: alg.sft_loss(trajs))
+        return self.policy.step(rollouts, lambda trajs, _offset, _entropy: alg.sft_loss(trajs))
 
     def after_update(self) -> None:
         if self.engines.sampling is not None:

@@ -47,9 +47,9 @@ class SimTrainConfig(AlgoConfig):
         f"None: {DEFAULT_ENTROPY_COEF} for policy-gradient algorithms (tuned on a setting none of the study's: "
         "examples/studies/sim_entropy_sweep.md), 0 for SFT algorithms (star, mrt-star, sft: maximum likelihood on "
         "kept traces, as their sources fit them; they refuse a positive value)"))
-    max_grad_norm: float | None = field(default=None, metadata=_help(
-        "clip the gradient's global L2 norm to this before every optimizer step (torch.nn.utils.clip_grad_norm_); "
-        "None: no clipping"))
+    max_grad_norm: float = field(default=0.0, metadata=_help(
+        "clip the gradient's global L2 norm to this before every optimizer step (torch.nn.utils.clip_grad_norm_; "
+        "0: no clipping, as the LLM trainer's --max-grad-norm)"))
     hidden: int = field(default=64, metadata=_help("hidden width of the MLP policy (0: linear softmax)"))
     trace_source: str = field(default="policy", metadata=_help(
         "who writes the traces star/mrt-star/sft fit: 'policy' (the current policy: self-training) or "
@@ -90,8 +90,7 @@ class SimTrainConfig(AlgoConfig):
         if self.trace_source not in TRACE_SOURCES:
             raise unknown_name_error("trace_source", self.trace_source, TRACE_SOURCES)
         self._check_entropy_coef()
-        if self.max_grad_norm is not None and check_float("max_grad_norm", self.max_grad_norm) <= 0:
-            raise ValueError(f"max_grad_norm must be > 0 (or None: no clipping), got {self.max_grad_norm}.")
+        check_float("max_grad_norm", self.max_grad_norm, minimum=0.0)
         check_int("hidden", self.hidden, minimum=0)
         check_float("expert_spread", self.expert_spread, minimum=0.0, maximum=1.0)
         from ttc_gym.training.experts import MIXTURES

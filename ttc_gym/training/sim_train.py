@@ -69,7 +69,7 @@ EVAL_SEED = 10**9  # evaluation problems use seeds EVAL_SEED + i; training draws
 STATE_KEY = "trainer_state"  # the checkpoint's extra entry that --resume reads
 RESUME_MAY_CHANGE = frozenset({"iterations", "save_every", "resume", "checkpoint", "log_csv", "report_to", "report_dir"})
 #: What a checkpoint saved before a field existed ran with (resuming it needs these values again).
-FIELDS_BEFORE_THEY_EXISTED = {"entropy_coef": 0.0, "max_grad_norm": None}
+FIELDS_BEFORE_THEY_EXISTED = {"entropy_coef": 0.0, "max_grad_norm": 0.0}
 
 
 @dataclass
@@ -237,7 +237,7 @@ class SimParts:
     def _step(self, loss: torch.Tensor) -> float:
         self.optimizer.zero_grad()
         loss.backward()
-        if self.config.max_grad_norm is not None:
+        if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         return float(loss.detach())
