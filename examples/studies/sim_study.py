@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -267,6 +268,15 @@ def jobs_a(study: Study, curves: dict) -> list:
     return sorted(jobs, key=lambda j: -(2 if j[2]["algo"] == "mrt" else 1.5 if j[2]["algo"] in RL_ALGOS else 1))
 
 
+def with_reporting(jobs: list, report_to: str, report_dir: str) -> list:
+    """Each (a) run reported to `report_to` in its own folder under `report_dir` (none: unchanged)."""
+    if report_to == "none":
+        return jobs
+    return [(setting, label, {**cfg, "report_to": report_to,
+                              "report_dir": str(Path(report_dir) / re.sub(r"[^A-Za-z0-9.]+", "_", f"{setting}-{label}-seed{cfg['seed']}"))},
+             extra) for setting, label, cfg, extra in jobs]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds, short runs, two budgets in (b): a smoke test")
@@ -275,6 +285,9 @@ def main(argv=None) -> int:
     parser.add_argument("--save-results", help="also dump the raw per-run results to this JSON file")
     parser.add_argument("--from-results", help="skip training: rewrite the report from a --save-results file")
     parser.add_argument("--plan-commit", default="(not given)", help="the commit of the plan, named in the report")
+    parser.add_argument("--report-to", default="none", help="experiment tracking of every training run: "
+                        "tensorboard, wandb (offline), none (ttc_gym/training/tracking.py); does not change a run")
+    parser.add_argument("--report-dir", default="runs/sim_study", help="one folder per run under it (--report-to)")
     args = parser.parse_args(argv)
     from sim_study_report import write_report  # noqa: E402  (this folder, imported here: the workers do not need it)
 
@@ -295,7 +308,7 @@ def main(argv=None) -> int:
         lines = pool.map(line_job, line_tasks, chunksize=1)
         curves = {name: lines[i] for i, name in enumerate(SETTINGS)}
         shares = {Hb: lines[len(SETTINGS) + i] for i, Hb in enumerate(study.budgets_b)}
-        a_jobs = jobs_a(study, curves)
+        a_jobs = with_reporting(jobs_a(study, curves), args.report_to, args.report_dir)
         b_jobs = [(Hb, s, seed, shares[Hb]["strong_share"], asdict(study))
                   for Hb in sorted(study.budgets_b, reverse=True) for s in study.spreads_b for seed in range(study.seeds_b)]
         e_jobs = [(Hb, s, shares[Hb]["strong_share"], study.expert_problems_b, study.expert_traces_b, study.eval_problems)

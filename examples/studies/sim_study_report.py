@@ -178,13 +178,17 @@ def write_report(path: Path, blob: dict, regenerated: bool = False) -> None:
         sign = "+" if claim.sign > 0 else "−"
         out.append(f"| {claim.key}: {claim.text} | {claim.source} | {where} | {c.n} | {c.mean:+.4f} ({sign}) | "
                    f"[{c.lo:+.4f}, {c.hi:+.4f}] | {c.p:.4f} | {p_adj:.4f} | {verdict(c.mean, p_adj, claim.sign)} | {mde:.4f} |")
-    out += ["", "Basin counts of the arms of each (a) claim (per-seed accuracy at H, cut at gaps > "
+    out += ["", "Basin counts of the arms of each claim (per-seed accuracy at H, cut at gaps > "
             f"{BASIN_GAP}: number of clusters (size@centre, ...)):", ""]
     for setting in SETTINGS:
         for method in ("GRPO", "MRT"):
             runs = A.get((setting, method), {})
             if runs:
                 out.append(f"- {setting}, {method}: {format_basins([r['accuracy@1H'] for r in runs.values()], BASIN_GAP)}")
+    for (Hb, spread), runs in sorted(B.items()):
+        cells = ", ".join(f"{arm.split(':')[0]} {format_basins([r[arm] for r in runs.values()], BASIN_GAP)}"
+                          for arm in (VF, VB))
+        out.append(f"- (b) H={Hb}, spread={spread}: {cells}")
     out += _tables_a(A, study, blob["curves"], H) + _tables_b(B, blob, study)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\n")
