@@ -43,3 +43,14 @@ def test_command_line(tmp_path, capsys):
     args = [f"--{k.replace('_', '-')}={v}" for k, v in TOY.items()]
     assert main(["--out", str(tmp_path), *args]) == 0
     assert "saved" in capsys.readouterr().out and (tmp_path / "tokenizer.json").is_file()
+
+
+def test_levels_option_draws_only_those_levels(tmp_path, capsys):
+    import pytest
+
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in {**TOY, "steps": 1}.items()]
+    assert main(["--out", str(tmp_path), "--levels", "1-3", *args]) == 0
+    assert json.loads((tmp_path / "pretrain_config.json").read_text())["config"]["levels"] == [1, 2, 3]
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--levels", "1-7", *args])
+    assert "Bad levels '1-7'" in capsys.readouterr().err
