@@ -128,10 +128,11 @@ class TTCMathEnv(MathEnv):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
+    env_id = "TTC-Math-v0"  # named in argument errors (a registered variant names its own)
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any):
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
-        self._settings = MathSettings.from_kwargs("TTC-Math-v0", kwargs)
+        self._settings = MathSettings.from_kwargs(self.env_id, kwargs)
         self._source, self.engine, self.prover = self._settings.build()
         self.observation_space = text_observation_space(self._settings.max_episode_chars)
         self.action_space = AnyText(self._settings.max_episode_chars, min_length=1)

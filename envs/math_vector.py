@@ -104,6 +104,7 @@ class TTCMathVectorEnv(VectorEnv):
     """
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    env_id = "TTC-Math-v0"  # named in argument errors (a registered variant names its own)
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, autoreset_mode: Any = "next_step",
                  **kwargs: Any):
@@ -111,7 +112,7 @@ class TTCMathVectorEnv(VectorEnv):
         self.render_mode = check_render_mode(render_mode, self.metadata["render_modes"])
         self.autoreset_mode = check_autoreset_mode(autoreset_mode)
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
-        self._settings = MathSettings.from_kwargs("TTC-Math-v0", kwargs)
+        self._settings = MathSettings.from_kwargs(self.env_id, kwargs)
         self._source, self.engine, self.prover = self._settings.build()
         self.single_observation_space = text_observation_space(self._settings.max_episode_chars)
         self.single_action_space = AnyText(self._settings.max_episode_chars, min_length=1)

@@ -56,6 +56,8 @@ def fast_env_kwargs(env_id: str) -> dict:
         if env_id == "TTC-MathMeta-v0":
             kwargs["episode_tokens"] = 16
         return kwargs
+    if env_id == "TTC-Micro-v0":  # the registered micro-reasoner itself, its length guard included; K = 4 for speed
+        return {"num_prover_samples": 4}
     return {}
 
 

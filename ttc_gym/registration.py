@@ -35,6 +35,12 @@ ENVS: tuple[EnvEntry, ...] = (
         summary="LLM reasoning on math problems: action = next episode (text), LLM prover's progress reward.",
     ),
     EnvEntry(
+        id="TTC-Micro-v0",
+        entry_point="ttc_gym.envs.micro:TTCMicroEnv",
+        vector_entry_point="ttc_gym.envs.micro:TTCMicroVectorEnv",
+        summary="TTC-Math-v0 on the shipped 1.1 M-parameter micro-reasoner and its arithmetic chains: trainable on a CPU.",
+    ),
+    EnvEntry(
         id="TTC-MathMeta-v0",
         entry_point="ttc_gym.envs.math_meta:TTCMathMetaEnv",
         summary="LLM reasoning with discrete meta-actions (continue/explore/verify/answer); numeric obs.",

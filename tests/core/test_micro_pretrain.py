@@ -43,3 +43,18 @@ def test_command_line(tmp_path, capsys):
     args = [f"--{k.replace('_', '-')}={v}" for k, v in TOY.items()]
     assert main(["--out", str(tmp_path), *args]) == 0
     assert "saved" in capsys.readouterr().out and (tmp_path / "tokenizer.json").is_file()
+
+
+def test_levels_option_draws_only_those_levels(tmp_path, capsys):
+    import pytest
+
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in {**TOY, "steps": 2}.items()]
+    for out in ("a", "b"):
+        assert main(["--out", str(tmp_path / out), "--levels", "1-3", *args]) == 0
+    assert json.loads((tmp_path / "a" / "pretrain_config.json").read_text())["config"]["levels"] == [1, 2, 3]
+    # the same command gives the same bytes (as the default levels do: test_same_seed_same_checkpoint_and_it_loads)
+    for name in ("model.safetensors", "tokenizer.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--levels", "1-7", *args])
+    assert "Bad levels '1-7'" in capsys.readouterr().err

@@ -86,7 +86,8 @@ def test_a_bool_is_not_a_meta_action(env_id, action):
 
 # -- the math envs: reset options and episode text are checked before any state changes ------------
 
-MATH_ENVS = ["TTC-Math-v0", "TTC-MathMeta-v0"]
+MATH_ENVS = ["TTC-Math-v0", "TTC-MathMeta-v0", "TTC-Micro-v0"]
+TEXT_ENVS = ("TTC-Math-v0", "TTC-Micro-v0")  # the action is an episode's text
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def math_envs():
 
 
 def _action(env_id):
-    return "Let me think." if env_id == "TTC-Math-v0" else 0
+    return "Let me think." if env_id in TEXT_ENVS else 0
 
 
 @pytest.mark.parametrize("env_id", MATH_ENVS)

@@ -149,7 +149,7 @@ def _replay_twins(env_id):
 
 
 GOLD_TWINS = {"TTC-Sim-v0": _sim_twins, "TTC-Math-v0": _math_twins, "TTC-MathMeta-v0": _math_twins,
-              "TTC-Replay-v0": _replay_twins}
+              "TTC-Micro-v0": _math_twins, "TTC-Replay-v0": _replay_twins}
 
 
 def test_no_gold_derived_field_in_any_default_observation(env_id):

@@ -54,13 +54,13 @@ def _bad_step(env_id: str, env, action):
 
 
 def _make(env_id: str):
-    if env_id in ("TTC-Math-v0", "TTC-MathMeta-v0"):
+    if env_id in ("TTC-Math-v0", "TTC-MathMeta-v0", "TTC-Micro-v0"):
         return gym.make(env_id, engine=FlakyEngine(), source=[PROBLEM], num_prover_samples=8, max_episodes=4)
     return make_fast_env(env_id)
 
 
 def _actions(env_id: str):
-    if env_id == "TTC-Math-v0":
+    if env_id in ("TTC-Math-v0", "TTC-Micro-v0"):
         return ["[ep] first", "[ep] second", "[ep] third", "[ep] fourth"]
     if env_id == "TTC-MathMeta-v0":
         return [0, 1, 0, 0]  # continue, explore: never answer

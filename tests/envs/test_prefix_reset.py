@@ -72,6 +72,7 @@ def _replay_options(env, rollout, k):
     return {**_replay_start(env), "prefix_episodes": k}
 
 
+MICRO_TEXTS = ["Step 1: 2 + 3 = 5.", "Step 2: 5 - 1 = 4.", "Wait, let me double-check. 5 - 1 = 4.", "Step 3: 4 + 2 = 6."]
 SIM_ACTIONS = [0, 0, 2, 1, 0, 0, 3]  # continue, continue, verify, switch, continue, continue, answer
 
 
@@ -92,6 +93,9 @@ PREFIXERS: dict[str, Prefixer] = {
     # verify, switch, continue: the env's model writes each episode after the action's cue; then answer now.
     "TTC-MathMeta-v0": Prefixer(lambda: make_fast_env("TTC-MathMeta-v0"), [VERIFY, SWITCH, C, ANSWER],
                                 lambda env: None, _meta_options, (1, 3)),
+    # The registered micro-reasoner itself (fast enough for the default suite): its model is the prover.
+    "TTC-Micro-v0": Prefixer(lambda: make_fast_env("TTC-Micro-v0"), MICRO_TEXTS, lambda env: None, _math_options,
+                             (1, 2, 3)),
     # A stored prefix is continue / verify steps along one trace (k <= 3 here); a switch and an answer
     # after it draw from np_random as after a reset with the same seed and ids.
     "TTC-Replay-v0": Prefixer(lambda: gym.make("TTC-Replay-v0", max_episodes=6), [C, VERIFY, C, SWITCH, C, ANSWER],
@@ -138,8 +142,7 @@ def test_every_registered_env_has_a_prefixer_or_is_pending():
 #: The same on the micro-reasoner (`ttc_gym.micro`): a trained model writes the episodes and J moves.
 MICRO = {"engine": "micro", "source": "micro:1", "max_episodes": 4, "num_prover_samples": 4}
 MICRO_PREFIXERS: dict[str, Prefixer] = {
-    "TTC-Math-v0": Prefixer(lambda: gym.make("TTC-Math-v0", **MICRO), ["Step 1: 2 + 3 = 5.", "Step 2: 5 - 1 = 4.",
-                            "Wait, let me double-check. 5 - 1 = 4.", "Step 3: 4 + 2 = 6."], lambda env: None,
+    "TTC-Math-v0": Prefixer(lambda: gym.make("TTC-Math-v0", **MICRO), MICRO_TEXTS, lambda env: None,
                             _math_options, (1, 2, 3)),
     "TTC-MathMeta-v0": Prefixer(lambda: gym.make("TTC-MathMeta-v0", **MICRO), [C, VERIFY, SWITCH, C],
                                 lambda env: None, _meta_options, (1, 2, 3)),

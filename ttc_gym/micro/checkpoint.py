@@ -7,6 +7,7 @@ reproduces it (`ttc_gym.micro.pretrain`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,13 @@ def micro_checkpoint_dir() -> Path:
             f"the micro-reasoner checkpoint is missing from {MICRO_DIR}; rebuild it with "
             f"`python -m ttc_gym.micro.pretrain --out {MICRO_DIR} --seed 0`.")
     return MICRO_DIR
+
+
+def micro_context(checkpoint: str | Path | None = None) -> int:
+    """The model's context in tokens (`max_position_embeddings` of the checkpoint's config.json;
+    default: the shipped checkpoint's), read without loading torch."""
+    folder = micro_checkpoint_dir() if checkpoint is None else Path(checkpoint)
+    return int(json.loads((folder / "config.json").read_text())["max_position_embeddings"])
 
 
 def load_micro_engine(*, device: str = "cpu", dtype: Any = None, max_batch_size: int = 64,

@@ -5,7 +5,8 @@
 (9.5 min on 2 quiet CPU cores with `--threads 2`, about 18 min with one thread; both give the shipped
 `model.safetensors` byte for byte with torch 2.13.0 on this CPU.)
 
-Steps: draw problems of every level (`ttc_gym.micro.task.MicroSource`) and one procedural trace of
+Steps: draw problems of every level (`--levels 1-3` or "1,2,4": of those only; uniformly either way;
+`ttc_gym.micro.task.MicroSource`) and one procedural trace of
 each (`ttc_gym.micro.traces.generate_trace`); build the byte-level BPE tokenizer from their texts
 (`ttc_gym.micro.tokenizer`); train a small `LlamaForCausalLM` from random weights on two kinds of
 examples, each the exact prompt the envs send followed by its target (loss on the target only):
@@ -188,6 +189,16 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def parse_levels(text: str) -> tuple[int, ...]:
+    """The levels of a `--levels` argument, as the source spec "micro:<levels>" reads them ("1-3", "1,2,4", "2")."""
+    from ttc_gym.micro.task import source_from_spec
+
+    try:
+        return tuple(source_from_spec(text).difficulty)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("source spec 'micro:", "levels '")) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     defaults = PretrainConfig()
     parser = argparse.ArgumentParser(prog="python -m ttc_gym.micro.pretrain", description=__doc__.split("\n\n")[0])
@@ -197,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("lr", "weight_decay", "forced_share"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--levels", type=parse_levels, default=defaults.levels,
+                        help="the problem levels drawn, uniformly: '1-5' (default), '1-3' or '1,2,4'")
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
     summary = pretrain(PretrainConfig(**args), out, log=lambda line: print(line, flush=True))
