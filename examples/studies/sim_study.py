@@ -62,7 +62,6 @@ METHODS = (
     ("SFT", "sft", {}),
 )
 PRIMARY_METHODS = ("GRPO", "MRT")
-RL_METHOD_KEYS = {"entropy_coef"}  # settings only policy-gradient algorithms take
 
 # -- (b) verifier-based vs verifier-free --------------------------------------------------------------
 VF, VB, VB_RL = "VF: SFT on expert traces", "VB: STaR on own rollouts", "VB: GRPO on own rollouts"

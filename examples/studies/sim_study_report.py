@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sim_study import ARMS_B, METHODS, SETTINGS, VB, VB_RL, VF
-from ttc_gym.study_stats import compare, format_basins, holm, minimum_detectable_effect
+from ttc_gym.study_stats import compare, format_basins, holm, minimum_detectable_effect, paired_bootstrap_ci
 
 FAMILY_ALPHA = 0.05
 BASIN_GAP = 0.03  # accuracy: 3x the evaluation's standard error on 2000 problems (~0.01)
@@ -59,19 +59,12 @@ CLAIMS = (
 )
 
 
-def _runs_a(results) -> dict:
+def _runs(results, part: str, key: tuple[str, str]) -> dict:
+    """The runs of one part, {(r[key[0]], r[key[1]]): {seed: run}} in the order the results came."""
     out: dict = {}
     for r in results:
-        if r["part"] == "a":
-            out.setdefault((r["setting"], r["method"]), {})[r["seed"]] = r
-    return out
-
-
-def _runs_b(results) -> dict:
-    out: dict = {}
-    for r in results:
-        if r["part"] == "b":
-            out.setdefault((r["H"], r["spread"]), {})[r["seed"]] = r
+        if r["part"] == part:
+            out.setdefault((r[key[0]], r[key[1]]), {})[r["seed"]] = r
     return out
 
 
@@ -117,17 +110,17 @@ def verdict(mean: float, adjusted_p: float, sign: int) -> str:
 
 
 def _ms(values, digits=3) -> str:
-    """Mean and the half-width of the percentile bootstrap interval (mean [lo, hi] is shown where a test is)."""
+    """"mean [lo, hi]": the mean over seeds and its 95% percentile bootstrap interval (no test: a table cell)."""
     v = np.asarray(values, dtype=float)
     if v.size < 2:
         return f"{v.mean():.{digits}f}" if v.size else "—"
-    c = compare(v)
-    return f"{c.mean:.{digits}f} [{c.lo:.{digits}f}, {c.hi:.{digits}f}]"
+    lo, hi = paired_bootstrap_ci(v)
+    return f"{v.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def write_report(path: Path, blob: dict, regenerated: bool = False) -> None:
     study, results = blob["study"], blob["results"]
-    A, B = _runs_a(results), _runs_b(results)
+    A, B = _runs(results, "a", ("setting", "method")), _runs(results, "b", ("H", "spread"))
     H = study["train_budget"]
     rows, ps = [], []
     for claim in CLAIMS:
