@@ -534,6 +534,30 @@ def test_strong_weak_expert_varies_heterogeneity_at_a_fixed_mean_accuracy():
         HeterogeneousExpert(6, spread=0.5, model=model, mixture="strong-weak")
 
 
+def test_strong_weak_expert_plans_on_the_whole_observation_of_a_knob_env():
+    """The planner reads the env's own observation (kept_steps, ruled_out included), and the calibration
+    runs the env the model describes, knobs and all."""
+    from ttc_gym.training.experts import HeterogeneousExpert, calibrated_strong_share
+
+    kwargs = {"max_episodes": 5, "switch_keep": 0.5, "rule_out": 0.5, "heterogeneity": 0.95}
+    env = gym.make("TTC-Sim-v0", **kwargs)
+    model = env.unwrapped.model
+    expert = HeterogeneousExpert(5, seed=0, spread=1.0, model=model, mixture="strong-weak", strong_share=1.0)
+    correct = []
+    for seed, agent in enumerate(expert.agents(300)):
+        obs, info = env.reset(seed=seed)
+        done = False
+        while not done:
+            obs, _, term, trunc, info = env.step(agent.act(obs, info))
+            done = term or trunc
+        correct.append(info["outcome"])
+    from ttc_gym.agents.oracle import j_star_curve
+
+    star = j_star_curve(model)[-1]
+    assert abs(np.mean(correct) - star) < 3 * np.sqrt(star * (1 - star) / 300)
+    assert calibrated_strong_share(model, problems=500)["acc_strong"] == pytest.approx(star)
+
+
 def test_init_policy_starts_from_a_saved_policy_and_refuses_another_shape(tmp_path):
     base = train(SimTrainConfig(algo="grpo", iterations=2, batch_size=16, group_size=4, seed=0, max_episodes=4,
                                 checkpoint=str(tmp_path / "base.pt")))

@@ -37,7 +37,7 @@ import numpy as np
 
 from ttc_gym.agents.heuristics import AnswerAfterK, AnswerWhenConfident, NeverVerify
 from ttc_gym.agents.oracle import AccuracyOracleAgent
-from ttc_gym.envs.sim_model import OBS_FIELDS
+from ttc_gym.envs.sim_model import OBS_FIELDS, PARAMETER_NAMES
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
 STRATEGIES = ("answer_after_k", "never_verify", "answer_when_confident")
@@ -111,7 +111,10 @@ class HeterogeneousExpert:
         if not mixed:
             agent = NeverVerify(2)
         elif self.mixture == "strong-weak":
-            agent = self._planner if rng.random() < self.strong_share else AnswerAfterK(1)
+            if rng.random() < self.strong_share:  # the planner reads the env's whole observation (its model's)
+                self._planner.reset()
+                return self._planner
+            agent = AnswerAfterK(1)
         elif kind == "answer_after_k":
             agent = AnswerAfterK(int(rng.integers(1, self.max_episodes + 1)))
         elif kind == "never_verify":
@@ -137,7 +140,7 @@ def calibrated_strong_share(model: Any, problems: int = 20000, seed: int = 0) ->
     from ttc_gym.training.sim_rollout import AgentsActor, make_vector_env, rollout_vector
 
     params = model.params
-    env_kwargs = {name: getattr(params, name) for name in ("max_episodes", "heterogeneity")}
+    env_kwargs = {name: getattr(params, name) for name in PARAMETER_NAMES}  # the env `model` describes, every knob
 
     def accuracy(make) -> float:
         agents = [_BaseFields(make()) for _ in range(problems)]
