@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ttc_gym.training import algorithms as alg
 from ttc_gym.training.algo_config import AlgoConfig, override
+from ttc_gym.training.experts import MIXTURES
 from ttc_gym.validation import check_float, check_int, unknown_name_error
 
 TRACE_SOURCES = ("policy", "expert")
@@ -93,8 +94,6 @@ class SimTrainConfig(AlgoConfig):
         check_float("max_grad_norm", self.max_grad_norm, minimum=0.0)
         check_int("hidden", self.hidden, minimum=0)
         check_float("expert_spread", self.expert_spread, minimum=0.0, maximum=1.0)
-        from ttc_gym.training.experts import MIXTURES
-
         if self.expert_mixture not in MIXTURES:
             raise unknown_name_error("expert_mixture", self.expert_mixture, MIXTURES)
         if (self.expert_mixture == "strong-weak") != (self.expert_strong_share is not None):
