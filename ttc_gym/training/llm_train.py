@@ -78,12 +78,12 @@ from ttc_gym.training.llm_loss import accumulate, token_count
 from ttc_gym.training.llm_policy import apply_lora, build_policy_engine, stale_copy, sync_weights, trained_weights
 from ttc_gym.training.llm_branches import TracePrefixes, plan_branches
 from ttc_gym.training.llm_rollouts import Rollout, collect_batch, make_envs, plan_iteration
-from ttc_gym.training.loop import RunLog, branch_summary, run_iterations
+from ttc_gym.training.loop import RunLog, all_failed_groups, branch_summary, run_iterations
 
 LOG_FIELDS = (
     "step", "reward", "outcome", "progress", "cost", "J_0", "J_final", "episodes", "tokens", "loss", "kl",
     "entropy", "kept", "wall_s", "branches_continue", "branches_terminate", "prefix_episodes", "outcome_continue",
-    "outcome_terminate",
+    "outcome_terminate", "all_failed_groups",
 )
 
 
@@ -343,6 +343,7 @@ class LLMParts:
             "kl": float("nan"),  # replaced by the step's own, when it took one
             "entropy": float("nan"),  # likewise
             **branch_summary(rollouts, "outcome"),
+            "all_failed_groups": all_failed_groups(rollouts),
         }
 
     def metrics(self, rollouts: Sequence[Rollout]) -> dict[str, float]:

@@ -112,6 +112,17 @@ def branch_summary(rollouts: Sequence[Any], outcome_name: str) -> dict[str, floa
             f"{outcome_name}_terminate": float(np.mean(stop)) if stop else float("nan")}
 
 
+def all_failed_groups(rollouts: Sequence[Any]) -> float:
+    """Share of an iteration's groups (the rollouts of one problem, or of one `mrt` prefix) in which
+    every rollout failed (outcome <= 0): groups without an outcome signal, where a group-normalized
+    outcome advantage is zero and only a dense (progress) term can move the policy. A rollout has
+    `group` and `outcome`; NaN for no rollouts."""
+    failed: dict[Any, bool] = {}
+    for r in rollouts:
+        failed[r.group] = failed.get(r.group, True) and not r.outcome > 0
+    return float(np.mean(list(failed.values()))) if failed else float("nan")
+
+
 class RunLog:
     """The run's log: one CSV row per iteration (the rows of a resumed run first), and each new row
     (with the extra metrics `write` is given) to the experiment trackers of `reporter`
