@@ -7,7 +7,8 @@ The base: 9.5 min on 2 quiet CPU cores with `--threads 2`, about 18 min with one
 shipped `model.safetensors` byte for byte with torch 2.13.0 on this CPU. "micro-long" (the same recipe,
 four times the updates: held-out accuracy 0.693 / 0.532 / 0.172 at levels 1 / 2 / 3 at H = 4,
 examples/studies/micro_headroom.md section 6): 2,445 s (41 min) on one thread of a loaded 2-core AMD
-EPYC; byte reproducibility not checked yet (section 7). The command that rebuilds each shipped checkpoint is in `ttc_gym.micro.checkpoint.MICRO_CHECKPOINTS`.
+EPYC; a second run (3,647 s, busier CPU) gave the same `model.safetensors` byte for byte (section 7).
+The command that rebuilds each shipped checkpoint is in `ttc_gym.micro.checkpoint.MICRO_CHECKPOINTS`.
 
 Steps: draw problems of every level (`--levels 1-3` or "1,2,4": of those only; uniformly either way;
 `ttc_gym.micro.task.MicroSource`) and one procedural trace of
