@@ -6,7 +6,7 @@ from typing import Any
 
 from ttc_gym.envs.math_text import TTCMathEnv
 from ttc_gym.envs.math_vector import TTCMathVectorEnv
-from ttc_gym.micro.checkpoint import micro_context
+from ttc_gym.micro.checkpoint import MICRO_CHECKPOINTS, micro_context
 from ttc_gym.prompts import PromptTemplate
 
 #: TTC-Micro-v0's defaults (every other argument is TTC-Math-v0's): the micro study's setting
@@ -39,12 +39,16 @@ def micro_episode_chars(max_episodes: int, template: PromptTemplate | None = Non
 
 def micro_kwargs(kwargs: dict) -> dict:
     """TTC-Math-v0's keyword arguments for TTC-Micro-v0: `MICRO_DEFAULTS` under the caller's, and
-    `max_episode_chars` from the length guard unless given."""
+    `max_episode_chars` from the length guard unless given (on the context of the shipped checkpoint the
+    engine names, "micro" or "micro-long"; the base's for any other engine)."""
     merged = {**MICRO_DEFAULTS, **kwargs}
     if "max_episode_chars" not in merged:
         H = merged["max_episodes"]
         if isinstance(H, int) and not isinstance(H, bool) and H >= 1:  # else MathSettings says what is wrong
-            merged["max_episode_chars"] = micro_episode_chars(H, merged.get("template"), merged.get("max_answer_tokens"))
+            engine = merged["engine"]
+            context = micro_context(engine) if isinstance(engine, str) and engine in MICRO_CHECKPOINTS else None
+            merged["max_episode_chars"] = micro_episode_chars(H, merged.get("template"), merged.get("max_answer_tokens"),
+                                                              context)
     return merged
 
 
@@ -54,7 +58,7 @@ class TTCMicroEnv(TTCMathEnv):
 
     TTC-Math-v0 (`ttc_gym.envs.math_text.TTCMathEnv`, whose docstring is the spec of everything not said
     here) on the micro-reasoner: the ~1.1 M-parameter Llama shipped in the package (`ttc_gym/data/micro/`,
-    `make_engine("micro")`), trained from scratch on procedural reasoning traces of multi-step arithmetic
+    `make_engine("micro")`; see Arguments for the second checkpoint), trained from scratch on procedural reasoning traces of multi-step arithmetic
     chains (`ttc_gym.micro`), on problems of that family (source "micro:<levels>", `ttc_gym.micro.task`).
     The agent writes each episode as text; the micro-reasoner, as its own prover, gives K forced answers
     after each, so J rises as the steps are written and falls after a slip. Offline, on a CPU, a step
@@ -95,6 +99,13 @@ class TTCMicroEnv(TTCMathEnv):
     `max_episodes=4` (H, the micro study's budget), `num_prover_samples=8` (K, MRT's), and
     `max_episode_chars` from the length guard above. Any of them can be given; an unknown argument is an
     error naming TTC-Micro-v0 ("did you mean").
+
+    The default engine is the base checkpoint, on which levels 3-5 are near 0 at H = 4. For hard problems
+    with room to progress, use the second shipped checkpoint, the longer pretraining ("micro-long",
+    `ttc_gym/data/micro_long/`: 0.532 and 0.172 at levels 2 and 3,
+    examples/studies/micro_headroom.md section 6) on those levels:
+    `gym.make("TTC-Micro-v0", engine="micro-long", source="micro:2-3")`. It has the same tokenizer and
+    1,024-token context, so the length guard is the same (204 characters at H = 4).
 
     ## Version History
 

@@ -53,6 +53,19 @@ def test_every_source_module_is_installed_under_the_namespace(installed):
     assert not (installed / "envs").exists() and not (installed / "agents").exists()
 
 
+def test_every_shipped_micro_checkpoint_is_installed_as_package_data(installed):
+    """pyproject.toml's package-data glob carries each checkpoint of the table, byte for byte."""
+    from ttc_gym.micro.checkpoint import MICRO_CHECKPOINTS
+
+    assert {"micro", "micro-long"} <= set(MICRO_CHECKPOINTS)
+    for row in MICRO_CHECKPOINTS.values():
+        files = sorted(p.name for p in row.path.iterdir() if p.is_file())
+        assert "model.safetensors" in files and "pretrain_config.json" in files, row.name
+        for name in files:
+            copy = installed / "ttc_gym" / "data" / row.folder / name
+            assert copy.is_file() and copy.read_bytes() == (row.path / name).read_bytes(), f"{row.name}: {name}"
+
+
 def test_a_user_project_with_its_own_envs_and_agents_does_not_shadow_ours(installed, tmp_path):
     project = tmp_path / "user_project"
     for name in ("envs", "agents"):

@@ -69,7 +69,7 @@ def headroom_table(records, H: int, band: tuple[float, float]) -> tuple[str, dic
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default="micro", help="engine spec: 'micro' (the shipped one) or a checkpoint folder")
+    parser.add_argument("--checkpoint", default="micro", help="engine spec: 'micro' or 'micro-long' (the shipped checkpoints) or a checkpoint folder")
     parser.add_argument("--levels", default="1,2,3,4,5", help="comma-separated levels to evaluate")
     parser.add_argument("--problems-per-level", type=int, default=300)
     parser.add_argument("--group-size", type=int, default=1, help="rollouts per problem")

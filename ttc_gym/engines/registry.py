@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttc_gym.engines.base import Engine
+from ttc_gym.micro.checkpoint import MICRO_CHECKPOINTS, micro_engine_factory
 from ttc_gym.validation import did_you_mean
 
 # A bare model path or hub id (a spec without a scheme) is built by this scheme.
@@ -126,13 +127,16 @@ def make_engine(spec: Any = None, **kwargs: Any) -> Engine:
       kwargs go to its constructor.
     - "vllm:<model>": a `VLLMEngine` on a GPU (needs `pip install 'ttc-gym[vllm]'`), shared per process
       per model and kwargs (one vLLM takes most of a GPU); kwargs go to its constructor.
-    - "micro": the micro-reasoner shipped in the package (`ttc_gym.micro.checkpoint`), a fresh
-      `TransformersEngine` each time; kwargs go to `load_micro_engine`.
+    - "micro" or "micro-long": a micro-reasoner checkpoint shipped in the package (the base, or the
+      longer pretraining with headroom at levels 2-3; `ttc_gym.micro.checkpoint.MICRO_CHECKPOINTS`), a
+      fresh `TransformersEngine` each time; kwargs go to `load_micro_engine`.
     - "<scheme>:<model>" for a scheme added with `register_engine_scheme`.
     - an object implementing `Engine`: returned unchanged (no kwargs allowed).
 
-    A spec that names no model ("vllm", "vllm:"), an unknown scheme, a local path that does not exist
-    and a hub model that is neither cached nor reachable fail at once with a one-line message.
+    A spec that names no model ("vllm", "vllm:"), an unknown scheme, a bare name close to a scheme that
+    takes no model ("micro-lng": "did you mean 'micro-long'?"; a hub id that close to one is written
+    "transformers:<id>"), a local path that does not exist and a hub model that is neither cached nor
+    reachable fail at once with a one-line message.
     """
     if spec is None:
         spec = "default"
@@ -159,6 +163,7 @@ def make_engine(spec: Any = None, **kwargs: Any) -> Engine:
         if bare in schemes and not os.path.exists(spec):
             scheme, model = bare, ""  # "default", or "vllm" missing its model (reported below)
         else:
+            _reject_named_typo(spec, schemes)
             scheme, model = BARE_SPEC_SCHEME, spec
     row = schemes.get(scheme)
     if row is None:
@@ -171,7 +176,9 @@ def make_engine(spec: Any = None, **kwargs: Any) -> Engine:
             f"engine spec {spec!r} names no model; write '{scheme}:<model>' (a model folder, .gguf file or hub id)."
         )
     if not row.takes_model and model:
-        raise ValueError(f"engine spec {spec!r}: '{scheme}' takes no model name; write just '{scheme}'.")
+        joined = f"{scheme}-{model.lower()}"  # "micro:long" for "micro-long"
+        hint = f" Did you mean {joined!r}?" if joined in schemes and not schemes[joined].takes_model else ""
+        raise ValueError(f"engine spec {spec!r}: '{scheme}' takes no model name; write just '{scheme}'.{hint}")
     engine = row.build(model, kwargs)
     if not isinstance(engine, Engine):
         raise TypeError(
@@ -192,6 +199,19 @@ def split_scheme(spec: str) -> tuple[str | None, str]:
     return head.lower(), rest.strip()
 
 
+def _reject_named_typo(spec: str, schemes: dict[str, EngineScheme]) -> None:
+    """A bare spec that is no path, has no "/" and is close to a scheme taking no model ("micro-lng",
+    "defualt") is a misspelt name, not a hub id: say so before the hub is asked."""
+    if "/" in spec or os.sep in spec or os.path.exists(spec):
+        return
+    named = [name for name, row in schemes.items() if not row.takes_model]
+    hint = did_you_mean(spec.strip().lower(), named)
+    if hint:
+        raise ValueError(
+            f"Unknown engine spec {spec!r}.{hint} The named engines are {', '.join(repr(n) for n in named)}; "
+            f"a hub id or model folder of that name is written 'transformers:{spec}'.")
+
+
 def _known(schemes: dict[str, EngineScheme]) -> str:
     return "one of " + ", ".join(repr(row.usage) for row in schemes.values())
 
@@ -199,4 +219,5 @@ def _known(schemes: dict[str, EngineScheme]) -> str:
 register_engine_scheme("default", "ttc_gym.engines.default_model:load_default_engine", takes_model=False)
 register_engine_scheme("transformers", "ttc_gym.engines.transformers_engine:TransformersEngine")
 register_engine_scheme("vllm", "ttc_gym.engines.vllm_engine:shared_vllm_engine")
-register_engine_scheme("micro", "ttc_gym.micro.checkpoint:load_micro_engine", takes_model=False)
+for _checkpoint in MICRO_CHECKPOINTS:  # "micro", "micro-long": the shipped micro-reasoner checkpoints
+    register_engine_scheme(_checkpoint, micro_engine_factory(_checkpoint), takes_model=False)

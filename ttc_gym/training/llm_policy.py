@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ttc_gym.micro.checkpoint import MICRO_CHECKPOINTS, micro_checkpoint_dir
 from ttc_gym.training.llm_config import LLMTrainConfig
 
 
@@ -25,10 +26,9 @@ def build_policy_engine(config: LLMTrainConfig):
         from ttc_gym.engines.default_model import default_model_path
 
         return TransformersEngine(default_model_path(), name="policy:default", **_engine_kwargs(config.device, config.dtype))
-    if config.model == "micro":
-        from ttc_gym.micro.checkpoint import micro_checkpoint_dir
-
-        return TransformersEngine(micro_checkpoint_dir(), name="policy:micro", **_engine_kwargs(config.device, config.dtype))
+    if config.model in MICRO_CHECKPOINTS:  # "micro", "micro-long"
+        return TransformersEngine(micro_checkpoint_dir(config.model), name=f"policy:{config.model}",
+                                  **_engine_kwargs(config.device, config.dtype))
     return TransformersEngine(config.model.removeprefix("transformers:"), **_engine_kwargs(config.device, config.dtype))
 
 
