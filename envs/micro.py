@@ -10,7 +10,7 @@ from ttc_gym.micro.checkpoint import MICRO_CHECKPOINTS, micro_context
 from ttc_gym.prompts import PromptTemplate
 
 #: TTC-Micro-v0's defaults (every other argument is TTC-Math-v0's): the micro study's setting
-#: (examples/studies/micro_study.py: budget H = 4) with MRT's K = 8 forced answers per J.
+#: (examples/studies/micro_study_v1.py: budget H = 4) with MRT's K = 8 forced answers per J.
 MICRO_DEFAULTS = {"engine": "micro", "source": "micro:1-2", "max_episodes": 4, "num_prover_samples": 8}
 #: Tokens a micro problem's prompt takes at most, the forced-answer suffix included (the longest of
 #: 400 problems of each level measured 157; tests/envs/test_micro_env.py checks the bound).

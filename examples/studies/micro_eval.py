@@ -1,5 +1,5 @@
 """Evaluating a micro-reasoner policy on TTC-Math-v0 (shared by examples/studies/micro_calibrate.py and
-examples/studies/micro_study.py).
+examples/studies/micro_study.py, micro_study_v1.py).
 
 `evaluate(engine, problems, ...)` rolls the policy out G times on each problem with the LLM
 trainer's own rollout code (`ttc_gym.training.llm_rollouts.collect_batch`: the vectorized

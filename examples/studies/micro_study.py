@@ -114,14 +114,13 @@ def heldout_problems(source: str, n: int, seed: int) -> list:
 
 
 def checkpoint_dir(spec: str) -> str:
-    """The folder of the base checkpoint (the trainer's `model`): a micro engine name or a folder."""
+    """The folder of the base checkpoint (the trainer's `model`): a shipped micro checkpoint's name
+    ("micro", "micro-long") or a folder."""
     if Path(spec).is_dir():
         return str(Path(spec).resolve())
     from ttc_gym.micro.checkpoint import micro_checkpoint_dir
 
-    if spec != "micro":
-        raise ValueError(f"checkpoint {spec!r} is neither 'micro' nor a folder")
-    return str(micro_checkpoint_dir())
+    return str(micro_checkpoint_dir(spec))
 
 
 def endpoints(records, H: int, max_episode_tokens: int) -> dict:
@@ -167,7 +166,7 @@ def job(args) -> dict:
     from ttc_gym.training.llm_config import LLMTrainConfig
     from ttc_gym.training.llm_train import train
 
-    label, seed, study_dict = args
+    label, seed, study_dict, tracking = args
     study = Study(**{k: tuple(v) if isinstance(v, list) else v for k, v in study_dict.items()})
     heldout = heldout_problems(study.source, study.eval_problems, study.eval_seed)
     engine = make_engine(study.checkpoint, max_batch_size=64)
@@ -175,12 +174,14 @@ def job(args) -> dict:
     if label is not None:
         algo, over = next((a, o) for name, a, o in METHODS if name == label)
         with tempfile.TemporaryDirectory() as tmp:
+            out_dir = tmp if tracking["report_to"] == "none" else str(Path(tracking["runs_dir"]) / f"{label}-seed{seed}")
             config = LLMTrainConfig(
                 algo=algo, model=checkpoint_dir(study.checkpoint), seed=seed, iterations=study.iterations,
                 problems_per_iter=study.problems_per_iter, group_size=study.group_size,
                 micro_batch_size=study.problems_per_iter * study.group_size, lr=study.lr,
                 temperature=study.temperature, max_episode_tokens=study.max_episode_tokens, max_episodes=study.H,
-                num_prover_samples=study.K, source=study.source, out=tmp, tensorboard=False, report_to="none",
+                num_prover_samples=study.K, source=study.source, out=out_dir, tensorboard=False,
+                report_to=tracking["report_to"],
                 torch_threads=1, **over)
             result = train(config, policy_engine=engine)
         out["train_s"] = result.wall_s
@@ -199,18 +200,18 @@ def _num(value):
 
 
 # -- the study ----------------------------------------------------------------------------------------
-def jobs(study: Study, done: set) -> list:
-    todo = [] if ("base", None) in done else [(None, None, asdict(study))]
+def jobs(study: Study, done: set, tracking: dict) -> list:
+    todo = [] if ("base", None) in done else [(None, None, asdict(study), tracking)]
     for seed in range(study.seeds):
         for label in study.methods:
             if (label, seed) not in done:
-                todo.append((label, seed, asdict(study)))
+                todo.append((label, seed, asdict(study), tracking))
     return todo
 
 
-def run(study: Study, save: Path | None, results: dict, log=print) -> dict:
+def run(study: Study, save: Path | None, results: dict, log=print, tracking: dict | None = None) -> dict:
     done = {(r["method"], r["seed"]) for r in results["runs"]}
-    todo = jobs(study, done)
+    todo = jobs(study, done, tracking or {"report_to": "none", "runs_dir": "runs/micro_study"})
     log(f"{len(todo)} runs to do ({len(done)} already in the results), {study.workers} workers")
     begin = time.perf_counter()
     ctx = mp.get_context("spawn")
@@ -237,6 +238,10 @@ def main(argv=None) -> int:
     p.add_argument("--from-results", default=None, help="only write the report from this results file")
     p.add_argument("--plan-commit", default="", help="the commit of the plan this run follows (named in the report)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: the plan's 2)")
+    p.add_argument("--report-to", default="none", help="experiment tracking of every training run: tensorboard, "
+                   "wandb (offline), none; under --runs-dir/<method>-seed<N>/ (ttc_gym/training/tracking.py); "
+                   "changes no result")
+    p.add_argument("--runs-dir", default="runs/micro_study", help="where tracked runs write (with --report-to)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="with --pilot or --quick only: change one setting of the pilot (e.g. lr=3e-4), for a "
                    "pilot arm; the study itself runs the plan's constants")
@@ -273,7 +278,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"{save} holds runs of other settings ({results['study']}); use another --save-results.")
     if save is not None:
         save.parent.mkdir(parents=True, exist_ok=True)
-    results = run(study, save, results)
+    results = run(study, save, results, tracking={"report_to": args.report_to, "runs_dir": args.runs_dir})
     import torch
 
     results["torch"] = torch.__version__

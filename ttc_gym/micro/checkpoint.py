@@ -6,7 +6,7 @@ pretrain_config.json) ships under `ttc_gym/data/<folder>/`. `MICRO_CHECKPOINTS` 
 them: its engine spec, its folder, and the `ttc_gym.micro.pretrain` options that rebuild it.
 
 - "micro" (`ttc_gym/data/micro/`): the base, 1,200 steps of 32 examples. Every micro study so far
-  (examples/studies/micro_study.md, micro_calibration.md) and `TTC-Micro-v0`'s default use it.
+  before the pre-registered one (examples/studies/micro_study_v1.md, micro_calibration.md) and `TTC-Micro-v0`'s default use it.
 - "micro-long" (`ttc_gym/data/micro_long/`): the same recipe with batches of 16 for 4,800 steps (four
   times the updates, twice the examples): held-out accuracy at H = 4 of 0.693 / 0.532 / 0.172 at levels
   1 / 2 / 3, so `micro:2-3` lies in [0.1, 0.6] on every level (the base's level 3: 0.030);
