@@ -91,7 +91,7 @@ class Study:
     alpha: float = 1.0
     eval_problems: int = 500
     eval_group: int = 4
-    eval_seed: int = 12345
+    eval_seed: int = 54321  # the pilot's was 12345: the study's held-out problems are not the ones the pilot looked at
     workers: int = 2
     methods: tuple = tuple(m[0] for m in METHODS)
 
@@ -99,7 +99,7 @@ class Study:
 # The pilot (plan, "Pilot"): the primary pair on 3 seeds, 60 iterations (its learning curves set the
 # study's), a fifth of the held-out set; its per-seed spread of MRT - GRPO sets the minimum detectable
 # effects the plan states.
-PILOT = dict(seeds=3, iterations=60, eval_problems=100, methods=PILOT_METHODS)
+PILOT = dict(seeds=3, iterations=60, eval_problems=100, eval_seed=12345, methods=PILOT_METHODS)
 QUICK = dict(checkpoint="micro", seeds=2, iterations=2, problems_per_iter=2, group_size=2, K=4, eval_K=2, eval_problems=8,
              eval_group=2)
 
