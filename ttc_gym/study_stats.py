@@ -133,3 +133,22 @@ def format_basins(values: Sequence[float], gap: float, digits: int = 2) -> str:
     """`basins` as text: "3 (12@0.69, 5@0.81, 3@0.90)"."""
     found = basins(values, gap)
     return f"{len(found)} (" + ", ".join(f"{n}@{c:.{digits}f}" for n, c in found) + ")"
+
+
+def verdict(mean: float, adjusted_p: float, sign: int, *, alpha: float = 0.05) -> str:
+    """A pre-registered claim's verdict from its mean difference, its Holm-adjusted p-value and the
+    direction the claim states (`sign` +1: positive): supported / contradicted (significant at the
+    family level `alpha`, in / against that direction) or not detected."""
+    if adjusted_p > alpha:
+        return "not detected"
+    return "**supported**" if mean * sign > 0 else "**contradicted** (significant, opposite direction)"
+
+
+def format_mean_interval(values: Sequence[float], digits: int = 3) -> str:
+    """"mean [lo, hi]": the mean over seeds and its 95 % percentile bootstrap interval (a table cell,
+    no test); the mean alone for one value, "—" for none."""
+    v = np.asarray(values, dtype=float)
+    if v.size < 2:
+        return f"{v.mean():.{digits}f}" if v.size else "—"
+    lo, hi = paired_bootstrap_ci(v)
+    return f"{v.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"

@@ -11,7 +11,7 @@ import numpy as np
 from dataclasses import asdict, replace
 
 from micro_study import CLAIMS, ENDPOINTS, FAMILY_ALPHA, PILOT, QUICK, Study
-from ttc_gym.study_stats import compare, format_basins, holm, minimum_detectable_effect, paired_bootstrap_ci
+from ttc_gym.study_stats import compare, format_basins, format_mean_interval, holm, minimum_detectable_effect, verdict
 
 PLANNED_SEEDS = Study().seeds
 
@@ -32,20 +32,6 @@ def diffs(runs: dict, a: str, b: str, endpoint: str) -> np.ndarray:
     """Per-seed A - B of an endpoint, over the seeds both have (in seed order)."""
     seeds = sorted(set(runs.get(a, {})) & set(runs.get(b, {})))
     return np.array([runs[a][s][endpoint] - runs[b][s][endpoint] for s in seeds], dtype=float)
-
-
-def verdict(mean: float, adjusted_p: float, sign: int) -> str:
-    if adjusted_p > FAMILY_ALPHA:
-        return "not detected"
-    return "**supported**" if mean * sign > 0 else "**contradicted** (significant, opposite direction)"
-
-
-def _ms(values, digits: int = 3) -> str:
-    v = np.asarray(values, dtype=float)
-    if v.size < 2:
-        return f"{v.mean():.{digits}f}" if v.size else "—"
-    lo, hi = paired_bootstrap_ci(v)
-    return f"{v.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def _header(blob: dict, regenerated: bool) -> list[str]:
@@ -87,7 +73,7 @@ def _method_table(runs: dict, base: dict | None) -> list[str]:
     if base is not None:
         lines.append("| base (untrained) | — | " + " | ".join(f"{base[c]:.3f}" for c in cols) + " | — |")
     for m, rs in runs.items():
-        vals = [_ms([r[c] for r in rs.values()], 3 if c != "tokens@H" else 1) for c in cols]
+        vals = [format_mean_interval([r[c] for r in rs.values()], 3 if c != "tokens@H" else 1) for c in cols]
         lines.append(f"| {m} | {len(rs)} | " + " | ".join(vals) + f" | {np.mean([r['train_s'] for r in rs.values()]):.0f} |")
     return lines + [""]
 
@@ -156,7 +142,7 @@ def _claims(runs: dict) -> list[str]:
         mde = minimum_detectable_effect(float(d.std(ddof=1)), d.size, tests=len(CLAIMS))
         lines.append(f"| {c.name} | {c.a} − {c.b} | {c.endpoint} | {'>' if c.sign > 0 else '<'} 0 | {d.size} | "
                      f"{cmp.mean:+.3f} [{cmp.lo:+.3f}, {cmp.hi:+.3f}] | {cmp.p:.4f} | {adj:.4f} | "
-                     f"{verdict(cmp.mean, adj, c.sign)} | {mde:.3f} | {format_basins(d, 0.05)} |")
+                     f"{verdict(cmp.mean, adj, c.sign, alpha=FAMILY_ALPHA)} | {mde:.3f} | {format_basins(d, 0.05)} |")
     lines.append("")
     lines += ["Sources of the claims:", ""] + [f"- {c.name}: {c.source}" for c in CLAIMS] + [""]
     return lines
@@ -172,7 +158,7 @@ def _no_signal(runs: dict, base: dict | None) -> list[str]:
     for m, rs in runs.items():
         vals = [np.nanmean([h["all_failed_groups"] for h in r["history"] if h["all_failed_groups"] is not None])
                 for r in rs.values() if r["history"]]
-        lines.append(f"| {m} | {_ms(vals)} |")
+        lines.append(f"| {m} | {format_mean_interval(vals)} |")
     if base is not None:
         hard = [i for i, v in enumerate(base["per_problem@H"]) if v == 0.0]
         lines += ["", f"Held-out: the {len(hard)} problems (of {len(base['per_problem@H'])}) on which every rollout of "
@@ -182,7 +168,7 @@ def _no_signal(runs: dict, base: dict | None) -> list[str]:
         for m, rs in runs.items():
             a1 = [np.mean([r["per_problem@H"][i] for i in hard]) for r in rs.values()] if hard else []
             a2 = [np.mean([r["per_problem@2H"][i] for i in hard]) for r in rs.values()] if hard else []
-            lines.append(f"| {m} | {_ms(a1)} | {_ms(a2)} |")
+            lines.append(f"| {m} | {format_mean_interval(a1)} | {format_mean_interval(a2)} |")
     return lines + [""]
 
 

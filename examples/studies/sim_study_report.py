@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sim_study import ARMS_B, METHODS, SETTINGS, VB, VB_RL, VF
-from ttc_gym.study_stats import compare, format_basins, holm, minimum_detectable_effect, paired_bootstrap_ci
+from ttc_gym.study_stats import compare, format_basins, format_mean_interval, holm, minimum_detectable_effect, verdict
 
 FAMILY_ALPHA = 0.05
 BASIN_GAP = 0.03  # accuracy: 3x the evaluation's standard error on 2000 problems (~0.01)
@@ -103,21 +103,6 @@ def claim_diffs(claim: Claim, A: dict, B: dict) -> np.ndarray:
     return np.array([g1[s] - g0[s] for s in sorted(set(g1) & set(g0))])
 
 
-def verdict(mean: float, adjusted_p: float, sign: int) -> str:
-    if adjusted_p > FAMILY_ALPHA:
-        return "not detected"
-    return "**supported**" if mean * sign > 0 else "**contradicted** (significant, opposite direction)"
-
-
-def _ms(values, digits=3) -> str:
-    """"mean [lo, hi]": the mean over seeds and its 95% percentile bootstrap interval (no test: a table cell)."""
-    v = np.asarray(values, dtype=float)
-    if v.size < 2:
-        return f"{v.mean():.{digits}f}" if v.size else "—"
-    lo, hi = paired_bootstrap_ci(v)
-    return f"{v.mean():.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
 def write_report(path: Path, blob: dict, regenerated: bool = False) -> None:
     study, results = blob["study"], blob["results"]
     A, B = _runs(results, "a", ("setting", "method")), _runs(results, "b", ("H", "spread"))
@@ -170,7 +155,7 @@ def write_report(path: Path, blob: dict, regenerated: bool = False) -> None:
         mde = minimum_detectable_effect(float(np.std(d, ddof=1)), d.size, tests=m)
         sign = "+" if claim.sign > 0 else "−"
         out.append(f"| {claim.key}: {claim.text} | {claim.source} | {where} | {c.n} | {c.mean:+.4f} ({sign}) | "
-                   f"[{c.lo:+.4f}, {c.hi:+.4f}] | {c.p:.4f} | {p_adj:.4f} | {verdict(c.mean, p_adj, claim.sign)} | {mde:.4f} |")
+                   f"[{c.lo:+.4f}, {c.hi:+.4f}] | {c.p:.4f} | {p_adj:.4f} | {verdict(c.mean, p_adj, claim.sign, alpha=FAMILY_ALPHA)} | {mde:.4f} |")
     out += ["", "Basin counts of the arms of each claim (per-seed accuracy at H, cut at gaps > "
             f"{BASIN_GAP}: number of clusters (size@centre, ...)):", ""]
     for setting in SETTINGS:
@@ -212,11 +197,11 @@ def _tables_a(A: dict, study: dict, curves: dict, H: int) -> list[str]:
             runs = A.get((setting, label), {})
             if not runs:
                 continue
-            cells = [_ms([r[field] for r in runs.values()], 0 if field.startswith("tokens") else 3) for field, _ in ENDPOINTS_A]
+            cells = [format_mean_interval([r[field] for r in runs.values()], 0 if field.startswith("tokens") else 3) for field, _ in ENDPOINTS_A]
             flat = [r["curve"][-1] - r["curve"][-2] for r in runs.values() if len(r["curve"]) >= 2]
             out.append(f"| {label} | {len(runs)} | " + " | ".join(cells) +
                        f" | {format_basins([r['accuracy@1H'] for r in runs.values()], BASIN_GAP)} | "
-                       f"{_ms(flat) if flat else '—'} |")
+                       f"{format_mean_interval(flat) if flat else '—'} |")
         out += ["", "Each method minus GRPO, paired on their common seeds (unadjusted p, permutation test):", "",
                 "| method − GRPO | " + " | ".join(name for _, name in ENDPOINTS_A[:7]) + " |", "|---|" + "---|" * 7]
         grpo = A.get((setting, "GRPO"), {})
@@ -250,10 +235,10 @@ def _tables_b(B: dict, blob: dict, study: dict) -> list[str]:
     for (H, spread), runs in sorted(B.items()):
         e = experts.get((H, spread), {})
         share = blob["shares"][str(H)]["strong_share"]
-        cells = [_ms([r[arm] for r in runs.values()]) for arm in ARMS_B]
-        vb = _ms([r[VB] - r[VF] for r in runs.values()])
-        rl = _ms([r[VB_RL] - r[VF] for r in runs.values()])
+        cells = [format_mean_interval([r[arm] for r in runs.values()]) for arm in ARMS_B]
+        vb = format_mean_interval([r[VB] - r[VF] for r in runs.values()])
+        rl = format_mean_interval([r[VB_RL] - r[VF] for r in runs.values()])
         out.append(f"| {H} | {spread} | {share:.3f} | {e.get('accuracy', float('nan')):.3f} | {e.get('sigma', float('nan')):.3f} | "
-                   f"{e.get('kappa', float('nan')):.3f} | {_ms([r['base'] for r in runs.values()])} | " + " | ".join(cells) +
+                   f"{e.get('kappa', float('nan')):.3f} | {format_mean_interval([r['base'] for r in runs.values()])} | " + " | ".join(cells) +
                    f" | {vb} | {rl} |")
     return out + [""]

@@ -9,10 +9,12 @@ from ttc_gym.study_stats import (
     basins,
     compare,
     format_basins,
+    format_mean_interval,
     holm,
     minimum_detectable_effect,
     paired_bootstrap_ci,
     paired_permutation_test,
+    verdict,
 )
 
 
@@ -68,3 +70,19 @@ def test_bad_input_is_refused():
         paired_permutation_test([0.1])
     with pytest.raises(ValueError, match="finite"):
         compare([0.1, float("nan")])
+
+
+def test_verdict_reads_the_adjusted_p_and_the_claimed_direction():
+    assert verdict(+0.1, 0.01, +1) == "**supported**"
+    assert verdict(-0.1, 0.01, -1) == "**supported**"
+    assert verdict(-0.1, 0.01, +1).startswith("**contradicted**")
+    assert verdict(+0.1, 0.06, +1) == "not detected"
+    assert verdict(+0.1, 0.06, +1, alpha=0.1) == "**supported**"
+
+
+def test_mean_interval_cell():
+    assert format_mean_interval([]) == "—"
+    assert format_mean_interval([0.25]) == "0.250"
+    values = [0.1, 0.2, 0.3, 0.4]
+    lo, hi = paired_bootstrap_ci(values)
+    assert format_mean_interval(values, 2) == f"0.25 [{lo:.2f}, {hi:.2f}]"
