@@ -41,6 +41,15 @@ class Record:
         return bool(np.any(np.diff(self.j_curve) < -1e-9))
 
 
+def heldout_problems(source: str, n: int, seed: int) -> list:
+    """n problems of `source` drawn with the generator seeded (seed, 424242): the micro studies' held-out set."""
+    from ttc_gym.problems import make_source
+
+    src = make_source(source)
+    rng = np.random.default_rng([seed, 424242])
+    return [src.sample(rng) for _ in range(n)]
+
+
 def eval_config(H: int, temperature: float, K: int = 8, max_episode_tokens: int = 48, seed: int = 0) -> LLMTrainConfig:
     with tempfile.TemporaryDirectory() as out:
         return LLMTrainConfig(model=str(micro_checkpoint_dir()), source="micro", max_episodes=H,

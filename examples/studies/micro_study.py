@@ -105,14 +105,6 @@ QUICK = dict(checkpoint="micro", seeds=2, iterations=2, problems_per_iter=2, gro
 
 
 # -- one run ------------------------------------------------------------------------------------------
-def heldout_problems(source: str, n: int, seed: int) -> list:
-    from ttc_gym.problems import make_source
-
-    src = make_source(source)
-    rng = np.random.default_rng([seed, 424242])
-    return [src.sample(rng) for _ in range(n)]
-
-
 def checkpoint_dir(spec: str) -> str:
     """The folder of the base checkpoint (the trainer's `model`): a shipped micro checkpoint's name
     ("micro", "micro-long") or a folder."""
@@ -125,16 +117,14 @@ def checkpoint_dir(spec: str) -> str:
 
 def endpoints(records, H: int, max_episode_tokens: int) -> dict:
     """A run's endpoints at budget H (plan, "Endpoints") and the per-problem mean outcome."""
-    from micro_eval import summary
+    from micro_eval import by_level, summary
 
     s = summary(records, H, max_episode_tokens)
     per_problem: dict[str, list[float]] = {}
-    levels: dict[int, list[float]] = {}
     for r in records:
         per_problem.setdefault(r.problem_id, []).append(r.outcome)
-        levels.setdefault(r.level, []).append(r.outcome)
     return {"acc": s["accuracy"], "regret": s["token_regret"], "tokens": s["tokens"], "episodes": s["episodes"],
-            "J": s["J"], "by_level": {str(k): float(np.mean(v)) for k, v in sorted(levels.items())},
+            "J": s["J"], "by_level": {str(k): float(np.mean([r.outcome for r in rs])) for k, rs in by_level(records).items()},
             "per_problem": [round(float(np.mean(v)), 4) for v in per_problem.values()]}
 
 
@@ -164,6 +154,7 @@ def job(args) -> dict:
     torch.set_num_threads(1)
     from ttc_gym.engines import make_engine
     from ttc_gym.training.llm_config import LLMTrainConfig
+    from micro_eval import heldout_problems
     from ttc_gym.training.llm_train import train
 
     label, seed, study_dict, tracking = args
@@ -218,7 +209,6 @@ def run(study: Study, save: Path | None, results: dict, log=print, tracking: dic
     with ctx.Pool(study.workers, maxtasksperchild=1) as pool:
         for out in pool.imap_unordered(job, todo):
             results["runs"].append(out)
-            results["wall_s"] = results.get("wall_s", 0.0) + 0.0
             if save is not None:
                 save.write_text(json.dumps(results))
             log(f"  {out['method']} seed {out['seed']}: train {out['train_s']:.0f} s, eval {out['eval_s']:.0f} s, "
@@ -278,12 +268,10 @@ def main(argv=None) -> int:
             raise SystemExit(f"{save} holds runs of other settings ({results['study']}); use another --save-results.")
     if save is not None:
         save.parent.mkdir(parents=True, exist_ok=True)
-    results = run(study, save, results, tracking={"report_to": args.report_to, "runs_dir": args.runs_dir})
     import torch
 
     results["torch"] = torch.__version__
-    if save is not None:
-        save.write_text(json.dumps(results))
+    results = run(study, save, results, tracking={"report_to": args.report_to, "runs_dir": args.runs_dir})
     out = Path(args.out or default_out(mode_name))
     write_report(out, results)
     print(out.read_text())
@@ -296,9 +284,9 @@ def parse_setting(item: str) -> dict:
 
     key, sep, value = item.partition("=")
     fields = {f: type(v) for f, v in asdict(Study()).items() if not isinstance(v, tuple)}
-    if not sep or key not in fields:
-        if not sep:
-            raise SystemExit(f"--set takes FIELD=VALUE, got {item!r}")
+    if not sep:
+        raise SystemExit(f"--set takes FIELD=VALUE, got {item!r}")
+    if key not in fields:
         raise SystemExit(str(unknown_name_error("--set field", key, sorted(fields))))
     return {key: fields[key](value)}
 

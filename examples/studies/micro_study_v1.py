@@ -28,12 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from micro_eval import Record, evaluate, summary  # noqa: E402
+from micro_eval import Record, evaluate, heldout_problems, summary  # noqa: E402
 
 from ttc_gym import metrics  # noqa: E402
 from ttc_gym.engines import make_engine  # noqa: E402
 from ttc_gym.micro.checkpoint import micro_checkpoint_dir  # noqa: E402
-from ttc_gym.problems import make_source  # noqa: E402
 
 ALGOS = ("grpo", "mrt", "star", "mrt-star")
 PAIRS = (("mrt", "grpo"), ("mrt-star", "star"), ("mrt", "star"), ("grpo", "base"), ("mrt", "base"),
@@ -43,12 +42,6 @@ PAIRS = (("mrt", "grpo"), ("mrt-star", "star"), ("mrt", "star"), ("grpo", "base"
 # runs the estimator the results were made with. Rerunning with the paper's recipe is the study issue's work.
 TRAINER_ALGO = {"mrt": "mrt-online-raw"}
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
-
-
-def heldout_problems(source: str, n: int, seed: int) -> list:
-    src = make_source(source)
-    rng = np.random.default_rng([seed, 424242])
-    return [src.sample(rng) for _ in range(n)]
 
 
 def run_one(args, algo: str, seed: int, heldout: list, out: Path) -> dict:
@@ -113,7 +106,7 @@ def render(results: dict, args, wall_s: float, command: str) -> str:
     base = results["base"]
     algos = [a for a in ALGOS if any(r["algo"] == a for r in runs)]
     seeds = sorted({r["seed"] for r in runs})
-    lines = [f"# Micro-reasoner study: GRPO vs MRT vs STaR vs MRT-STaR on a CPU\n",
+    lines = ["# Micro-reasoner study: GRPO vs MRT vs STaR vs MRT-STaR on a CPU\n",
              f"Command: `{command}`  \nWall time: {wall_s / 60:.1f} min on this machine (2 CPU cores shared with "
              f"other jobs); one training iteration took {np.mean([r['iteration_s'] for r in runs]):.1f} s on average.\n"]
     if args.reduced_note:
@@ -129,7 +122,7 @@ def render(results: dict, args, wall_s: float, command: str) -> str:
         f"(train at H, evaluate at 2H). Token regret: `metrics.normalized_token_regret`, C0 = H x "
         f"{args.max_episode_tokens} tokens, J* = 1.\n")
     head = ["algo", "runs", f"acc@{H}", f"acc@{2 * H}", f"token regret@{H}", f"tokens@{H}", f"episodes@{H}",
-            f"J_0", f"J_{H}", "train s/run"]
+            "J_0", f"J_{H}", "train s/run"]
     lines += ["## Held-out results (mean over seeds ± standard error across seeds)\n", "| " + " | ".join(head) + " |",
               "|" + "---|" * len(head)]
 
