@@ -1,9 +1,12 @@
 """Speed of the micro-reasoner on this CPU (issues 15 and 28): batched generation throughput
 (tokens/s), its roofline fraction (achieved FLOP/s at ~2 x parameters FLOPs per token, over the
 measured peak of a large float32 matmul), and the wall time of one training iteration of the LLM
-trainer — each on the static decode loop (`decode_loop="static"`, the default since issue 28) and
-on the transformers loop before it (`decode_loop="hf"`), side by side in one run, so that their
-ratio holds whatever else the machine is doing. Writes a markdown table.
+trainer at the micro study's shape — each on three decode paths, in turn in one process, so that
+their ratios hold whatever else the machine is doing:
+- the transformers loop (`decode_loop="hf"`), the loop before issue 28 ("today's" of the issue);
+- the static loop with its torch forward (`decode_loop="static", compiled_step=False`);
+- the static loop with the compiled step (`ttc_gym.engines.compiled_step`, the default where a C
+  compiler is present). Writes a markdown table.
 
     python examples/benchmarks/micro_speed.py --out examples/benchmarks/micro_speed.md
 """
@@ -56,23 +59,36 @@ def generation_throughput(engine, batch: int, new_tokens: int = 32, rounds: int 
     return best
 
 
-def training_iteration_s(threads: int, loop: str) -> tuple[float, dict]:
-    """Median wall time of an LLM-trainer iteration (3 iterations) with the policy engine on `loop`."""
+# The decode paths compared: name -> (decode_loop, compiled_step).
+PATHS = {"hf": ("hf", False), "static, torch step": ("static", False), "static, compiled step": ("static", True)}
+
+
+def use_path(engine, path: str) -> None:
+    engine.decode_loop, engine.compiled_step = PATHS[path]
+    if path == "static, compiled step" and engine.compiled_step_reason is not None:
+        raise SystemExit(f"the compiled step does not run here: {engine.compiled_step_reason}")
+
+
+def training_iteration_s(threads: int, path: str, iterations: int = 3) -> tuple[float, dict]:
+    """Median wall time of an LLM-trainer iteration at the micro study's shape
+    (`examples/studies/micro_study.py`: MRT, the paper's recipe, on micro-long / micro:2-3, 8 problems
+    x 4 rollouts, H = 4, K = 16, 48-token episodes, one update per iteration) with the policy engine
+    on `path`; the first iteration is dropped (it builds the compiled step and warms the caches)."""
+    from ttc_gym.micro.checkpoint import micro_checkpoint_dir
     from ttc_gym.training.llm_config import LLMTrainConfig
     from ttc_gym.training.llm_policy import build_policy_engine
     from ttc_gym.training.llm_train import train
-    from ttc_gym.micro.checkpoint import micro_checkpoint_dir
 
     with tempfile.TemporaryDirectory() as out:
-        config = LLMTrainConfig(algo="mrt-online", model=str(micro_checkpoint_dir()), iterations=3, problems_per_iter=4,
-                                group_size=4, micro_batch_size=16, max_episodes=4, num_prover_samples=4,
-                                max_episode_tokens=48, temperature=1.0, lr=3e-4, source="micro:1-3", out=out,
-                                tensorboard=False, torch_threads=threads)
-        policy = build_policy_engine(config)  # the trainer's own engine, on the loop measured
-        policy.decode_loop = loop
+        config = LLMTrainConfig(algo="mrt", model=str(micro_checkpoint_dir("micro-long")), iterations=iterations + 1,
+                                problems_per_iter=8, group_size=4, micro_batch_size=32, max_episodes=4,
+                                num_prover_samples=16, max_episode_tokens=48, temperature=1.0, lr=1e-4,
+                                source="micro:2-3", out=out, tensorboard=False, torch_threads=threads)
+        policy = build_policy_engine(config)  # the trainer's own engine, on the path measured
+        use_path(policy, path)
         result = train(config, policy_engine=policy)
     walls = [row["wall_s"] for row in result.history]
-    steps = np.diff([0.0] + walls)
+    steps = np.diff([0.0] + walls)[1:]
     return float(np.median(steps)), result.history[-1]
 
 
@@ -101,32 +117,37 @@ def main(argv=None) -> int:
     rows = []
     for batch in (1, 8, 64):
         tps = {}
-        for loop in ("hf", "static"):  # the same engine, the same prompts and seeds
-            engine.decode_loop = loop
-            tps[loop] = generation_throughput(engine, batch)
-        rows.append((batch, tps["hf"], tps["static"]))
-    iters = {loop: training_iteration_s(args.threads, loop) for loop in ("hf", "static")}
+        for path in PATHS:  # the same engine, the same prompts and seeds
+            use_path(engine, path)
+            tps[path] = generation_throughput(engine, batch)
+        rows.append((batch, tps))
+    iters = {path: training_iteration_s(args.threads, path) for path in PATHS}
     command = "python examples/benchmarks/micro_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     frac = lambda tps: tps * flops_per_token / peak  # noqa: E731
+    names = list(PATHS)
     lines = [
         "# Micro-reasoner speed on this CPU\n",
         f"`{command}` — {time.perf_counter() - begin:.0f} s wall; load average at start {load:.1f} on "
         f"{os.cpu_count()} cores, CPU {cpu_model()} (when other jobs run, the absolute figures are lower bounds of a quiet machine; "
-        "the two loops run in turn in the same process, so their ratio is the comparison).\n",
+        "the three paths run in turn in the same process, so their ratios are the comparison).\n",
         f"Model: {params:,} parameters (LlamaForCausalLM, float32, {weight_bytes / 1e6:.1f} MB); loading "
         f"`make_engine(\"micro\")` took {load_s:.2f} s (the process's first load, transformers' lazy imports included). "
         f"FLOPs per generated token ≈ 2 x parameters = {flops_per_token / 1e6:.1f} MFLOP. Peak: best "
         "float32 1024x1024 matmul, " + ", ".join(f"{k} thread(s): {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items())
         + f"; the roofline fraction uses the {args.threads}-thread peak. Memory streams at {bandwidth / 1e9:.1f} GB/s "
         f"(a 512 MB tensor summed); the weights fit in the caches, so decoding is not bandwidth-bound.\n",
-        "| rows sampled together | transformers loop (`hf`) tokens/s | roofline | static loop tokens/s | roofline | speedup |",
-        "|---|---|---|---|---|---|",
-        *[f"| {b} | {old:.0f} | {frac(old):.1%} | {new:.0f} | {frac(new):.1%} | {new / old:.1f}x |" for b, old, new in rows],
+        "Tokens/s (roofline fraction), sampling and stop checks included; x = vs the transformers loop:\n",
+        "| rows sampled together | " + " | ".join(f"{name}" for name in names) + " | compiled vs hf | compiled vs torch step |",
+        "|---|" + "---|" * (len(names) + 2),
+        *[f"| {b} | " + " | ".join(f"{tps[name]:.0f} ({frac(tps[name]):.1%})" for name in names)
+          + f" | {tps['static, compiled step'] / tps['hf']:.1f}x | {tps['static, compiled step'] / tps['static, torch step']:.1f}x |"
+          for b, tps in rows],
         "",
-        f"One training iteration of the LLM trainer (`--algo mrt`, 4 problems x 4 rollouts, H = 4, K = 4, "
-        f"{args.threads} thread(s), the policy as prover), median over 3 iterations: transformers loop "
-        f"{iters['hf'][0]:.2f} s, static loop {iters['static'][0]:.2f} s "
-        f"({iters['static'][1]['tokens']:.0f} episode tokens per rollout on average).\n",
+        f"One training iteration of the LLM trainer at the micro study's shape (`--algo mrt` on micro-long, "
+        f"micro:2-3, 8 problems x 4 rollouts, H = 4, K = 16, {args.threads} thread(s), the policy as prover), "
+        "median over 3 iterations after a first one: "
+        + ", ".join(f"{name} {iters[name][0]:.2f} s" for name in names)
+        + f" ({iters['static, compiled step'][1]['tokens']:.0f} episode tokens per rollout on average).\n",
     ]
     text = "\n".join(lines)
     print(text)

@@ -254,14 +254,20 @@ class StepCache:
     prompt_values[l]: [groups * kv_heads, P, dim]; prompt_mask: [groups * kv_heads, 1, P], 0 where
     a group's prompt has a position, -inf on padding; own_keys[l], own_values[l]: [rows, kv_heads,
     T, dim], row r's tokens of this call; own_mask[t]: [T], 0 up to t, -inf after. Rows are
-    groups x per_group, group-major.
+    groups x per_group, group-major. The buffers these are views of, for the compiled step
+    (`ttc_gym.engines.compiled_step`): prompt_kv [layers, 2, groups, kv_heads, P, dim], own_kv
+    [layers, 2, rows, kv_heads, T, dim] (both contiguous), prompt_lengths [groups] int32.
     """
 
     def __init__(self, groups: int, per_group: int, prompt_keys_t: list, prompt_values: list,
-                 prompt_mask: torch.Tensor, own_keys: list, own_values: list, own_mask: torch.Tensor):
+                 prompt_mask: torch.Tensor, own_keys: list, own_values: list, own_mask: torch.Tensor,
+                 prompt_kv: torch.Tensor | None = None, own_kv: torch.Tensor | None = None,
+                 prompt_lengths: torch.Tensor | None = None):
         self.groups, self.per_group = groups, per_group
         self.prompt_keys_t, self.prompt_values, self.prompt_mask = prompt_keys_t, prompt_values, prompt_mask
         self.own_keys, self.own_values, self.own_mask = own_keys, own_values, own_mask
+        self.prompt_kv, self.own_kv, self.prompt_lengths = prompt_kv, own_kv, prompt_lengths
+        self.prompt_keys_by_dim: torch.Tensor | None = None  # the compiled step's transposed copy, made on first use
 
     def attended(self, t: int) -> int:
         """Own positions a step at t attends over: t + 1 rounded up to a power of two (a few distinct

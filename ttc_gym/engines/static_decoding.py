@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from ttc_gym.engines import compiled_step
 from ttc_gym.engines.base import CLOSING_BRACE, SamplingConfig, closing_brace
 from ttc_gym.engines.kv_cache import PrefixStore
 from ttc_gym.engines.llama_forward import LlamaWeights, StepCache, unsupported_reason, weights_signature
@@ -84,10 +85,13 @@ class StaticDecoder:
         prefix_store: the store of prompt prefixes (shared with the transformers loop).
         stats: the engine's work counters (updated as `decoding.KVDecoder` updates them).
         small_rows: few-row linear form for big float32 models on a CPU (`small_rows`).
+        compiled: run each step with the compiled step (`ttc_gym.engines.compiled_step`) where it
+            applies (small float32 models on a CPU, a C compiler present); `compiled_reason` says
+            why it does not. Settable.
     """
 
     def __init__(self, model: Any, tokenizer: Any, eos_ids: list[int], *, prefix_store: PrefixStore,
-                 stats: dict[str, int], small_rows: bool):
+                 stats: dict[str, int], small_rows: bool, compiled: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.eos_ids = list(eos_ids)
@@ -100,6 +104,8 @@ class StaticDecoder:
         self._tables: dict[tuple, torch.Tensor] = {}
         self._eos_table: torch.Tensor | None = None
         self._checked: tuple | None = None
+        self.compiled = compiled
+        self._compiled: compiled_step.CompiledStep | None = None
 
     @staticmethod
     def unsupported_reason(model: Any) -> str | None:
@@ -120,6 +126,43 @@ class StaticDecoder:
             self._weights = LlamaWeights(self.model, small_rows=self.small_rows)
             self._weights.small_rows_wanted = self.small_rows
         return self._weights
+
+    def compiled_reason(self) -> str | None:
+        """None when decoding runs the compiled step, else why it runs the torch step."""
+        if not self.compiled:
+            return "turned off (compiled=False)"
+        reason = compiled_step.unsupported_reason(self.weights())
+        return reason if reason is not None else compiled_step.library()[1]
+
+    def stepper(self, w: LlamaWeights) -> compiled_step.CompiledStep | None:
+        """The compiled step bound to `w` when it is on and applies, else None (the torch step).
+        The first binding in a process is checked against the torch step (`compiled_step`)."""
+        if not self.compiled or compiled_step.unsupported_reason(w) is not None:
+            return None
+        if self._compiled is not None and self._compiled.weights is w:
+            return self._compiled
+        lib, _ = compiled_step.library()
+        if lib is None:
+            return None
+        self._compiled = compiled_step.CompiledStep(lib, w)
+        if not compiled_step.first_check_done():
+            compiled_step.record_check(compiled_step.check_against_torch(self._compiled, lambda: self._check_grid(w)))
+            if compiled_step.library()[0] is None:
+                self._compiled = None
+        return self._compiled
+
+    def _check_grid(self, w: LlamaWeights) -> tuple:
+        """A small grid for the first-use check: 2 groups x 2 rows (prompts of 3 and 5 positions of
+        random keys/values, one own position filled), the third row finished."""
+        g = torch.Generator(device="cpu").manual_seed(0)
+        lengths = [3, 5]
+        prompt_kv = torch.randn((w.layers_count, 2, 2, w.kv_heads, 5, w.head_dim), generator=g).to(w.dtype)
+        own_kv = torch.zeros((w.layers_count, 2, 4, w.kv_heads, 4, w.head_dim), dtype=w.dtype)
+        own_kv[..., 0, :] = torch.randn(own_kv[..., 0, :].shape, generator=g).to(w.dtype)
+        cache = self._cache(w, prompt_kv, lengths, [0, 1], 2, own_kv, 4)
+        ids = torch.randint(0, w.embed.shape[0], (4,), generator=g)
+        positions = torch.tensor([4, 4, 6, 6])
+        return ids, positions, 1, cache, torch.tensor([True, True, False, True])
 
     # -- per-token tables ------------------------------------------------------------------------
 
@@ -234,6 +277,9 @@ class StaticDecoder:
         cache = self._cache(w, prompt_kv, lengths, group_ids, n, own_kv, capacity)
         eos_table = self._eos(w.embed.shape[0], device)
         cand_table = self._candidates(sampling, w.embed.shape[0], device)
+        stepper = self.stepper(w)
+        # The compiled step also draws the tokens, except under a nucleus filter (torch's sort).
+        samples_in_c = stepper is not None and (sampling.greedy or sampling.top_p >= 1.0)
         window = 2 * max((len(s) for s in sampling.stop), default=0) + 8
         results: dict[int, list[int]] = {}
         t = 0
@@ -244,22 +290,34 @@ class StaticDecoder:
                 bigger[..., : own_kv.shape[4], :] = own_kv
                 own_kv = bigger
                 cache = self._cache(w, prompt_kv, lengths, group_ids, n, own_kv, capacity)
-            logits = w.step(ids, pos, t, cache)
             self.stats["decode_steps"] += 1  # (decode_tokens: counted per row when it retires)
-            chosen = pick_tokens_v2(logits, None if uniforms is None else uniforms[:, t], sampling)
-            out[:, t] = chosen
-            finished = live & eos_table[chosen]
-            check = live & ~finished & cand_table[chosen]
-            if bool(check.any()):
-                rows_tokens = out[:, : t + 1]
-                for s in check.nonzero()[:, 0].tolist():
-                    if self._stops(rows_tokens[s].tolist(), sampling, window):
-                        finished[s] = True
-            ended = torch.where(finished, t + 1, ended)
-            live = live & ~finished
+            if samples_in_c:  # forward, token, EOS and bookkeeping in one compiled call (in place)
+                count, check_rows, open_groups = stepper.decode_step(ids, pos, t, cache, live, uniforms, sampling,
+                                                                     eos_table, cand_table, out, ended)
+                stopped = [s for s in check_rows if self._stops(out[s, : t + 1].tolist(), sampling, window)]
+                if stopped:
+                    live[stopped] = False
+                    ended[stopped] = t + 1
+                    open_groups = live.view(-1, n).any(dim=1)
+                    count = int(open_groups.sum())
+                chosen = ids
+            else:
+                logits = stepper.step(ids, pos, t, cache, live) if stepper is not None else w.step(ids, pos, t, cache)
+                chosen = pick_tokens_v2(logits, None if uniforms is None else uniforms[:, t], sampling)
+                out[:, t] = chosen
+                finished = live & eos_table[chosen]
+                check = live & ~finished & cand_table[chosen]
+                if bool(check.any()):
+                    rows_tokens = out[:, : t + 1]
+                    for s in check.nonzero()[:, 0].tolist():
+                        if self._stops(rows_tokens[s].tolist(), sampling, window):
+                            finished[s] = True
+                ended = torch.where(finished, t + 1, ended)
+                live = live & ~finished
+                pos = pos + 1
+                open_groups = live.view(-1, n).any(dim=1)
+                count = int(open_groups.sum())
             t += 1
-            open_groups = live.view(-1, n).any(dim=1)
-            count = int(open_groups.sum())
             if count == 0:
                 break
             if count <= len(group_ids) // 2 and t < steps:  # compact the open groups to the front
@@ -277,10 +335,8 @@ class StaticDecoder:
                 slot_row = [slot_row[g * n + j] for g in kept for j in range(n)]
                 group_ids = [group_ids[g] for g in kept]
                 cache = self._cache(w, prompt_kv, lengths, group_ids, n, own_kv, capacity)
-                pos = pos + 1
                 continue
             ids = chosen
-            pos = pos + 1
         self._retire(list(range(len(group_ids))), group_ids, n, slot_row, prompts, lengths, missing, out, ended,
                      prompt_kv, own_kv, results)
         return [results[r] for r in range(len(encoded))]
@@ -311,7 +367,11 @@ class StaticDecoder:
         cache = self._cache(w, prompt_kv, lengths, list(range(len(prompts))), n, own_kv, 1)
         ids = torch.tensor([p[-1] for p in prompts for _ in range(n)], device=w.device)
         pos = torch.tensor([length for length in lengths for _ in range(n)], device=w.device)
-        logits = w.step(ids, pos, 0, cache)
+        stepper = self.stepper(w)
+        if stepper is not None:
+            logits = stepper.step(ids, pos, 0, cache, torch.ones(ids.shape[0], dtype=torch.bool))
+        else:
+            logits = w.step(ids, pos, 0, cache)
         out = torch.empty(len(encoded), logits.shape[-1], dtype=logits.dtype, device=logits.device)
         for g, m in enumerate(members):
             for j, r in enumerate(m):
@@ -336,6 +396,8 @@ class StaticDecoder:
             mask,
             [own_kv[li, 0] for li in range(w.layers_count)], [own_kv[li, 1] for li in range(w.layers_count)],
             own_mask,
+            prompt_kv=prompt_kv, own_kv=own_kv,
+            prompt_lengths=torch.tensor([lengths[g] for g in group_ids], dtype=torch.int32, device=device),
         )
 
     def _prefill(self, w: LlamaWeights, prompts: list[list[int]], stored: list[int], missing: list[int],

@@ -78,6 +78,11 @@ class TransformersEngine:
             other texts for the same seed). "hf": `ttc_gym.engines.decoding`, transformers' own
             forward (the loop before issue 28, sampler version 1). A model the static loop cannot
             run (`static_unsupported` says why) uses "hf". Settable later (`decode_loop`).
+        compiled_step: on the static loop, run each decoding step with the step compiled from C
+            (`ttc_gym.engines.compiled_step`: small float32 models on a CPU, built on first use with
+            the machine's C compiler) instead of the torch forward; same tokens up to float rounding
+            of the logits. Where it does not apply, or False, the torch forward runs;
+            `compiled_step_reason` says why. Settable later (`compiled_step`).
 
     `generate(prompts, sampling, seed=...)` takes one seed for the call or one seed per prompt
     (see `ttc_gym.engines.base.Engine.generate`); `per_prompt_seeds` is True.
@@ -111,6 +116,7 @@ class TransformersEngine:
         shared_prefix: bool = True,
         small_row_matmul: bool = True,
         decode_loop: str = "auto",
+        compiled_step: bool = True,
     ):
         self.max_batch_size = check_int("max_batch_size", max_batch_size, minimum=1)
         prefix_cache_bytes = check_int("prefix_cache_bytes", prefix_cache_bytes, minimum=0)
@@ -118,6 +124,8 @@ class TransformersEngine:
             raise TypeError(f"shared_prefix must be a bool, got {shared_prefix!r}.")
         if not isinstance(small_row_matmul, bool):
             raise TypeError(f"small_row_matmul must be a bool, got {small_row_matmul!r}.")
+        if not isinstance(compiled_step, bool):
+            raise TypeError(f"compiled_step must be a bool, got {compiled_step!r}.")
         self.small_row_matmul = small_row_matmul
         self.device = torch.device(device)
         model, self.tokenizer, default_name = load_model(
@@ -135,7 +143,7 @@ class TransformersEngine:
         self._shared_prefix_wanted = shared_prefix
         self.static_decoder = StaticDecoder(model, self.tokenizer, self.eos_token_ids,
                                             prefix_store=self.decoder.prefix_store, stats=self.decoder.stats,
-                                            small_rows=small_row_matmul)
+                                            small_rows=small_row_matmul, compiled=compiled_step)
         # Why the static loop cannot run this model (then the transformers loop does), or None.
         self.static_unsupported = StaticDecoder.unsupported_reason(model)
         self._decode_loop = "hf"
@@ -162,6 +170,26 @@ class TransformersEngine:
         if value != self._decode_loop:
             self.prefix_store.clear()
         self._decode_loop = value
+
+    @property
+    def compiled_step(self) -> bool:
+        """Whether the static loop may run the compiled step (`compiled_step_reason`: whether it does)."""
+        return self.static_decoder.compiled
+
+    @compiled_step.setter
+    def compiled_step(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"compiled_step must be a bool, got {value!r}.")
+        self.static_decoder.compiled = value
+
+    @property
+    def compiled_step_reason(self) -> str | None:
+        """None when `generate` decodes with the compiled step (`ttc_gym.engines.compiled_step`),
+        else why it does not (the transformers loop, a model it cannot run, no C compiler, ...)."""
+        if self._decode_loop != "static":
+            return f"decode_loop is {self._decode_loop!r}: the compiled step belongs to the static loop"
+        reason = self.static_decoder.runnable()
+        return f"the static loop cannot run this model: {reason}" if reason else self.static_decoder.compiled_reason()
 
     @property
     def sampler_version(self) -> int:

@@ -1,0 +1,275 @@
+"""The static loop's decoding step compiled from C, for small Llama models on a CPU (issue 28).
+
+`compiled_step.c` computes what `LlamaWeights.step` (`ttc_gym.engines.llama_forward`) computes for
+a fused model (weights <= `llama_forward.FUSE_BYTES`, float32, CPU): one step of the whole grid of
+rows, each row attending to its group's prompt and its own tokens. The static loop
+(`ttc_gym.engines.static_decoding`) calls it in place of the torch forward when it applies; sampling
+(`sampling.pick_tokens_v2`), stop rules, buffers and compaction are unchanged, so a seed draws what
+it drew before (sampler version 2) up to float rounding of the logits (~1e-6; a draw moves only when
+its uniform lies that close to a CDF boundary).
+
+Why: at the micro-reasoner's size (1.1 M parameters) one token's arithmetic takes microseconds and
+an eager torch step spends most of its time in ~150 ops of per-op framework work; the C step has
+none (`examples/benchmarks/micro_speed.py` times both). Rows that finished are skipped.
+
+Building: on first use the source is compiled with the machine's C compiler (`CC`, Python's own,
+cc, gcc or clang; `-O3 -march=native`, no -ffast-math) into a cache folder (`TTC_GYM_KERNEL_CACHE`,
+else `$XDG_CACHE_HOME/ttc_gym/kernels`, else `~/.cache/ttc_gym/kernels`), named by a hash of the
+source, the flags, the compiler and the CPU, written atomically (concurrent processes are safe).
+Where there is no compiler, the build fails or `TTC_GYM_COMPILED_STEP=0` is set, `library()` says
+why and the loop keeps the torch step. On first binding in a process the compiled step is checked
+against the torch step on a small grid; a mismatch disables it for the process (with the reason).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SOURCE = Path(__file__).with_name("compiled_step.c")
+FLAGS = ("-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC")
+# Largest relative difference from the torch step accepted by the first-use check.
+CHECK_TOLERANCE = 1e-3
+
+_state: dict[str, Any] = {}  # "lib", "reason", "checked": the process's one library
+
+
+def compiler() -> str | None:
+    """The C compiler to use (CC, Python's own, cc, gcc or clang on PATH), or None."""
+    for name in (os.environ.get("CC"), (sysconfig.get_config_var("CC") or "").split(" ")[0], "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept (see the module docstring)."""
+    if os.environ.get("TTC_GYM_KERNEL_CACHE"):
+        return Path(os.environ["TTC_GYM_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ttc_gym" / "kernels"
+
+
+def _cpu_signature() -> str:
+    """What -march=native compiles for: the CPU's model and flags (a library built for another CPU
+    could hold instructions this one lacks)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        wanted = [ln for ln in lines if ln.split(":")[0].strip() in ("model name", "flags", "Features")]
+        return "\n".join(dict.fromkeys(wanted))
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _build(cc: str) -> Path:
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, cc.encode(), " ".join(FLAGS).encode(), platform.machine().encode(),
+                                     _cpu_signature().encode()])).hexdigest()[:16]
+    folder = cache_dir()
+    target = folder / f"compiled_step-{key}.so"
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        built = Path(tmp) / target.name
+        result = subprocess.run([cc, *FLAGS, "-o", str(built), str(SOURCE), "-lm"], capture_output=True, text=True,
+                                timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"{cc} failed ({result.returncode}): {(result.stderr or result.stdout).strip()[-400:]}")
+        os.replace(built, target)  # atomic: a concurrent build of the same key writes the same bytes
+    return target
+
+
+def library() -> tuple[ctypes.CDLL | None, str | None]:
+    """(the loaded library, None), or (None, why there is none). Built or loaded once per process."""
+    if "reason" in _state:
+        return _state.get("lib"), _state["reason"]
+    lib, reason = None, None
+    if os.environ.get("TTC_GYM_COMPILED_STEP", "").strip() == "0":
+        reason = "turned off by TTC_GYM_COMPILED_STEP=0"
+    elif (cc := compiler()) is None:
+        reason = "no C compiler found (set CC, or install gcc or clang)"
+    else:
+        try:
+            lib = ctypes.CDLL(str(_build(cc)))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            reason = f"the compiled step could not be built or loaded: {err}"
+    if lib is not None:
+        lib.ttc_scratch_floats.restype = ctypes.c_long
+        lib.ttc_scratch_floats.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        lib.ttc_decode_step.restype = ctypes.c_int
+        lib.ttc_decode_step.argtypes = ([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p] * 4
+                                        + [ctypes.c_int] * 2 + [ctypes.c_void_p] * 6 + [ctypes.c_int, ctypes.c_float]
+                                        + [ctypes.c_void_p] * 7)
+        lib.ttc_grid_step.restype = None
+        lib.ttc_grid_step.argtypes = ([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p] * 4
+                                      + [ctypes.c_int] * 2 + [ctypes.c_void_p] * 5)
+    _state.update(lib=lib, reason=reason)
+    return lib, reason
+
+
+def unsupported_reason(weights: Any) -> str | None:
+    """None when `CompiledStep` can run these `LlamaWeights`, else why not."""
+    if not weights.fused:
+        return "the model is too big for the fused layout (llama_forward.FUSE_BYTES)"
+    if weights.device.type != "cpu" or weights.dtype != torch.float32:
+        return f"the compiled step runs float32 on a CPU, not {weights.dtype} on {weights.device.type}"
+    return None
+
+
+class _Model(ctypes.Structure):
+    _fields_ = ([(name, ctypes.c_int) for name in
+                 ("hidden", "heads", "kv_heads", "head_dim", "inter", "layers", "vocab", "positions")]
+                + [("eps", ctypes.c_float), ("scale", ctypes.c_float)]
+                + [(name, ctypes.c_void_p) for name in ("embed", "norm", "head", "cos", "sin")]
+                + [(name, ctypes.POINTER(ctypes.c_void_p)) for name in
+                   ("norm1", "qkv", "o", "norm2", "gate_up", "down")])
+
+
+class CompiledStep:
+    """The compiled step bound to one `LlamaWeights` (fused, float32, CPU); `step` has the torch
+    step's contract plus `live` (rows whose flag is False are skipped; their logits are 0)."""
+
+    def __init__(self, lib: ctypes.CDLL, weights: Any):
+        reason = unsupported_reason(weights)
+        if reason is not None:
+            raise ValueError(f"CompiledStep cannot run these weights: {reason}.")
+        self.lib, self.weights = lib, weights
+        self._keep: list[Any] = []  # tensors and pointer tables the struct points into
+        w = weights
+
+        def ptr(tensor: torch.Tensor) -> int:
+            tensor = tensor.detach().contiguous()
+            self._keep.append(tensor)
+            return tensor.data_ptr()
+
+        def table(key: str) -> Any:
+            array = (ctypes.c_void_p * w.layers_count)(*[ptr(entry[key]) for entry in w.layers])
+            self._keep.append(array)
+            return array
+
+        self.model = _Model(w.hidden, w.heads, w.kv_heads, w.head_dim, w.intermediate, w.layers_count,
+                            w.embed.shape[0], w.cos.shape[0], w.eps, w.scale,
+                            ptr(w.embed), ptr(w.norm), ptr(w.lm_head_t), ptr(w.cos), ptr(w.sin),
+                            table("norm1"), table("qkv"), table("o"), table("norm2"), table("gate_up"), table("down"))
+        self._model_ptr = ctypes.addressof(self.model)
+        self._scratch = torch.empty(0)
+        self._logits = torch.empty(0)
+        self._check_rows = torch.empty(0, dtype=torch.int32)
+        self._open = torch.empty(0, dtype=torch.bool)
+        self._n_check = ctypes.c_int32(0)
+
+    def _grid_args(self, t: int, cache: Any) -> tuple[list, int]:
+        """The arguments the C functions share up to t (the cache's buffers), and the row count;
+        checks that the step fits the cache and sizes the scratch and logits buffers."""
+        prompt_kv, own_kv = cache.prompt_kv, cache.own_kv
+        groups, n = cache.groups, cache.per_group
+        rows, p_max, capacity = groups * n, prompt_kv.shape[4], own_kv.shape[4]
+        if not (0 <= t < capacity and int(cache.prompt_lengths.max()) <= p_max):
+            raise ValueError(f"CompiledStep: t={t} must be below the own capacity {capacity}, and the prompt "
+                             f"lengths at most {p_max}: the cache does not fit this step.")
+        if not (prompt_kv.is_contiguous() and own_kv.is_contiguous()):
+            raise ValueError("CompiledStep: the cache's prompt_kv and own_kv must be contiguous.")
+        if cache.prompt_keys_by_dim is None:  # once per cache (a call's prompts change only when compacted)
+            cache.prompt_keys_by_dim = prompt_kv[:, 0].transpose(-1, -2).contiguous()
+        need = self.lib.ttc_scratch_floats(self._model_ptr, p_max, capacity)
+        if self._scratch.numel() < need:
+            self._scratch = torch.empty(need, dtype=torch.float32)
+        if self._logits.numel() < rows * self.model.vocab:
+            self._logits = torch.empty(rows * self.model.vocab, dtype=torch.float32)
+        return [self._model_ptr, groups, n, p_max, cache.prompt_lengths.data_ptr(), prompt_kv.data_ptr(),
+                cache.prompt_keys_by_dim.data_ptr(), own_kv.data_ptr(), capacity, t], rows
+
+    @staticmethod
+    def _check(name: str, tensor: torch.Tensor, dtype: torch.dtype, rows: int) -> None:
+        if tensor.dtype != dtype or tensor.shape[0] != rows or not tensor.is_contiguous():
+            raise ValueError(f"CompiledStep: {name} must be a contiguous {dtype} tensor of {rows} rows, "
+                             f"got {tensor.dtype} {tuple(tensor.shape)}.")
+
+    def step(self, ids: torch.Tensor, positions: torch.Tensor, t: int, cache: Any, live: torch.Tensor) -> torch.Tensor:
+        """Logits [rows, vocab] of one step (see `LlamaWeights.step`); writes own keys/values at t.
+        The logits are a buffer the next call overwrites."""
+        args, rows = self._grid_args(t, cache)
+        ids, positions, live = ids.contiguous(), positions.contiguous(), live.contiguous()
+        for name, tensor, dtype in (("ids", ids, torch.int64), ("positions", positions, torch.int64),
+                                    ("live", live, torch.bool)):
+            self._check(name, tensor, dtype, rows)
+        logits = self._logits[: rows * self.model.vocab].view(rows, self.model.vocab)
+        self.lib.ttc_grid_step(*args, ids.data_ptr(), positions.data_ptr(), live.data_ptr(), logits.data_ptr(),
+                               self._scratch.data_ptr())
+        return logits
+
+    def decode_step(self, ids: torch.Tensor, positions: torch.Tensor, t: int, cache: Any, live: torch.Tensor,
+                    uniforms: torch.Tensor | None, sampling: Any, eos_table: torch.Tensor, cand_table: torch.Tensor,
+                    out: torch.Tensor, ended: torch.Tensor) -> tuple[int, list[int], torch.Tensor]:
+        """One step of the static loop for every live row, in place: the forward, each row's token
+        (`sampling.pick_tokens_v2` without a nucleus filter: greedy, or inverse CDF with uniforms[:, t])
+        into out[:, t] and ids, EOS rows finished (live, ended), every position advanced.
+        Returns (open groups, rows whose token could complete a stop string, [groups] open flags).
+        ids/positions/out/ended int64, live bool, uniforms float64 [rows, steps] (None: greedy)."""
+        if sampling.top_p < 1.0 and not sampling.greedy:
+            raise ValueError("CompiledStep.decode_step draws without a nucleus filter; use step + pick_tokens_v2.")
+        args, rows = self._grid_args(t, cache)
+        steps = out.shape[1]
+        for name, tensor, dtype in (("ids", ids, torch.int64), ("positions", positions, torch.int64),
+                                    ("live", live, torch.bool), ("out", out, torch.int64),
+                                    ("ended", ended, torch.int64)):
+            self._check(name, tensor, dtype, rows)
+        if uniforms is not None:
+            self._check("uniforms", uniforms, torch.float64, rows)
+            if uniforms.shape[1] != steps:
+                raise ValueError(f"CompiledStep: uniforms has {uniforms.shape[1]} steps, out has {steps}.")
+        if eos_table.dtype != torch.bool or cand_table.dtype != torch.bool \
+                or eos_table.shape[0] < self.model.vocab or cand_table.shape[0] < self.model.vocab:
+            raise ValueError(f"CompiledStep: eos_table and cand_table must be bool tensors of {self.model.vocab} entries.")
+        if self._check_rows.numel() < rows:
+            self._check_rows = torch.empty(rows, dtype=torch.int32)
+        groups = cache.groups
+        if self._open.numel() < groups:
+            self._open = torch.empty(groups, dtype=torch.bool)
+        logits = self._logits[: rows * self.model.vocab]
+        count = self.lib.ttc_decode_step(
+            *args, ids.data_ptr(), positions.data_ptr(), live.data_ptr(), logits.data_ptr(), self._scratch.data_ptr(),
+            None if uniforms is None else uniforms.data_ptr(), steps, float(sampling.temperature),
+            eos_table.data_ptr(), cand_table.data_ptr(), out.data_ptr(), ended.data_ptr(), self._check_rows.data_ptr(),
+            ctypes.addressof(self._n_check), self._open.data_ptr())
+        checked = self._check_rows[: self._n_check.value].tolist() if self._n_check.value else []
+        return count, checked, self._open[:groups].clone()
+
+
+def first_check_done() -> bool:
+    """Whether this process has checked the compiled step against the torch step."""
+    return "checked" in _state
+
+
+def record_check(mismatch: str | None) -> None:
+    """Record the first-use check; a mismatch turns the compiled step off for the process."""
+    _state["checked"] = mismatch
+    if mismatch is not None:
+        _state.update(lib=None, reason=f"{mismatch}; turned off for this process")
+
+
+def check_against_torch(step: CompiledStep, cache_factory: Any) -> str | None:
+    """None when `step` agrees with the torch step on a small grid built by `cache_factory`
+    (a callable returning (ids, positions, t, cache, live) for `step.weights`), else the mismatch."""
+    with torch.no_grad():
+        ids, positions, t, cache, live = cache_factory()
+        own_before = cache.own_kv.clone()
+        expected = step.weights.step(ids, positions, t, cache)[live]
+        cache.own_kv.copy_(own_before)
+        got = step.step(ids, positions, t, cache, live)[live]
+    scale = float(expected.abs().max()) or 1.0
+    error = float((got - expected).abs().max()) / scale
+    if not error <= CHECK_TOLERANCE:
+        return f"the compiled step's logits differ from the torch step's by {error:.2e} (relative)"
+    return None
