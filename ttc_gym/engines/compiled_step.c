@@ -207,68 +207,77 @@ static int max4(int a, int b, int c, int d) {
   return m > d ? m : d;
 }
 
-/* Floats of scratch memory ttc_grid_step needs (the caller allocates them once per shape). */
-long ttc_scratch_floats(const model_t* m, int p_max, int capacity) {
+/* Floats of scratch memory ttc_grid_step needs for `rows` rows (the caller allocates them). */
+long ttc_scratch_floats(const model_t* m, int rows, int p_max, int capacity) {
   const int qs = m->heads * m->head_dim, width = qs + 2 * m->kv_heads * m->head_dim;
-  return (long)ROW_BLOCK * (m->hidden + max4(m->hidden, qs, m->inter, 0)
-                            + max4(width, 2 * m->inter, m->hidden, m->vocab) + qs)
-         + p_max + capacity;
+  return (long)rows * (m->hidden + max4(m->hidden, qs, m->inter, 0) + max4(width, 2 * m->inter, m->hidden, 0) + qs)
+         + (long)ROW_BLOCK * m->vocab + p_max + capacity + m->vocab;
 }
 
-/* The step (see the top of this file). scratch: ttc_scratch_floats(m, p_max, capacity) floats. */
+/* y (+)= x W for nr rows, ROW_BLOCK rows at a time (x rows `in` apart, y rows `out` apart). Every
+ * operation runs over all rows before the next starts, so a weight matrix is read from the caches
+ * once per block of rows while it is still hot. */
+static void rows_matmul(const float* x, int nr, const float* W, int in, int out, float* y, int accumulate) {
+  for (int b0 = 0; b0 < nr; b0 += ROW_BLOCK)
+    block_matmul(x + (long)b0 * in, nr - b0 < ROW_BLOCK ? nr - b0 : ROW_BLOCK, W, in, out, y + (long)b0 * out,
+                 accumulate);
+}
+
+/* The step (see the top of this file). scratch: ttc_scratch_floats(m, groups * n, p_max, capacity) floats. */
 void ttc_grid_step(const model_t* m, int groups, int n, int p_max, const int32_t* prompt_len, const float* prompt_kv,
-                   const float* prompt_kt, float* own_kv, int capacity, int t, const int64_t* ids, const int64_t* pos, const uint8_t* live,
-                   float* logits, float* scratch) {
+                   const float* prompt_kt, float* own_kv, int capacity, int t, const int64_t* ids, const int64_t* pos,
+                   const uint8_t* live, float* logits, float* scratch) {
   const int D = m->hidden, HD = m->head_dim, KV = m->kv_heads, FF = m->inter, V = m->vocab;
   const int qs = m->heads * HD, ks = KV * HD, width = qs + 2 * ks;
   const int rows = groups * n;
-  float* x = scratch;                                     /* [ROW_BLOCK, D] residual stream */
-  float* in = x + (long)ROW_BLOCK * D;                    /* [ROW_BLOCK, <= max(D, qs, FF)] */
-  float* out = in + (long)ROW_BLOCK * max4(D, qs, FF, 0); /* [ROW_BLOCK, <= max(width, 2 FF, D, V)] */
-  float* att = out + (long)ROW_BLOCK * max4(width, 2 * FF, D, V);  /* [ROW_BLOCK, qs] */
-  float* scores = att + (long)ROW_BLOCK * qs;             /* [p_max + capacity] */
-  int block[ROW_BLOCK];
-  int r = 0;
-  while (r < rows) {
-    int nr = 0;  /* the next live rows, at most ROW_BLOCK */
-    for (; r < rows && nr < ROW_BLOCK; r++) {
-      if (live[r]) block[nr++] = r;
-      else memset(logits + (long)r * V, 0, sizeof(float) * V);
-    }
-    if (nr == 0) break;
-    for (int b = 0; b < nr; b++) memcpy(x + (long)b * D, m->embed + ids[block[b]] * D, sizeof(float) * D);
-    for (int l = 0; l < m->layers; l++) {
-      for (int b = 0; b < nr; b++) rms_norm(x + (long)b * D, m->norm1[l], in + (long)b * D, D, m->eps);
-      block_matmul(in, nr, m->qkv[l], D, width, out, 0);
-      for (int b = 0; b < nr; b++) {
-        const int row = block[b], g = row / n;
-        float* q = out + (long)b * width;  /* q | k | v of this row */
-        const float* c = m->cos_t + pos[row] * HD;
-        const float* s = m->sin_t + pos[row] * HD;
-        for (int hh = 0; hh < m->heads + KV; hh++) rotate(q + (long)hh * HD, c, s, HD);
-        float* ok = own_kv + (((long)l * 2 + 0) * rows + row) * KV * capacity * HD;
-        float* ov = own_kv + (((long)l * 2 + 1) * rows + row) * KV * capacity * HD;
-        for (int k = 0; k < KV; k++) {
-          memcpy(ok + ((long)k * capacity + t) * HD, q + qs + (long)k * HD, sizeof(float) * HD);
-          memcpy(ov + ((long)k * capacity + t) * HD, q + qs + ks + (long)k * HD, sizeof(float) * HD);
-        }
-        const float* pkt = prompt_kt + ((long)l * groups + g) * KV * HD * p_max;
-        const float* pv = prompt_kv + (((long)l * 2 + 1) * groups + g) * KV * p_max * HD;
-        attend(m, q, pkt, pv, prompt_len[g], p_max, ok, ov, t + 1, capacity, scores, att + (long)b * qs);
+  int order[rows > 0 ? rows : 1];  /* the live rows, packed */
+  int nl = 0;
+  for (int r = 0; r < rows; r++) {
+    if (live[r]) order[nl++] = r;
+    else memset(logits + (long)r * V, 0, sizeof(float) * V);
+  }
+  if (nl == 0) return;
+  float* x = scratch;                                        /* [nl, D] residual stream */
+  float* in = x + (long)rows * D;                            /* [nl, <= max(D, qs, FF)] */
+  float* out = in + (long)rows * max4(D, qs, FF, 0);         /* [nl, <= max(width, 2 FF, D)] */
+  float* att = out + (long)rows * max4(width, 2 * FF, D, 0); /* [nl, qs] */
+  float* head_out = att + (long)rows * qs;                   /* [ROW_BLOCK, V] */
+  float* scores = head_out + (long)ROW_BLOCK * V;            /* [p_max + capacity] */
+  for (int b = 0; b < nl; b++) memcpy(x + (long)b * D, m->embed + ids[order[b]] * D, sizeof(float) * D);
+  for (int l = 0; l < m->layers; l++) {
+    for (int b = 0; b < nl; b++) rms_norm(x + (long)b * D, m->norm1[l], in + (long)b * D, D, m->eps);
+    rows_matmul(in, nl, m->qkv[l], D, width, out, 0);
+    for (int b = 0; b < nl; b++) {
+      const int row = order[b], g = row / n;
+      float* q = out + (long)b * width;  /* q | k | v of this row */
+      const float* c = m->cos_t + pos[row] * HD;
+      const float* s = m->sin_t + pos[row] * HD;
+      for (int hh = 0; hh < m->heads + KV; hh++) rotate(q + (long)hh * HD, c, s, HD);
+      float* ok = own_kv + (((long)l * 2 + 0) * rows + row) * KV * capacity * HD;
+      float* ov = own_kv + (((long)l * 2 + 1) * rows + row) * KV * capacity * HD;
+      for (int k = 0; k < KV; k++) {
+        memcpy(ok + ((long)k * capacity + t) * HD, q + qs + (long)k * HD, sizeof(float) * HD);
+        memcpy(ov + ((long)k * capacity + t) * HD, q + qs + ks + (long)k * HD, sizeof(float) * HD);
       }
-      block_matmul(att, nr, m->o[l], qs, D, x, 1);  /* x += attention o */
-      for (int b = 0; b < nr; b++) rms_norm(x + (long)b * D, m->norm2[l], in + (long)b * D, D, m->eps);
-      block_matmul(in, nr, m->gate_up[l], D, 2 * FF, out, 0);
-      for (int b = 0; b < nr; b++) {
-        const float* gu = out + (long)b * 2 * FF;
-        float* act = in + (long)b * FF;
-        for (int i = 0; i < FF; i++) act[i] = gu[i] / (1.f + exp_approx(-gu[i])) * gu[FF + i];
-      }
-      block_matmul(in, nr, m->down[l], FF, D, x, 1);  /* x += MLP */
+      const float* pkt = prompt_kt + ((long)l * groups + g) * KV * HD * p_max;
+      const float* pv = prompt_kv + (((long)l * 2 + 1) * groups + g) * KV * p_max * HD;
+      attend(m, q, pkt, pv, prompt_len[g], p_max, ok, ov, t + 1, capacity, scores, att + (long)b * qs);
     }
-    for (int b = 0; b < nr; b++) rms_norm(x + (long)b * D, m->norm, in + (long)b * D, D, m->eps);
-    block_matmul(in, nr, m->head, D, V, out, 0);
-    for (int b = 0; b < nr; b++) memcpy(logits + (long)block[b] * V, out + (long)b * V, sizeof(float) * V);
+    rows_matmul(att, nl, m->o[l], qs, D, x, 1);  /* x += attention o */
+    for (int b = 0; b < nl; b++) rms_norm(x + (long)b * D, m->norm2[l], in + (long)b * D, D, m->eps);
+    rows_matmul(in, nl, m->gate_up[l], D, 2 * FF, out, 0);
+    for (int b = 0; b < nl; b++) {
+      const float* gu = out + (long)b * 2 * FF;
+      float* act = in + (long)b * FF;
+      for (int i = 0; i < FF; i++) act[i] = gu[i] / (1.f + exp_approx(-gu[i])) * gu[FF + i];
+    }
+    rows_matmul(in, nl, m->down[l], FF, D, x, 1);  /* x += MLP */
+  }
+  for (int b = 0; b < nl; b++) rms_norm(x + (long)b * D, m->norm, in + (long)b * D, D, m->eps);
+  for (int b0 = 0; b0 < nl; b0 += ROW_BLOCK) {
+    const int nb = nl - b0 < ROW_BLOCK ? nl - b0 : ROW_BLOCK;
+    block_matmul(in + (long)b0 * D, nb, m->head, D, V, head_out, 0);
+    for (int b = 0; b < nb; b++) memcpy(logits + (long)order[b0 + b] * V, head_out + (long)b * V, sizeof(float) * V);
   }
 }
 
@@ -311,7 +320,7 @@ int ttc_decode_step(const model_t* m, int groups, int n, int p_max, const int32_
   ttc_grid_step(m, groups, n, p_max, prompt_len, prompt_kv, prompt_kt, own_kv, capacity, t, ids, pos, live, logits,
                 scratch);
   const int rows = groups * n, V = m->vocab;
-  float* probs = scratch;  /* the forward's scratch is free again */
+  float* probs = scratch;  /* the forward's scratch is free again (it holds >= vocab floats) */
   int count = 0, open = 0;
   for (int r = 0; r < rows; r++) {
     pos[r] += 1;

@@ -106,7 +106,7 @@ def library() -> tuple[ctypes.CDLL | None, str | None]:
             reason = f"the compiled step could not be built or loaded: {err}"
     if lib is not None:
         lib.ttc_scratch_floats.restype = ctypes.c_long
-        lib.ttc_scratch_floats.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        lib.ttc_scratch_floats.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.ttc_decode_step.restype = ctypes.c_int
         lib.ttc_decode_step.argtypes = ([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p] * 4
                                         + [ctypes.c_int] * 2 + [ctypes.c_void_p] * 6 + [ctypes.c_int, ctypes.c_float]
@@ -182,7 +182,7 @@ class CompiledStep:
             raise ValueError("CompiledStep: the cache's prompt_kv and own_kv must be contiguous.")
         if cache.prompt_keys_by_dim is None:  # once per cache (a call's prompts change only when compacted)
             cache.prompt_keys_by_dim = prompt_kv[:, 0].transpose(-1, -2).contiguous()
-        need = self.lib.ttc_scratch_floats(self._model_ptr, p_max, capacity)
+        need = self.lib.ttc_scratch_floats(self._model_ptr, rows, p_max, capacity)
         if self._scratch.numel() < need:
             self._scratch = torch.empty(need, dtype=torch.float32)
         if self._logits.numel() < rows * self.model.vocab:
