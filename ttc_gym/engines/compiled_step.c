@@ -1,4 +1,5 @@
-/* One decoding step of the static loop's grid for a small Llama, in plain C (issue 28).
+/* One decoding step of the static loop's grid for a small Llama, in plain C (issue 28): the forward
+ * (ttc_grid_step) and, in ttc_decode_step, the token, EOS and bookkeeping of every row.
  *
  * Computes what ttc_gym.engines.llama_forward.LlamaWeights.step computes for a fused (small) model:
  * RMSNorm, fused q|k|v, rotary embedding (rotate_half), grouped-query attention over the row's
@@ -16,9 +17,11 @@
  *   own_kv    [layers, 2, rows, kv_heads, capacity, head_dim].
  *
  * Why C: at the micro-reasoner's size a step's arithmetic takes microseconds, and an eager torch
- * step spends ~95 % of its time in per-op framework work. Matrix products are blocked by rows
- * (ROW_BLOCK rows share each weight row read) and by output columns (OUT_TILE accumulators that stay
- * in registers / L1). Single-threaded; no BLAS; IEEE arithmetic (no -ffast-math).
+ * step spends ~95 % of its time in per-op framework work. Each operation runs over all live rows
+ * before the next (a weight matrix stays hot in the caches); matrix products are blocked by rows
+ * (ROW_BLOCK rows share each weight read) and by output columns (OUT_TILE accumulators that stay in
+ * registers). exp is a vectorizable polynomial (exp_approx, ~2e-7 relative). Single-threaded; no
+ * BLAS; IEEE arithmetic (no -ffast-math), so results differ from torch's by float rounding only.
  */
 #include <math.h>
 #include <stdint.h>
@@ -211,7 +214,7 @@ static int max4(int a, int b, int c, int d) {
 long ttc_scratch_floats(const model_t* m, int rows, int p_max, int capacity) {
   const int qs = m->heads * m->head_dim, width = qs + 2 * m->kv_heads * m->head_dim;
   return (long)rows * (m->hidden + max4(m->hidden, qs, m->inter, 0) + max4(width, 2 * m->inter, m->hidden, 0) + qs)
-         + (long)ROW_BLOCK * m->vocab + p_max + capacity + m->vocab;
+         + (long)ROW_BLOCK * m->vocab + p_max + capacity + m->vocab + rows;
 }
 
 /* y (+)= x W for nr rows, ROW_BLOCK rows at a time (x rows `in` apart, y rows `out` apart). Every
@@ -230,7 +233,7 @@ void ttc_grid_step(const model_t* m, int groups, int n, int p_max, const int32_t
   const int D = m->hidden, HD = m->head_dim, KV = m->kv_heads, FF = m->inter, V = m->vocab;
   const int qs = m->heads * HD, ks = KV * HD, width = qs + 2 * ks;
   const int rows = groups * n;
-  int order[rows > 0 ? rows : 1];  /* the live rows, packed */
+  int32_t* order = (int32_t*)(scratch + ttc_scratch_floats(m, rows, p_max, capacity) - rows);  /* live rows */
   int nl = 0;
   for (int r = 0; r < rows; r++) {
     if (live[r]) order[nl++] = r;

@@ -168,6 +168,7 @@ class CompiledStep:
         self._check_rows = torch.empty(0, dtype=torch.int32)
         self._open = torch.empty(0, dtype=torch.bool)
         self._n_check = ctypes.c_int32(0)
+        self._memo: tuple | None = None  # decode_step's checked tensors and their C arguments
 
     def _grid_args(self, t: int, cache: Any) -> tuple[list, int]:
         """The arguments the C functions share up to t (the cache's buffers), and the row count;
@@ -215,10 +216,33 @@ class CompiledStep:
         """One step of the static loop for every live row, in place: the forward, each row's token
         (`sampling.pick_tokens_v2` without a nucleus filter: greedy, or inverse CDF with uniforms[:, t])
         into out[:, t] and ids, EOS rows finished (live, ended), every position advanced.
-        Returns (open groups, rows whose token could complete a stop string, [groups] open flags).
-        ids/positions/out/ended int64, live bool, uniforms float64 [rows, steps] (None: greedy)."""
+        Returns (open groups, rows whose token could complete a stop string, [groups] open flags: a
+        buffer the next call overwrites). ids/positions/out/ended int64, live bool, uniforms float64
+        [rows, steps] (None: greedy). The tensors are checked when they change (the loop passes the
+        same ones, updated in place, until it compacts the grid); each step checks only t."""
         if sampling.top_p < 1.0 and not sampling.greedy:
             raise ValueError("CompiledStep.decode_step draws without a nucleus filter; use step + pick_tokens_v2.")
+        objects = (cache, ids, positions, live, uniforms, out, ended, eos_table, cand_table, self._scratch, self._logits)
+        memo = self._memo
+        if (memo is None or memo[1] != (sampling.temperature, sampling.greedy)
+                or any(a is not b for a, b in zip(memo[0], objects))):
+            prepared = self._prepare(t, cache, ids, positions, live, uniforms, sampling, eos_table, cand_table, out,
+                                     ended)  # (may reallocate the scratch and logits buffers)
+            objects = objects[:-2] + (self._scratch, self._logits)
+            memo = self._memo = (objects, (sampling.temperature, sampling.greedy), *prepared)
+        _, _, head, tail, capacity, groups = memo
+        if not 0 <= t < capacity:
+            raise ValueError(f"CompiledStep: t={t} must be below the own capacity {capacity}.")
+        count = self.lib.ttc_decode_step(*head, t, *tail)
+        found = self._n_check.value
+        return count, (self._check_rows[:found].tolist() if found else []), self._open[:groups]
+
+    def forget(self) -> None:
+        """Drop decode_step's references to the last call's tensors (called when a decode ends)."""
+        self._memo = None
+
+    def _prepare(self, t, cache, ids, positions, live, uniforms, sampling, eos_table, cand_table, out, ended):
+        """Checks decode_step's tensors and returns the C call's arguments before and after t."""
         args, rows = self._grid_args(t, cache)
         steps = out.shape[1]
         for name, tensor, dtype in (("ids", ids, torch.int64), ("positions", positions, torch.int64),
@@ -229,22 +253,21 @@ class CompiledStep:
             self._check("uniforms", uniforms, torch.float64, rows)
             if uniforms.shape[1] != steps:
                 raise ValueError(f"CompiledStep: uniforms has {uniforms.shape[1]} steps, out has {steps}.")
-        if eos_table.dtype != torch.bool or cand_table.dtype != torch.bool \
-                or eos_table.shape[0] < self.model.vocab or cand_table.shape[0] < self.model.vocab:
-            raise ValueError(f"CompiledStep: eos_table and cand_table must be bool tensors of {self.model.vocab} entries.")
+        vocab = self.model.vocab
+        for name, table in (("eos_table", eos_table), ("cand_table", cand_table)):
+            if table.dtype != torch.bool or table.shape[0] < vocab or not table.is_contiguous():
+                raise ValueError(f"CompiledStep: {name} must be a contiguous bool tensor of {vocab} entries, "
+                                 f"got {table.dtype} {tuple(table.shape)}.")
         if self._check_rows.numel() < rows:
             self._check_rows = torch.empty(rows, dtype=torch.int32)
-        groups = cache.groups
-        if self._open.numel() < groups:
-            self._open = torch.empty(groups, dtype=torch.bool)
-        logits = self._logits[: rows * self.model.vocab]
-        count = self.lib.ttc_decode_step(
-            *args, ids.data_ptr(), positions.data_ptr(), live.data_ptr(), logits.data_ptr(), self._scratch.data_ptr(),
-            None if uniforms is None else uniforms.data_ptr(), steps, float(sampling.temperature),
-            eos_table.data_ptr(), cand_table.data_ptr(), out.data_ptr(), ended.data_ptr(), self._check_rows.data_ptr(),
-            ctypes.addressof(self._n_check), self._open.data_ptr())
-        checked = self._check_rows[: self._n_check.value].tolist() if self._n_check.value else []
-        return count, checked, self._open[:groups].clone()
+        if self._open.numel() < cache.groups:
+            self._open = torch.empty(cache.groups, dtype=torch.bool)
+        head = args[:-1]  # everything before t
+        tail = [ids.data_ptr(), positions.data_ptr(), live.data_ptr(), self._logits.data_ptr(),
+                self._scratch.data_ptr(), None if uniforms is None else uniforms.data_ptr(), steps,
+                float(sampling.temperature), eos_table.data_ptr(), cand_table.data_ptr(), out.data_ptr(),
+                ended.data_ptr(), self._check_rows.data_ptr(), ctypes.addressof(self._n_check), self._open.data_ptr()]
+        return head, tail, cache.own_kv.shape[4], cache.groups
 
 
 def first_check_done() -> bool:

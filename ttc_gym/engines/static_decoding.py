@@ -339,6 +339,8 @@ class StaticDecoder:
             ids = chosen
         self._retire(list(range(len(group_ids))), group_ids, n, slot_row, prompts, lengths, missing, out, ended,
                      prompt_kv, own_kv, results)
+        if stepper is not None:
+            stepper.forget()
         return [results[r] for r in range(len(encoded))]
 
     def next_logits(self, encoded: list[list[int]], shared_prefix: bool = True) -> torch.Tensor:
