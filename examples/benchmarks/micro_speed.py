@@ -69,21 +69,32 @@ def use_path(engine, path: str) -> None:
         raise SystemExit(f"the compiled step does not run here: {engine.compiled_step_reason}")
 
 
-def training_iteration_s(threads: int, path: str, iterations: int = 3) -> tuple[float, dict]:
-    """Median wall time of an LLM-trainer iteration at the micro study's shape
-    (`examples/studies/micro_study.py`: MRT, the paper's recipe, on micro-long / micro:2-3, 8 problems
-    x 4 rollouts, H = 4, K = 16, 48-token episodes, one update per iteration) with the policy engine
+# Trainer shapes timed: the micro study's (examples/studies/micro_study.py: MRT, the paper's recipe, on
+# micro-long / micro:2-3, 8 problems x 4 rollouts, K = 16) and the one issue 28 set its target on
+# (the first micro study's: MRT-online on the base checkpoint, 4 problems x 4 rollouts, K = 4).
+# Both: H = 4, 48-token episodes, one update per iteration, the policy as its own prover.
+SHAPES = {
+    "micro study (8 x 4, K = 16, mrt, micro-long, micro:2-3)":
+        dict(algo="mrt", checkpoint="micro-long", source="micro:2-3", problems_per_iter=8, num_prover_samples=16),
+    "issue 28's (4 x 4, K = 4, mrt-online, micro, micro:1-3)":
+        dict(algo="mrt-online", checkpoint="micro", source="micro:1-3", problems_per_iter=4, num_prover_samples=4),
+}
+
+
+def training_iteration_s(threads: int, path: str, shape: dict, iterations: int = 3) -> tuple[float, dict]:
+    """Median wall time of an LLM-trainer iteration of `shape` (one of SHAPES) with the policy engine
     on `path`; the first iteration is dropped (it builds the compiled step and warms the caches)."""
     from ttc_gym.micro.checkpoint import micro_checkpoint_dir
     from ttc_gym.training.llm_config import LLMTrainConfig
     from ttc_gym.training.llm_policy import build_policy_engine
     from ttc_gym.training.llm_train import train
 
+    shape = dict(shape)
+    checkpoint = shape.pop("checkpoint")
     with tempfile.TemporaryDirectory() as out:
-        config = LLMTrainConfig(algo="mrt", model=str(micro_checkpoint_dir("micro-long")), iterations=iterations + 1,
-                                problems_per_iter=8, group_size=4, micro_batch_size=32, max_episodes=4,
-                                num_prover_samples=16, max_episode_tokens=48, temperature=1.0, lr=1e-4,
-                                source="micro:2-3", out=out, tensorboard=False, torch_threads=threads)
+        config = LLMTrainConfig(model=str(micro_checkpoint_dir(checkpoint)), iterations=iterations + 1, group_size=4,
+                                micro_batch_size=4 * shape["problems_per_iter"], max_episodes=4, max_episode_tokens=48,
+                                temperature=1.0, lr=1e-4, out=out, tensorboard=False, torch_threads=threads, **shape)
         policy = build_policy_engine(config)  # the trainer's own engine, on the path measured
         use_path(policy, path)
         result = train(config, policy_engine=policy)
@@ -121,7 +132,7 @@ def main(argv=None) -> int:
             use_path(engine, path)
             tps[path] = generation_throughput(engine, batch)
         rows.append((batch, tps))
-    iters = {path: training_iteration_s(args.threads, path) for path in PATHS}
+    iters = {(shape, path): training_iteration_s(args.threads, path, SHAPES[shape]) for shape in SHAPES for path in PATHS}
     command = "python examples/benchmarks/micro_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     frac = lambda tps: tps * flops_per_token / peak  # noqa: E731
     names = list(PATHS)
@@ -143,11 +154,13 @@ def main(argv=None) -> int:
           + f" | {tps['static, compiled step'] / tps['hf']:.1f}x | {tps['static, compiled step'] / tps['static, torch step']:.1f}x |"
           for b, tps in rows],
         "",
-        f"One training iteration of the LLM trainer at the micro study's shape (`--algo mrt` on micro-long, "
-        f"micro:2-3, 8 problems x 4 rollouts, H = 4, K = 16, {args.threads} thread(s), the policy as prover), "
-        "median over 3 iterations after a first one: "
-        + ", ".join(f"{name} {iters[name][0]:.2f} s" for name in names)
-        + f" ({iters['static, compiled step'][1]['tokens']:.0f} episode tokens per rollout on average).\n",
+        f"One training iteration of the LLM trainer ({args.threads} thread(s), H = 4, the policy as its own prover), "
+        "median over 3 iterations after a first one, seconds:\n",
+        "| shape | " + " | ".join(names) + " | compiled vs hf |",
+        "|---|" + "---|" * (len(names) + 1),
+        *[f"| {shape} | " + " | ".join(f"{iters[shape, name][0]:.2f}" for name in names)
+          + f" | {iters[shape, 'hf'][0] / iters[shape, 'static, compiled step'][0]:.2f}x |" for shape in SHAPES],
+        "",
     ]
     text = "\n".join(lines)
     print(text)
