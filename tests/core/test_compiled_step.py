@@ -214,3 +214,19 @@ def test_bad_input_is_refused_before_any_compiled_code_runs(micro, monkeypatch):
         monkeypatch.setattr(llama_forward, "FUSE_BYTES", 0)
         with pytest.raises(ValueError, match="too big for the fused layout"):
             compiled_step.CompiledStep(lib, LlamaWeights(micro.model, small_rows=False))
+
+
+@needs_compiler
+def test_an_engine_with_a_bound_compiled_step_copies_and_pickles(micro):
+    """The binding holds ctypes pointers: copies and unpickled engines bind their own on first use."""
+    import copy
+    import pickle
+
+    engine = TransformersEngine(micro.model, tokenizer=micro.tokenizer)
+    sampling = SamplingConfig(max_new_tokens=16, temperature=1.0, n=2)
+    first = engine.generate(["Start at 3."], sampling, seed=2)
+    assert engine.static_decoder._compiled is not None
+    for other in (copy.deepcopy(engine), pickle.loads(pickle.dumps(engine))):
+        assert other.compiled_step_reason is None
+        assert other.generate(["Start at 3."], sampling, seed=2) == first
+        assert other.static_decoder._compiled is not None

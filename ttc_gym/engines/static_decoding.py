@@ -107,6 +107,13 @@ class StaticDecoder:
         self.compiled = compiled
         self._compiled: compiled_step.CompiledStep | None = None
 
+    def __getstate__(self) -> dict:
+        # The compiled step is bound to this process's loaded library (ctypes pointers): a copy or an
+        # unpickled decoder binds its own on first use.
+        state = self.__dict__.copy()
+        state["_compiled"] = None
+        return state
+
     @staticmethod
     def unsupported_reason(model: Any) -> str | None:
         return unsupported_reason(model)
