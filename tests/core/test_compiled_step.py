@@ -76,6 +76,34 @@ def test_the_compiled_step_computes_the_torch_steps_logits_and_keys(micro, which
 
 
 @needs_compiler
+@pytest.mark.parametrize("which", ["micro", "odd"])
+def test_the_compiled_prefill_writes_the_torch_prefills_keys_and_values(micro, which):
+    """Packed pieces of three groups, one continuing positions already stored, one split in two
+    pieces (two batches, as `prefill_chunk` splits them): the same keys/values as `LlamaWeights.prefill`."""
+    model = micro.model if which == "micro" else odd_model()
+    with torch.inference_mode():
+        w = LlamaWeights(model, small_rows=False)
+        step = compiled_step.CompiledStep(compiled_step.library()[0], w)
+        g = torch.Generator().manual_seed(4)
+        base = torch.zeros((w.layers_count, 2, 3, w.kv_heads, 30, w.head_dim))
+        base[:, :, 1, :, :6] = torch.randn(base[:, :, 1, :, :6].shape, generator=g)  # group 1: 6 positions stored
+        batches = [[(0, 0, 9, 0), (1, 9, 20, 6)], [(2, 0, 14, 0)], [(2, 0, 5, 14)]]
+        torch_kv, c_kv = base.clone(), base.clone()
+        for pieces in batches:
+            count = pieces[-1][2]
+            ids = torch.randint(0, w.embed.shape[0], (count,), generator=g)
+            positions = torch.cat([torch.arange(first, first + end - start) for _, start, end, first in pieces])
+            w.prefill(ids, positions, pieces, torch_kv[:, 0], torch_kv[:, 1])
+            step.prefill(ids, positions, pieces, c_kv)
+        torch.testing.assert_close(c_kv, torch_kv, rtol=1e-4, atol=1e-4)
+        assert c_kv[:, :, 0, :, 9:].abs().sum() == 0  # nothing written past a piece
+        with pytest.raises(ValueError, match="does not fit"):
+            step.prefill(ids, positions, [(3, 0, 5, 14)], c_kv)
+        with pytest.raises(ValueError, match="cover every token"):
+            step.prefill(ids, positions, [(2, 0, 3, 14)], c_kv)
+
+
+@needs_compiler
 @pytest.mark.parametrize("temperature", [0.0, 0.7, 1.0])
 def test_decode_step_draws_what_pick_tokens_v2_draws_and_keeps_the_books(micro, temperature):
     """Same tokens as the torch sampler on the compiled logits; EOS rows finish, candidate rows are

@@ -284,6 +284,88 @@ void ttc_grid_step(const model_t* m, int groups, int n, int p_max, const int32_t
   }
 }
 
+/* Floats of scratch memory ttc_prefill needs for `tokens` tokens. */
+long ttc_prefill_scratch_floats(const model_t* m, int tokens, int p_max) {
+  const int qs = m->heads * m->head_dim, width = qs + 2 * m->kv_heads * m->head_dim;
+  return (long)tokens * (m->hidden + max4(m->hidden, qs, m->inter, 0) + max4(width, 2 * m->inter, m->hidden, 0) + qs)
+         + p_max;
+}
+
+/* Attention of one prompt token at one layer over its group's positions 0..last (keys and values
+ * [kv_heads, p_max, head_dim] of the group at this layer, already holding this token's own). */
+static void attend_prompt(const model_t* m, const float* q, const float* pk, const float* pv, int last, int p_max,
+                          float* scores, float* out) {
+  const int HD = m->head_dim, rep = m->heads / m->kv_heads;
+  for (int h = 0; h < m->heads; h++) {
+    const int k = h / rep;
+    const float* qh = q + (long)h * HD;
+    const float* K = pk + (long)k * p_max * HD;
+    const float* V = pv + (long)k * p_max * HD;
+    for (int p = 0; p <= last; p++) scores[p] = dot(qh, K + (long)p * HD, HD) * m->scale;
+    float top = -INFINITY;
+    for (int p = 0; p <= last; p++) top = scores[p] > top ? scores[p] : top;
+    for (int p = 0; p <= last; p++) scores[p] = exp_approx(scores[p] - top);
+    float total = 0.f;
+    for (int p = 0; p <= last; p++) total += scores[p];
+    float* oh = out + (long)h * HD;
+    switch (HD) {
+      case 32: weighted_sum(scores, 1.f / total, V, last + 1, V, 0, 32, oh); break;
+      case 64: weighted_sum(scores, 1.f / total, V, last + 1, V, 0, 64, oh); break;
+      case 128: weighted_sum(scores, 1.f / total, V, last + 1, V, 0, 128, oh); break;
+      default: weighted_sum(scores, 1.f / total, V, last + 1, V, 0, HD, oh); break;
+    }
+  }
+}
+
+/* Encode prompt tokens (what LlamaWeights.prefill computes): token i (id ids[i]) sits at position
+ * pos[i] of group group_of[i]; its key and value are written to prompt_kv [layers, 2, groups,
+ * kv_heads, p_max, head_dim] there, and it attends to its group's positions 0..pos[i] (the earlier
+ * ones already in prompt_kv, or among these tokens). No logits (so the last layer stops at its keys
+ * and values). scratch:
+ * ttc_prefill_scratch_floats(m, tokens, p_max) floats. */
+void ttc_prefill(const model_t* m, int groups, int p_max, float* prompt_kv, int tokens, const int64_t* ids,
+                 const int64_t* pos, const int32_t* group_of, float* scratch) {
+  const int D = m->hidden, HD = m->head_dim, KV = m->kv_heads, FF = m->inter;
+  const int qs = m->heads * HD, ks = KV * HD, width = qs + 2 * ks;
+  float* x = scratch;                                          /* [tokens, D] */
+  float* in = x + (long)tokens * D;                            /* [tokens, <= max(D, qs, FF)] */
+  float* out = in + (long)tokens * max4(D, qs, FF, 0);         /* [tokens, <= max(width, 2 FF, D)] */
+  float* att = out + (long)tokens * max4(width, 2 * FF, D, 0); /* [tokens, qs] */
+  float* scores = att + (long)tokens * qs;                     /* [p_max] */
+  for (int i = 0; i < tokens; i++) memcpy(x + (long)i * D, m->embed + ids[i] * D, sizeof(float) * D);
+  for (int l = 0; l < m->layers; l++) {
+    for (int i = 0; i < tokens; i++) rms_norm(x + (long)i * D, m->norm1[l], in + (long)i * D, D, m->eps);
+    rows_matmul(in, tokens, m->qkv[l], D, width, out, 0);
+    for (int i = 0; i < tokens; i++) {  /* every token's key and value first: later tokens attend to them */
+      float* q = out + (long)i * width;
+      const float* c = m->cos_t + pos[i] * HD;
+      const float* s = m->sin_t + pos[i] * HD;
+      for (int hh = 0; hh < m->heads + KV; hh++) rotate(q + (long)hh * HD, c, s, HD);
+      float* pk = prompt_kv + (((long)l * 2 + 0) * groups + group_of[i]) * KV * p_max * HD;
+      float* pv = prompt_kv + (((long)l * 2 + 1) * groups + group_of[i]) * KV * p_max * HD;
+      for (int k = 0; k < KV; k++) {
+        memcpy(pk + ((long)k * p_max + pos[i]) * HD, q + qs + (long)k * HD, sizeof(float) * HD);
+        memcpy(pv + ((long)k * p_max + pos[i]) * HD, q + qs + ks + (long)k * HD, sizeof(float) * HD);
+      }
+    }
+    if (l == m->layers - 1) break;  /* the last layer's keys and values are all a prompt leaves */
+    for (int i = 0; i < tokens; i++) {
+      const float* pk = prompt_kv + (((long)l * 2 + 0) * groups + group_of[i]) * KV * p_max * HD;
+      const float* pv = prompt_kv + (((long)l * 2 + 1) * groups + group_of[i]) * KV * p_max * HD;
+      attend_prompt(m, out + (long)i * width, pk, pv, (int)pos[i], p_max, scores, att + (long)i * qs);
+    }
+    rows_matmul(att, tokens, m->o[l], qs, D, x, 1);
+    for (int i = 0; i < tokens; i++) rms_norm(x + (long)i * D, m->norm2[l], in + (long)i * D, D, m->eps);
+    rows_matmul(in, tokens, m->gate_up[l], D, 2 * FF, out, 0);
+    for (int i = 0; i < tokens; i++) {
+      const float* gu = out + (long)i * 2 * FF;
+      float* act = in + (long)i * FF;
+      for (int j = 0; j < FF; j++) act[j] = gu[j] / (1.f + exp_approx(-gu[j])) * gu[FF + j];
+    }
+    rows_matmul(in, tokens, m->down[l], FF, D, x, 1);
+  }
+}
+
 /* The token of one row from its logits, as ttc_gym.engines.sampling.pick_tokens_v2 draws it without
  * nucleus filtering: the argmax (first of ties) when u < 0 (greedy), else the inverse-CDF draw with
  * uniform u from softmax(logits / temperature), the CDF summed in double. probs: vocab floats. */

@@ -111,6 +111,11 @@ def library() -> tuple[ctypes.CDLL | None, str | None]:
         lib.ttc_decode_step.argtypes = ([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p] * 4
                                         + [ctypes.c_int] * 2 + [ctypes.c_void_p] * 6 + [ctypes.c_int, ctypes.c_float]
                                         + [ctypes.c_void_p] * 7)
+        lib.ttc_prefill_scratch_floats.restype = ctypes.c_long
+        lib.ttc_prefill_scratch_floats.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        lib.ttc_prefill.restype = None
+        lib.ttc_prefill.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_int] \
+            + [ctypes.c_void_p] * 4
         lib.ttc_grid_step.restype = None
         lib.ttc_grid_step.argtypes = ([ctypes.c_void_p] + [ctypes.c_int] * 3 + [ctypes.c_void_p] * 4
                                       + [ctypes.c_int] * 2 + [ctypes.c_void_p] * 5)
@@ -209,6 +214,27 @@ class CompiledStep:
         self.lib.ttc_grid_step(*args, ids.data_ptr(), positions.data_ptr(), live.data_ptr(), logits.data_ptr(),
                                self._scratch.data_ptr())
         return logits
+
+    def prefill(self, ids: torch.Tensor, positions: torch.Tensor, pieces: list[tuple[int, int, int, int]],
+                prompt_kv: torch.Tensor) -> None:
+        """`LlamaWeights.prefill` in C: encode packed prompt tokens and write their keys/values into
+        prompt_kv [layers, 2, groups, kv_heads, P, dim] (contiguous); piece (g, start, end, first) is
+        tokens[start:end] at positions first.. of group g."""
+        if not prompt_kv.is_contiguous() or prompt_kv.dtype != torch.float32:
+            raise ValueError("CompiledStep.prefill: prompt_kv must be a contiguous float32 tensor.")
+        tokens, groups, p_max = ids.shape[0], prompt_kv.shape[2], prompt_kv.shape[4]
+        group_of = torch.empty(tokens, dtype=torch.int32)
+        for g, start, end, first in pieces:
+            if not (0 <= g < groups and 0 <= start <= end <= tokens and 0 <= first and first + end - start <= p_max):
+                raise ValueError(f"CompiledStep.prefill: piece {(g, start, end, first)} does not fit {tokens} tokens, "
+                                 f"{groups} groups and {p_max} positions.")
+            group_of[start:end] = g
+        if sum(end - start for _, start, end, _ in pieces) != tokens:
+            raise ValueError("CompiledStep.prefill: the pieces must cover every token once.")
+        ids, positions = ids.to(torch.int64).contiguous(), positions.to(torch.int64).contiguous()
+        scratch = torch.empty(self.lib.ttc_prefill_scratch_floats(self._model_ptr, tokens, p_max), dtype=torch.float32)
+        self.lib.ttc_prefill(self._model_ptr, groups, p_max, prompt_kv.data_ptr(), tokens, ids.data_ptr(),
+                             positions.data_ptr(), group_of.data_ptr(), scratch.data_ptr())
 
     def decode_step(self, ids: torch.Tensor, positions: torch.Tensor, t: int, cache: Any, live: torch.Tensor,
                     uniforms: torch.Tensor | None, sampling: Any, eos_table: torch.Tensor, cand_table: torch.Tensor,

@@ -411,7 +411,8 @@ class StaticDecoder:
 
     def _prefill(self, w: LlamaWeights, prompts: list[list[int]], stored: list[int], missing: list[int],
                  prompt_kv: torch.Tensor) -> None:
-        """Encode what the store lacked of each prompt, packed, at most `prefill_chunk` tokens per forward."""
+        """Encode what the store lacked of each prompt, packed, at most `prefill_chunk` tokens per forward
+        (by the compiled step when it runs: `compiled_step.CompiledStep.prefill`)."""
         pieces: list[tuple[int, int, int]] = []  # (group, first position, end position)
         budget = self.prefill_chunk
         batches = []
@@ -429,6 +430,7 @@ class StaticDecoder:
             batches.append(pieces)
         device = w.device
         keys, values = prompt_kv[:, 0], prompt_kv[:, 1]
+        stepper = self.stepper(w)
         for batch in batches:
             ids = [prompts[g][k] for g, a, b in batch for k in range(a, b)]
             positions = [k for _, a, b in batch for k in range(a, b)]
@@ -436,7 +438,11 @@ class StaticDecoder:
             for g, a, b in batch:
                 spans.append((g, start, start + b - a, a))
                 start += b - a
-            w.prefill(torch.tensor(ids, device=device), torch.tensor(positions, device=device), spans, keys, values)
+            ids_t, positions_t = torch.tensor(ids, device=device), torch.tensor(positions, device=device)
+            if stepper is not None and prompt_kv.is_contiguous():
+                stepper.prefill(ids_t, positions_t, spans, prompt_kv)
+            else:
+                w.prefill(ids_t, positions_t, spans, keys, values)
 
     def _retire(self, grid_groups: list[int], group_ids: list[int], n: int, slot_row: list[int],
                 prompts: list[list[int]], lengths: list[int], missing: list[int], out: torch.Tensor,
