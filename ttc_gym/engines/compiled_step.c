@@ -1,5 +1,6 @@
 /* One decoding step of the static loop's grid for a small Llama, in plain C (issue 28): the forward
- * (ttc_grid_step) and, in ttc_decode_step, the token, EOS and bookkeeping of every row.
+ * (ttc_grid_step) and, in ttc_decode_step, the token, EOS and bookkeeping of every row; and the
+ * prompt prefill (ttc_prefill).
  *
  * Computes what ttc_gym.engines.llama_forward.LlamaWeights.step computes for a fused (small) model:
  * RMSNorm, fused q|k|v, rotary embedding (rotate_half), grouped-query attention over the row's
@@ -226,6 +227,21 @@ static void rows_matmul(const float* x, int nr, const float* W, int in, int out,
                  accumulate);
 }
 
+/* The rest of layer l after attention, for nr rows: x += att o; x += down(silu(gate) * up) of
+ * norm2(x). in and out are scratch rows (at least max(D, FF) and max(D, 2 FF) floats each). */
+static void out_and_mlp(const model_t* m, int l, const float* att, int nr, float* x, float* in, float* out) {
+  const int D = m->hidden, FF = m->inter, qs = m->heads * m->head_dim;
+  rows_matmul(att, nr, m->o[l], qs, D, x, 1);
+  for (int b = 0; b < nr; b++) rms_norm(x + (long)b * D, m->norm2[l], in + (long)b * D, D, m->eps);
+  rows_matmul(in, nr, m->gate_up[l], D, 2 * FF, out, 0);
+  for (int b = 0; b < nr; b++) {
+    const float* gu = out + (long)b * 2 * FF;
+    float* act = in + (long)b * FF;
+    for (int i = 0; i < FF; i++) act[i] = gu[i] / (1.f + exp_approx(-gu[i])) * gu[FF + i];
+  }
+  rows_matmul(in, nr, m->down[l], FF, D, x, 1);
+}
+
 /* The step (see the top of this file). scratch: ttc_scratch_floats(m, groups * n, p_max, capacity) floats. */
 void ttc_grid_step(const model_t* m, int groups, int n, int p_max, const int32_t* prompt_len, const float* prompt_kv,
                    const float* prompt_kt, float* own_kv, int capacity, int t, const int64_t* ids, const int64_t* pos,
@@ -266,15 +282,7 @@ void ttc_grid_step(const model_t* m, int groups, int n, int p_max, const int32_t
       const float* pv = prompt_kv + (((long)l * 2 + 1) * groups + g) * KV * p_max * HD;
       attend(m, q, pkt, pv, prompt_len[g], p_max, ok, ov, t + 1, capacity, scores, att + (long)b * qs);
     }
-    rows_matmul(att, nl, m->o[l], qs, D, x, 1);  /* x += attention o */
-    for (int b = 0; b < nl; b++) rms_norm(x + (long)b * D, m->norm2[l], in + (long)b * D, D, m->eps);
-    rows_matmul(in, nl, m->gate_up[l], D, 2 * FF, out, 0);
-    for (int b = 0; b < nl; b++) {
-      const float* gu = out + (long)b * 2 * FF;
-      float* act = in + (long)b * FF;
-      for (int i = 0; i < FF; i++) act[i] = gu[i] / (1.f + exp_approx(-gu[i])) * gu[FF + i];
-    }
-    rows_matmul(in, nl, m->down[l], FF, D, x, 1);  /* x += MLP */
+    out_and_mlp(m, l, att, nl, x, in, out);
   }
   for (int b = 0; b < nl; b++) rms_norm(x + (long)b * D, m->norm, in + (long)b * D, D, m->eps);
   for (int b0 = 0; b0 < nl; b0 += ROW_BLOCK) {
@@ -354,15 +362,7 @@ void ttc_prefill(const model_t* m, int groups, int p_max, float* prompt_kv, int 
       const float* pv = prompt_kv + (((long)l * 2 + 1) * groups + group_of[i]) * KV * p_max * HD;
       attend_prompt(m, out + (long)i * width, pk, pv, (int)pos[i], p_max, scores, att + (long)i * qs);
     }
-    rows_matmul(att, tokens, m->o[l], qs, D, x, 1);
-    for (int i = 0; i < tokens; i++) rms_norm(x + (long)i * D, m->norm2[l], in + (long)i * D, D, m->eps);
-    rows_matmul(in, tokens, m->gate_up[l], D, 2 * FF, out, 0);
-    for (int i = 0; i < tokens; i++) {
-      const float* gu = out + (long)i * 2 * FF;
-      float* act = in + (long)i * FF;
-      for (int j = 0; j < FF; j++) act[j] = gu[j] / (1.f + exp_approx(-gu[j])) * gu[FF + j];
-    }
-    rows_matmul(in, tokens, m->down[l], FF, D, x, 1);
+    out_and_mlp(m, l, att, tokens, x, in, out);
   }
 }
 

@@ -2,11 +2,13 @@
 
 `compiled_step.c` computes what `LlamaWeights.step` (`ttc_gym.engines.llama_forward`) computes for
 a fused model (weights <= `llama_forward.FUSE_BYTES`, float32, CPU): one step of the whole grid of
-rows, each row attending to its group's prompt and its own tokens. The static loop
-(`ttc_gym.engines.static_decoding`) calls it in place of the torch forward when it applies; sampling
-(`sampling.pick_tokens_v2`), stop rules, buffers and compaction are unchanged, so a seed draws what
-it drew before (sampler version 2) up to float rounding of the logits (~1e-6; a draw moves only when
-its uniform lies that close to a CDF boundary).
+rows, each row attending to its group's prompt and its own tokens; with `decode_step`, also each
+row's token (`sampling.pick_tokens_v2`'s draw without a nucleus filter), EOS and the loop's
+bookkeeping; with `prefill`, the prompt tokens' keys and values (`LlamaWeights.prefill`). The static
+loop (`ttc_gym.engines.static_decoding`) calls it in place of the torch code when it applies; stop
+rules, buffers and compaction are unchanged, so a seed draws what it drew before (sampler version 2)
+up to float rounding of the logits (~1e-6; a draw moves only when its uniform lies that close to a
+CDF boundary).
 
 Why: at the micro-reasoner's size (1.1 M parameters) one token's arithmetic takes microseconds and
 an eager torch step spends most of its time in ~150 ops of per-op framework work; the C step has
