@@ -235,6 +235,17 @@ def test_bad_input_is_refused_before_any_compiled_code_runs(micro, monkeypatch):
             step.step(ids, positions, cache.own_kv.shape[4], cache, live)
         with pytest.raises(ValueError, match="ids must be a contiguous torch.int64 tensor of 4 rows"):
             step.step(ids[:3], positions, 3, cache, live)
+        with pytest.raises(ValueError, match="token ids must lie in"):
+            step.step(torch.full_like(ids, 384), positions, 3, cache, live)
+        with pytest.raises(ValueError, match="rotary positions"):
+            step.step(ids, torch.full_like(positions, 5000), 3, cache, live)
+        with pytest.raises(ValueError, match="token ids must lie in"):
+            step.prefill(torch.tensor([5, 999]), torch.tensor([0, 1]), [(0, 0, 2, 0)], cache.prompt_kv)
+        with pytest.raises(ValueError, match="rotary positions"):
+            step.decode_step(ids, torch.full_like(positions, 1000), 3, cache, live, None,
+                             SamplingConfig(temperature=0.0), torch.zeros(384, dtype=torch.bool),
+                             torch.zeros(384, dtype=torch.bool), torch.zeros(4, 64, dtype=torch.long),
+                             torch.zeros(4, dtype=torch.long))
         with pytest.raises(ValueError, match="nucleus"):
             step.decode_step(ids, positions, 3, cache, live, None, SamplingConfig(temperature=1.0, top_p=0.5),
                              torch.zeros(384, dtype=torch.bool), torch.zeros(384, dtype=torch.bool),

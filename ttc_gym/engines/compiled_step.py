@@ -198,6 +198,16 @@ class CompiledStep:
         return [self._model_ptr, groups, n, p_max, cache.prompt_lengths.data_ptr(), prompt_kv.data_ptr(),
                 cache.prompt_keys_by_dim.data_ptr(), own_kv.data_ptr(), capacity, t], rows
 
+    def _check_tokens(self, ids: torch.Tensor, positions: torch.Tensor, ahead: int = 0) -> None:
+        """Token ids inside the vocabulary and positions (plus `ahead` more steps) inside the rotary
+        table: the C code indexes both without bounds checks (torch would raise an IndexError)."""
+        if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < self.model.vocab):
+            raise ValueError(f"CompiledStep: token ids must lie in [0, {self.model.vocab}), got "
+                             f"{int(ids.min())}..{int(ids.max())} (a tokenizer larger than the model's embedding?).")
+        if positions.numel() and not (0 <= int(positions.min()) and int(positions.max()) + ahead < self.model.positions):
+            raise ValueError(f"CompiledStep: positions (and {ahead} more steps) must lie below the model's "
+                             f"{self.model.positions} rotary positions, got up to {int(positions.max())}.")
+
     @staticmethod
     def _check(name: str, tensor: torch.Tensor, dtype: torch.dtype, rows: int) -> None:
         if tensor.dtype != dtype or tensor.shape[0] != rows or not tensor.is_contiguous():
@@ -212,6 +222,7 @@ class CompiledStep:
         for name, tensor, dtype in (("ids", ids, torch.int64), ("positions", positions, torch.int64),
                                     ("live", live, torch.bool)):
             self._check(name, tensor, dtype, rows)
+        self._check_tokens(ids, positions)
         logits = self._logits[: rows * self.model.vocab].view(rows, self.model.vocab)
         self.lib.ttc_grid_step(*args, ids.data_ptr(), positions.data_ptr(), live.data_ptr(), logits.data_ptr(),
                                self._scratch.data_ptr())
@@ -234,6 +245,9 @@ class CompiledStep:
         if sum(end - start for _, start, end, _ in pieces) != tokens:
             raise ValueError("CompiledStep.prefill: the pieces must cover every token once.")
         ids, positions = ids.to(torch.int64).contiguous(), positions.to(torch.int64).contiguous()
+        if positions.shape != ids.shape:
+            raise ValueError(f"CompiledStep.prefill: {ids.shape[0]} ids but {positions.shape[0]} positions.")
+        self._check_tokens(ids, positions)
         scratch = torch.empty(self.lib.ttc_prefill_scratch_floats(self._model_ptr, tokens, p_max), dtype=torch.float32)
         self.lib.ttc_prefill(self._model_ptr, groups, p_max, prompt_kv.data_ptr(), tokens, ids.data_ptr(),
                              positions.data_ptr(), group_of.data_ptr(), scratch.data_ptr())
@@ -281,6 +295,7 @@ class CompiledStep:
             self._check("uniforms", uniforms, torch.float64, rows)
             if uniforms.shape[1] != steps:
                 raise ValueError(f"CompiledStep: uniforms has {uniforms.shape[1]} steps, out has {steps}.")
+        self._check_tokens(ids, positions, ahead=steps - 1 - t)  # later ids are drawn from the logits
         vocab = self.model.vocab
         for name, table in (("eos_table", eos_table), ("cand_table", cand_table)):
             if table.dtype != torch.bool or table.shape[0] < vocab or not table.is_contiguous():
