@@ -10,7 +10,9 @@ How a call runs (`StaticDecoder.decode`, rows = prompts x samples, at most `max_
   store (`ttc_gym.engines.kv_cache.PrefixStore`, shared with the transformers loop) and by packed
   prefill; and the rows' own tokens [layers, 2, rows, kv_heads, T, dim]. A group's prompt is stored
   once and read once per step for all its rows (one score product per group and kv head);
-- the forward is `ttc_gym.engines.llama_forward.LlamaWeights.step` (no transformers module calls);
+- the forward is `ttc_gym.engines.llama_forward.LlamaWeights.step` (no transformers module calls), or
+  for small float32 models on a CPU the compiled step (`ttc_gym.engines.compiled_step`), which also
+  draws the tokens and keeps the books below in the same call, and prefills prompts;
 - sampling is on tensors: every row's uniforms for the whole call come from its row seed in one
   tensor computation (SplitMix64, `sampling.splitmix64_uniforms`), the token by inverse CDF
   (`sampling.pick_tokens_v2`); EOS is a table lookup; the stop-string / closing-brace check, which
