@@ -211,11 +211,16 @@ static int max4(int a, int b, int c, int d) {
   return m > d ? m : d;
 }
 
+/* Scratch floats per row (token) of the forward: residual stream x, matrix-product input and output
+ * rows, attention output (the layout ttc_grid_step and ttc_prefill carve out of their scratch). */
+static long row_floats(const model_t* m) {
+  const int qs = m->heads * m->head_dim, width = qs + 2 * m->kv_heads * m->head_dim;
+  return m->hidden + max4(m->hidden, qs, m->inter, 0) + max4(width, 2 * m->inter, m->hidden, 0) + qs;
+}
+
 /* Floats of scratch memory ttc_grid_step needs for `rows` rows (the caller allocates them). */
 long ttc_scratch_floats(const model_t* m, int rows, int p_max, int capacity) {
-  const int qs = m->heads * m->head_dim, width = qs + 2 * m->kv_heads * m->head_dim;
-  return (long)rows * (m->hidden + max4(m->hidden, qs, m->inter, 0) + max4(width, 2 * m->inter, m->hidden, 0) + qs)
-         + (long)ROW_BLOCK * m->vocab + p_max + capacity + m->vocab + rows;
+  return (long)rows * row_floats(m) + (long)ROW_BLOCK * m->vocab + p_max + capacity + m->vocab + rows;
 }
 
 /* y (+)= x W for nr rows, ROW_BLOCK rows at a time (x rows `in` apart, y rows `out` apart). Every
@@ -294,9 +299,7 @@ void ttc_grid_step(const model_t* m, int groups, int n, int p_max, const int32_t
 
 /* Floats of scratch memory ttc_prefill needs for `tokens` tokens. */
 long ttc_prefill_scratch_floats(const model_t* m, int tokens, int p_max) {
-  const int qs = m->heads * m->head_dim, width = qs + 2 * m->kv_heads * m->head_dim;
-  return (long)tokens * (m->hidden + max4(m->hidden, qs, m->inter, 0) + max4(width, 2 * m->inter, m->hidden, 0) + qs)
-         + p_max;
+  return (long)tokens * row_floats(m) + p_max;
 }
 
 /* Attention of one prompt token at one layer over its group's positions 0..last (keys and values

@@ -313,16 +313,22 @@ class CompiledStep:
         return head, tail, cache.own_kv.shape[4], cache.groups
 
 
-def first_check_done() -> bool:
-    """Whether this process has checked the compiled step against the torch step."""
-    return "checked" in _state
-
-
-def record_check(mismatch: str | None) -> None:
-    """Record the first-use check; a mismatch turns the compiled step off for the process."""
-    _state["checked"] = mismatch
-    if mismatch is not None:
-        _state.update(lib=None, reason=f"{mismatch}; turned off for this process")
+def bind(weights: Any, check_grid: Any) -> CompiledStep | None:
+    """The compiled step bound to `weights`, or None where there is no library. The process's first
+    binding is checked against the torch step on the grid `check_grid()` returns (see
+    `check_against_torch`); a mismatch turns the compiled step off for the process, with the reason
+    `library()` then gives."""
+    lib, _ = library()
+    if lib is None:
+        return None
+    step = CompiledStep(lib, weights)
+    if "checked" not in _state:
+        mismatch = check_against_torch(step, check_grid)
+        _state["checked"] = mismatch
+        if mismatch is not None:
+            _state.update(lib=None, reason=f"{mismatch}; turned off for this process")
+            return None
+    return step
 
 
 def check_against_torch(step: CompiledStep, cache_factory: Any) -> str | None:

@@ -148,16 +148,8 @@ class StaticDecoder:
         The first binding in a process is checked against the torch step (`compiled_step`)."""
         if not self.compiled or compiled_step.unsupported_reason(w) is not None:
             return None
-        if self._compiled is not None and self._compiled.weights is w:
-            return self._compiled
-        lib, _ = compiled_step.library()
-        if lib is None:
-            return None
-        self._compiled = compiled_step.CompiledStep(lib, w)
-        if not compiled_step.first_check_done():
-            compiled_step.record_check(compiled_step.check_against_torch(self._compiled, lambda: self._check_grid(w)))
-            if compiled_step.library()[0] is None:
-                self._compiled = None
+        if self._compiled is None or self._compiled.weights is not w:
+            self._compiled = compiled_step.bind(w, lambda: self._check_grid(w))
         return self._compiled
 
     def _check_grid(self, w: LlamaWeights) -> tuple:
@@ -441,7 +433,7 @@ class StaticDecoder:
                 spans.append((g, start, start + b - a, a))
                 start += b - a
             ids_t, positions_t = torch.tensor(ids, device=device), torch.tensor(positions, device=device)
-            if stepper is not None and prompt_kv.is_contiguous():
+            if stepper is not None:
                 stepper.prefill(ids_t, positions_t, spans, prompt_kv)
             else:
                 w.prefill(ids_t, positions_t, spans, keys, values)
