@@ -21,9 +21,6 @@ CITING = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")), *sorted((R
 # Paths cited on purpose although they are not in the repository: (citing file, path) -> why.
 NOT_IN_REPO = {
     ("docs/architecture.md", "envs/my_env.py"): "the file a reader writes to add an env",
-    # The pre-registered micro study's report: written by its run, committed with its results (issue 30).
-    ("examples/studies/micro_study_plan.md", "examples/studies/micro_study.md"): "the report the planned run writes",
-    ("examples/studies/micro_study.py", "examples/studies/micro_study.md"): "the report the planned run writes",
 }
 
 

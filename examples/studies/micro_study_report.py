@@ -183,6 +183,21 @@ def _levels(runs: dict, base: dict | None) -> list[str]:
     return lines + [""]
 
 
+def _j_curves(runs: dict, base: dict | None, budget: str) -> list[str]:
+    """Held-out mean J after j = 0..episodes (`micro_eval.j_after`: a rollout that answered earlier
+    keeps its last J), mean over seeds. Descriptive (the plan's "J curves"); no test."""
+    some = next(iter(next(iter(runs.values())).values()))
+    n = len(some[f"J@{budget}"])
+    lines = [f"## Held-out J after each episode at {budget} (mean over seeds; K = 4 forced answers per J)\n",
+             "| method | " + " | ".join(f"J_{j}" for j in range(n)) + " |", "|---|" + "---|" * n]
+    if base is not None:
+        lines.append("| base | " + " | ".join(f"{v:.3f}" for v in base[f"J@{budget}"]) + " |")
+    for m, rs in runs.items():
+        curve = np.mean([r[f"J@{budget}"] for r in rs.values()], axis=0)
+        lines.append(f"| {m} | " + " | ".join(f"{v:.3f}" for v in curve) + " |")
+    return lines + [""]
+
+
 def write_report(path: Path, blob: dict, regenerated: bool = False) -> None:
     runs = _by_method(blob)
     base = _base(blob)
@@ -195,6 +210,8 @@ def write_report(path: Path, blob: dict, regenerated: bool = False) -> None:
             lines += _claims(runs)
         lines += _no_signal(runs, base)
         lines += _levels(runs, base)
+        if "J@H" in next(iter(next(iter(runs.values())).values())):
+            lines += _j_curves(runs, base, "H") + _j_curves(runs, base, "2H")
         lines += _curves(runs, "outcome", "Learning curves: training-batch outcome")
         lines += _curves(runs, "J_final", "Learning curves: training-batch J at the last episode")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,10 @@ def test_report_verdicts_follow_the_paired_tests(study_modules, tmp_path):
     for name in ("P5", "P6", "P7", "P8"):  # methods that were not run are said so, not tested
         assert _claim_row(text, name)[8] == "not run"
     assert "abc1234" in text and "base-failed" in text
+    # The held-out J curves: the mean over seeds of each method's J after each episode.
+    j_rows = text.split("## Held-out J after each episode at H ")[1].split("## ")[0]
+    mrt_mean = np.mean([r["J@H"][0] for r in runs if r["method"] == "MRT"])
+    assert _claim_row(j_rows, "MRT")[1] == f"{mrt_mean:.3f}" and _claim_row(j_rows, "base")[1] == "0.200"
 
 
 def test_with_few_seeds_nothing_is_declared(study_modules, tmp_path):
