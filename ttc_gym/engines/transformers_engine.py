@@ -34,10 +34,14 @@ from ttc_gym.engines.small_rows import applies, applies_on, small_row_linears
 from ttc_gym.validation import check_int, unknown_name_error
 
 DECODE_LOOPS = ("static", "hf")
-#: `decode_loop="auto"` runs the static loop on models up to this hidden size and the transformers
-#: loop above it. Measured on a 2-core CPU (notes of issue 28): on the micro-reasoner (hidden 128)
-#: the static loop is 1.4-3x faster at 1-64 rows; on SmolLM2-135M (hidden 576) at 64 rows it was
-#: 0.3-0.7x as fast (23-25 vs 37-91 tokens/s, alternated runs). Two data points: a threshold, not a model.
+#: `decode_loop="auto"` runs the static loop on a CPU, and elsewhere (a GPU) on models up to this
+#: hidden size; the transformers loop otherwise. Measured on a quiet 2-core CPU (notes of issue 28,
+#: `examples/benchmarks/bench_engine.py`, two runs in two sessions): on SmolLM2-135M the static loop
+#: was faster for the policy (1.25x / 1.58x at 1 env, 1.23x / 1.32x at 8 envs) and the prover
+#: (1.04x / 1.16x, 1.28x / 1.24x), and the README's main job took 78 / 91 s against 90 / 99 s (two
+#: alternated pairs); on the micro-reasoner (hidden 128) it is 1.4-3x faster (16x with the compiled
+#: step). An earlier reading of 0.3-0.7x at 64 rows was taken at load 5-10. On a GPU the static loop
+#: has not been measured: larger models keep transformers' loop there.
 STATIC_AUTO_MAX_HIDDEN = 256
 
 # A letter that starts a new token after whitespace (see `TransformersEngine.encode`).
@@ -71,8 +75,8 @@ class TransformersEngine:
             on any other device type (CUDA) it is off whatever this says (`small_rows_active`).
             On the static loop the few-row form is applied to the model's own weights by the
             forward itself (`ttc_gym.engines.llama_forward`; no module is patched).
-        decode_loop: "auto" (default): "static" for models of hidden size <= STATIC_AUTO_MAX_HIDDEN
-            (where it was measured faster), else "hf". "static": `ttc_gym.engines.static_decoding`, a hand-written forward
+        decode_loop: "auto" (default): "static" on a CPU, and on other devices for models of hidden
+            size <= STATIC_AUTO_MAX_HIDDEN (where it was measured faster), else "hf". "static": `ttc_gym.engines.static_decoding`, a hand-written forward
             for Llama-family models with preallocated key/value buffers, one forward per step for
             every row, sampling on tensors (sampler version 2: the same distributions as "hf",
             other texts for the same seed). "hf": `ttc_gym.engines.decoding`, transformers' own
@@ -149,14 +153,15 @@ class TransformersEngine:
         self._decode_loop = "hf"
         if decode_loop == "auto":
             hidden = getattr(getattr(model, "config", None), "hidden_size", None)
-            decode_loop = "static" if isinstance(hidden, int) and hidden <= STATIC_AUTO_MAX_HIDDEN else "hf"
+            small = isinstance(hidden, int) and hidden <= STATIC_AUTO_MAX_HIDDEN
+            decode_loop = "static" if self.device.type == "cpu" or small else "hf"
         self.decode_loop = decode_loop
 
     @property
     def decode_loop(self) -> str:
-        """The decoding loop `generate` uses: "static" (`ttc_gym.engines.static_decoding`, the default for
-        small models) or "hf" (`ttc_gym.engines.decoding`, transformers' forward; the loop before issue 28,
-        the default above STATIC_AUTO_MAX_HIDDEN). Asking
+        """The decoding loop `generate` uses: "static" (`ttc_gym.engines.static_decoding`, the default on
+        a CPU and for small models) or "hf" (`ttc_gym.engines.decoding`, transformers' forward; the loop
+        before issue 28, the default for models above STATIC_AUTO_MAX_HIDDEN off the CPU). Asking
         for "static" on a model it cannot run (`static_unsupported` says why) gives "hf". Setting it
         empties the prefix store, so that each loop only ever reuses keys/values it computed."""
         return self._decode_loop
