@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-scipy_stats = pytest.importorskip("scipy.stats")
+scipy_stats = pytest.importorskip("scipy.stats")  # in the `test` extra: CI runs this file
 
 from ttc_gym.engines import llama_forward  # noqa: E402
 from ttc_gym.engines.base import SamplingConfig  # noqa: E402
