@@ -28,6 +28,11 @@ def _base(blob: dict) -> dict | None:
     return next((r for r in blob["runs"] if r["method"] == "base"), None)
 
 
+def _some_run(runs: dict) -> dict:
+    """One run (the first method's first seed): every run holds the same fields."""
+    return next(iter(next(iter(runs.values())).values()))
+
+
 def diffs(runs: dict, a: str, b: str, endpoint: str) -> np.ndarray:
     """Per-seed A - B of an endpoint, over the seeds both have (in seed order)."""
     seeds = sorted(set(runs.get(a, {})) & set(runs.get(b, {})))
@@ -79,8 +84,7 @@ def _method_table(runs: dict, base: dict | None) -> list[str]:
 
 
 def _curves(runs: dict, field: str, title: str) -> list[str]:
-    some = next(iter(next(iter(runs.values())).values()))
-    n = len(some["history"])
+    n = len(_some_run(runs)["history"])
     if n == 0:
         return []
     width = max(1, n // 8)
@@ -173,7 +177,7 @@ def _no_signal(runs: dict, base: dict | None) -> list[str]:
 
 
 def _levels(runs: dict, base: dict | None) -> list[str]:
-    levels = sorted(next(iter(next(iter(runs.values())).values()))["by_level@H"])
+    levels = sorted(_some_run(runs)["by_level@H"])
     lines = ["## Held-out accuracy at H by level (mean over seeds)\n",
              "| method | " + " | ".join(f"level {lv}" for lv in levels) + " |", "|---|" + "---|" * len(levels)]
     if base is not None:
@@ -183,12 +187,12 @@ def _levels(runs: dict, base: dict | None) -> list[str]:
     return lines + [""]
 
 
-def _j_curves(runs: dict, base: dict | None, budget: str) -> list[str]:
+def _j_curves(runs: dict, base: dict | None, budget: str, k: int) -> list[str]:
     """Held-out mean J after j = 0..episodes (`micro_eval.j_after`: a rollout that answered earlier
-    keeps its last J), mean over seeds. Descriptive (the plan's "J curves"); no test."""
-    some = next(iter(next(iter(runs.values())).values()))
-    n = len(some[f"J@{budget}"])
-    lines = [f"## Held-out J after each episode at {budget} (mean over seeds; K = 4 forced answers per J)\n",
+    keeps its last J), mean over seeds; `k`: the held-out forced answers per J. Descriptive (the plan's
+    "J curves"); no test."""
+    n = len(_some_run(runs)[f"J@{budget}"])
+    lines = [f"## Held-out J after each episode at {budget} (mean over seeds; K = {k} forced answers per J)\n",
              "| method | " + " | ".join(f"J_{j}" for j in range(n)) + " |", "|---|" + "---|" * n]
     if base is not None:
         lines.append("| base | " + " | ".join(f"{v:.3f}" for v in base[f"J@{budget}"]) + " |")
@@ -210,8 +214,9 @@ def write_report(path: Path, blob: dict, regenerated: bool = False) -> None:
             lines += _claims(runs)
         lines += _no_signal(runs, base)
         lines += _levels(runs, base)
-        if "J@H" in next(iter(next(iter(runs.values())).values())):
-            lines += _j_curves(runs, base, "H") + _j_curves(runs, base, "2H")
+        if "J@H" in _some_run(runs):
+            k = blob["study"].get("eval_K", blob["study"]["K"])
+            lines += _j_curves(runs, base, "H", k) + _j_curves(runs, base, "2H", k)
         lines += _curves(runs, "outcome", "Learning curves: training-batch outcome")
         lines += _curves(runs, "J_final", "Learning curves: training-batch J at the last episode")
     path.parent.mkdir(parents=True, exist_ok=True)

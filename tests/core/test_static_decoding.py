@@ -194,6 +194,15 @@ def test_decode_loop_choice_and_fallback():
     assert (engine.decode_loop, engine.sampler_version) == ("hf", 1)
     with pytest.raises(ValueError, match="Did you mean 'static'"):
         TransformersEngine(model, tokenizer=tokenizer, decode_loop="statc")
+    # On a CPU "auto" picks the static loop above STATIC_AUTO_MAX_HIDDEN too (the default model's case).
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ttc_gym.engines.transformers_engine import STATIC_AUTO_MAX_HIDDEN
+
+    wide = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=2 * STATIC_AUTO_MAX_HIDDEN,
+                                        intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                        num_key_value_heads=2, eos_token_id=tokenizer.eos_token_id)).eval()
+    assert TransformersEngine(wide, tokenizer=tokenizer).decode_loop == "static"
     from transformers import GPT2Config, GPT2LMHeadModel
 
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2,
