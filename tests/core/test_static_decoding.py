@@ -186,6 +186,44 @@ def test_pick_tokens_v2_matches_softmax_and_is_stable_under_rounding():
     assert (a == b).float().mean() >= 0.999
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_samples_that_finish_apart_are_compacted_and_keep_their_texts(micro, compiled, monkeypatch):
+    """A prompt's K samples that end at different steps: once the open rows fit in half the grid the
+    loop continues on a smaller one (finished rows leave it, not only finished prompts), and every
+    sample's text is the one it gets decoded alone (each row its own group: no row compaction)."""
+    engine = TransformersEngine(micro.model, tokenizer=micro.tokenizer)
+    alone = TransformersEngine(micro.model, tokenizer=micro.tokenizer, shared_prefix=False, max_batch_size=1)
+    for e in (engine, alone):
+        e.static_decoder.compiled = compiled
+    from ttc_gym.micro.task import MicroSource
+    from ttc_gym.prompts import PromptTemplate
+
+    template = PromptTemplate()
+    prompts = [template.reasoning_prompt(engine, p.question, []) for p in MicroSource().problems(2, 1)]
+    sampling = SamplingConfig(max_new_tokens=40, temperature=1.5, n=8, stop=("=",))
+    rows_per_step: list[int] = []
+    if compiled:
+        from ttc_gym.engines import compiled_step
+
+        if compiled_step.library()[0] is None:
+            pytest.skip(f"no compiled step here: {compiled_step.library()[1]}")
+        owner, name = compiled_step.CompiledStep, "decode_step"
+    else:
+        owner, name = llama_forward.LlamaWeights, "step"
+    original = getattr(owner, name)
+
+    def counting(self, ids, *args, **kwargs):
+        rows_per_step.append(ids.shape[0])
+        return original(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    rows = engine.generate(prompts, sampling, seed=5)
+    lengths = [c.num_tokens for row in rows for c in row]
+    assert len(set(lengths)) > 2  # the samples did end apart
+    assert rows_per_step[0] == 16 and min(rows_per_step) < 8  # a smaller grid than whole prompts allow
+    assert rows == alone.generate(prompts, sampling, seed=5)
+
+
 def test_decode_loop_choice_and_fallback():
     model, tokenizer = tiny_random_model(seed=0)
     engine = TransformersEngine(model, tokenizer=tokenizer)

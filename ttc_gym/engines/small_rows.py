@@ -8,7 +8,10 @@ torch 2.13) that kernel streams the weights at a third of the memory bandwidth; 
 computed as `(W @ x^T)^T`, with a single row repeated once (two-column products get the fast kernel,
 matrix-vector products do not), streams them 2-3x faster. Measured on 2 cores (one SmolLM2-135M
 decoding step, median of 15): 1 row 57 -> 36 ms, 2 rows 97 -> 51 ms, 3 rows 121 -> 50 ms,
-8 rows 83 -> 73 ms; from about 12 rows on the two forms are equally fast.
+8 rows 83 -> 73 ms; from about 12 rows on the two forms are equally fast. Measured again on another
+2-core AMD EPYC (`examples/benchmarks/bench_linear_forms.py`, the model's 211 linear layers, median
+of 9-15 steps, 2026-12-08): 1.3-3.7x faster at 1-8 rows; from 9 to 128 rows 0.79-1.25x, no
+consistent gain (12 rows 0.79x, 16 rows 1.10x, 64 rows 0.95-1.01x), so MAX_ROWS stays 8.
 
 `small_row_linears(model)` is a context manager in which the model's `nn.Linear` layers compute
 forwards of at most `max_rows` rows that way (float32 on a CPU only: `applies_on` is the gate, and it

@@ -18,8 +18,11 @@ How a call runs (`StaticDecoder.decode`, rows = prompts x samples, at most `max_
   (`sampling.pick_tokens_v2`); EOS is a table lookup; the stop-string / closing-brace check, which
   needs text, runs only for rows whose new token's text could complete one (a precomputed per-token
   table), so the per-step Python work does not grow with the number of rows;
-- finished rows stay in the grid (idle) until at most half the groups are still open, then the open
-  groups are compacted to the front (a handful of distinct shapes per call).
+- finished rows stay in the grid (idle) until the open rows fit in half of it: then the grid shrinks
+  to the open groups x the most open rows of any of them, each group's open rows moved to its first
+  slots (a handful of distinct shapes per call). Rows, not only groups, leave: the prover's K
+  samples of a prompt end at different steps (a boxed answer is 1-24 tokens), and on the default
+  model a forward of 24 rows costs about twice one of 8 (`bench_linear_forms.py`).
 
 Seeds: row seeds are as before (`sampling.row_seeds`), but what a seed draws is sampler version 2
 (`sampling.SAMPLER_VERSIONS`): the same distribution as the transformers loop's, other texts.
@@ -232,6 +235,7 @@ class StaticDecoder:
             members[g].append(r)
         prompts = [encoded[m[0]] for m in members]
         groups, n = len(members), max(len(m) for m in members)
+        singles = [len(m) == 1 for m in members]  # a single-sample group's continuation is stored
         slots = groups * n
         slot_row = [-1] * slots  # the row each slot decodes (-1: idle)
         for g, m in enumerate(members):
@@ -321,25 +325,32 @@ class StaticDecoder:
             t += 1
             if count == 0:
                 break
-            if count <= len(group_ids) // 2 and t < steps:  # compact the open groups to the front
-                keep = open_groups.nonzero()[:, 0]
+            grid = self._compaction(live, open_groups, count, n) if t < steps else None
+            if grid is not None:  # compact: open groups to the front, their open rows to the front slots
+                keep, keep_slots, padding, n_new = grid
                 gone = [g for g, o in enumerate(open_groups.tolist()) if not o]
                 self._retire(gone, group_ids, n, slot_row, prompts, lengths, missing, out, ended, prompt_kv,
-                             own_kv, results)
-                keep_slots = (keep[:, None] * n + torch.arange(n, device=device)[None, :]).reshape(-1)
+                             own_kv, results, single=singles)
+                kept_slots = {s for s, pad in zip(keep_slots.tolist(), padding) if not pad}
+                done = [s for x in keep.tolist() for s in range(x * n, x * n + n)
+                        if s not in kept_slots and slot_row[s] >= 0]
+                self._record(done, slot_row, out, ended, results)
                 prompt_kv = prompt_kv.index_select(2, keep)
                 own_kv = own_kv.index_select(2, keep_slots)
                 ids, pos, live, out, ended = (x.index_select(0, keep_slots) for x in (chosen, pos, live, out, ended))
                 if uniforms is not None:
                     uniforms = uniforms.index_select(0, keep_slots)
-                kept = keep.tolist()
-                slot_row = [slot_row[g * n + j] for g in kept for j in range(n)]
-                group_ids = [group_ids[g] for g in kept]
+                old_rows = [slot_row[s] for s in keep_slots.tolist()]
+                slot_row = [-1 if pad else r for r, pad in zip(old_rows, padding)]
+                if any(padding):
+                    live[torch.tensor(padding, device=device)] = False
+                group_ids = [group_ids[g] for g in keep.tolist()]
+                n = n_new
                 cache = self._cache(w, prompt_kv, lengths, group_ids, n, own_kv, capacity)
                 continue
             ids = chosen
         self._retire(list(range(len(group_ids))), group_ids, n, slot_row, prompts, lengths, missing, out, ended,
-                     prompt_kv, own_kv, results)
+                     prompt_kv, own_kv, results, single=singles)
         if stepper is not None:
             stepper.forget()
         return [results[r] for r in range(len(encoded))]
@@ -438,26 +449,58 @@ class StaticDecoder:
             else:
                 w.prefill(ids_t, positions_t, spans, keys, values)
 
-    def _retire(self, grid_groups: list[int], group_ids: list[int], n: int, slot_row: list[int],
-                prompts: list[list[int]], lengths: list[int], missing: list[int], out: torch.Tensor,
-                ended: torch.Tensor, prompt_kv: torch.Tensor, own_kv: torch.Tensor,
+    @staticmethod
+    def _compaction(live: torch.Tensor, open_groups: torch.Tensor, count: int, n: int):
+        """The smaller grid to continue on, or None to keep this one. Compacts when the open groups
+        times the most open rows of any of them (the new n) is at most half the grid's slots; then
+        returns (kept grid groups, the slot each new slot takes, which new slots are padding, new n).
+        Open rows keep their order within a group; a group with fewer open rows than the new n is
+        padded with idle slots (copies of one of its slots, never live)."""
+        slots = live.shape[0]
+        if count > slots // 2 or (n > 1 and int(live.sum()) > slots // 2):  # (n_new * count >= live rows)
+            return None
+        open_rows = live.view(-1, n).sum(dim=1)
+        n_new = max(1, int(open_rows.max()))
+        if count * n_new > slots // 2:
+            return None
+        keep = open_groups.nonzero()[:, 0]
+        live_grid = live.view(-1, n).tolist()
+        keep_slots, padding = [], []
+        for x in keep.tolist():
+            mine = [x * n + j for j, on in enumerate(live_grid[x]) if on]
+            pad = n_new - len(mine)
+            keep_slots += mine + [x * n] * pad
+            padding += [False] * len(mine) + [True] * pad
+        return keep, torch.tensor(keep_slots, device=live.device), padding, n_new
+
+    def _record(self, slots: list[int], slot_row: list[int], out: torch.Tensor, ended: torch.Tensor,
                 results: dict[int, list[int]]) -> None:
-        """Record the tokens of the rows of these grid groups, and store what later prompts reuse:
-        a prompt that was (partly) new, and a single-sample row's continuation (a policy's episode,
-        which the trace's next prompt extends; its last sampled token was never fed)."""
-        if not grid_groups:
+        """Record the tokens of the rows these (finished) slots decoded."""
+        if not slots:
             return
-        slots = [x * n + j for x in grid_groups for j in range(n)]
         index = torch.tensor(slots, device=out.device)
         tokens = out.index_select(0, index).tolist()
         ends = ended.index_select(0, index).tolist()
-        store = self.prefix_store.max_bytes > 0
         for i, s in enumerate(slots):
             r = slot_row[s]
             if r >= 0:
                 results[r] = tokens[i][: ends[i]]
                 self.stats["decode_tokens"] += ends[i]  # one decoding row-step per token
-        if not store:
+
+    def _retire(self, grid_groups: list[int], group_ids: list[int], n: int, slot_row: list[int],
+                prompts: list[list[int]], lengths: list[int], missing: list[int], out: torch.Tensor,
+                ended: torch.Tensor, prompt_kv: torch.Tensor, own_kv: torch.Tensor,
+                results: dict[int, list[int]], *, single: list[bool]) -> None:
+        """Record the tokens of the rows of these grid groups, and store what later prompts reuse:
+        a prompt that was (partly) new, and a single-sample group's continuation (a policy's episode,
+        which the trace's next prompt extends; its last sampled token was never fed). single[g]:
+        whether original group g had one row (a multi-sample group compacted to one open row is not
+        a trace's continuation)."""
+        if not grid_groups:
+            return
+        slots = [x * n + j for x in grid_groups for j in range(n)]
+        self._record(slots, slot_row, out, ended, results)
+        if self.prefix_store.max_bytes <= 0:
             return
         layers = prompt_kv.shape[0]
         for x in grid_groups:
@@ -468,7 +511,7 @@ class StaticDecoder:
                     (prompt_kv[li, 0, x, :, :length][None].clone(), prompt_kv[li, 1, x, :, :length][None].clone())
                     for li in range(layers)])
             rows_here = [s for s in range(x * n, x * n + n) if slot_row[s] >= 0]
-            if len(rows_here) != 1:
+            if not single[g] or len(rows_here) != 1:
                 continue
             s = rows_here[0]
             fed = len(results[slot_row[s]]) - 1
