@@ -29,6 +29,10 @@ on the transformers loop (today's naive reference, the same for both):
   "% attain" is the time the roofline model allows for a path's work (encoded tokens at the
   matmul rate, plus its decoding steps at the larger of weight-streaming time and FLOP time)
   over the time it took: how close the path runs to what this machine can do for that work. The
+  "roofline" line under each table gives the dense-reward cost if both paths took exactly that time
+  (the least this work can cost here), and if the policy took twice its time, and the prover's
+  speedup over the naive path (as measured) if the prover took its time; the cost rises as the
+  policy gets faster, since its steps are bound by bandwidth and the prover's tokens by FLOPs. The
   forced answers are a few tokens after a ~35-token prompt suffix, so most of the prover's FLOPs
   go to encoding; generated tokens alone can never reach a large share of the roofline.
 
@@ -126,10 +130,14 @@ class Tally:
         """Every token the model processed: prompt tokens encoded + tokens decoded."""
         return self.encoded + self.decoded
 
+    def ideal_seconds(self, flops_per_token: float, flops: float, weight_bytes: float, bandwidth: float) -> float:
+        """The time the roofline model (see the module docstring) allows for this path's work."""
+        return (self.encoded * flops_per_token / flops
+                + max(self.steps * weight_bytes / bandwidth, self.decoded * flops_per_token / flops))
+
     def attainable(self, flops_per_token: float, flops: float, weight_bytes: float, bandwidth: float) -> float:
-        """The share of the roofline model's time (see the module docstring) in the time taken."""
-        ideal = (self.encoded * flops_per_token / flops
-                 + max(self.steps * weight_bytes / bandwidth, self.decoded * flops_per_token / flops))
+        """The share of the roofline model's time in the time taken."""
+        ideal = self.ideal_seconds(flops_per_token, flops, weight_bytes, bandwidth)
         return ideal / self.seconds if self.seconds else float("nan")
 
     def rate(self, value: float) -> float:
@@ -242,8 +250,9 @@ def main() -> None:
     weight_bytes = sum(p.numel() * p.element_size() for p in engine.model.parameters())
     print(f"memory: {bandwidth / 1e9:.1f} GB/s streaming; a decoding step reads {weight_bytes / 1e6:.0f} MB of "
           f"weights: >= {1e3 * weight_bytes / bandwidth:.1f} ms, so {bandwidth / weight_bytes:.0f} steps/s at most")
-    attain = functools.partial(Tally.attainable, flops_per_token=2 * params, flops=flops, weight_bytes=weight_bytes,
-                               bandwidth=bandwidth)
+    machine = dict(flops_per_token=2 * params, flops=flops, weight_bytes=weight_bytes, bandwidth=bandwidth)
+    attain = functools.partial(Tally.attainable, **machine)
+    ideal = functools.partial(Tally.ideal_seconds, **machine)
 
     naive = TransformersEngine(engine.model, tokenizer=engine.tokenizer, max_batch_size=1, prefix_cache_bytes=0,
                                name="naive")
@@ -295,6 +304,14 @@ def main() -> None:
                   f"{policy.rate(policy.steps):.1f} steps/s x {policy.decoded / max(1, policy.steps):.1f} rows = "
                   f"{100 * policy.rate(policy.steps) / bound:.0f}% of the bandwidth bound ({bound:.0f} steps/s; "
                   f"its prompt encoding included)")
+        # What the roofline allows for this work (the static loop's: its prover computes fewer idle rows).
+        policy, fast = by_loop["static"]
+        floor = (ideal(policy) + ideal(fast)) / ideal(policy)
+        half = (2 * ideal(policy) + ideal(fast)) / (2 * ideal(policy))
+        print(f"{num_envs:>4} roofline: dense-reward cost >= {floor:.2f} for this work (policy {ideal(policy):.1f} s at "
+              f"its bound, prover {ideal(fast):.1f} s at the matmul rate); {half:.2f} with the policy at 50% of its "
+              f"bound and the prover at the rate; the prover at the rate: "
+              f"{fast.estimates / ideal(fast) / slow.rate(slow.estimates):.1f}x naive")
         (hp, hf_fast), (sp, st_fast) = by_loop["hf"], by_loop["static"]
         print(f"{num_envs:>4} static vs hf: policy {hp.seconds / sp.seconds:.2f}x faster, prover "
               f"{hf_fast.seconds / st_fast.seconds:.2f}x faster; load average {at}")
