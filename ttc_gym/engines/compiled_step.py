@@ -19,7 +19,8 @@ cc, gcc or clang; `-O3 -march=native`, no -ffast-math) into a cache folder (`TTC
 else `$XDG_CACHE_HOME/ttc_gym/kernels`, else `~/.cache/ttc_gym/kernels`), named by a hash of the
 source, the flags, the compiler and the CPU, written atomically (concurrent processes are safe).
 Where there is no compiler, the build fails or `TTC_GYM_COMPILED_STEP=0` is set, `library()` says
-why and the loop keeps the torch step. On first binding in a process the compiled step is checked
+why and the loop keeps the torch step (the same switch and `build` serve the few-row kernel,
+`ttc_gym.engines.rows_linear`). On first binding in a process the compiled step is checked
 against the torch step on a small grid; a mismatch disables it for the process (with the reason).
 """
 
@@ -73,18 +74,19 @@ def _cpu_signature() -> str:
         return platform.processor() or platform.machine()
 
 
-def _build(cc: str) -> Path:
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, cc.encode(), " ".join(FLAGS).encode(), platform.machine().encode(),
+def build(cc: str, source_path: Path = SOURCE, flags: tuple[str, ...] = FLAGS) -> Path:
+    """The shared library built from `source_path` (cached; see the module docstring)."""
+    source = source_path.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, cc.encode(), " ".join(flags).encode(), platform.machine().encode(),
                                      _cpu_signature().encode()])).hexdigest()[:16]
     folder = cache_dir()
-    target = folder / f"compiled_step-{key}.so"
+    target = folder / f"{source_path.stem}-{key}.so"
     if target.exists():
         return target
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         built = Path(tmp) / target.name
-        result = subprocess.run([cc, *FLAGS, "-o", str(built), str(SOURCE), "-lm"], capture_output=True, text=True,
+        result = subprocess.run([cc, *flags, "-o", str(built), str(source_path), "-lm"], capture_output=True, text=True,
                                 timeout=120)
         if result.returncode != 0:
             raise RuntimeError(f"{cc} failed ({result.returncode}): {(result.stderr or result.stdout).strip()[-400:]}")
@@ -103,7 +105,7 @@ def library() -> tuple[ctypes.CDLL | None, str | None]:
         reason = "no C compiler found (set CC, or install gcc or clang)"
     else:
         try:
-            lib = ctypes.CDLL(str(_build(cc)))
+            lib = ctypes.CDLL(str(build(cc)))
         except (OSError, RuntimeError, subprocess.SubprocessError) as err:
             reason = f"the compiled step could not be built or loaded: {err}"
     if lib is not None:

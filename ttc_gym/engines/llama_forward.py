@@ -13,7 +13,8 @@ Choices that are ours (results equal transformers' up to float rounding; tests c
   (q|k|v in one matrix, gate|up in another), so a layer is 4 matrix products; the copies are rebuilt
   when the weights change (`LlamaWeights.signature`). Bigger models use their own parameters in
   place (no copy), and on a CPU in float32 compute products of at most `small_rows.MAX_ROWS` rows
-  in the form MKL streams fastest (`small_rows.small_row_linear`);
+  with the compiled few-row kernel (`ttc_gym.engines.rows_linear`, `kernel=True`, where a C compiler
+  is present) or else in the form MKL streams fastest (`small_rows.small_row_linear`);
 - the rotary tables cos/sin are computed once for every position by the model's own `rotary_emb`
   (so rope scaling types that do not depend on the sequence length are followed exactly);
 - the 1/sqrt(head_dim) scaling is applied to the scores, as transformers' SDPA path does.
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ttc_gym.engines import rows_linear
 from ttc_gym.engines.small_rows import MAX_ROWS, small_row_linear
 
 # Models whose weights take at most this many bytes get fused, pre-transposed projection copies.
@@ -83,9 +85,11 @@ class LlamaWeights:
     Args:
         model: the model (eval mode; its parameters are read, never written).
         small_rows: compute few-row products with `small_row_linear` (float32 on a CPU only).
+        kernel: with small_rows, compute them with `rows_linear` instead where its library is
+            available (`self.kernel` says whether it is used); on `kernel_threads` threads.
     """
 
-    def __init__(self, model: Any, *, small_rows: bool):
+    def __init__(self, model: Any, *, small_rows: bool, kernel: bool = False):
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(f"LlamaWeights cannot run this model: {reason}.")
@@ -108,6 +112,9 @@ class LlamaWeights:
         nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
         self.fused = nbytes <= FUSE_BYTES
         self.small_rows = small_rows and self.device.type == "cpu" and self.dtype == torch.float32 and not self.fused
+        self.kernel = self.small_rows and kernel and rows_linear.library()[0] is not None and all(
+            p.dim() != 2 or (p.is_contiguous() and p.dtype == torch.float32) for p in model.parameters())
+        self.kernel_threads = torch.get_num_threads()  # (the static loop sets it per call)
         self.layers = []
         with torch.no_grad():
             for layer in body.layers:
@@ -136,6 +143,8 @@ class LlamaWeights:
     def _linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """x [rows, in] times an [out, in] parameter."""
         if self.small_rows and x.shape[0] <= MAX_ROWS:
+            if self.kernel and rows_linear.MIN_ROWS <= x.shape[0] <= rows_linear.MAX_ROWS and x.is_contiguous():
+                return rows_linear.unchecked(x, weight, self.kernel_threads)  # (weights checked in __init__)
             return small_row_linear(x, weight)
         return F.linear(x, weight)
 

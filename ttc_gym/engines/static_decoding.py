@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from ttc_gym.engines import compiled_step
+from ttc_gym.engines import compiled_step, rows_linear
 from ttc_gym.engines.base import CLOSING_BRACE, SamplingConfig, closing_brace
 from ttc_gym.engines.kv_cache import PrefixStore
 from ttc_gym.engines.llama_forward import LlamaWeights, StepCache, unsupported_reason, weights_signature
@@ -134,9 +134,10 @@ class StaticDecoder:
     def weights(self) -> LlamaWeights:
         """The forward's weights, rebuilt when the model's parameters changed (e.g. a trainer's step)."""
         if (self._weights is None or self._weights.signature != weights_signature(self.model)
-                or self._weights.small_rows_wanted != self.small_rows):
-            self._weights = LlamaWeights(self.model, small_rows=self.small_rows)
+                or self._weights.small_rows_wanted != self.small_rows or self._weights.kernel_wanted != self.compiled):
+            self._weights = LlamaWeights(self.model, small_rows=self.small_rows, kernel=self.compiled)
             self._weights.small_rows_wanted = self.small_rows
+            self._weights.kernel_wanted = self.compiled
         return self._weights
 
     def compiled_reason(self) -> str | None:
@@ -288,67 +289,79 @@ class StaticDecoder:
         window = 2 * max((len(s) for s in sampling.stop), default=0) + 8
         results: dict[int, list[int]] = {}
         t = 0
-        while t < steps:
-            if t == capacity:  # grow the own-token buffers (a long completion)
-                capacity = min(steps, 2 * capacity)
-                bigger = torch.zeros(own_kv.shape[:4] + (capacity, w.head_dim), dtype=own_kv.dtype, device=device)
-                bigger[..., : own_kv.shape[4], :] = own_kv
-                own_kv = bigger
-                cache = self._cache(w, prompt_kv, lengths, group_ids, n, own_kv, capacity)
-            self.stats["decode_steps"] += 1  # (decode_tokens: counted per row when it retires)
-            if samples_in_c:  # forward, token, EOS and bookkeeping in one compiled call (in place)
-                count, check_rows, open_groups = stepper.decode_step(ids, pos, t, cache, live, uniforms, sampling,
-                                                                     eos_table, cand_table, out, ended)
-                stopped = [s for s in check_rows if self._stops(out[s, : t + 1].tolist(), sampling, window)]
-                if stopped:
-                    live[stopped] = False
-                    ended[stopped] = t + 1
+        # With the few-row kernel, torch runs on one thread while few rows decode: its OpenMP workers
+        # spin after each parallel op (the head's logits, the sampler) and would take the cores the
+        # kernel's pool runs on (`ttc_gym.engines.rows_linear`). Restored after the loop.
+        outer_threads = w.kernel_threads = torch.get_num_threads()
+        try:
+            while t < steps:
+                threads = 1 if w.kernel and rows_linear.MIN_ROWS <= ids.shape[0] <= rows_linear.MAX_ROWS \
+                    else outer_threads
+                if torch.get_num_threads() != threads:
+                    torch.set_num_threads(threads)
+                if t == capacity:  # grow the own-token buffers (a long completion)
+                    capacity = min(steps, 2 * capacity)
+                    bigger = torch.zeros(own_kv.shape[:4] + (capacity, w.head_dim), dtype=own_kv.dtype, device=device)
+                    bigger[..., : own_kv.shape[4], :] = own_kv
+                    own_kv = bigger
+                    cache = self._cache(w, prompt_kv, lengths, group_ids, n, own_kv, capacity)
+                self.stats["decode_steps"] += 1  # (decode_tokens: counted per row when it retires)
+                if samples_in_c:  # forward, token, EOS and bookkeeping in one compiled call (in place)
+                    count, check_rows, open_groups = stepper.decode_step(ids, pos, t, cache, live, uniforms, sampling,
+                                                                         eos_table, cand_table, out, ended)
+                    stopped = [s for s in check_rows if self._stops(out[s, : t + 1].tolist(), sampling, window)]
+                    if stopped:
+                        live[stopped] = False
+                        ended[stopped] = t + 1
+                        open_groups = live.view(-1, n).any(dim=1)
+                        count = int(open_groups.sum())
+                    chosen = ids
+                else:
+                    logits = stepper.step(ids, pos, t, cache, live) if stepper is not None else w.step(ids, pos, t, cache)
+                    chosen = pick_tokens_v2(logits, None if uniforms is None else uniforms[:, t], sampling)
+                    out[:, t] = chosen
+                    finished = live & eos_table[chosen]
+                    check = live & ~finished & cand_table[chosen]
+                    if bool(check.any()):
+                        rows_tokens = out[:, : t + 1]
+                        for s in check.nonzero()[:, 0].tolist():
+                            if self._stops(rows_tokens[s].tolist(), sampling, window):
+                                finished[s] = True
+                    ended = torch.where(finished, t + 1, ended)
+                    live = live & ~finished
+                    pos = pos + 1
                     open_groups = live.view(-1, n).any(dim=1)
                     count = int(open_groups.sum())
-                chosen = ids
-            else:
-                logits = stepper.step(ids, pos, t, cache, live) if stepper is not None else w.step(ids, pos, t, cache)
-                chosen = pick_tokens_v2(logits, None if uniforms is None else uniforms[:, t], sampling)
-                out[:, t] = chosen
-                finished = live & eos_table[chosen]
-                check = live & ~finished & cand_table[chosen]
-                if bool(check.any()):
-                    rows_tokens = out[:, : t + 1]
-                    for s in check.nonzero()[:, 0].tolist():
-                        if self._stops(rows_tokens[s].tolist(), sampling, window):
-                            finished[s] = True
-                ended = torch.where(finished, t + 1, ended)
-                live = live & ~finished
-                pos = pos + 1
-                open_groups = live.view(-1, n).any(dim=1)
-                count = int(open_groups.sum())
-            t += 1
-            if count == 0:
-                break
-            grid = self._compaction(live, open_groups, count, n) if t < steps else None
-            if grid is not None:  # compact: open groups to the front, their open rows to the front slots
-                keep, keep_slots, padding, n_new = grid
-                gone = [g for g, o in enumerate(open_groups.tolist()) if not o]
-                self._retire(gone, group_ids, n, slot_row, prompts, lengths, missing, out, ended, prompt_kv,
-                             own_kv, results, single=singles)
-                kept_slots = {s for s, pad in zip(keep_slots.tolist(), padding) if not pad}
-                done = [s for x in keep.tolist() for s in range(x * n, x * n + n)
-                        if s not in kept_slots and slot_row[s] >= 0]
-                self._record(done, slot_row, out, ended, results)
-                prompt_kv = prompt_kv.index_select(2, keep)
-                own_kv = own_kv.index_select(2, keep_slots)
-                ids, pos, live, out, ended = (x.index_select(0, keep_slots) for x in (chosen, pos, live, out, ended))
-                if uniforms is not None:
-                    uniforms = uniforms.index_select(0, keep_slots)
-                old_rows = [slot_row[s] for s in keep_slots.tolist()]
-                slot_row = [-1 if pad else r for r, pad in zip(old_rows, padding)]
-                if any(padding):
-                    live[torch.tensor(padding, device=device)] = False
-                group_ids = [group_ids[g] for g in keep.tolist()]
-                n = n_new
-                cache = self._cache(w, prompt_kv, lengths, group_ids, n, own_kv, capacity)
-                continue
-            ids = chosen
+                t += 1
+                if count == 0:
+                    break
+                grid = self._compaction(live, open_groups, count, n) if t < steps else None
+                if grid is not None:  # compact: open groups to the front, their open rows to the front slots
+                    keep, keep_slots, padding, n_new = grid
+                    gone = [g for g, o in enumerate(open_groups.tolist()) if not o]
+                    self._retire(gone, group_ids, n, slot_row, prompts, lengths, missing, out, ended, prompt_kv,
+                                 own_kv, results, single=singles)
+                    kept_slots = {s for s, pad in zip(keep_slots.tolist(), padding) if not pad}
+                    done = [s for x in keep.tolist() for s in range(x * n, x * n + n)
+                            if s not in kept_slots and slot_row[s] >= 0]
+                    self._record(done, slot_row, out, ended, results)
+                    prompt_kv = prompt_kv.index_select(2, keep)
+                    own_kv = own_kv.index_select(2, keep_slots)
+                    ids, pos, live, out, ended = (x.index_select(0, keep_slots) for x in (chosen, pos, live, out, ended))
+                    if uniforms is not None:
+                        uniforms = uniforms.index_select(0, keep_slots)
+                    old_rows = [slot_row[s] for s in keep_slots.tolist()]
+                    slot_row = [-1 if pad else r for r, pad in zip(old_rows, padding)]
+                    if any(padding):
+                        live[torch.tensor(padding, device=device)] = False
+                    group_ids = [group_ids[g] for g in keep.tolist()]
+                    n = n_new
+                    cache = self._cache(w, prompt_kv, lengths, group_ids, n, own_kv, capacity)
+                    continue
+                ids = chosen
+        finally:
+            if torch.get_num_threads() != outer_threads:
+                torch.set_num_threads(outer_threads)
         self._retire(list(range(len(group_ids))), group_ids, n, slot_row, prompts, lengths, missing, out, ended,
                      prompt_kv, own_kv, results, single=singles)
         if stepper is not None:

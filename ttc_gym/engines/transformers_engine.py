@@ -86,7 +86,9 @@ class TransformersEngine:
             (`ttc_gym.engines.compiled_step`: small float32 models on a CPU, built on first use with
             the machine's C compiler) instead of the torch forward; same tokens up to float rounding
             of the logits. Where it does not apply, or False, the torch forward runs;
-            `compiled_step_reason` says why. Settable later (`compiled_step`).
+            `compiled_step_reason` says why. For bigger float32 models on a CPU it means the torch
+            forward with the compiled few-row kernel (`ttc_gym.engines.rows_linear`) for products of
+            3-8 rows; False turns that off too. Settable later (`compiled_step`).
 
     `generate(prompts, sampling, seed=...)` takes one seed for the call or one seed per prompt
     (see `ttc_gym.engines.base.Engine.generate`); `per_prompt_seeds` is True.
