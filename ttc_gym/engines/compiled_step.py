@@ -94,20 +94,24 @@ def build(cc: str, source_path: Path = SOURCE, flags: tuple[str, ...] = FLAGS) -
     return target
 
 
+def load(source_path: Path, flags: tuple[str, ...], what: str) -> tuple[ctypes.CDLL | None, str | None]:
+    """(the library built from `source_path`, None), or (None, why not): `TTC_GYM_COMPILED_STEP=0`, no
+    compiler, or a failed build or load (`what` names the library in that reason)."""
+    if os.environ.get("TTC_GYM_COMPILED_STEP", "").strip() == "0":
+        return None, "turned off by TTC_GYM_COMPILED_STEP=0"
+    if (cc := compiler()) is None:
+        return None, "no C compiler found (set CC, or install gcc or clang)"
+    try:
+        return ctypes.CDLL(str(build(cc, source_path, flags))), None
+    except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+        return None, f"{what} could not be built or loaded: {err}"
+
+
 def library() -> tuple[ctypes.CDLL | None, str | None]:
     """(the loaded library, None), or (None, why there is none). Built or loaded once per process."""
     if "reason" in _state:
         return _state.get("lib"), _state["reason"]
-    lib, reason = None, None
-    if os.environ.get("TTC_GYM_COMPILED_STEP", "").strip() == "0":
-        reason = "turned off by TTC_GYM_COMPILED_STEP=0"
-    elif (cc := compiler()) is None:
-        reason = "no C compiler found (set CC, or install gcc or clang)"
-    else:
-        try:
-            lib = ctypes.CDLL(str(build(cc)))
-        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
-            reason = f"the compiled step could not be built or loaded: {err}"
+    lib, reason = load(SOURCE, FLAGS, "the compiled step")
     if lib is not None:
         lib.ttc_scratch_floats.restype = ctypes.c_long
         lib.ttc_scratch_floats.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]

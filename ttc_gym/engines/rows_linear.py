@@ -23,8 +23,6 @@ against `F.linear` on random inputs; a mismatch turns it off for the process. Re
 from __future__ import annotations
 
 import ctypes
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +47,7 @@ def library() -> tuple[ctypes.CDLL | None, str | None]:
     """(the loaded and checked library, None), or (None, why there is none). Once per process."""
     if "reason" in _state:
         return _state.get("lib"), _state["reason"]
-    lib, reason = None, None
-    if os.environ.get("TTC_GYM_COMPILED_STEP", "").strip() == "0":
-        reason = "turned off by TTC_GYM_COMPILED_STEP=0"
-    elif (cc := compiled_step.compiler()) is None:
-        reason = "no C compiler found (set CC, or install gcc or clang)"
-    else:
-        try:
-            lib = ctypes.CDLL(str(compiled_step.build(cc, SOURCE, FLAGS)))
-        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
-            reason = f"the few-row kernel could not be built or loaded: {err}"
+    lib, reason = compiled_step.load(SOURCE, FLAGS, "the few-row kernel")
     if lib is not None:
         lib.ttc_rows_linear.restype = ctypes.c_int
         lib.ttc_rows_linear.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
