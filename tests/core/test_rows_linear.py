@@ -98,3 +98,15 @@ def test_the_static_loop_uses_it_for_big_models_and_restores_torch_threads(lib, 
     prompts = ["What is 2 + 3?", "Name a prime."]
     assert engine.generate(prompts, sampling, seed=4) == plain.generate(prompts, sampling, seed=4)
     assert torch.get_num_threads() == before
+
+
+def test_without_avx512_the_kernel_is_not_used_and_says_why(lib, monkeypatch, tmp_path):
+    """Built for a CPU without AVX-512 (where its tiles would spill; never measured), the library
+    declines, and the engine keeps MKL's few-row form."""
+    monkeypatch.setenv("TTC_GYM_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(rows_linear, "FLAGS", rows_linear.FLAGS + ("-mno-avx512f",))
+    monkeypatch.setattr(rows_linear, "_state", {})
+    found, reason = rows_linear.library()
+    assert found is None and "AVX-512" in reason and "small_row_linear" in reason
+    with pytest.raises(RuntimeError, match="not available: the few-row kernel is tuned for AVX-512"):
+        rows_linear.rows_linear(torch.randn(4, 8), torch.randn(16, 8), 2)

@@ -159,6 +159,16 @@ static int ensure_pool(int threads) {
   return workers + 1 < threads ? workers + 1 : threads;
 }
 
+/* 1 where the tiles were sized for (AVX-512's 32 vector registers of 16 floats), else 0: elsewhere
+ * the accumulators spill and the kernel has not been measured, so the engine keeps MKL's form. */
+int ttc_rows_linear_tuned(void) {
+#if defined(__AVX512F__)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 /* y [nr, out] = x [nr, in] W^T, W [out, in] row-major; nr in 1..8; `threads` parts (1: this thread
  * only). Returns 0, or -1 for arguments it does not take. */
 int ttc_rows_linear(const float* x, int nr, const float* W, int in, int out, float* y, int threads) {

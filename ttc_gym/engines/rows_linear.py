@@ -14,6 +14,9 @@ products with a small torch op between them, `examples/benchmarks/bench_linear_f
 took ~26 ms here against ~43 ms through `small_row_linear`, 1 and 2 rows ~8 % longer (so `LlamaWeights`
 uses it from `MIN_ROWS` rows on).
 
+Where: CPUs with AVX-512 (the tiles fill its 32 vector registers; elsewhere they would spill, and
+the kernel has not been measured there), `library()` says why not elsewhere.
+
 Building: as `compiled_step` (the same compiler, flags plus -pthread, cache folder and
 `TTC_GYM_COMPILED_STEP=0` switch, which turns off both). On first use the product is checked
 against `F.linear` on random inputs; a mismatch turns it off for the process. Results equal
@@ -48,6 +51,9 @@ def library() -> tuple[ctypes.CDLL | None, str | None]:
     if "reason" in _state:
         return _state.get("lib"), _state["reason"]
     lib, reason = compiled_step.load(SOURCE, FLAGS, "the few-row kernel")
+    if lib is not None and not lib.ttc_rows_linear_tuned():
+        lib, reason = None, ("the few-row kernel is tuned for AVX-512 (32 vector registers of 16 floats), which "
+                             "this CPU lacks; few-row products stay on small_rows.small_row_linear")
     if lib is not None:
         lib.ttc_rows_linear.restype = ctypes.c_int
         lib.ttc_rows_linear.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
