@@ -4,8 +4,9 @@ CPU (issue 28).
 `rows_linear.c` computes `F.linear(x, W)` for 1-8 rows of x and a model's own [out, in] weight (read
 in place, no copy), split by output over a small persistent thread pool. `LlamaWeights` uses it in
 place of `small_rows.small_row_linear` when the library is available (`library()`), and the static
-loop then keeps torch itself on one thread while those rows decode, so torch's own OpenMP workers,
-which spin after each parallel op, do not compete with the pool's (measured: with them, ~7 ms more
+loop then keeps torch itself on one thread while those rows decode (`torch.set_num_threads` is
+process-wide: torch work another Python thread does meanwhile runs on one thread too), so torch's own
+OpenMP workers, which spin after each parallel op, do not compete with the pool's (measured: with them, ~7 ms more
 per step at 1 and 8 rows).
 
 Why: on the default model (SmolLM2-135M, 211 linear layers, 538 MB) MKL computes an 8-row product
