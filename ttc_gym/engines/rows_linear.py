@@ -3,11 +3,11 @@ CPU (issue 28).
 
 `rows_linear.c` computes `F.linear(x, W)` for 1-8 rows of x and a model's own [out, in] weight (read
 in place, no copy), split by output over a small persistent thread pool. `LlamaWeights` uses it in
-place of `small_rows.small_row_linear` when the library is available (`library()`), and the static
-loop then keeps torch itself on one thread while those rows decode (`torch.set_num_threads` is
-process-wide: torch work another Python thread does meanwhile runs on one thread too), so torch's own
-OpenMP workers, which spin after each parallel op, do not compete with the pool's (measured: with them, ~7 ms more
-per step at 1 and 8 rows).
+place of `small_rows.small_row_linear` for `MIN_ROWS`-`MAX_ROWS` rows when the library is available
+(`library()`), and the static loop then keeps torch itself on one thread while such rows decode, so
+torch's own OpenMP workers, which spin after each parallel op, do not compete with the pool's
+(measured: with them, ~7 ms more per step at 1 and 8 rows). `torch.set_num_threads` is process-wide:
+torch work another Python thread does meanwhile runs on one thread too.
 
 Why: on the default model (SmolLM2-135M, 211 linear layers, 538 MB) MKL computes an 8-row product
 at a third of the memory bandwidth; measured on a 2-core AMD EPYC (2026-12-08; a step's 211
