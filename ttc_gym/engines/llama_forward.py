@@ -96,6 +96,7 @@ class LlamaWeights:
         config = text_config(model)
         body = model.model
         self.signature = weights_signature(model)
+        self.asked = (small_rows, kernel)  # (what `small_rows` and `kernel` below were asked to be)
         self.layers_count = config.num_hidden_layers
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads or self.heads

@@ -134,10 +134,8 @@ class StaticDecoder:
     def weights(self) -> LlamaWeights:
         """The forward's weights, rebuilt when the model's parameters changed (e.g. a trainer's step)."""
         if (self._weights is None or self._weights.signature != weights_signature(self.model)
-                or self._weights.small_rows_wanted != self.small_rows or self._weights.kernel_wanted != self.compiled):
+                or self._weights.asked != (self.small_rows, self.compiled)):
             self._weights = LlamaWeights(self.model, small_rows=self.small_rows, kernel=self.compiled)
-            self._weights.small_rows_wanted = self.small_rows
-            self._weights.kernel_wanted = self.compiled
         return self._weights
 
     def compiled_reason(self) -> str | None:
@@ -337,14 +335,11 @@ class StaticDecoder:
                     break
                 grid = self._compaction(live, open_groups, count, n) if t < steps else None
                 if grid is not None:  # compact: open groups to the front, their open rows to the front slots
-                    keep, keep_slots, padding, n_new = grid
+                    keep, keep_slots, padding, n_new, leaving = grid
                     gone = [g for g, o in enumerate(open_groups.tolist()) if not o]
                     self._retire(gone, group_ids, n, slot_row, prompts, lengths, missing, out, ended, prompt_kv,
                                  own_kv, results, single=singles)
-                    kept_slots = {s for s, pad in zip(keep_slots.tolist(), padding) if not pad}
-                    done = [s for x in keep.tolist() for s in range(x * n, x * n + n)
-                            if s not in kept_slots and slot_row[s] >= 0]
-                    self._record(done, slot_row, out, ended, results)
+                    self._record(leaving, slot_row, out, ended, results)  # (idle padding: no row, skipped)
                     prompt_kv = prompt_kv.index_select(2, keep)
                     own_kv = own_kv.index_select(2, keep_slots)
                     ids, pos, live, out, ended = (x.index_select(0, keep_slots) for x in (chosen, pos, live, out, ended))
@@ -466,25 +461,26 @@ class StaticDecoder:
     def _compaction(live: torch.Tensor, open_groups: torch.Tensor, count: int, n: int):
         """The smaller grid to continue on, or None to keep this one. Compacts when the open groups
         times the most open rows of any of them (the new n) is at most half the grid's slots; then
-        returns (kept grid groups, the slot each new slot takes, which new slots are padding, new n).
-        Open rows keep their order within a group; a group with fewer open rows than the new n is
-        padded with idle slots (copies of one of its slots, never live)."""
+        returns (kept grid groups, the slot each new slot takes, which new slots are padding, new n,
+        the finished slots of the kept groups, which leave). Open rows keep their order within a
+        group; a group with fewer open rows than the new n is padded with idle slots (copies of one of
+        its slots, never live)."""
         slots = live.shape[0]
         if count > slots // 2 or (n > 1 and int(live.sum()) > slots // 2):  # (n_new * count >= live rows)
             return None
-        open_rows = live.view(-1, n).sum(dim=1)
-        n_new = max(1, int(open_rows.max()))
+        live_grid = live.view(-1, n).tolist()
+        n_new = max(1, max(sum(row) for row in live_grid))
         if count * n_new > slots // 2:
             return None
         keep = open_groups.nonzero()[:, 0]
-        live_grid = live.view(-1, n).tolist()
-        keep_slots, padding = [], []
+        keep_slots, padding, leaving = [], [], []
         for x in keep.tolist():
             mine = [x * n + j for j, on in enumerate(live_grid[x]) if on]
+            leaving += [x * n + j for j, on in enumerate(live_grid[x]) if not on]
             pad = n_new - len(mine)
             keep_slots += mine + [x * n] * pad
             padding += [False] * len(mine) + [True] * pad
-        return keep, torch.tensor(keep_slots, device=live.device), padding, n_new
+        return keep, torch.tensor(keep_slots, device=live.device), padding, n_new, leaving
 
     def _record(self, slots: list[int], slot_row: list[int], out: torch.Tensor, ended: torch.Tensor,
                 results: dict[int, list[int]]) -> None:
